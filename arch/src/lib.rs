@@ -1,0 +1,265 @@
+//! Per-ISA hole patching and instruction-cache upkeep.
+//!
+//! Every relocation kind that the stencil code models can emit has a patcher here. Patchers
+//! work on byte slices, check range and alignment, and return a typed error instead of
+//! writing out of bounds. One file per ISA, all with the same shape:
+//! `patch(kind, code, offset, value, place)`.
+#![no_std]
+
+pub mod aarch64;
+pub mod icache;
+pub mod riscv64;
+pub mod x86_64;
+
+use core::fmt;
+
+/// An instruction set the stencil tables are built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Isa {
+    X86_64 = 0,
+    Aarch64 = 1,
+    Riscv64 = 2,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::X86_64, Isa::Aarch64, Isa::Riscv64];
+
+    /// The ISA this code is running on, if it is one of ours.
+    pub const fn host() -> Option<Isa> {
+        if cfg!(target_arch = "x86_64") {
+            Some(Isa::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(Isa::Aarch64)
+        } else if cfg!(target_arch = "riscv64") {
+            Some(Isa::Riscv64)
+        } else {
+            None
+        }
+    }
+
+    /// Short lower-case name, as used in target triples and table file names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::X86_64 => "x86_64",
+            Isa::Aarch64 => "aarch64",
+            Isa::Riscv64 => "riscv64",
+        }
+    }
+
+    /// Minimum alignment of an instruction, in bytes.
+    pub const fn instruction_alignment(self) -> usize {
+        match self {
+            Isa::X86_64 => 1,
+            Isa::Aarch64 => 4,
+            // RV64GC: compressed instructions are 2 bytes.
+            Isa::Riscv64 => 2,
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A relocation kind a stencil hole can carry. Names follow the ELF psABI of each ISA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum RelocKind {
+    // x86-64
+    X86Abs64 = 0,
+    X86Pc32,
+    X86Plt32,
+    X86Abs32,
+    X86Abs32S,
+    // AArch64
+    A64Abs64,
+    A64Call26,
+    A64Jump26,
+    A64CondBr19,
+    A64TstBr14,
+    A64AdrPrelPgHi21,
+    A64AddAbsLo12Nc,
+    A64Ldst8AbsLo12Nc,
+    A64Ldst16AbsLo12Nc,
+    A64Ldst32AbsLo12Nc,
+    A64Ldst64AbsLo12Nc,
+    A64Ldst128AbsLo12Nc,
+    A64MovwUabsG0,
+    A64MovwUabsG0Nc,
+    A64MovwUabsG1,
+    A64MovwUabsG1Nc,
+    A64MovwUabsG2,
+    A64MovwUabsG2Nc,
+    A64MovwUabsG3,
+    // RISC-V
+    Rv64Abs64,
+    RvHi20,
+    RvLo12I,
+    RvLo12S,
+    RvPcrelHi20,
+    RvPcrelLo12I,
+    RvPcrelLo12S,
+    RvCall,
+    RvCallPlt,
+    RvJal,
+    RvBranch,
+    RvcBranch,
+    RvcJump,
+}
+
+impl RelocKind {
+    /// Every kind, in discriminant order (for table decoding and exhaustive tests).
+    pub const ALL: [RelocKind; 37] = [
+        RelocKind::X86Abs64,
+        RelocKind::X86Pc32,
+        RelocKind::X86Plt32,
+        RelocKind::X86Abs32,
+        RelocKind::X86Abs32S,
+        RelocKind::A64Abs64,
+        RelocKind::A64Call26,
+        RelocKind::A64Jump26,
+        RelocKind::A64CondBr19,
+        RelocKind::A64TstBr14,
+        RelocKind::A64AdrPrelPgHi21,
+        RelocKind::A64AddAbsLo12Nc,
+        RelocKind::A64Ldst8AbsLo12Nc,
+        RelocKind::A64Ldst16AbsLo12Nc,
+        RelocKind::A64Ldst32AbsLo12Nc,
+        RelocKind::A64Ldst64AbsLo12Nc,
+        RelocKind::A64Ldst128AbsLo12Nc,
+        RelocKind::A64MovwUabsG0,
+        RelocKind::A64MovwUabsG0Nc,
+        RelocKind::A64MovwUabsG1,
+        RelocKind::A64MovwUabsG1Nc,
+        RelocKind::A64MovwUabsG2,
+        RelocKind::A64MovwUabsG2Nc,
+        RelocKind::A64MovwUabsG3,
+        RelocKind::Rv64Abs64,
+        RelocKind::RvHi20,
+        RelocKind::RvLo12I,
+        RelocKind::RvLo12S,
+        RelocKind::RvPcrelHi20,
+        RelocKind::RvPcrelLo12I,
+        RelocKind::RvPcrelLo12S,
+        RelocKind::RvCall,
+        RelocKind::RvCallPlt,
+        RelocKind::RvJal,
+        RelocKind::RvBranch,
+        RelocKind::RvcBranch,
+        RelocKind::RvcJump,
+    ];
+
+    /// Decodes a discriminant as stored in the generated tables.
+    pub const fn from_u8(v: u8) -> Option<RelocKind> {
+        if (v as usize) < Self::ALL.len() { Some(Self::ALL[v as usize]) } else { None }
+    }
+
+    /// The ISA whose objects carry this kind.
+    pub const fn isa(self) -> Isa {
+        match self as u8 {
+            0..=4 => Isa::X86_64,
+            5..=23 => Isa::Aarch64,
+            _ => Isa::Riscv64,
+        }
+    }
+
+    /// The value to pass to [`patch`] so that the instruction sequence this relocation
+    /// belongs to materialises `v` in its low 32 bits (sign-extended where the sequence
+    /// extends). Stencils read 32-bit immediates as `hole_address as u32 as i32`, and the
+    /// only kind that zero-extends (x86-64 `R_X86_64_32`) must be given the unsigned pattern.
+    pub const fn imm32_value(self, v: i32) -> u64 {
+        match self {
+            RelocKind::X86Abs32 => v as u32 as u64,
+            _ => v as i64 as u64,
+        }
+    }
+
+    /// Whether the relocation's value is relative to the place it patches.
+    pub const fn is_pc_relative(self) -> bool {
+        matches!(
+            self,
+            RelocKind::X86Pc32
+                | RelocKind::X86Plt32
+                | RelocKind::A64Call26
+                | RelocKind::A64Jump26
+                | RelocKind::A64CondBr19
+                | RelocKind::A64TstBr14
+                | RelocKind::A64AdrPrelPgHi21
+                | RelocKind::RvPcrelHi20
+                | RelocKind::RvPcrelLo12I
+                | RelocKind::RvPcrelLo12S
+                | RelocKind::RvCall
+                | RelocKind::RvCallPlt
+                | RelocKind::RvJal
+                | RelocKind::RvBranch
+                | RelocKind::RvcBranch
+                | RelocKind::RvcJump
+        )
+    }
+}
+
+/// Why a hole could not be patched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PatchError {
+    /// The patched bytes would lie outside the code slice.
+    OutOfBounds,
+    /// The value does not fit the relocation's field.
+    OutOfRange,
+    /// The value (or the place) breaks the relocation's alignment requirement.
+    Misaligned,
+    /// The kind belongs to another ISA than the patcher it was given to.
+    WrongIsa,
+    /// The bytes at the place are not the instruction the relocation expects.
+    UnexpectedInstruction,
+}
+
+impl fmt::Display for PatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PatchError::OutOfBounds => "patch location outside the code buffer",
+            PatchError::OutOfRange => "value out of range for the relocation",
+            PatchError::Misaligned => "value or place misaligned for the relocation",
+            PatchError::WrongIsa => "relocation kind belongs to another ISA",
+            PatchError::UnexpectedInstruction => "instruction at the place does not match the relocation",
+        })
+    }
+}
+
+impl core::error::Error for PatchError {}
+
+/// Patches one hole.
+///
+/// * `code` is the code being emitted; `offset` is where the relocation applies in it.
+/// * `value` is `S + A`: the symbol's value plus the addend, as a 64-bit address or number.
+/// * `place` is `P`: the address `code[offset]` will execute at. For `RvPcrelLo12I/S`,
+///   `place` is the address of the paired `auipc` (the one carrying `RvPcrelHi20`), so
+///   that the low part completes the same PC-relative value.
+pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
+    match kind.isa() {
+        Isa::X86_64 => x86_64::patch(kind, code, offset, value, place),
+        Isa::Aarch64 => aarch64::patch(kind, code, offset, value, place),
+        Isa::Riscv64 => riscv64::patch(kind, code, offset, value, place),
+    }
+}
+
+/// Reads `N` bytes at `offset`, or reports that they lie outside `code`.
+pub(crate) fn read<const N: usize>(code: &[u8], offset: usize) -> Result<[u8; N], PatchError> {
+    let end = offset.checked_add(N).ok_or(PatchError::OutOfBounds)?;
+    let bytes = code.get(offset..end).ok_or(PatchError::OutOfBounds)?;
+    let mut out = [0u8; N];
+    out.copy_from_slice(bytes);
+    Ok(out)
+}
+
+/// Writes `N` bytes at `offset`, or reports that they lie outside `code`.
+pub(crate) fn write<const N: usize>(code: &mut [u8], offset: usize, bytes: [u8; N]) -> Result<(), PatchError> {
+    let end = offset.checked_add(N).ok_or(PatchError::OutOfBounds)?;
+    code.get_mut(offset..end).ok_or(PatchError::OutOfBounds)?.copy_from_slice(&bytes);
+    Ok(())
+}

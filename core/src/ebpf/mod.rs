@@ -1,0 +1,17 @@
+//! The eBPF (RFC 9669) front end: program model, validation, text syntax, interpreter and
+//! JIT lowering.
+
+pub mod asm;
+pub mod disasm;
+pub mod error;
+pub mod helpers;
+pub mod insn;
+pub mod interp;
+pub mod memory;
+pub mod program;
+
+pub use error::Error;
+pub use helpers::{Helper, HelperFn, Helpers};
+pub use insn::Insn;
+pub use memory::{Memory, Region};
+pub use program::Program;
