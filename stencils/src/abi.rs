@@ -22,6 +22,19 @@ pub mod trap {
     pub const HELPER: u64 = 5;
 }
 
+/// How many embedder-granted regions generated code checks.
+pub const MAX_GRANTED: usize = 8;
+
+/// One embedder-granted region as generated code sees it.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct GrantedRegion {
+    pub start: u64,
+    pub len: u64,
+    /// Non-zero when stores and atomics may write it.
+    pub writable: u64,
+}
+
 /// The runtime-owned block generated code reads and writes. `#[repr(C)]`: stencils address
 /// fields by offset, so the layout is part of the table digest.
 #[repr(C)]
@@ -45,9 +58,10 @@ pub struct JitContext {
     pub trap_addr: u64,
     /// eBPF registers that an ISA does not pin in machine registers live here, by index.
     pub spill: [u64; 11],
-    /// Slow-path bounds check for embedder-granted regions: non-zero when
-    /// `[addr, addr + size)` may be accessed (`write` non-zero for stores and atomics).
-    pub check_access: unsafe extern "C" fn(ctx: *mut JitContext, addr: u64, size: u64, write: u64) -> u64,
+    /// Embedder-granted regions, checked inline after stack and context memory (no call,
+    /// so the fast path of a memory stencil needs no stack frame).
+    pub granted: [GrantedRegion; MAX_GRANTED],
+    pub granted_count: u64,
     /// Calls helper `id` with r1..r5; sets `trap` to [`trap::HELPER`] when it cannot.
     pub call_helper:
         unsafe extern "C" fn(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64,

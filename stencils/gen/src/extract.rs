@@ -1,0 +1,251 @@
+//! Reads a compiled stencil object: one function per `.text.<name>` section, its code, and
+//! its relocations turned into hole records. Anything the runtime could not reproduce
+//! (a relocation kind or symbol we do not know, a reference to data, a continuation reached
+//! by a call) fails generation, naming the stencil.
+
+use object::elf;
+use object::read::elf::ElfFile64;
+use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionIndex};
+use tessera_arch::{Isa, RelocKind};
+
+/// What a hole symbol stands for (mirrors `tessera_stencils::HoleValue`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoleValue {
+    Continue,
+    Jump,
+    Imm,
+    ImmHi,
+    Insn,
+}
+
+impl HoleValue {
+    fn from_symbol(name: &str) -> Option<HoleValue> {
+        Some(match name {
+            "_HOLE_CONTINUE" => HoleValue::Continue,
+            "_HOLE_JUMP" => HoleValue::Jump,
+            "_HOLE_IMM" => HoleValue::Imm,
+            "_HOLE_IMM_HI" => HoleValue::ImmHi,
+            "_HOLE_INSN" => HoleValue::Insn,
+            _ => return None,
+        })
+    }
+
+    pub fn rust_name(self) -> &'static str {
+        match self {
+            HoleValue::Continue => "Continue",
+            HoleValue::Jump => "Jump",
+            HoleValue::Imm => "Imm",
+            HoleValue::ImmHi => "ImmHi",
+            HoleValue::Insn => "Insn",
+        }
+    }
+
+    /// Value holes carry numbers, not code addresses: they must use absolute relocations.
+    fn is_number(self) -> bool {
+        matches!(self, HoleValue::Imm | HoleValue::ImmHi | HoleValue::Insn)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Hole {
+    pub offset: u16,
+    pub kind: RelocKind,
+    pub value: HoleValue,
+    pub addend: i32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stencil {
+    pub name: String,
+    pub code: Vec<u8>,
+    pub holes: Vec<Hole>,
+    /// Bytes of trailing jump to the continuation that were removed.
+    pub stripped: usize,
+}
+
+fn reloc_kind(isa: Isa, r_type: u32) -> Option<RelocKind> {
+    use RelocKind::*;
+    Some(match (isa, r_type) {
+        (Isa::X86_64, elf::R_X86_64_64) => X86Abs64,
+        (Isa::X86_64, elf::R_X86_64_PC32) => X86Pc32,
+        (Isa::X86_64, elf::R_X86_64_PLT32) => X86Plt32,
+        (Isa::X86_64, elf::R_X86_64_32) => X86Abs32,
+        (Isa::X86_64, elf::R_X86_64_32S) => X86Abs32S,
+        (Isa::Aarch64, elf::R_AARCH64_ABS64) => A64Abs64,
+        (Isa::Aarch64, elf::R_AARCH64_CALL26) => A64Call26,
+        (Isa::Aarch64, elf::R_AARCH64_JUMP26) => A64Jump26,
+        (Isa::Aarch64, elf::R_AARCH64_CONDBR19) => A64CondBr19,
+        (Isa::Aarch64, elf::R_AARCH64_TSTBR14) => A64TstBr14,
+        (Isa::Aarch64, elf::R_AARCH64_ADR_PREL_PG_HI21) => A64AdrPrelPgHi21,
+        (Isa::Aarch64, elf::R_AARCH64_ADD_ABS_LO12_NC) => A64AddAbsLo12Nc,
+        (Isa::Aarch64, elf::R_AARCH64_LDST8_ABS_LO12_NC) => A64Ldst8AbsLo12Nc,
+        (Isa::Aarch64, elf::R_AARCH64_LDST16_ABS_LO12_NC) => A64Ldst16AbsLo12Nc,
+        (Isa::Aarch64, elf::R_AARCH64_LDST32_ABS_LO12_NC) => A64Ldst32AbsLo12Nc,
+        (Isa::Aarch64, elf::R_AARCH64_LDST64_ABS_LO12_NC) => A64Ldst64AbsLo12Nc,
+        (Isa::Aarch64, elf::R_AARCH64_LDST128_ABS_LO12_NC) => A64Ldst128AbsLo12Nc,
+        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G0) => A64MovwUabsG0,
+        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G0_NC) => A64MovwUabsG0Nc,
+        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G1) => A64MovwUabsG1,
+        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G1_NC) => A64MovwUabsG1Nc,
+        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G2) => A64MovwUabsG2,
+        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G2_NC) => A64MovwUabsG2Nc,
+        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G3) => A64MovwUabsG3,
+        (Isa::Riscv64, elf::R_RISCV_64) => Rv64Abs64,
+        (Isa::Riscv64, elf::R_RISCV_HI20) => RvHi20,
+        (Isa::Riscv64, elf::R_RISCV_LO12_I) => RvLo12I,
+        (Isa::Riscv64, elf::R_RISCV_LO12_S) => RvLo12S,
+        (Isa::Riscv64, elf::R_RISCV_CALL) => RvCall,
+        (Isa::Riscv64, elf::R_RISCV_CALL_PLT) => RvCallPlt,
+        (Isa::Riscv64, elf::R_RISCV_JAL) => RvJal,
+        (Isa::Riscv64, elf::R_RISCV_BRANCH) => RvBranch,
+        (Isa::Riscv64, elf::R_RISCV_RVC_BRANCH) => RvcBranch,
+        (Isa::Riscv64, elf::R_RISCV_RVC_JUMP) => RvcJump,
+        // PCREL_HI20/LO12 pairs need the pair's place recorded; the medlow model we build
+        // with does not produce them, so they fail loudly rather than half-work.
+        _ => return None,
+    })
+}
+
+/// How a relocation at `offset` in `code` uses the instruction it patches.
+#[derive(PartialEq, Eq)]
+enum Use {
+    /// An unconditional jump: `jmp`, `b`, `auipc+jr`/`tail`.
+    TailJump,
+    /// A call that returns: `call`, `bl`, `auipc+jalr ra`.
+    Call,
+    Other,
+}
+
+fn branch_use(isa: Isa, kind: RelocKind, code: &[u8], offset: usize) -> Use {
+    match (isa, kind) {
+        (Isa::X86_64, RelocKind::X86Plt32 | RelocKind::X86Pc32) => match offset.checked_sub(1).and_then(|i| code.get(i)) {
+            Some(0xe9) => Use::TailJump,
+            Some(0xe8) => Use::Call,
+            _ => Use::Other,
+        },
+        (Isa::Aarch64, RelocKind::A64Jump26) => Use::TailJump,
+        (Isa::Aarch64, RelocKind::A64Call26) => Use::Call,
+        (Isa::Riscv64, RelocKind::RvCall | RelocKind::RvCallPlt) => {
+            // The jalr follows the auipc; its rd (bits 7..11) tells a tail call (x0) from a call.
+            let jalr = code.get(offset + 4..offset + 8).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            match jalr.map(|i| (i >> 7) & 0x1f) {
+                Some(0) => Use::TailJump,
+                Some(_) => Use::Call,
+                None => Use::Other,
+            }
+        }
+        _ => Use::Other,
+    }
+}
+
+/// Bytes of the jump instruction a relocation of `kind` at its offset belongs to, counted
+/// from the relocation's offset to the end of the instruction sequence, and before it.
+fn jump_extent(kind: RelocKind) -> (usize, usize) {
+    match kind {
+        RelocKind::X86Plt32 | RelocKind::X86Pc32 => (1, 4),
+        RelocKind::A64Jump26 => (0, 4),
+        RelocKind::RvCall | RelocKind::RvCallPlt => (0, 8),
+        _ => (0, 0),
+    }
+}
+
+pub fn extract(isa: Isa, bytes: &[u8]) -> Result<Vec<Stencil>, String> {
+    let file = ElfFile64::<object::Endianness>::parse(bytes).map_err(|e| format!("{isa}: bad object: {e}"))?;
+    let mut stencils = Vec::new();
+    for symbol in file.symbols() {
+        if !symbol.is_definition() || !symbol.is_global() || symbol.kind() != object::SymbolKind::Text {
+            continue;
+        }
+        let name = symbol.name().map_err(|e| e.to_string())?.to_string();
+        let Some(section_index) = symbol.section_index() else { continue };
+        stencils.push(extract_one(isa, &file, &name, section_index, symbol.address(), symbol.size())?);
+    }
+    // Local functions (outlined helpers) would be called through relocations against them,
+    // which `extract_one` rejects; data sections are only an error when referenced.
+    stencils.sort_by(|a, b| family_key(&a.name).cmp(&family_key(&b.name)));
+    Ok(stencils)
+}
+
+/// Sort key: family name, then register number, so ids are `family.first + k`.
+pub fn family_key(name: &str) -> (String, u32) {
+    match name.rsplit_once("__r") {
+        Some((family, k)) if k.parse::<u32>().is_ok() => (family.to_string(), k.parse().unwrap_or(0)),
+        _ => (name.to_string(), 0),
+    }
+}
+
+fn extract_one(
+    isa: Isa,
+    file: &ElfFile64<object::Endianness>,
+    name: &str,
+    section_index: SectionIndex,
+    address: u64,
+    size: u64,
+) -> Result<Stencil, String> {
+    let fail = |msg: String| format!("{isa}: stencil `{name}`: {msg}");
+    let section = file.section_by_index(section_index).map_err(|e| fail(e.to_string()))?;
+    let section_name = section.name().map_err(|e| fail(e.to_string()))?;
+    if section_name != format!(".text.{name}") {
+        return Err(fail(format!("expected its own section .text.{name}, found {section_name}")));
+    }
+    let data = section.data().map_err(|e| fail(e.to_string()))?;
+    if address != 0 || size != data.len() as u64 {
+        return Err(fail(format!("section holds more than the function ({size} of {} bytes)", data.len())));
+    }
+    let mut code = data.to_vec();
+    let mut holes = Vec::new();
+    for (offset, reloc) in section.relocations() {
+        let r_type = match reloc.flags() {
+            RelocationFlags::Elf { r_type } => r_type,
+            other => return Err(fail(format!("non-ELF relocation {other:?}"))),
+        };
+        if isa == Isa::Riscv64 && r_type == elf::R_RISCV_RELAX {
+            // A linker-relaxation hint; leaving the sequence unrelaxed is always valid.
+            continue;
+        }
+        let kind = reloc_kind(isa, r_type)
+            .ok_or_else(|| fail(format!("unsupported relocation type {r_type} at offset {offset:#x}")))?;
+        let symbol = match reloc.target() {
+            RelocationTarget::Symbol(index) => file.symbol_by_index(index).map_err(|e| fail(e.to_string()))?,
+            other => return Err(fail(format!("relocation at {offset:#x} targets {other:?}, not a hole symbol"))),
+        };
+        let symbol_name = symbol.name().map_err(|e| fail(e.to_string()))?;
+        let value = HoleValue::from_symbol(symbol_name).ok_or_else(|| {
+            if symbol.is_undefined() {
+                format!("{isa}: stencil `{name}`: references unknown symbol `{symbol_name}` at {offset:#x} (an outlined runtime function?)")
+            } else {
+                format!("{isa}: stencil `{name}`: references `{symbol_name}` at {offset:#x}: data or code outside the stencil")
+            }
+        })?;
+        if value.is_number() && kind.is_pc_relative() {
+            return Err(fail(format!("value hole {symbol_name} uses PC-relative {kind:?}")));
+        }
+        let offset = usize::try_from(offset).map_err(|e| fail(e.to_string()))?;
+        if value == HoleValue::Continue && branch_use(isa, kind, &code, offset) == Use::Call {
+            return Err(fail(format!("the continuation is called at {offset:#x}, not tail-jumped to")));
+        }
+        holes.push(Hole {
+            offset: u16::try_from(offset).map_err(|_| fail("stencil larger than 64 KiB".into()))?,
+            kind,
+            value,
+            addend: i32::try_from(reloc.addend()).map_err(|_| fail("addend out of range".into()))?,
+        });
+    }
+    holes.sort_by_key(|h| h.offset);
+
+    // Remove a trailing tail jump to the continuation: the next stencil follows directly.
+    let mut stripped = 0;
+    if let Some(last) = holes.last() {
+        let (before, after) = jump_extent(last.kind);
+        let at = last.offset as usize;
+        if last.value == HoleValue::Continue
+            && at + after == code.len()
+            && branch_use(isa, last.kind, &code, at) == Use::TailJump
+        {
+            stripped = before + after;
+            code.truncate(at - before);
+            holes.pop();
+        }
+    }
+    Ok(Stencil { name: name.to_string(), code, holes, stripped })
+}

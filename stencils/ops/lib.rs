@@ -1,0 +1,576 @@
+//! Stencil sources for the eBPF front end.
+//!
+//! Built by `tessera-stencil-gen` with the pinned nightly for each bare-metal target; every
+//! exported function is one stencil. Names are `family` or `family__rK`, where `K` is the
+//! eBPF register the variant is specialised for (the runtime indexes families by `K`).
+//!
+//! Calling convention: every stencil receives the context pointer, the scratch register
+//! `tmp` (second operand of the next operation) and the eBPF registers that this ISA pins in
+//! machine registers, and tail-calls its continuation with the same arguments. x86-64 and
+//! AArch64 use `extern "rust-preserve-none"`, which has room for all of r0..r9; RISC-V has
+//! only a0..a7 for a guaranteed tail call, so r0..r5 are pinned and r6..r9 live in
+//! `JitContext::spill`. r10 is always read from `JitContext::frame_pointer`.
+//!
+//! Holes are extern symbols whose address is the patched value: `_HOLE_CONTINUE` (the next
+//! stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a branch or call target),
+//! `_HOLE_IMM` (sign-extended 32-bit immediate or offset), `_HOLE_IMM_HI` (upper half of
+//! `lddw`), `_HOLE_INSN` (the eBPF instruction index named in trap reports).
+#![no_std]
+#![feature(explicit_tail_calls, rust_preserve_none_cc)]
+#![allow(incomplete_features, internal_features, dead_code, unused_features, unused_doc_comments)]
+
+#[path = "../src/abi.rs"]
+mod abi;
+#[path = "../src/semantics.rs"]
+mod semantics;
+
+use abi::{FRAME_SIZE, JitContext, MAX_GRANTED, trap};
+use core::hint::cold_path;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use semantics as sem;
+
+/// How many eBPF registers (from r0 up) live in machine registers on this ISA.
+#[cfg(not(target_arch = "riscv64"))]
+const PINNED: usize = 10;
+#[cfg(target_arch = "riscv64")]
+const PINNED: usize = 6;
+
+unsafe extern "C" {
+    static _HOLE_IMM: u8;
+    static _HOLE_IMM_HI: u8;
+    static _HOLE_INSN: u8;
+}
+
+/// The sign-extended 32-bit immediate patched into this stencil.
+#[inline(always)]
+fn imm() -> u64 {
+    (&raw const _HOLE_IMM) as usize as u32 as i32 as i64 as u64
+}
+
+/// The upper 32 bits of a 64-bit immediate (`lddw`).
+#[inline(always)]
+fn imm_hi() -> u64 {
+    (&raw const _HOLE_IMM_HI) as usize as u32 as u64
+}
+
+/// The eBPF instruction index this stencil was emitted for.
+#[inline(always)]
+fn insn() -> u64 {
+    (&raw const _HOLE_INSN) as usize as u32 as u64
+}
+
+/// What a stencil body does next.
+enum Next {
+    /// Fall through to the next stencil.
+    Continue,
+    /// Branch to the patched target.
+    Jump,
+    /// Return to the caller of this code (exit, or a trap recorded in the context).
+    Return(u64),
+}
+
+/// The machine state a stencil works on; lives in registers after inlining.
+struct State {
+    ctx: *mut JitContext,
+    tmp: u64,
+    r: [u64; PINNED],
+}
+
+impl State {
+    #[inline(always)]
+    fn ctx(&self) -> &mut JitContext {
+        // SAFETY: the runtime passes a valid, exclusive JitContext for the whole run
+        // (tessera::ebpf::jit sets it up before calling the entry stencil).
+        unsafe { &mut *self.ctx }
+    }
+
+    #[inline(always)]
+    fn get(&self, k: usize) -> u64 {
+        if k == 10 {
+            self.ctx().frame_pointer
+        } else if k < PINNED {
+            self.r[k]
+        } else {
+            self.ctx().spill[k]
+        }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, k: usize, v: u64) {
+        if k < PINNED {
+            self.r[k] = v
+        } else {
+            self.ctx().spill[k] = v
+        }
+    }
+
+    /// Records a trap naming this instruction and returns to the runtime.
+    #[inline(always)]
+    fn trap(&self, code: u64, addr: u64) -> Next {
+        cold_path();
+        let c = self.ctx();
+        c.trap = code;
+        c.trap_insn = insn();
+        c.trap_addr = addr;
+        Next::Return(0)
+    }
+
+    /// The bounds check of every load, store and atomic: stack, context memory, then the
+    /// embedder-granted regions, all inline.
+    #[inline(always)]
+    fn access_ok(&self, addr: u64, size: u64, write: bool) -> bool {
+        let c = self.ctx();
+        if sem::in_region(addr, size, c.stack_start, c.stack_len) || sem::in_region(addr, size, c.mem_start, c.mem_len) {
+            return true;
+        }
+        cold_path();
+        let count = if c.granted_count < MAX_GRANTED as u64 { c.granted_count as usize } else { MAX_GRANTED };
+        let mut i = 0;
+        while i < count {
+            let g = &c.granted[i];
+            if sem::in_region(addr, size, g.start, g.len) && (!write || g.writable != 0) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// One unit of fuel, or a trap when it is spent.
+    #[inline(always)]
+    fn burn_fuel(&self) -> bool {
+        let c = self.ctx();
+        if c.fuel == 0 {
+            return false;
+        }
+        c.fuel -= 1;
+        true
+    }
+
+    /// After any call r1..r5 are scratch; zeroing them keeps JIT and interpreter identical.
+    #[inline(always)]
+    fn clobber_args(&mut self) {
+        for k in 1..=5 {
+            self.set(k, 0);
+        }
+    }
+}
+
+/// Records a trap and returns from the stencil (to the runtime, or to a `call_local`
+/// stencil, which passes it on).
+macro_rules! return_trap {
+    ($s:ident, $code:expr, $addr:expr) => {{
+        let _ = $s.trap($code, $addr);
+        return 0;
+    }};
+}
+
+// ---------------------------------------------------------------------------------------
+// Calling convention, per ISA.
+
+#[cfg(not(target_arch = "riscv64"))]
+unsafe extern "rust-preserve-none" {
+    fn _HOLE_CONTINUE(
+        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
+        r8: u64, r9: u64,
+    ) -> u64;
+    fn _HOLE_JUMP(
+        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
+        r8: u64, r9: u64,
+    ) -> u64;
+}
+
+#[cfg(target_arch = "riscv64")]
+unsafe extern "C" {
+    fn _HOLE_CONTINUE(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
+    fn _HOLE_JUMP(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
+}
+
+/// Calls the code at `_HOLE_JUMP` as a function (entry and local calls) and returns its r0.
+#[inline(always)]
+fn call_target(s: &State) -> u64 {
+    #[cfg(not(target_arch = "riscv64"))]
+    let [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] = s.r;
+    // SAFETY: `_HOLE_JUMP` is patched to the first stencil of an eBPF function, which has
+    // this signature and returns r0.
+    #[cfg(not(target_arch = "riscv64"))]
+    unsafe {
+        _HOLE_JUMP(s.ctx, s.tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9)
+    }
+    #[cfg(target_arch = "riscv64")]
+    let [r0, r1, r2, r3, r4, r5] = s.r;
+    // SAFETY: as above.
+    #[cfg(target_arch = "riscv64")]
+    unsafe {
+        _HOLE_JUMP(s.ctx, s.tmp, r0, r1, r2, r3, r4, r5)
+    }
+}
+
+#[cfg(not(target_arch = "riscv64"))]
+macro_rules! stencil {
+    ($name:expr, |$s:ident| $body:expr) => {
+        const _: () = {
+            #[unsafe(export_name = $name)]
+            extern "rust-preserve-none" fn stencil(
+                ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64,
+                r7: u64, r8: u64, r9: u64,
+            ) -> u64 {
+                #[allow(unused_mut)]
+                let mut $s = State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] };
+                let next: Next = $body;
+                let State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] } = $s;
+                match next {
+                    // SAFETY: the holes are patched to stencils with this very signature.
+                    Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    // SAFETY: as above.
+                    Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    Next::Return(v) => v,
+                }
+            }
+        };
+    };
+}
+
+#[cfg(target_arch = "riscv64")]
+macro_rules! stencil {
+    ($name:expr, |$s:ident| $body:expr) => {
+        const _: () = {
+            #[unsafe(export_name = $name)]
+            extern "C" fn stencil(
+                ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64,
+            ) -> u64 {
+                #[allow(unused_mut)]
+                let mut $s = State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5] };
+                let next: Next = $body;
+                let State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5] } = $s;
+                match next {
+                    // SAFETY: the holes are patched to stencils with this very signature.
+                    Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5) },
+                    // SAFETY: as above.
+                    Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5) },
+                    Next::Return(v) => v,
+                }
+            }
+        };
+    };
+}
+
+/// One stencil per register: `family__r0` ... `family__rN`; the body sees the register as
+/// the constant `K`.
+macro_rules! family {
+    ($family:literal, [$($k:literal)*], |$s:ident, $K:ident| $body:expr) => {
+        $(
+            stencil!(concat!($family, "__r", $k), |$s| {
+                const $K: usize = $k;
+                $body
+            });
+        )*
+    };
+}
+
+/// Registers an instruction may write (r0..r9).
+macro_rules! writable_family {
+    ($family:literal, |$s:ident, $K:ident| $body:expr) => {
+        family!($family, [0 1 2 3 4 5 6 7 8 9], |$s, $K| $body);
+    };
+}
+
+/// Registers an instruction may read (r0..r10).
+macro_rules! readable_family {
+    ($family:literal, |$s:ident, $K:ident| $body:expr) => {
+        family!($family, [0 1 2 3 4 5 6 7 8 9 10], |$s, $K| $body);
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Entry: the one stencil with the platform C ABI. The runtime calls it with the context and
+// r1/r2; it calls the program's first stencil and returns r0.
+
+#[unsafe(export_name = "entry")]
+extern "C" fn entry(ctx: *mut JitContext, r1: u64, r2: u64) -> u64 {
+    let mut r = [0u64; PINNED];
+    r[1] = r1;
+    r[2] = r2;
+    call_target(&State { ctx, tmp: 0, r })
+}
+
+// ---------------------------------------------------------------------------------------
+// Operand staging: the second operand of the next stencil goes into `tmp`.
+
+readable_family!("tmp_from_reg", |s, K| {
+    s.tmp = s.get(K);
+    Next::Continue
+});
+
+stencil!("tmp_from_imm", |s| {
+    s.tmp = imm();
+    Next::Continue
+});
+
+writable_family!("lddw", |s, K| {
+    s.set(K, (imm_hi() << 32) | (imm() & 0xffff_ffff));
+    Next::Continue
+});
+
+writable_family!("mov_imm", |s, K| {
+    s.set(K, imm());
+    Next::Continue
+});
+
+// ---------------------------------------------------------------------------------------
+// ALU: `dst = op(dst, tmp)`, and unary forms.
+
+macro_rules! binary_alu {
+    ($($name:literal => $f:path),* $(,)?) => {
+        $(writable_family!($name, |s, K| {
+            s.set(K, $f(s.get(K), s.tmp));
+            Next::Continue
+        });)*
+    };
+}
+
+binary_alu! {
+    "add64" => sem::add64, "add32" => sem::add32,
+    "sub64" => sem::sub64, "sub32" => sem::sub32,
+    "mul64" => sem::mul64, "mul32" => sem::mul32,
+    "div64" => sem::div64, "div32" => sem::div32,
+    "sdiv64" => sem::sdiv64, "sdiv32" => sem::sdiv32,
+    "mod64" => sem::mod64, "mod32" => sem::mod32,
+    "smod64" => sem::smod64, "smod32" => sem::smod32,
+    "or64" => sem::or64, "or32" => sem::or32,
+    "and64" => sem::and64, "and32" => sem::and32,
+    "xor64" => sem::xor64, "xor32" => sem::xor32,
+    "lsh64" => sem::lsh64, "lsh32" => sem::lsh32,
+    "rsh64" => sem::rsh64, "rsh32" => sem::rsh32,
+    "arsh64" => sem::arsh64, "arsh32" => sem::arsh32,
+}
+
+/// `dst = f(tmp)`: moves, with or without extension.
+macro_rules! move_alu {
+    ($($name:literal => $f:expr),* $(,)?) => {
+        $(writable_family!($name, |s, K| {
+            s.set(K, $f(s.tmp));
+            Next::Continue
+        });)*
+    };
+}
+
+move_alu! {
+    "mov64" => |v: u64| v,
+    "mov32" => sem::mov32,
+    "movsx64_8" => sem::movsx64_8,
+    "movsx64_16" => sem::movsx64_16,
+    "movsx64_32" => sem::movsx64_32,
+    "movsx32_8" => sem::movsx32_8,
+    "movsx32_16" => sem::movsx32_16,
+}
+
+/// `dst = f(dst)`.
+macro_rules! unary_alu {
+    ($($name:literal => $f:path),* $(,)?) => {
+        $(writable_family!($name, |s, K| {
+            s.set(K, $f(s.get(K)));
+            Next::Continue
+        });)*
+    };
+}
+
+unary_alu! {
+    "neg64" => sem::neg64,
+    "neg32" => sem::neg32,
+    "zext16" => sem::zext16,
+    "zext32" => sem::zext32,
+    "bswap16" => sem::bswap16,
+    "bswap32" => sem::bswap32,
+    "bswap64" => sem::bswap64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Jumps: `if cond(dst, tmp) goto target`.
+
+macro_rules! cond_jump {
+    ($($name:literal => $f:path),* $(,)?) => {
+        $(readable_family!($name, |s, K| {
+            if $f(s.get(K), s.tmp) { Next::Jump } else { Next::Continue }
+        });)*
+    };
+}
+
+cond_jump! {
+    "jeq64" => sem::jeq64, "jeq32" => sem::jeq32,
+    "jne64" => sem::jne64, "jne32" => sem::jne32,
+    "jgt64" => sem::jgt64, "jgt32" => sem::jgt32,
+    "jge64" => sem::jge64, "jge32" => sem::jge32,
+    "jlt64" => sem::jlt64, "jlt32" => sem::jlt32,
+    "jle64" => sem::jle64, "jle32" => sem::jle32,
+    "jsgt64" => sem::jsgt64, "jsgt32" => sem::jsgt32,
+    "jsge64" => sem::jsge64, "jsge32" => sem::jsge32,
+    "jslt64" => sem::jslt64, "jslt32" => sem::jslt32,
+    "jsle64" => sem::jsle64, "jsle32" => sem::jsle32,
+    "jset64" => sem::jset64, "jset32" => sem::jset32,
+}
+
+stencil!("ja", |_s| Next::Jump);
+
+/// Charged before every back edge and every local call, exactly as the interpreter does.
+stencil!("fuel", |s| if s.burn_fuel() { Next::Continue } else { s.trap(trap::FUEL, 0) });
+
+// ---------------------------------------------------------------------------------------
+// Memory: loads `dst = *(tmp + off)`, stores `*(base + off) = tmp`.
+
+macro_rules! load {
+    ($($name:literal => $ty:ty, $ext:ty),* $(,)?) => {
+        $(writable_family!($name, |s, K| {
+            let addr = s.tmp.wrapping_add(imm());
+            let size = core::mem::size_of::<$ty>() as u64;
+            if !s.access_ok(addr, size, false) {
+                return_trap!(s, trap::MEMORY, addr);
+            }
+            // SAFETY: `access_ok` proved [addr, addr + size) lies in memory the embedder
+            // granted for reading; unaligned access is allowed by the stencil target features.
+            let v = unsafe { core::ptr::read_unaligned(addr as *const $ty) };
+            s.set(K, v as $ext as u64);
+            Next::Continue
+        });)*
+    };
+}
+
+load! {
+    "ldx8" => u8, u8, "ldx16" => u16, u16, "ldx32" => u32, u32, "ldx64" => u64, u64,
+    "ldxs8" => i8, i64, "ldxs16" => i16, i64, "ldxs32" => i32, i64,
+}
+
+macro_rules! store {
+    ($($name:literal => $ty:ty),* $(,)?) => {
+        $(readable_family!($name, |s, K| {
+            let addr = s.get(K).wrapping_add(imm());
+            let size = core::mem::size_of::<$ty>() as u64;
+            if !s.access_ok(addr, size, true) {
+                return_trap!(s, trap::MEMORY, addr);
+            }
+            // SAFETY: `access_ok` proved [addr, addr + size) lies in writable granted memory.
+            unsafe { core::ptr::write_unaligned(addr as *mut $ty, s.tmp as $ty) };
+            Next::Continue
+        });)*
+    };
+}
+
+store! { "stx8" => u8, "stx16" => u16, "stx32" => u32, "stx64" => u64 }
+
+/// Atomics on `*(base + off)`: the fetch forms leave the old value in `tmp` (the lowering
+/// copies it to `src` when the instruction asks for it).
+macro_rules! atomic {
+    ($($name:literal => $atomic:ty, $int:ty, |$a:ident, $v:ident| $op:expr),* $(,)?) => {
+        $(readable_family!($name, |s, K| {
+            let addr = s.get(K).wrapping_add(imm());
+            let size = core::mem::size_of::<$int>() as u64;
+            if !s.access_ok(addr, size, true) {
+                return_trap!(s, trap::MEMORY, addr);
+            }
+            if !sem::is_aligned(addr, size) {
+                return_trap!(s, trap::MISALIGNED, addr);
+            }
+            // SAFETY: bounds and natural alignment checked just above; the memory is the
+            // embedder's and is only accessed by this program while it runs.
+            let $a = unsafe { <$atomic>::from_ptr(addr as *mut $int) };
+            let $v = s.tmp as $int;
+            s.tmp = ($op) as u64;
+            Next::Continue
+        });)*
+    };
+}
+
+atomic! {
+    "atomic64_add" => AtomicU64, u64, |a, v| a.fetch_add(v, SeqCst),
+    "atomic64_or" => AtomicU64, u64, |a, v| a.fetch_or(v, SeqCst),
+    "atomic64_and" => AtomicU64, u64, |a, v| a.fetch_and(v, SeqCst),
+    "atomic64_xor" => AtomicU64, u64, |a, v| a.fetch_xor(v, SeqCst),
+    "atomic64_xchg" => AtomicU64, u64, |a, v| a.swap(v, SeqCst),
+    "atomic32_add" => AtomicU32, u32, |a, v| a.fetch_add(v, SeqCst),
+    "atomic32_or" => AtomicU32, u32, |a, v| a.fetch_or(v, SeqCst),
+    "atomic32_and" => AtomicU32, u32, |a, v| a.fetch_and(v, SeqCst),
+    "atomic32_xor" => AtomicU32, u32, |a, v| a.fetch_xor(v, SeqCst),
+    "atomic32_xchg" => AtomicU32, u32, |a, v| a.swap(v, SeqCst),
+}
+
+/// `cmpxchg`: compare r0 with memory, store `tmp` on equality; r0 receives the old value.
+macro_rules! cmpxchg {
+    ($($name:literal => $atomic:ty, $int:ty),* $(,)?) => {
+        $(readable_family!($name, |s, K| {
+            let addr = s.get(K).wrapping_add(imm());
+            let size = core::mem::size_of::<$int>() as u64;
+            if !s.access_ok(addr, size, true) {
+                return_trap!(s, trap::MEMORY, addr);
+            }
+            if !sem::is_aligned(addr, size) {
+                return_trap!(s, trap::MISALIGNED, addr);
+            }
+            // SAFETY: bounds and natural alignment checked just above.
+            let a = unsafe { <$atomic>::from_ptr(addr as *mut $int) };
+            let old = match a.compare_exchange(s.get(0) as $int, s.tmp as $int, SeqCst, SeqCst) {
+                Ok(v) | Err(v) => v,
+            };
+            s.set(0, old as u64);
+            Next::Continue
+        });)*
+    };
+}
+
+cmpxchg! { "atomic64_cmpxchg" => AtomicU64, u64, "atomic32_cmpxchg" => AtomicU32, u32 }
+
+// ---------------------------------------------------------------------------------------
+// Calls and exit.
+
+/// Helper call through the runtime's trampoline; the helper id is `id`.
+#[inline(always)]
+fn call_helper(s: &mut State, id: u64) -> Next {
+    let c = s.ctx();
+    // SAFETY: `call_helper` is the runtime's trampoline for this context.
+    let r0 = unsafe { (c.call_helper)(s.ctx, id, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
+    if s.ctx().trap != 0 {
+        cold_path();
+        s.ctx().trap_insn = insn();
+        return Next::Return(0);
+    }
+    s.set(0, r0);
+    s.clobber_args();
+    Next::Continue
+}
+
+stencil!("call_helper", |s| call_helper(&mut s, imm() & 0xffff_ffff));
+
+/// `callx`: the helper id is in `tmp`.
+stencil!("callx", |s| {
+    let id = s.tmp;
+    call_helper(&mut s, id)
+});
+
+/// Local call: fuel, depth limit, a fresh stack frame, then a real call into the callee's
+/// first stencil. r6..r9 are restored from this stencil's frame afterwards.
+stencil!("call_local", |s| {
+    if !s.burn_fuel() {
+        return_trap!(s, trap::FUEL, 0);
+    }
+    if s.ctx().depth >= s.ctx().max_depth {
+        return_trap!(s, trap::CALL_DEPTH, 0);
+    }
+    let saved = [s.get(6), s.get(7), s.get(8), s.get(9)];
+    s.ctx().depth += 1;
+    s.ctx().frame_pointer -= FRAME_SIZE;
+    let r0 = call_target(&s);
+    s.ctx().depth -= 1;
+    s.ctx().frame_pointer += FRAME_SIZE;
+    if s.ctx().trap != 0 {
+        cold_path();
+        // The callee recorded the trap; unwind without touching it.
+        return 0;
+    }
+    s.set(0, r0);
+    s.clobber_args();
+    for (i, v) in saved.into_iter().enumerate() {
+        s.set(6 + i, v);
+    }
+    Next::Continue
+});
+
+stencil!("exit", |s| Next::Return(s.get(0)));
