@@ -248,6 +248,15 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
     }
 }
 
+/// Patches a hole whose stencil uses only the low 32 bits of the value, as eBPF immediates
+/// are read (`hole_address as u32 as i32`): `v` may be any 32-bit pattern.
+pub fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
+    match kind {
+        RelocKind::RvHi20 => riscv64::patch_hi20_low32(code, offset, v),
+        _ => patch(kind, code, offset, kind.imm32_value(v), place),
+    }
+}
+
 /// Reads `N` bytes at `offset`, or reports that they lie outside `code`.
 pub(crate) fn read<const N: usize>(code: &[u8], offset: usize) -> Result<[u8; N], PatchError> {
     let end = offset.checked_add(N).ok_or(PatchError::OutOfBounds)?;

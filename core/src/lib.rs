@@ -10,6 +10,9 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod code_buffer;
 pub mod ebpf;
+pub mod emitter;
+pub mod exec;
 
 pub use tessera_arch::Isa;

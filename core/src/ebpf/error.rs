@@ -60,6 +60,8 @@ pub enum Error {
     NotHostIsa,
     /// The platform refused to map or protect executable memory.
     ExecutableMemory,
+    /// Generated code checks at most `max` embedder-granted regions.
+    TooManyRegions { max: u32 },
 }
 
 impl fmt::Display for Error {
@@ -93,6 +95,7 @@ impl fmt::Display for Error {
             Error::UnsupportedIsa => f.write_str("no stencil table for this ISA"),
             Error::NotHostIsa => f.write_str("code for another ISA cannot run on this host"),
             Error::ExecutableMemory => f.write_str("could not map or protect executable memory"),
+            Error::TooManyRegions { max } => write!(f, "generated code checks at most {max} granted regions"),
         }
     }
 }

@@ -7,6 +7,8 @@ pub mod error;
 pub mod helpers;
 pub mod insn;
 pub mod interp;
+pub mod jit;
+pub mod lower;
 pub mod memory;
 pub mod program;
 

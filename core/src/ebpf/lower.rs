@@ -1,0 +1,264 @@
+//! Lowering: every eBPF instruction becomes a short sequence of stencils.
+//!
+//! Binary operations stage their second operand in `tmp` (`tmp_from_reg` / `tmp_from_imm`)
+//! and then run a stencil specialised for the destination register, so each operation
+//! needs one stencil per register rather than one per register pair. Back edges and local
+//! calls are preceded by a `fuel` stencil, as the interpreter charges them.
+
+use tessera_stencils::ids::{self, Family, StencilId};
+
+use super::insn::{Insn, alu, atomic, class, jmp, mem, op, pseudo, source};
+use super::{Error, Program};
+use crate::emitter::{Item, Label, Op};
+
+/// The label of instruction `pc` (label `n` follows the last instruction).
+pub fn insn_label(pc: usize) -> Label {
+    Label(pc as u32)
+}
+
+/// Labels a program needs: one per slot.
+pub fn label_count(program: &Program) -> usize {
+    program.len()
+}
+
+fn reg(family: Family, r: u8) -> Result<StencilId, Error> {
+    // Validation guarantees r <= 10 and that written registers are <= 9; a miss here is a
+    // validator bug, reported rather than hidden.
+    family.reg(r).ok_or(Error::BadRegister { pc: 0, reg: r })
+}
+
+fn target(pc: usize, delta: i64) -> Label {
+    insn_label((pc as i64 + delta + 1) as usize)
+}
+
+/// Generates the item stream for `program`: the entry stencil, then every instruction.
+pub fn lower(program: &Program, sink: &mut dyn FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
+    sink(Item::Place(Op::new(ids::ENTRY).target(insn_label(0))))?;
+    let mut pc = 0;
+    while pc < program.len() {
+        let insn = program.insn(pc);
+        sink(Item::Bind(insn_label(pc)))?;
+        let slots = lower_insn(program, pc, insn, sink)?;
+        if slots == 2 {
+            sink(Item::Bind(insn_label(pc + 1)))?;
+        }
+        pc += slots;
+    }
+    Ok(())
+}
+
+/// Emits `insn`'s stencils; returns how many slots it occupies.
+fn lower_insn(
+    program: &Program,
+    pc: usize,
+    insn: Insn,
+    sink: &mut dyn FnMut(Item) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    let at = pc as u32;
+    let mut put = |id: StencilId, f: &dyn Fn(Op) -> Op| sink(Item::Place(f(Op::new(id).insn(at))));
+    let none = |o: Op| o;
+    let (dst, src) = (insn.dst, insn.src);
+    match insn.class() {
+        class::LD => {
+            let hi = program.insn(pc + 1).imm;
+            put(reg(ids::LDDW, dst)?, &|o| o.imm(insn.imm).imm_hi(hi))?;
+            return Ok(2);
+        }
+        class::ALU | class::ALU64 => {
+            let wide = insn.class() == class::ALU64;
+            let code = insn.opcode & 0xf0;
+            let from_reg = insn.opcode & source::X != 0;
+            match code {
+                alu::MOV if !from_reg && (wide || insn.imm >= 0) => {
+                    put(reg(ids::MOV_IMM, dst)?, &|o| o.imm(insn.imm))?;
+                }
+                alu::MOV => {
+                    stage(&mut put, from_reg, src, insn.imm)?;
+                    let family = match (wide, insn.off) {
+                        (true, 8) => ids::MOVSX64_8,
+                        (true, 16) => ids::MOVSX64_16,
+                        (true, 32) => ids::MOVSX64_32,
+                        (true, _) => ids::MOV64,
+                        (false, 8) => ids::MOVSX32_8,
+                        (false, 16) => ids::MOVSX32_16,
+                        (false, _) => ids::MOV32,
+                    };
+                    put(reg(family, dst)?, &none)?;
+                }
+                alu::NEG => put(reg(if wide { ids::NEG64 } else { ids::NEG32 }, dst)?, &none)?,
+                alu::END => {
+                    let to_be = from_reg || wide;
+                    let family = match (to_be, insn.imm) {
+                        (false, 16) => Some(ids::ZEXT16),
+                        (false, 32) => Some(ids::ZEXT32),
+                        (false, _) => None, // le64 on a little-endian machine: nothing to do
+                        (true, 16) => Some(ids::BSWAP16),
+                        (true, 32) => Some(ids::BSWAP32),
+                        (true, _) => Some(ids::BSWAP64),
+                    };
+                    if let Some(family) = family {
+                        put(reg(family, dst)?, &none)?;
+                    }
+                }
+                _ => {
+                    stage(&mut put, from_reg, src, insn.imm)?;
+                    let signed = insn.off == 1;
+                    let family = match (code, wide, signed) {
+                        (alu::ADD, true, _) => ids::ADD64,
+                        (alu::ADD, false, _) => ids::ADD32,
+                        (alu::SUB, true, _) => ids::SUB64,
+                        (alu::SUB, false, _) => ids::SUB32,
+                        (alu::MUL, true, _) => ids::MUL64,
+                        (alu::MUL, false, _) => ids::MUL32,
+                        (alu::DIV, true, false) => ids::DIV64,
+                        (alu::DIV, false, false) => ids::DIV32,
+                        (alu::DIV, true, true) => ids::SDIV64,
+                        (alu::DIV, false, true) => ids::SDIV32,
+                        (alu::MOD, true, false) => ids::MOD64,
+                        (alu::MOD, false, false) => ids::MOD32,
+                        (alu::MOD, true, true) => ids::SMOD64,
+                        (alu::MOD, false, true) => ids::SMOD32,
+                        (alu::OR, true, _) => ids::OR64,
+                        (alu::OR, false, _) => ids::OR32,
+                        (alu::AND, true, _) => ids::AND64,
+                        (alu::AND, false, _) => ids::AND32,
+                        (alu::XOR, true, _) => ids::XOR64,
+                        (alu::XOR, false, _) => ids::XOR32,
+                        (alu::LSH, true, _) => ids::LSH64,
+                        (alu::LSH, false, _) => ids::LSH32,
+                        (alu::RSH, true, _) => ids::RSH64,
+                        (alu::RSH, false, _) => ids::RSH32,
+                        (alu::ARSH, true, _) => ids::ARSH64,
+                        (alu::ARSH, false, _) => ids::ARSH32,
+                        _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
+                    };
+                    put(reg(family, dst)?, &none)?;
+                }
+            }
+        }
+        class::JMP | class::JMP32 => {
+            let wide = insn.class() == class::JMP;
+            let code = insn.opcode & 0xf0;
+            match insn.opcode {
+                op::EXIT => put(ids::EXIT, &none)?,
+                op::CALL if insn.src == pseudo::CALL_LOCAL => {
+                    let to = target(pc, insn.imm as i64);
+                    put(ids::CALL_LOCAL, &|o| o.target(to))?;
+                }
+                op::CALL => put(ids::CALL_HELPER, &|o| o.imm(insn.imm))?,
+                op::CALLX => {
+                    put(reg(ids::TMP_FROM_REG, dst)?, &none)?;
+                    put(ids::CALLX, &none)?;
+                }
+                op::JA | op::JA32 => {
+                    let delta = if insn.opcode == op::JA32 { insn.imm as i64 } else { insn.off as i64 };
+                    if delta < 0 {
+                        put(ids::FUEL, &none)?;
+                    }
+                    let to = target(pc, delta);
+                    put(ids::JA, &|o| o.target(to))?;
+                }
+                _ => {
+                    if insn.off < 0 {
+                        put(ids::FUEL, &none)?;
+                    }
+                    stage(&mut put, insn.opcode & source::X != 0, src, insn.imm)?;
+                    let family = match (code, wide) {
+                        (jmp::JEQ, true) => ids::JEQ64,
+                        (jmp::JEQ, false) => ids::JEQ32,
+                        (jmp::JNE, true) => ids::JNE64,
+                        (jmp::JNE, false) => ids::JNE32,
+                        (jmp::JGT, true) => ids::JGT64,
+                        (jmp::JGT, false) => ids::JGT32,
+                        (jmp::JGE, true) => ids::JGE64,
+                        (jmp::JGE, false) => ids::JGE32,
+                        (jmp::JLT, true) => ids::JLT64,
+                        (jmp::JLT, false) => ids::JLT32,
+                        (jmp::JLE, true) => ids::JLE64,
+                        (jmp::JLE, false) => ids::JLE32,
+                        (jmp::JSGT, true) => ids::JSGT64,
+                        (jmp::JSGT, false) => ids::JSGT32,
+                        (jmp::JSGE, true) => ids::JSGE64,
+                        (jmp::JSGE, false) => ids::JSGE32,
+                        (jmp::JSLT, true) => ids::JSLT64,
+                        (jmp::JSLT, false) => ids::JSLT32,
+                        (jmp::JSLE, true) => ids::JSLE64,
+                        (jmp::JSLE, false) => ids::JSLE32,
+                        (jmp::JSET, true) => ids::JSET64,
+                        (jmp::JSET, false) => ids::JSET32,
+                        _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
+                    };
+                    let to = target(pc, insn.off as i64);
+                    put(reg(family, dst)?, &|o| o.target(to))?;
+                }
+            }
+        }
+        class::LDX => {
+            put(reg(ids::TMP_FROM_REG, src)?, &none)?;
+            let signed = insn.opcode & 0xe0 == mem::MEMSX;
+            let family = match (insn.opcode & 0x18, signed) {
+                (mem::B, false) => ids::LDX8,
+                (mem::H, false) => ids::LDX16,
+                (mem::W, false) => ids::LDX32,
+                (mem::DW, _) => ids::LDX64,
+                (mem::B, true) => ids::LDXS8,
+                (mem::H, true) => ids::LDXS16,
+                (_, true) => ids::LDXS32,
+                _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
+            };
+            put(reg(family, dst)?, &|o| o.imm(insn.off as i32))?;
+        }
+        class::ST | class::STX => {
+            let value_from_reg = insn.class() == class::STX;
+            stage(&mut put, value_from_reg, src, insn.imm)?;
+            let off = insn.off as i32;
+            if insn.opcode & 0xe0 == mem::ATOMIC {
+                let wide = insn.opcode & 0x18 == mem::DW;
+                let family = match (insn.imm & !atomic::FETCH, wide) {
+                    (atomic::ADD, true) => ids::ATOMIC64_ADD,
+                    (atomic::ADD, false) => ids::ATOMIC32_ADD,
+                    (atomic::OR, true) => ids::ATOMIC64_OR,
+                    (atomic::OR, false) => ids::ATOMIC32_OR,
+                    (atomic::AND, true) => ids::ATOMIC64_AND,
+                    (atomic::AND, false) => ids::ATOMIC32_AND,
+                    (atomic::XOR, true) => ids::ATOMIC64_XOR,
+                    (atomic::XOR, false) => ids::ATOMIC32_XOR,
+                    (0xe0, true) => ids::ATOMIC64_XCHG,
+                    (0xe0, false) => ids::ATOMIC32_XCHG,
+                    (0xf0, true) => ids::ATOMIC64_CMPXCHG,
+                    (0xf0, false) => ids::ATOMIC32_CMPXCHG,
+                    _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
+                };
+                put(reg(family, dst)?, &|o| o.imm(off))?;
+                // Fetch forms (and xchg) return the old value in `src`; cmpxchg writes r0 itself.
+                if insn.imm & atomic::FETCH != 0 && insn.imm != atomic::CMPXCHG {
+                    put(reg(ids::MOV64, src)?, &none)?;
+                }
+            } else {
+                let family = match insn.opcode & 0x18 {
+                    mem::B => ids::STX8,
+                    mem::H => ids::STX16,
+                    mem::W => ids::STX32,
+                    _ => ids::STX64,
+                };
+                put(reg(family, dst)?, &|o| o.imm(off))?;
+            }
+        }
+        _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
+    }
+    Ok(1)
+}
+
+/// Puts the second operand in `tmp`.
+fn stage(
+    put: &mut dyn FnMut(StencilId, &dyn Fn(Op) -> Op) -> Result<(), Error>,
+    from_reg: bool,
+    src: u8,
+    imm: i32,
+) -> Result<(), Error> {
+    if from_reg {
+        put(reg(ids::TMP_FROM_REG, src)?, &|o| o)
+    } else {
+        put(ids::TMP_FROM_IMM, &|o| o.imm(imm))
+    }
+}

@@ -1,0 +1,178 @@
+//! The copy-and-patch emitter: two passes over a stream of stencil operations.
+//!
+//! Pass 1 ([`Emitter::layout`]) sizes every operation and records label offsets; pass 2
+//! ([`Emitter::emit`]) copies stencil bytes and patches their holes. The operation stream is
+//! produced by a caller-supplied function that is simply run twice, so the emitter stores
+//! nothing but the label table, which the caller provides (no allocator needed). Any ISA can
+//! be emitted from any host: the output is bytes plus the address they will run at.
+
+use tessera_arch::{Isa, patch, patch_imm32};
+use tessera_stencils::ids::StencilId;
+use tessera_stencils::{HoleValue, StencilTable};
+
+use crate::ebpf::Error;
+
+/// A position in the code that branches and calls can target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Label(pub u32);
+
+/// One stencil to place, with the values for its holes.
+#[derive(Clone, Copy, Debug)]
+pub struct Op {
+    pub stencil: StencilId,
+    /// `_HOLE_IMM`: sign-extended 32-bit immediate or offset.
+    pub imm: i32,
+    /// `_HOLE_IMM_HI`: upper half of a 64-bit immediate.
+    pub imm_hi: i32,
+    /// `_HOLE_INSN`: the source instruction index, for trap reports.
+    pub insn: u32,
+    /// `_HOLE_JUMP`: branch or call target.
+    pub target: Option<Label>,
+}
+
+impl Op {
+    pub const fn new(stencil: StencilId) -> Op {
+        Op { stencil, imm: 0, imm_hi: 0, insn: 0, target: None }
+    }
+    pub const fn imm(mut self, imm: i32) -> Op {
+        self.imm = imm;
+        self
+    }
+    pub const fn imm_hi(mut self, imm_hi: i32) -> Op {
+        self.imm_hi = imm_hi;
+        self
+    }
+    pub const fn insn(mut self, insn: u32) -> Op {
+        self.insn = insn;
+        self
+    }
+    pub const fn target(mut self, label: Label) -> Op {
+        self.target = Some(label);
+        self
+    }
+}
+
+/// What a code generator hands the emitter, in order.
+#[derive(Clone, Copy, Debug)]
+pub enum Item {
+    /// Binds a label to the current position.
+    Bind(Label),
+    /// Places a stencil.
+    Place(Op),
+}
+
+/// Emits stencils of one ISA's table.
+#[derive(Clone, Copy, Debug)]
+pub struct Emitter {
+    table: &'static StencilTable,
+}
+
+impl Emitter {
+    pub fn new(isa: Isa) -> Emitter {
+        Emitter { table: tessera_stencils::table(isa) }
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.table.isa
+    }
+
+    pub fn table(&self) -> &'static StencilTable {
+        self.table
+    }
+
+    /// Pass 1: the total code size, with every bound label's offset written to `labels`.
+    /// Unbound labels keep `u32::MAX` and make [`Emitter::emit`] fail if targeted.
+    pub fn layout<E>(
+        &self,
+        generate: impl Fn(&mut dyn FnMut(Item) -> Result<(), E>) -> Result<(), E>,
+        labels: &mut [u32],
+    ) -> Result<usize, Error>
+    where
+        Error: From<E>,
+    {
+        labels.iter_mut().for_each(|l| *l = u32::MAX);
+        let mut size = 0usize;
+        let mut bad_label = None;
+        generate(&mut |item| {
+            match item {
+                Item::Bind(Label(l)) => match labels.get_mut(l as usize) {
+                    Some(slot) => *slot = size as u32,
+                    None => bad_label = Some(l),
+                },
+                Item::Place(op) => size += self.table.get(op.stencil).code.len(),
+            }
+            Ok(())
+        })?;
+        if let Some(l) = bad_label {
+            return Err(Error::ScratchTooSmall { needed: l + 1 });
+        }
+        Ok(size)
+    }
+
+    /// Pass 2: copies and patches into `out`, which will execute at address `base`.
+    /// Returns the number of bytes written (equal to what [`Emitter::layout`] returned).
+    pub fn emit<E>(
+        &self,
+        generate: impl Fn(&mut dyn FnMut(Item) -> Result<(), E>) -> Result<(), E>,
+        labels: &[u32],
+        out: &mut [u8],
+        base: u64,
+    ) -> Result<usize, Error>
+    where
+        Error: From<E>,
+    {
+        let mut at = 0usize;
+        let mut failure = None;
+        generate(&mut |item| {
+            if let (Item::Place(op), None) = (item, failure) {
+                match self.place(op, labels, out, at, base) {
+                    Ok(len) => at += len,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            Ok(())
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(at),
+        }
+    }
+
+    /// Copies one stencil to `out[at..]` and patches its holes.
+    #[inline]
+    fn place(&self, op: Op, labels: &[u32], out: &mut [u8], at: usize, base: u64) -> Result<usize, Error> {
+        let stencil = self.table.get(op.stencil);
+        let len = stencil.code.len();
+        let available = out.len() as u32;
+        let dst = out.get_mut(at..at + len).ok_or(Error::CodeBufferFull { needed: (at + len) as u32, available })?;
+        dst.copy_from_slice(stencil.code);
+        let start = base.wrapping_add(at as u64);
+        for hole in stencil.holes {
+            let offset = at + hole.offset as usize;
+            let place = base.wrapping_add(offset as u64);
+            let addend = hole.addend as i64 as u64;
+            let number = match hole.value {
+                HoleValue::Continue => {
+                    let value = start.wrapping_add(len as u64).wrapping_add(addend);
+                    patch(hole.kind, out, offset, value, place)?;
+                    continue;
+                }
+                HoleValue::Jump => {
+                    let target = op
+                        .target
+                        .and_then(|Label(l)| labels.get(l as usize).copied())
+                        .filter(|&o| o != u32::MAX)
+                        .ok_or(Error::Patch(tessera_arch::PatchError::OutOfRange))?;
+                    let value = base.wrapping_add(target as u64).wrapping_add(addend);
+                    patch(hole.kind, out, offset, value, place)?;
+                    continue;
+                }
+                HoleValue::Imm => op.imm,
+                HoleValue::ImmHi => op.imm_hi,
+                HoleValue::Insn => op.insn as i32,
+            };
+            patch_imm32(hole.kind, out, offset, number.wrapping_add(hole.addend), place)?;
+        }
+        Ok(len)
+    }
+}
