@@ -11,9 +11,11 @@ pub mod jit;
 pub mod lower;
 pub mod memory;
 pub mod program;
+pub mod vm;
 
 pub use error::Error;
 pub use helpers::{Helper, HelperFn, Helpers};
 pub use insn::Insn;
 pub use memory::{Memory, Region};
 pub use program::Program;
+pub use vm::{Mode, Vm};
