@@ -1,1 +1,4 @@
 //! Shared test support.
+
+pub mod conformance;
+pub mod program_gen;

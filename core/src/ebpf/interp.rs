@@ -1,1 +1,594 @@
-//! (in progress)
+//! The reference interpreter: runs a validated [`Program`] in safe code over slices.
+//!
+//! Every operation's meaning comes from `tessera_stencils::semantics`, which the JIT stencils
+//! include verbatim, so generated code and this interpreter agree by construction. The rest
+//! of the contract the JIT mirrors:
+//! - entry: `r1`, `r2` from the caller, `r10` = end of the stack, every other register 0;
+//! - fuel: one unit before every jump (`ja`, `ja32`, conditional; taken or not) whose target
+//!   is at or before its own pc, and before every local call; `OutOfFuel` when none is left;
+//! - helper calls (`call imm`, `callx`): `r0 = f(r1..r5)`, then r1..r5 are zeroed;
+//! - local calls: fuel, then depth (`max_call_depth`, and room for one more `FRAME_SIZE`
+//!   frame in the stack), then r6..r9 and r10 saved, `r10 -= FRAME_SIZE`; `exit` in a callee
+//!   restores them and zeroes r1..r5 (r0 is the callee's result);
+//! - atomics: bounds (as a write) first, then natural alignment.
+
+use tessera_stencils::abi::FRAME_SIZE;
+use tessera_stencils::semantics as s;
+
+use super::error::Error;
+use super::helpers::Helpers;
+use super::insn::{atomic, op};
+use super::memory::Memory;
+use super::program::Program;
+
+/// The deepest local-call nesting the interpreter supports, whatever [`Config`] asks.
+pub const MAX_CALL_DEPTH: u32 = 64;
+
+/// Limits for one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Units of fuel: one per back-edge jump and per local call.
+    pub fuel: u64,
+    /// How many local calls may be nested (capped at [`MAX_CALL_DEPTH`]).
+    pub max_call_depth: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { fuel: u64::MAX, max_call_depth: 8 }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    return_pc: usize,
+    saved: [u64; 4],
+    r10: u64,
+}
+
+/// Runs `program` to completion and returns `r0`.
+///
+/// `r1` and `r2` are the initial values of those registers (conventionally the context
+/// address and length). The stack should hold `FRAME_SIZE * (max_call_depth + 1)` bytes; a
+/// local call that would need more fails with [`Error::CallDepthExceeded`].
+pub fn run(
+    program: &Program,
+    helpers: &Helpers,
+    memory: &mut Memory,
+    r1: u64,
+    r2: u64,
+    config: &Config,
+) -> Result<u64, Error> {
+    // 16 registers so that indexing by a 4-bit field can never go out of bounds; the
+    // validator guarantees only r0..r10 are named.
+    let mut reg = [0u64; 16];
+    reg[1] = r1;
+    reg[2] = r2;
+    reg[10] = memory.stack_end();
+
+    let max_depth = config.max_call_depth.min(MAX_CALL_DEPTH) as usize;
+    let stack_len = memory.stack.len() as u64;
+    let mut frames = [Frame::default(); MAX_CALL_DEPTH as usize];
+    let mut depth: usize = 0;
+    let mut fuel = config.fuel;
+    let mut pc: usize = 0;
+
+    macro_rules! burn_fuel {
+        () => {
+            if fuel == 0 {
+                return Err(Error::OutOfFuel { pc: pc as u32 });
+            }
+            fuel -= 1;
+        };
+    }
+
+    loop {
+        let Some(insn) = program.get(pc) else {
+            // Unreachable for a validated program; reported, never a panic.
+            return Err(Error::FallsOffEnd { pc: pc as u32 });
+        };
+        let d = (insn.dst & 0x0f) as usize;
+        let sr = (insn.src & 0x0f) as usize;
+        let imm = insn.imm as i64 as u64;
+        let off = insn.off as i64 as u64;
+        let next = pc + 1;
+
+        macro_rules! alu {
+            ($f:path, $b:expr) => {{
+                reg[d] = $f(reg[d], $b);
+                pc = next;
+            }};
+        }
+        macro_rules! alu_div {
+            ($u:path, $sg:path, $b:expr) => {{
+                let b = $b;
+                reg[d] = if insn.off == 1 { $sg(reg[d], b) } else { $u(reg[d], b) };
+                pc = next;
+            }};
+        }
+        macro_rules! jump {
+            ($f:path, $b:expr) => {{
+                if insn.off < 0 {
+                    burn_fuel!();
+                }
+                pc = if $f(reg[d], $b) { (next as i64 + insn.off as i64) as usize } else { next };
+            }};
+        }
+        macro_rules! ldx {
+            ($size:expr) => {
+                ldx!($size, core::convert::identity)
+            };
+            ($size:expr, $ext:path) => {{
+                let addr = reg[sr].wrapping_add(off);
+                let Some(v) = memory.load(addr, $size) else {
+                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                };
+                reg[d] = $ext(v);
+                pc = next;
+            }};
+        }
+        macro_rules! store {
+            ($size:expr, $v:expr) => {{
+                let addr = reg[d].wrapping_add(off);
+                if memory.store(addr, $size, $v).is_none() {
+                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                }
+                pc = next;
+            }};
+        }
+
+        match insn.opcode {
+            // ---- ALU64 ----
+            0x07 => alu!(s::add64, imm),
+            0x0f => alu!(s::add64, reg[sr]),
+            0x17 => alu!(s::sub64, imm),
+            0x1f => alu!(s::sub64, reg[sr]),
+            0x27 => alu!(s::mul64, imm),
+            0x2f => alu!(s::mul64, reg[sr]),
+            0x37 => alu_div!(s::div64, s::sdiv64, imm),
+            0x3f => alu_div!(s::div64, s::sdiv64, reg[sr]),
+            0x47 => alu!(s::or64, imm),
+            0x4f => alu!(s::or64, reg[sr]),
+            0x57 => alu!(s::and64, imm),
+            0x5f => alu!(s::and64, reg[sr]),
+            0x67 => alu!(s::lsh64, imm),
+            0x6f => alu!(s::lsh64, reg[sr]),
+            0x77 => alu!(s::rsh64, imm),
+            0x7f => alu!(s::rsh64, reg[sr]),
+            0x87 => {
+                reg[d] = s::neg64(reg[d]);
+                pc = next;
+            }
+            0x97 => alu_div!(s::mod64, s::smod64, imm),
+            0x9f => alu_div!(s::mod64, s::smod64, reg[sr]),
+            0xa7 => alu!(s::xor64, imm),
+            0xaf => alu!(s::xor64, reg[sr]),
+            0xb7 => {
+                reg[d] = imm;
+                pc = next;
+            }
+            0xbf => {
+                let v = reg[sr];
+                reg[d] = match insn.off {
+                    8 => s::movsx64_8(v),
+                    16 => s::movsx64_16(v),
+                    32 => s::movsx64_32(v),
+                    _ => v,
+                };
+                pc = next;
+            }
+            0xc7 => alu!(s::arsh64, imm),
+            0xcf => alu!(s::arsh64, reg[sr]),
+            0xd7 => {
+                reg[d] = match insn.imm {
+                    16 => s::bswap16(reg[d]),
+                    32 => s::bswap32(reg[d]),
+                    _ => s::bswap64(reg[d]),
+                };
+                pc = next;
+            }
+
+            // ---- ALU (32-bit) ----
+            0x04 => alu!(s::add32, imm),
+            0x0c => alu!(s::add32, reg[sr]),
+            0x14 => alu!(s::sub32, imm),
+            0x1c => alu!(s::sub32, reg[sr]),
+            0x24 => alu!(s::mul32, imm),
+            0x2c => alu!(s::mul32, reg[sr]),
+            0x34 => alu_div!(s::div32, s::sdiv32, imm),
+            0x3c => alu_div!(s::div32, s::sdiv32, reg[sr]),
+            0x44 => alu!(s::or32, imm),
+            0x4c => alu!(s::or32, reg[sr]),
+            0x54 => alu!(s::and32, imm),
+            0x5c => alu!(s::and32, reg[sr]),
+            0x64 => alu!(s::lsh32, imm),
+            0x6c => alu!(s::lsh32, reg[sr]),
+            0x74 => alu!(s::rsh32, imm),
+            0x7c => alu!(s::rsh32, reg[sr]),
+            0x84 => {
+                reg[d] = s::neg32(reg[d]);
+                pc = next;
+            }
+            0x94 => alu_div!(s::mod32, s::smod32, imm),
+            0x9c => alu_div!(s::mod32, s::smod32, reg[sr]),
+            0xa4 => alu!(s::xor32, imm),
+            0xac => alu!(s::xor32, reg[sr]),
+            0xb4 => {
+                reg[d] = s::mov32(imm);
+                pc = next;
+            }
+            0xbc => {
+                let v = reg[sr];
+                reg[d] = match insn.off {
+                    8 => s::movsx32_8(v),
+                    16 => s::movsx32_16(v),
+                    _ => s::mov32(v),
+                };
+                pc = next;
+            }
+            0xc4 => alu!(s::arsh32, imm),
+            0xcc => alu!(s::arsh32, reg[sr]),
+            // le (to little-endian): a truncation on every supported ISA
+            0xd4 => {
+                reg[d] = match insn.imm {
+                    16 => s::zext16(reg[d]),
+                    32 => s::zext32(reg[d]),
+                    _ => reg[d],
+                };
+                pc = next;
+            }
+            // be (to big-endian)
+            0xdc => {
+                reg[d] = match insn.imm {
+                    16 => s::bswap16(reg[d]),
+                    32 => s::bswap32(reg[d]),
+                    _ => s::bswap64(reg[d]),
+                };
+                pc = next;
+            }
+
+            // ---- loads ----
+            op::LDDW => {
+                reg[d] = program.lddw_value(pc);
+                pc += 2;
+            }
+            0x61 => ldx!(4),
+            0x69 => ldx!(2),
+            0x71 => ldx!(1),
+            0x79 => ldx!(8),
+            // MEMSX: sign-extend the loaded value to 64 bits
+            0x81 => ldx!(4, s::movsx64_32),
+            0x89 => ldx!(2, s::movsx64_16),
+            0x91 => ldx!(1, s::movsx64_8),
+
+            // ---- stores ----
+            0x62 => store!(4, imm),
+            0x6a => store!(2, imm),
+            0x72 => store!(1, imm),
+            0x7a => store!(8, imm),
+            0x63 => store!(4, reg[sr]),
+            0x6b => store!(2, reg[sr]),
+            0x73 => store!(1, reg[sr]),
+            0x7b => store!(8, reg[sr]),
+
+            // ---- atomics ----
+            0xc3 | 0xdb => {
+                let size: u64 = if insn.opcode == 0xdb { 8 } else { 4 };
+                let addr = reg[d].wrapping_add(off);
+                if !memory.allows(addr, size, true) {
+                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                }
+                if !s::is_aligned(addr, size) {
+                    return Err(Error::MisalignedAtomic { pc: pc as u32, addr });
+                }
+                let Some(old) = memory.load(addr, size) else {
+                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                };
+                let v = reg[sr];
+                let fetch = insn.imm & atomic::FETCH != 0;
+                let new = match insn.imm {
+                    atomic::CMPXCHG => {
+                        let expected = if size == 8 { reg[0] } else { s::zext32(reg[0]) };
+                        reg[0] = old;
+                        if expected == old { Some(v) } else { None }
+                    }
+                    atomic::XCHG => Some(v),
+                    i => Some(match i & !atomic::FETCH {
+                        atomic::ADD => s::atomic_add(old, v),
+                        atomic::OR => s::atomic_or(old, v),
+                        atomic::AND => s::atomic_and(old, v),
+                        _ => s::atomic_xor(old, v),
+                    }),
+                };
+                if let Some(new) = new
+                    && memory.store(addr, size, new).is_none()
+                {
+                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                }
+                if fetch && insn.imm != atomic::CMPXCHG {
+                    reg[sr] = old;
+                }
+                pc = next;
+            }
+
+            // ---- jumps ----
+            op::JA => {
+                if insn.off < 0 {
+                    burn_fuel!();
+                }
+                pc = (next as i64 + insn.off as i64) as usize;
+            }
+            op::JA32 => {
+                if insn.imm < 0 {
+                    burn_fuel!();
+                }
+                pc = (next as i64 + insn.imm as i64) as usize;
+            }
+            0x15 => jump!(s::jeq64, imm),
+            0x1d => jump!(s::jeq64, reg[sr]),
+            0x25 => jump!(s::jgt64, imm),
+            0x2d => jump!(s::jgt64, reg[sr]),
+            0x35 => jump!(s::jge64, imm),
+            0x3d => jump!(s::jge64, reg[sr]),
+            0x45 => jump!(s::jset64, imm),
+            0x4d => jump!(s::jset64, reg[sr]),
+            0x55 => jump!(s::jne64, imm),
+            0x5d => jump!(s::jne64, reg[sr]),
+            0x65 => jump!(s::jsgt64, imm),
+            0x6d => jump!(s::jsgt64, reg[sr]),
+            0x75 => jump!(s::jsge64, imm),
+            0x7d => jump!(s::jsge64, reg[sr]),
+            0xa5 => jump!(s::jlt64, imm),
+            0xad => jump!(s::jlt64, reg[sr]),
+            0xb5 => jump!(s::jle64, imm),
+            0xbd => jump!(s::jle64, reg[sr]),
+            0xc5 => jump!(s::jslt64, imm),
+            0xcd => jump!(s::jslt64, reg[sr]),
+            0xd5 => jump!(s::jsle64, imm),
+            0xdd => jump!(s::jsle64, reg[sr]),
+            0x16 => jump!(s::jeq32, imm),
+            0x1e => jump!(s::jeq32, reg[sr]),
+            0x26 => jump!(s::jgt32, imm),
+            0x2e => jump!(s::jgt32, reg[sr]),
+            0x36 => jump!(s::jge32, imm),
+            0x3e => jump!(s::jge32, reg[sr]),
+            0x46 => jump!(s::jset32, imm),
+            0x4e => jump!(s::jset32, reg[sr]),
+            0x56 => jump!(s::jne32, imm),
+            0x5e => jump!(s::jne32, reg[sr]),
+            0x66 => jump!(s::jsgt32, imm),
+            0x6e => jump!(s::jsgt32, reg[sr]),
+            0x76 => jump!(s::jsge32, imm),
+            0x7e => jump!(s::jsge32, reg[sr]),
+            0xa6 => jump!(s::jlt32, imm),
+            0xae => jump!(s::jlt32, reg[sr]),
+            0xb6 => jump!(s::jle32, imm),
+            0xbe => jump!(s::jle32, reg[sr]),
+            0xc6 => jump!(s::jslt32, imm),
+            0xce => jump!(s::jslt32, reg[sr]),
+            0xd6 => jump!(s::jsle32, imm),
+            0xde => jump!(s::jsle32, reg[sr]),
+
+            // ---- calls ----
+            op::CALL if insn.src == 1 => {
+                burn_fuel!();
+                let needed = FRAME_SIZE.saturating_mul(depth as u64 + 2);
+                if depth >= max_depth || stack_len < needed {
+                    return Err(Error::CallDepthExceeded { pc: pc as u32 });
+                }
+                let Some(frame) = frames.get_mut(depth) else {
+                    return Err(Error::CallDepthExceeded { pc: pc as u32 });
+                };
+                *frame = Frame { return_pc: next, saved: [reg[6], reg[7], reg[8], reg[9]], r10: reg[10] };
+                depth += 1;
+                reg[10] = reg[10].wrapping_sub(FRAME_SIZE);
+                pc = (next as i64 + insn.imm as i64) as usize;
+            }
+            op::CALL | op::CALLX => {
+                let id = if insn.opcode == op::CALLX { reg[d] } else { insn.imm as u32 as u64 };
+                let Some(f) = helpers.get(id) else {
+                    return Err(Error::HelperNotFound { pc: pc as u32, id });
+                };
+                reg[0] = f(reg[1], reg[2], reg[3], reg[4], reg[5]);
+                reg[1..6].fill(0);
+                pc = next;
+            }
+            op::EXIT => {
+                if depth == 0 {
+                    return Ok(reg[0]);
+                }
+                depth -= 1;
+                let Some(frame) = frames.get(depth) else {
+                    return Err(Error::CallDepthExceeded { pc: pc as u32 });
+                };
+                let [r6, r7, r8, r9] = frame.saved;
+                reg[6] = r6;
+                reg[7] = r7;
+                reg[8] = r8;
+                reg[9] = r9;
+                reg[10] = frame.r10;
+                reg[1..6].fill(0);
+                pc = frame.return_pc;
+            }
+
+            opcode => return Err(Error::UnknownOpcode { pc: pc as u32, opcode }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::helpers::Helper;
+    use crate::ebpf::insn::Insn;
+    use crate::ebpf::memory::Region;
+
+    fn encode(insns: &[Insn], out: &mut [u8]) -> usize {
+        for (chunk, insn) in out.chunks_exact_mut(8).zip(insns) {
+            chunk.copy_from_slice(&insn.encode());
+        }
+        insns.len() * 8
+    }
+
+    fn add_one(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+        a + 1
+    }
+    const HELPERS: [Helper; 1] = [Helper { id: 7, func: add_one }];
+
+    fn exec_with(insns: &[Insn], ctx: &mut [u8], regions: &mut [Region], config: &Config) -> Result<u64, Error> {
+        let mut buf = [0u8; 512];
+        let n = encode(insns, &mut buf);
+        let helpers = Helpers::new(&HELPERS);
+        let program = Program::new(&buf[..n], |id| helpers.contains(id))?;
+        let mut stack = [0u8; FRAME_SIZE as usize * 3];
+        let r1 = ctx.as_ptr() as u64;
+        let r2 = ctx.len() as u64;
+        let mut memory = Memory::new(&mut stack, ctx, regions);
+        run(&program, &helpers, &mut memory, r1, r2, config)
+    }
+
+    fn exec(insns: &[Insn]) -> Result<u64, Error> {
+        exec_with(insns, &mut [0u8; 16], &mut [], &Config::default())
+    }
+
+    const EXIT: Insn = Insn::new(op::EXIT, 0, 0, 0, 0);
+    fn mov(d: u8, imm: i32) -> Insn {
+        Insn::new(0xb7, d, 0, 0, imm)
+    }
+
+    #[test]
+    fn arithmetic_and_division_by_zero() {
+        assert_eq!(exec(&[mov(0, 7), Insn::new(0x37, 0, 0, 0, 0), EXIT]), Ok(0)); // div64 by 0
+        assert_eq!(exec(&[mov(0, 7), mov(1, 0), Insn::new(0x9f, 0, 1, 0, 0), EXIT]), Ok(7)); // mod64 by 0
+        assert_eq!(exec(&[mov(0, -7), Insn::new(0x3c, 0, 1, 1, 0), EXIT]), Ok(0)); // sdiv32 by r1=0
+        assert_eq!(exec(&[mov(0, -8), Insn::new(0x37, 0, 0, 1, 2), EXIT]), Ok(-4i64 as u64)); // sdiv64
+        assert_eq!(exec(&[mov(0, -1), Insn::new(0xb4, 0, 0, 0, -1), EXIT]), Ok(0xffff_ffff)); // mov32
+        assert_eq!(exec(&[mov(1, 0x80), Insn::new(0xbf, 0, 1, 8, 0), EXIT]), Ok(-128i64 as u64)); // movsx
+        assert_eq!(
+            exec(&[Insn::new(op::LDDW, 0, 0, 0, 0x5566_7788), Insn::new(0, 0, 0, 0, 0x1122_3344), EXIT]),
+            Ok(0x1122_3344_5566_7788)
+        );
+        assert_eq!(exec(&[mov(0, 0x1234), Insn::new(0xdc, 0, 0, 0, 16), EXIT]), Ok(0x3412));
+    }
+
+    #[test]
+    fn fuel_exhaustion() {
+        let config = Config { fuel: 1000, max_call_depth: 8 };
+        assert_eq!(
+            exec_with(&[Insn::new(op::JA, 0, 0, -1, 0)], &mut [], &mut [], &config),
+            Err(Error::OutOfFuel { pc: 0 })
+        );
+        // Forward jumps are free.
+        let config = Config { fuel: 0, max_call_depth: 8 };
+        assert_eq!(exec_with(&[Insn::new(op::JA, 0, 0, 0, 0), mov(0, 3), EXIT], &mut [], &mut [], &config), Ok(3));
+        // A counted loop spends one unit per back edge (taken or not).
+        let prog = [mov(0, 0), Insn::new(0x07, 0, 0, 0, 1), Insn::new(0x55, 0, 0, -2, 10), EXIT];
+        let ok = Config { fuel: 10, max_call_depth: 8 };
+        assert_eq!(exec_with(&prog, &mut [], &mut [], &ok), Ok(10));
+        let short = Config { fuel: 9, max_call_depth: 8 };
+        assert_eq!(exec_with(&prog, &mut [], &mut [], &short), Err(Error::OutOfFuel { pc: 2 }));
+    }
+
+    #[test]
+    fn call_depth() {
+        // Infinite recursion: call local -1 (itself... the call at pc 0 targets pc 0).
+        let prog = [Insn::new(op::CALL, 0, 1, 0, -1), EXIT];
+        let config = Config { fuel: u64::MAX, max_call_depth: 8 };
+        // stack holds 3 frames: the third call (depth 2) needs 4 frames.
+        assert_eq!(exec_with(&prog, &mut [], &mut [], &config), Err(Error::CallDepthExceeded { pc: 0 }));
+        let config = Config { fuel: u64::MAX, max_call_depth: 1 };
+        assert_eq!(exec_with(&prog, &mut [], &mut [], &config), Err(Error::CallDepthExceeded { pc: 0 }));
+        // A call and a return restore r6 and r10, zero r1..r5, keep r0.
+        let prog = [
+            mov(6, 6),
+            mov(1, 1),
+            Insn::new(op::CALL, 0, 1, 0, 3), // -> pc 6
+            Insn::new(0x0f, 0, 6, 0, 0),     // r0 += r6
+            Insn::new(0x0f, 0, 1, 0, 0),     // r0 += r1 (zeroed)
+            EXIT,
+            mov(6, 100),
+            Insn::new(0xbf, 0, 1, 0, 0), // r0 = r1 (still 1 in the callee)
+            Insn::new(0x07, 0, 0, 0, 10),
+            EXIT,
+        ];
+        assert_eq!(exec(&prog), Ok(17));
+    }
+
+    #[test]
+    fn memory_fault_names_pc() {
+        let prog = [mov(0, 0), Insn::new(0x79, 0, 1, 16, 0), EXIT];
+        let mut ctx = [0u8; 16];
+        let addr = ctx.as_ptr() as u64 + 16;
+        assert_eq!(
+            exec_with(&prog, &mut ctx, &mut [], &Config::default()),
+            Err(Error::MemoryFault { pc: 1, addr })
+        );
+        // In-bounds load of the last byte works.
+        let prog = [Insn::new(0x71, 0, 1, 15, 0), EXIT];
+        let mut ctx = [0u8; 16];
+        ctx[15] = 0xab;
+        assert_eq!(exec_with(&prog, &mut ctx, &mut [], &Config::default()), Ok(0xab));
+    }
+
+    #[repr(align(8))]
+    struct Aligned([u8; 16]);
+
+    #[test]
+    fn misaligned_atomic() {
+        let prog = [mov(2, 1), Insn::new(0xdb, 1, 2, 4, 0), EXIT];
+        let mut ctx = Aligned([0; 16]);
+        let bytes = &mut ctx.0[..];
+        let addr = bytes.as_ptr() as u64 + 4;
+        assert_eq!(
+            exec_with(&prog, bytes, &mut [], &Config::default()),
+            Err(Error::MisalignedAtomic { pc: 1, addr })
+        );
+        // Aligned: fetch-add returns the old value, cmpxchg32 compares the low half of r0.
+        let prog = [
+            mov(2, 5),
+            Insn::new(0xdb, 1, 2, 8, 0x01), // r2 = fetch_add(*(u64*)(r1+8), 5)
+            Insn::new(0x79, 0, 1, 8, 0),    // r0 = *(u64*)(r1+8)
+            Insn::new(0x0f, 0, 2, 0, 0),    // r0 += r2
+            EXIT,
+        ];
+        let mut ctx = Aligned([0; 16]);
+        ctx.0[8] = 3;
+        let bytes = &mut ctx.0[..];
+        assert_eq!(exec_with(&prog, bytes, &mut [], &Config::default()), Ok(3 + 8));
+    }
+
+    #[test]
+    fn read_only_region_store_refused() {
+        let ro = [0u8; 8];
+        let mut regions = [Region::ReadOnly(&ro)];
+        let addr = regions[0].start();
+        let lo = addr as u32 as i32;
+        let hi = (addr >> 32) as u32 as i32;
+        let prog = [
+            Insn::new(op::LDDW, 3, 0, 0, lo),
+            Insn::new(0, 0, 0, 0, hi),
+            Insn::new(0x71, 0, 3, 7, 0), // load is fine
+            Insn::new(0x72, 3, 0, 0, 1), // store is refused
+            EXIT,
+        ];
+        assert_eq!(
+            exec_with(&prog, &mut [], &mut regions, &Config::default()),
+            Err(Error::MemoryFault { pc: 3, addr })
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(exec(&[mov(1, 41), Insn::new(op::CALL, 0, 0, 0, 7), EXIT]), Ok(42));
+        // r1..r5 are zeroed after a helper call.
+        assert_eq!(
+            exec(&[mov(1, 41), Insn::new(op::CALL, 0, 0, 0, 7), Insn::new(0xbf, 0, 1, 0, 0), EXIT]),
+            Ok(0)
+        );
+        assert_eq!(exec(&[mov(2, 7), mov(1, 1), Insn::new(op::CALLX, 2, 0, 0, 0), EXIT]), Ok(2));
+        assert_eq!(
+            exec(&[mov(2, 8), Insn::new(op::CALLX, 2, 0, 0, 0), EXIT]),
+            Err(Error::HelperNotFound { pc: 1, id: 8 })
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! The `negative/` cases of bpf_conformance that the assembler (and the `.data` parser) must
+//! reject, plus a census of the whole directory so that a new file cannot go unclassified.
+//!
+//! Categories:
+//! - `Asm`: malformed assembly; the assembler must fail on the given asm line.
+//! - `Directive`: the file has an unknown `--` section; the parser records it.
+//! - `Validator`: a well-formed program a loader must reject (RFC 9669 reserved fields set,
+//!   or an uninitialised register read); wired to `Program::new` elsewhere.
+//! - `NoProgram`: neither `-- asm` nor `-- raw`; nothing may be reported as a pass.
+//! - `WrongExpectation`: a valid program whose `-- result` a correct VM must not produce.
+
+use tessera::ebpf::asm::{self, AsmErrorKind};
+use tessera_host_tests::conformance::{self, TestCase};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Asm(u32, AsmErrorKind),
+    Directive,
+    Validator,
+    NoProgram,
+    WrongExpectation,
+}
+
+fn expected(name: &str) -> Option<Kind> {
+    use AsmErrorKind::*;
+    use Kind::*;
+    Some(match name {
+        "invalid_imm32_dec_range" => Asm(2, ImmediateOutOfRange),
+        "invalid_imm32_hex_range" => Asm(2, ImmediateOutOfRange),
+        "invalid_label" => Asm(1, UnknownLabel),
+        "invalid_lock" => Asm(1, BadOperandCount),
+        "invalid_lock2" => Asm(1, BadOperandCount),
+        "invalid_mnemonic" => Asm(2, UnknownMnemonic),
+        "invalid_offset" => Asm(1, BadMemoryOperand),
+        "invalid_offset_range" => Asm(2, OffsetOutOfRange),
+        "invalid_operand_count" => Asm(1, BadOperandCount),
+        "invalid_register" => Asm(1, BadRegister),
+        "invalid_unknown_directive" => Directive,
+        "error" => Validator,
+        "empty" | "empty_instructions" => NoProgram,
+        "incorrect_return_value_high_bits" => WrongExpectation,
+        n if n.starts_with("unused-") => Validator,
+        _ => return None,
+    })
+}
+
+fn negatives() -> Vec<TestCase> {
+    let cases = conformance::load_dir(conformance::negative_dir());
+    assert!(
+        cases.len() >= 60,
+        "expected the negative suite, found {} files",
+        cases.len()
+    );
+    cases
+}
+
+#[test]
+fn every_negative_file_is_classified() {
+    let unknown: Vec<_> = negatives()
+        .into_iter()
+        .filter(|c| expected(&c.name).is_none())
+        .map(|c| c.name)
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "unclassified negative files: {unknown:?}"
+    );
+}
+
+#[test]
+fn malformed_assembly_is_rejected_with_its_line() {
+    let mut checked = 0;
+    for case in negatives() {
+        let Some(Kind::Asm(line, kind)) = expected(&case.name) else {
+            continue;
+        };
+        let text = case
+            .asm
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: no asm", case.name));
+        let e = asm::assemble_to_vec(text)
+            .expect_err(&format!("{}: malformed assembly was accepted", case.name));
+        assert!(e.line >= 1, "{}: {e}", case.name);
+        // The asm line numbers count the comment lines inside the section (see each file).
+        assert_eq!((e.line, e.kind), (line, kind), "{}: {e}", case.name);
+        let msg = conformance::program_bytes(&case).expect_err(&case.name);
+        assert!(
+            msg.contains(&case.name) && msg.contains("file line"),
+            "{msg}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 10);
+}
+
+#[test]
+fn unknown_directive_is_recorded() {
+    let cases = negatives();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "invalid_unknown_directive")
+        .expect("file");
+    assert_eq!(case.unknown_sections.len(), 1);
+    assert_eq!(case.unknown_sections[0].1, "Unknown directive");
+    // The program part before the bad header is empty.
+    assert_eq!(
+        asm::assemble_to_vec(case.asm.as_deref().unwrap_or("")).map(|p| p.len()),
+        Ok(0)
+    );
+    // Fed to the assembler directly, the header line is an unknown directive.
+    let e = asm::assemble_to_vec("-- Unknown directive\nexit").unwrap_err();
+    assert_eq!((e.line, e.kind), (1, AsmErrorKind::UnknownDirective));
+}
+
+#[test]
+fn validator_cases_are_well_formed_programs() {
+    let mut checked = 0;
+    for case in negatives() {
+        if expected(&case.name) != Some(Kind::Validator) {
+            continue;
+        }
+        assert!(
+            case.error.is_some(),
+            "{}: a validator case must have -- error",
+            case.name
+        );
+        assert!(case.result.is_none(), "{}", case.name);
+        let bytes = conformance::program_bytes(&case).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !bytes.is_empty() && bytes.len().is_multiple_of(8),
+            "{}",
+            case.name
+        );
+        if case.name.starts_with("unused-") {
+            // Raw byte form: two slots, the second `exit`.
+            assert!(case.asm.is_none(), "{}", case.name);
+            assert_eq!(bytes.len(), 16, "{}", case.name);
+            assert_eq!(&bytes[8..], &[0x95, 0, 0, 0, 0, 0, 0, 0], "{}", case.name);
+            // Each sets exactly one reserved field; the disassembler must not hide it.
+            let insn = tessera::ebpf::Insn::decode(bytes[..8].try_into().unwrap());
+            let text = tessera::ebpf::disasm::Disassembly(&[insn]).to_string();
+            assert!(text.starts_with(".raw"), "{}: {text}", case.name);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 45, "only {checked} validator cases");
+}
+
+#[test]
+fn no_program_cases_have_no_program() {
+    for case in negatives() {
+        if expected(&case.name) == Some(Kind::NoProgram) {
+            assert!(!case.has_program(), "{}", case.name);
+            assert!(conformance::program_bytes(&case).is_err(), "{}", case.name);
+        }
+    }
+}
+
+#[test]
+fn wrong_expectation_is_really_wrong() {
+    let cases = negatives();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "incorrect_return_value_high_bits")
+        .expect("file");
+    let program = asm::assemble_to_vec(case.asm.as_deref().expect("asm")).expect("valid asm");
+    // `ldxdw %r0, [%r1+2]; exit`: the correct r0 is the little-endian u64 at mem[2..10].
+    assert_eq!(program.len(), 2);
+    assert_eq!(
+        (program[0].opcode, program[0].src, program[0].off),
+        (0x79, 1, 2)
+    );
+    let correct = u64::from_le_bytes(case.mem[2..10].try_into().unwrap());
+    assert_eq!(correct, 0x8877665544332211);
+    assert_ne!(case.result, Some(correct));
+}
