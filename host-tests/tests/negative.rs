@@ -4,12 +4,16 @@
 //! Categories:
 //! - `Asm`: malformed assembly; the assembler must fail on the given asm line.
 //! - `Directive`: the file has an unknown `--` section; the parser records it.
-//! - `Validator`: a well-formed program a loader must reject (RFC 9669 reserved fields set,
-//!   or an uninitialised register read); wired to `Program::new` elsewhere.
+//! - `Validator`: a well-formed program the validator must reject (an RFC 9669 reserved
+//!   field set); checked against `Program::new` and both run modes below.
 //! - `NoProgram`: neither `-- asm` nor `-- raw`; nothing may be reported as a pass.
-//! - `WrongExpectation`: a valid program whose `-- result` a correct VM must not produce.
+//! - `WrongExpectation`: a valid program whose `-- result` / `-- error` a correct VM must
+//!   not produce. `error.data` (`or %r0, %r10`) expects a rejection that only a verifier
+//!   tracking uninitialised registers would give; RFC 9669 defines no such check, and in
+//!   tessera every register starts at 0, so the program is valid and must run.
 
 use tessera::ebpf::asm::{self, AsmErrorKind};
+use tessera::ebpf::{Error, Helpers, Memory, Mode, Program, Vm};
 use tessera_host_tests::conformance::{self, TestCase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +40,7 @@ fn expected(name: &str) -> Option<Kind> {
         "invalid_operand_count" => Asm(1, BadOperandCount),
         "invalid_register" => Asm(1, BadRegister),
         "invalid_unknown_directive" => Directive,
-        "error" => Validator,
+        "error" => WrongExpectation,
         "empty" | "empty_instructions" => NoProgram,
         "incorrect_return_value_high_bits" => WrongExpectation,
         n if n.starts_with("unused-") => Validator,
@@ -131,6 +135,12 @@ fn validator_cases_are_well_formed_programs() {
             "{}",
             case.name
         );
+        // The validator rejects it, naming slot 0: a reserved field, or (where the field
+        // selects a variant, like mov's offset picking movsx) an undefined combination.
+        match Program::new(&bytes, |_| true) {
+            Err(Error::ReservedField { pc: 0 } | Error::UnknownOpcode { pc: 0, .. }) => {}
+            other => panic!("{}: expected a rejection at slot 0, got {other:?}", case.name),
+        }
         if case.name.starts_with("unused-") {
             // Raw byte form: two slots, the second `exit`.
             assert!(case.asm.is_none(), "{}", case.name);
@@ -152,6 +162,7 @@ fn no_program_cases_have_no_program() {
         if expected(&case.name) == Some(Kind::NoProgram) {
             assert!(!case.has_program(), "{}", case.name);
             assert!(conformance::program_bytes(&case).is_err(), "{}", case.name);
+            assert_eq!(Program::new(&[], |_| true).err(), Some(Error::EmptyProgram));
         }
     }
 }
@@ -173,4 +184,32 @@ fn wrong_expectation_is_really_wrong() {
     let correct = u64::from_le_bytes(case.mem[2..10].try_into().unwrap());
     assert_eq!(correct, 0x8877665544332211);
     assert_ne!(case.result, Some(correct));
+}
+
+/// Runs a negative file's program in both modes and returns the two results.
+fn run_both(case: &TestCase) -> [Result<u64, Error>; 2] {
+    let bytes = conformance::program_bytes(case).expect("program");
+    [Mode::Interpreter, Mode::Jit].map(|mode| {
+        let mut vm = Vm::new(&bytes, Helpers::empty()).expect("valid program");
+        let (mut stack, mut context) = (vec![0u8; 512 * 9], case.mem.clone());
+        let mut memory = Memory::new(&mut stack, &mut context, &mut []);
+        vm.run(mode, &mut memory)
+    })
+}
+
+#[test]
+fn wrong_expectations_are_not_met_by_either_mode() {
+    let cases = negatives();
+    let high_bits = cases.iter().find(|c| c.name == "incorrect_return_value_high_bits").expect("file");
+    for result in run_both(high_bits) {
+        assert_eq!(result, Ok(0x8877665544332211));
+        assert_ne!(result.ok(), high_bits.result);
+    }
+    // `or %r0, %r10; exit` runs and returns r10 (r0 starts at 0), not the error it expects.
+    let error = cases.iter().find(|c| c.name == "error").expect("file");
+    assert!(error.error.is_some());
+    for result in run_both(error) {
+        let r0 = result.expect("a valid program runs");
+        assert_ne!(r0, 0, "r0 | r10 is the frame pointer");
+    }
 }
