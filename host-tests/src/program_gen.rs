@@ -202,15 +202,16 @@ pub fn program(s: &mut impl Source, max_len: usize) -> Vec<Insn> {
     func[3].imm = -4;
     let second_slots: Vec<usize> =
         main.iter().enumerate().filter(|(_, i)| i.opcode == op::LDDW).map(|(pc, _)| pc + 1).collect();
-    for pc in 0..exit_pc {
-        let insn = main[pc];
-        let is_jump = matches!(insn.class(), class::JMP | class::JMP32) && insn.opcode & 0xf0 != jmp::CALL && insn.opcode != op::EXIT;
+    for (pc, insn) in main.iter_mut().enumerate().take(exit_pc) {
+        let is_jump = matches!(insn.class(), class::JMP | class::JMP32)
+            && insn.opcode & 0xf0 != jmp::CALL
+            && insn.opcode != op::EXIT;
         if is_jump {
             let mut target = pc as i64 + insn.off as i64 + 1;
             if target < 0 || target > exit_pc as i64 || second_slots.contains(&(target as usize)) {
                 target = exit_pc as i64;
             }
-            main[pc].off = (target - pc as i64 - 1) as i16;
+            insn.off = (target - pc as i64 - 1) as i16;
         }
     }
     for pc in calls {

@@ -47,7 +47,8 @@ pub struct JitContext {
     pub mem_len: u64,
     /// `r10` of the running frame.
     pub frame_pointer: u64,
-    /// Units left: one is spent per taken back edge target and per call.
+    /// Units left: one is spent before every backward jump (taken or not) and every local
+    /// call, exactly as the interpreter charges.
     pub fuel: u64,
     /// Current and maximum local-call depth.
     pub depth: u64,

@@ -30,12 +30,12 @@ define_alu! {
     sub64, sub32, |a, b| a.wrapping_sub(b), a.wrapping_sub(b);
     mul64, mul32, |a, b| a.wrapping_mul(b), a.wrapping_mul(b);
     /// Unsigned division; `x / 0 == 0`.
-    div64, div32, |a, b| if b == 0 { 0 } else { a / b }, if b == 0 { 0 } else { a / b };
+    div64, div32, |a, b| a.checked_div(b).unwrap_or(0), a.checked_div(b).unwrap_or(0);
     /// Signed division; `x / 0 == 0`, `MIN / -1 == MIN`.
     sdiv64, sdiv32, |a, b| if b == 0 { 0 } else { (a as i64).wrapping_div(b as i64) as u64 },
         if b == 0 { 0 } else { (a as i32).wrapping_div(b as i32) as u32 };
     /// Unsigned modulo; `x % 0 == x`.
-    mod64, mod32, |a, b| if b == 0 { a } else { a % b }, if b == 0 { a } else { a % b };
+    mod64, mod32, |a, b| a.checked_rem(b).unwrap_or(a), a.checked_rem(b).unwrap_or(a);
     /// Signed modulo (sign of the dividend); `x % 0 == x`, `MIN % -1 == 0`.
     smod64, smod32, |a, b| if b == 0 { a } else { (a as i64).wrapping_rem(b as i64) as u64 },
         if b == 0 { a } else { (a as i32).wrapping_rem(b as i32) as u32 };

@@ -55,13 +55,12 @@ fn lower_insn(
     sink: &mut dyn FnMut(Item) -> Result<(), Error>,
 ) -> Result<usize, Error> {
     let at = pc as u32;
-    let mut put = |id: StencilId, f: &dyn Fn(Op) -> Op| sink(Item::Place(f(Op::new(id).insn(at))));
-    let none = |o: Op| o;
+    let mut out = Out { sink, pc: at };
     let (dst, src) = (insn.dst, insn.src);
     match insn.class() {
         class::LD => {
             let hi = program.insn(pc + 1).imm;
-            put(reg(ids::LDDW, dst)?, &|o| o.imm(insn.imm).imm_hi(hi))?;
+            out.with(reg(ids::LDDW, dst)?, |o| o.imm(insn.imm).imm_hi(hi))?;
             return Ok(2);
         }
         class::ALU | class::ALU64 => {
@@ -70,10 +69,10 @@ fn lower_insn(
             let from_reg = insn.opcode & source::X != 0;
             match code {
                 alu::MOV if !from_reg && (wide || insn.imm >= 0) => {
-                    put(reg(ids::MOV_IMM, dst)?, &|o| o.imm(insn.imm))?;
+                    out.with(reg(ids::MOV_IMM, dst)?, |o| o.imm(insn.imm))?;
                 }
                 alu::MOV => {
-                    stage(&mut put, from_reg, src, insn.imm)?;
+                    out.stage(from_reg, src, insn.imm)?;
                     let family = match (wide, insn.off) {
                         (true, 8) => ids::MOVSX64_8,
                         (true, 16) => ids::MOVSX64_16,
@@ -83,9 +82,9 @@ fn lower_insn(
                         (false, 16) => ids::MOVSX32_16,
                         (false, _) => ids::MOV32,
                     };
-                    put(reg(family, dst)?, &none)?;
+                    out.plain(reg(family, dst)?)?;
                 }
-                alu::NEG => put(reg(if wide { ids::NEG64 } else { ids::NEG32 }, dst)?, &none)?,
+                alu::NEG => out.plain(reg(if wide { ids::NEG64 } else { ids::NEG32 }, dst)?)?,
                 alu::END => {
                     let to_be = from_reg || wide;
                     let family = match (to_be, insn.imm) {
@@ -97,11 +96,11 @@ fn lower_insn(
                         (true, _) => Some(ids::BSWAP64),
                     };
                     if let Some(family) = family {
-                        put(reg(family, dst)?, &none)?;
+                        out.plain(reg(family, dst)?)?;
                     }
                 }
                 _ => {
-                    stage(&mut put, from_reg, src, insn.imm)?;
+                    out.stage(from_reg, src, insn.imm)?;
                     let signed = insn.off == 1;
                     let family = match (code, wide, signed) {
                         (alu::ADD, true, _) => ids::ADD64,
@@ -132,7 +131,7 @@ fn lower_insn(
                         (alu::ARSH, false, _) => ids::ARSH32,
                         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
                     };
-                    put(reg(family, dst)?, &none)?;
+                    out.plain(reg(family, dst)?)?;
                 }
             }
         }
@@ -140,29 +139,29 @@ fn lower_insn(
             let wide = insn.class() == class::JMP;
             let code = insn.opcode & 0xf0;
             match insn.opcode {
-                op::EXIT => put(ids::EXIT, &none)?,
+                op::EXIT => out.plain(ids::EXIT)?,
                 op::CALL if insn.src == pseudo::CALL_LOCAL => {
                     let to = target(pc, insn.imm as i64);
-                    put(ids::CALL_LOCAL, &|o| o.target(to))?;
+                    out.with(ids::CALL_LOCAL, |o| o.target(to))?;
                 }
-                op::CALL => put(ids::CALL_HELPER, &|o| o.imm(insn.imm))?,
+                op::CALL => out.with(ids::CALL_HELPER, |o| o.imm(insn.imm))?,
                 op::CALLX => {
-                    put(reg(ids::TMP_FROM_REG, dst)?, &none)?;
-                    put(ids::CALLX, &none)?;
+                    out.plain(reg(ids::TMP_FROM_REG, dst)?)?;
+                    out.plain(ids::CALLX)?;
                 }
                 op::JA | op::JA32 => {
                     let delta = if insn.opcode == op::JA32 { insn.imm as i64 } else { insn.off as i64 };
                     if delta < 0 {
-                        put(ids::FUEL, &none)?;
+                        out.plain(ids::FUEL)?;
                     }
                     let to = target(pc, delta);
-                    put(ids::JA, &|o| o.target(to))?;
+                    out.with(ids::JA, |o| o.target(to))?;
                 }
                 _ => {
                     if insn.off < 0 {
-                        put(ids::FUEL, &none)?;
+                        out.plain(ids::FUEL)?;
                     }
-                    stage(&mut put, insn.opcode & source::X != 0, src, insn.imm)?;
+                    out.stage(insn.opcode & source::X != 0, src, insn.imm)?;
                     let family = match (code, wide) {
                         (jmp::JEQ, true) => ids::JEQ64,
                         (jmp::JEQ, false) => ids::JEQ32,
@@ -189,12 +188,12 @@ fn lower_insn(
                         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
                     };
                     let to = target(pc, insn.off as i64);
-                    put(reg(family, dst)?, &|o| o.target(to))?;
+                    out.with(reg(family, dst)?, |o| o.target(to))?;
                 }
             }
         }
         class::LDX => {
-            put(reg(ids::TMP_FROM_REG, src)?, &none)?;
+            out.plain(reg(ids::TMP_FROM_REG, src)?)?;
             let signed = insn.opcode & 0xe0 == mem::MEMSX;
             let family = match (insn.opcode & 0x18, signed) {
                 (mem::B, false) => ids::LDX8,
@@ -206,11 +205,11 @@ fn lower_insn(
                 (_, true) => ids::LDXS32,
                 _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
             };
-            put(reg(family, dst)?, &|o| o.imm(insn.off as i32))?;
+            out.with(reg(family, dst)?, |o| o.imm(insn.off as i32))?;
         }
         class::ST | class::STX => {
             let value_from_reg = insn.class() == class::STX;
-            stage(&mut put, value_from_reg, src, insn.imm)?;
+            out.stage(value_from_reg, src, insn.imm)?;
             let off = insn.off as i32;
             if insn.opcode & 0xe0 == mem::ATOMIC {
                 let wide = insn.opcode & 0x18 == mem::DW;
@@ -229,10 +228,10 @@ fn lower_insn(
                     (0xf0, false) => ids::ATOMIC32_CMPXCHG,
                     _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
                 };
-                put(reg(family, dst)?, &|o| o.imm(off))?;
+                out.with(reg(family, dst)?, |o| o.imm(off))?;
                 // Fetch forms (and xchg) return the old value in `src`; cmpxchg writes r0 itself.
                 if insn.imm & atomic::FETCH != 0 && insn.imm != atomic::CMPXCHG {
-                    put(reg(ids::MOV64, src)?, &none)?;
+                    out.plain(reg(ids::MOV64, src)?)?;
                 }
             } else {
                 let family = match insn.opcode & 0x18 {
@@ -241,7 +240,7 @@ fn lower_insn(
                     mem::W => ids::STX32,
                     _ => ids::STX64,
                 };
-                put(reg(family, dst)?, &|o| o.imm(off))?;
+                out.with(reg(family, dst)?, |o| o.imm(off))?;
             }
         }
         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
@@ -249,16 +248,23 @@ fn lower_insn(
     Ok(1)
 }
 
-/// Puts the second operand in `tmp`.
-fn stage(
-    put: &mut dyn FnMut(StencilId, &dyn Fn(Op) -> Op) -> Result<(), Error>,
-    from_reg: bool,
-    src: u8,
-    imm: i32,
-) -> Result<(), Error> {
-    if from_reg {
-        put(reg(ids::TMP_FROM_REG, src)?, &|o| o)
-    } else {
-        put(ids::TMP_FROM_IMM, &|o| o.imm(imm))
+/// Where lowered stencils go, stamped with the instruction they come from.
+struct Out<'s> {
+    sink: &'s mut dyn FnMut(Item) -> Result<(), Error>,
+    pc: u32,
+}
+
+impl Out<'_> {
+    fn with(&mut self, id: StencilId, holes: impl FnOnce(Op) -> Op) -> Result<(), Error> {
+        (self.sink)(Item::Place(holes(Op::new(id).insn(self.pc))))
+    }
+
+    fn plain(&mut self, id: StencilId) -> Result<(), Error> {
+        self.with(id, |o| o)
+    }
+
+    /// Puts the second operand in `tmp`.
+    fn stage(&mut self, from_reg: bool, src: u8, imm: i32) -> Result<(), Error> {
+        if from_reg { self.plain(reg(ids::TMP_FROM_REG, src)?) } else { self.with(ids::TMP_FROM_IMM, |o| o.imm(imm)) }
     }
 }

@@ -162,7 +162,7 @@ pub fn extract(isa: Isa, bytes: &[u8]) -> Result<Vec<Stencil>, String> {
     }
     // Local functions (outlined helpers) would be called through relocations against them,
     // which `extract_one` rejects; data sections are only an error when referenced.
-    stencils.sort_by(|a, b| family_key(&a.name).cmp(&family_key(&b.name)));
+    stencils.sort_by_key(|s| family_key(&s.name));
     Ok(stencils)
 }
 

@@ -122,12 +122,13 @@ pub fn listing(spec: &TargetSpec, stencils: &[Stencil], objdump: &str, digest: u
             current = Some(rest.trim_end_matches(':'));
             continue;
         }
-        if let Some(name) = current {
-            if !line.trim().is_empty() && !line.ends_with(">:") {
-                let b = blocks.entry(name).or_default();
-                b.push_str(line);
-                b.push('\n');
-            }
+        if let Some(name) = current
+            && !line.trim().is_empty()
+            && !line.ends_with(">:")
+        {
+            let b = blocks.entry(name).or_default();
+            b.push_str(line);
+            b.push('\n');
         }
     }
     let mut out = String::new();

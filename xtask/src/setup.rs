@@ -1,0 +1,327 @@
+//! `cargo xtask setup`: make sure the Rust targets/components from `rust-toolchain.toml`
+//! and the Debian packages for the cross tiers are installed.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::toolchain_file::ToolchainFile;
+use crate::util::{command_line, find_in_path, run_status};
+
+/// A Debian package the cross tiers need, with what proves it is usable without dpkg.
+struct AptPackage {
+    name: &'static str,
+    /// Executables that must be on `PATH`.
+    commands: &'static [&'static str],
+    /// Files that must exist.
+    files: &'static [&'static str],
+}
+
+const APT_PACKAGES: &[AptPackage] = &[
+    AptPackage {
+        name: "qemu-user",
+        commands: &["qemu-aarch64", "qemu-riscv64"],
+        files: &[],
+    },
+    AptPackage {
+        name: "gcc-aarch64-linux-gnu",
+        commands: &["aarch64-linux-gnu-gcc"],
+        files: &[],
+    },
+    AptPackage {
+        name: "gcc-riscv64-linux-gnu",
+        commands: &["riscv64-linux-gnu-gcc"],
+        files: &[],
+    },
+    AptPackage {
+        name: "libc6-dev-arm64-cross",
+        commands: &[],
+        files: &[
+            "/usr/aarch64-linux-gnu/lib/crt1.o",
+            "/usr/aarch64-linux-gnu/lib/libc.so.6",
+        ],
+    },
+    AptPackage {
+        name: "libc6-dev-riscv64-cross",
+        commands: &[],
+        files: &[
+            "/usr/riscv64-linux-gnu/lib/crt1.o",
+            "/usr/riscv64-linux-gnu/lib/libc.so.6",
+        ],
+    },
+    // For the bare-metal (qemu-system) tier.
+    AptPackage {
+        name: "qemu-system-arm",
+        commands: &["qemu-system-aarch64"],
+        files: &[],
+    },
+    AptPackage {
+        name: "qemu-system-misc",
+        commands: &["qemu-system-riscv64"],
+        files: &[],
+    },
+];
+
+/// What `setup` managed to ensure; the test driver skips tiers whose prerequisites failed.
+#[derive(Debug)]
+pub struct SetupOutcome {
+    /// Errors from the Rust part (targets/components), if any.
+    pub rust: Result<(), String>,
+    /// Errors from the Debian part, if any. `Ok` when skipped on purpose.
+    pub apt: Result<(), String>,
+}
+
+impl SetupOutcome {
+    pub fn error(&self) -> Option<String> {
+        let errs: Vec<&str> = [&self.rust, &self.apt]
+            .into_iter()
+            .filter_map(|r| r.as_ref().err().map(String::as_str))
+            .collect();
+        (!errs.is_empty()).then(|| errs.join("; "))
+    }
+}
+
+/// `host_only`: only the components needed by the host tiers (no cross targets, no apt).
+pub fn setup(root: &Path, host_only: bool) -> SetupOutcome {
+    let rust = ensure_rust(root, host_only);
+    if let Err(e) = &rust {
+        println!("setup: ERROR: {e}");
+    }
+    let apt = if host_only {
+        println!("setup: --host-only: not checking cross targets or Debian packages");
+        Ok(())
+    } else {
+        let r = ensure_apt_packages();
+        if let Err(e) = &r {
+            println!("setup: ERROR: {e}");
+        }
+        r
+    };
+    SetupOutcome { rust, apt }
+}
+
+fn ensure_rust(root: &Path, host_only: bool) -> Result<(), String> {
+    let tf = ToolchainFile::read(&root.join("rust-toolchain.toml"))?;
+    if find_in_path("rustup").is_none() {
+        return Err(format!(
+            "rustup not found on PATH; install rustup (https://rustup.rs) or install the \
+             components {:?} and targets {:?} by other means",
+            tf.components, tf.targets
+        ));
+    }
+    let toolchain = active_toolchain(root, tf.channel.as_deref())?;
+
+    let installed_components = rustup_list(
+        root,
+        &[
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            &toolchain,
+        ],
+    )?;
+    // `rustup component list --installed` prints `clippy-x86_64-unknown-linux-gnu`, or the
+    // bare name for some components; match either.
+    let missing_components: Vec<&String> = tf
+        .components
+        .iter()
+        .filter(|c| {
+            !installed_components
+                .iter()
+                .any(|i| i == *c || i.starts_with(&format!("{c}-")))
+        })
+        .collect();
+    install_with_rustup(
+        root,
+        &toolchain,
+        "component",
+        &missing_components,
+        &tf.components,
+    )?;
+
+    if host_only {
+        return Ok(());
+    }
+    let installed_targets = rustup_list(
+        root,
+        &["target", "list", "--installed", "--toolchain", &toolchain],
+    )?;
+    let missing_targets: Vec<&String> = tf
+        .targets
+        .iter()
+        .filter(|t| !installed_targets.contains(t))
+        .collect();
+    install_with_rustup(root, &toolchain, "target", &missing_targets, &tf.targets)
+}
+
+fn install_with_rustup(
+    root: &Path,
+    toolchain: &str,
+    kind: &str,
+    missing: &[&String],
+    all: &[String],
+) -> Result<(), String> {
+    if missing.is_empty() {
+        println!(
+            "setup: Rust {kind}s already installed for {toolchain}: {}",
+            all.join(" ")
+        );
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+    println!(
+        "setup: installing Rust {kind}s for {toolchain}: {}",
+        names.join(" ")
+    );
+    let mut cmd = Command::new("rustup");
+    cmd.current_dir(root)
+        .args([kind, "add", "--toolchain", toolchain])
+        .args(&names);
+    match run_status(&mut cmd) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("`{}` failed", command_line(&cmd))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The toolchain cargo is running under (`RUSTUP_TOOLCHAIN` when invoked through the
+/// rustup proxy, else what `rustup show active-toolchain` reports for the repo).
+fn active_toolchain(root: &Path, channel: Option<&str>) -> Result<String, String> {
+    if let Ok(t) = std::env::var("RUSTUP_TOOLCHAIN")
+        && !t.is_empty()
+    {
+        return Ok(t);
+    }
+    let out = Command::new("rustup")
+        .current_dir(root)
+        .args(["show", "active-toolchain"])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.split_whitespace().next() {
+        Some(name) if out.status.success() => Ok(name.to_string()),
+        _ => channel.map(str::to_string).ok_or_else(|| {
+            format!(
+                "cannot determine the active toolchain: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        }),
+    }
+}
+
+fn rustup_list(root: &Path, args: &[&str]) -> Result<Vec<String>, String> {
+    let mut cmd = Command::new("rustup");
+    cmd.current_dir(root).args(args);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run `{}`: {e}", command_line(&cmd)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            command_line(&cmd),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect())
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).trim() == "install ok installed"
+        })
+        .unwrap_or(false)
+}
+
+fn probes_pass(p: &AptPackage) -> bool {
+    p.commands.iter().all(|c| find_in_path(c).is_some())
+        && p.files.iter().all(|f| Path::new(f).exists())
+}
+
+fn missing_apt_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .filter(|p| !dpkg_installed(p.name) && !probes_pass(p))
+        .map(|p| p.name)
+        .collect()
+}
+
+fn ensure_apt_packages() -> Result<(), String> {
+    let all: Vec<&str> = APT_PACKAGES.iter().map(|p| p.name).collect();
+    let missing = missing_apt_packages();
+    if missing.is_empty() {
+        println!(
+            "setup: Debian packages already installed: {}",
+            all.join(" ")
+        );
+        return Ok(());
+    }
+    println!("setup: missing Debian packages: {}", missing.join(" "));
+    if find_in_path("apt-get").is_none() {
+        return Err(format!(
+            "apt-get not found; install the equivalents of these Debian packages by hand: {}",
+            missing.join(" ")
+        ));
+    }
+    let sudo = if is_root() {
+        None
+    } else if find_in_path("sudo").is_some() {
+        Some("sudo")
+    } else {
+        return Err(format!(
+            "not root and sudo not found; run as root: apt-get install {}",
+            missing.join(" ")
+        ));
+    };
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let mut cmd = match sudo {
+            Some(s) => {
+                let mut c = Command::new(s);
+                c.arg("apt-get");
+                c
+            }
+            None => Command::new("apt-get"),
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        println!("setup: $ {}", command_line(&cmd));
+        match run_status(&mut cmd) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("`{}` failed", command_line(&cmd))),
+            Err(e) => Err(e),
+        }
+    };
+    let mut install_args = vec!["install", "-y", "--no-install-recommends"];
+    install_args.extend(&missing);
+    apt(&["update"])
+        .and_then(|()| apt(&install_args))
+        .map_err(|e| {
+            format!(
+                "installing Debian packages {} failed: {e}",
+                missing.join(" ")
+            )
+        })?;
+
+    let still = missing_apt_packages();
+    if !still.is_empty() {
+        return Err(format!(
+            "still missing after apt-get install: {}",
+            still.join(" ")
+        ));
+    }
+    println!("setup: installed Debian packages: {}", missing.join(" "));
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

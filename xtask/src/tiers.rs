@@ -1,0 +1,341 @@
+//! `cargo xtask test`: runs every test tier, keeps going after failures, prints a summary.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::setup::{SetupOutcome, setup};
+use crate::util::{cargo_cmd, command_line, format_duration};
+
+/// Packages whose tests run on the qemu-user tier (tier 2).
+pub const CROSS_TEST_PACKAGES: &[&str] = &["tessera-arch", "tessera", "tessera-host-tests"];
+/// Linux targets whose test binaries run through qemu-user (the `runner` in .cargo/config.toml).
+pub const QEMU_USER_TARGETS: &[&str] =
+    &["aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
+/// Bare-metal targets the `no_std` core must build for.
+pub const BARE_METAL_TARGETS: &[&str] = &[
+    "x86_64-unknown-none",
+    "aarch64-unknown-none",
+    "riscv64gc-unknown-none-elf",
+];
+/// The stencil generator's package; `--check` fails when committed tables are stale.
+pub const STENCIL_GEN_PACKAGE: &str = "tessera-stencil-gen";
+
+enum Status {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+struct TierResult {
+    name: String,
+    status: Status,
+    duration: Option<Duration>,
+}
+
+/// What a tier needs from `setup` before it can run.
+#[derive(Clone, Copy)]
+enum Needs {
+    Nothing,
+    RustTargets,
+    RustTargetsAndPackages,
+}
+
+enum Kind {
+    Setup,
+    /// Cargo invocations (argument lists); all of them run even if one fails.
+    Cargo(Vec<Vec<String>>, Needs),
+    Skip(String),
+}
+
+struct Tier {
+    name: String,
+    kind: Kind,
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn plan(host_only: bool) -> Vec<Tier> {
+    let mut tiers = vec![
+        Tier {
+            name: "setup".into(),
+            kind: Kind::Setup,
+        },
+        Tier {
+            name: "stencils".into(),
+            kind: Kind::Cargo(
+                vec![args(&[
+                    "run",
+                    "-p",
+                    STENCIL_GEN_PACKAGE,
+                    "--release",
+                    "--",
+                    "--check",
+                ])],
+                Needs::Nothing,
+            ),
+        },
+        Tier {
+            name: format!("host {}", std::env::consts::ARCH),
+            kind: Kind::Cargo(
+                vec![args(&["test", "--workspace", "--exclude", "xtask"])],
+                Needs::Nothing,
+            ),
+        },
+    ];
+    for target in QEMU_USER_TARGETS {
+        let arch = target
+            .split('-')
+            .next()
+            .unwrap_or(target)
+            .trim_end_matches("gc");
+        let kind = if host_only {
+            Kind::Skip("--host-only".into())
+        } else {
+            let mut cmd = args(&["test", "--target", target]);
+            for p in CROSS_TEST_PACKAGES {
+                cmd.extend(args(&["-p", p]));
+            }
+            Kind::Cargo(vec![cmd], Needs::RustTargetsAndPackages)
+        };
+        tiers.push(Tier {
+            name: format!("qemu-user {arch}"),
+            kind,
+        });
+    }
+    tiers.push(Tier {
+        name: "no_std builds".into(),
+        kind: if host_only {
+            Kind::Skip("--host-only".into())
+        } else {
+            Kind::Cargo(
+                BARE_METAL_TARGETS
+                    .iter()
+                    .map(|t| {
+                        args(&[
+                            "build",
+                            "-p",
+                            "tessera",
+                            "--no-default-features",
+                            "--target",
+                            t,
+                        ])
+                    })
+                    .collect(),
+                Needs::RustTargets,
+            )
+        },
+    });
+    tiers.push(Tier {
+        name: "qemu-system bare metal".into(),
+        kind: Kind::Skip("not implemented yet (tier 3)".into()),
+    });
+    tiers.push(Tier {
+        name: "lint".into(),
+        kind: Kind::Cargo(
+            vec![args(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])],
+            Needs::Nothing,
+        ),
+    });
+    tiers
+}
+
+fn unmet(needs: Needs, setup: Option<&SetupOutcome>) -> Option<String> {
+    let s = setup?;
+    let rust = s.rust.as_ref().err().map(|_| "Rust targets");
+    let apt = s.apt.as_ref().err().map(|_| "Debian packages");
+    let missing: Vec<&str> = match needs {
+        Needs::Nothing => vec![],
+        Needs::RustTargets => rust.into_iter().collect(),
+        Needs::RustTargetsAndPackages => rust.into_iter().chain(apt).collect(),
+    };
+    (!missing.is_empty()).then(|| format!("setup failed ({})", missing.join(", ")))
+}
+
+/// Runs all tiers; returns whether none failed.
+pub fn test(root: &Path, host_only: bool) -> bool {
+    let tiers = plan(host_only);
+    let total = tiers.len();
+    let mut setup_outcome: Option<SetupOutcome> = None;
+    let mut results = Vec::with_capacity(total);
+
+    for (i, tier) in tiers.into_iter().enumerate() {
+        println!();
+        println!("==> [{}/{total}] {}", i + 1, tier.name);
+        let start = Instant::now();
+        let status = match tier.kind {
+            Kind::Skip(reason) => Status::Skipped(reason),
+            Kind::Setup => {
+                let outcome = setup(root, host_only);
+                let status = match outcome.error() {
+                    Some(e) => Status::Failed(e),
+                    None => Status::Passed,
+                };
+                setup_outcome = Some(outcome);
+                status
+            }
+            Kind::Cargo(cmds, needs) => match unmet(needs, setup_outcome.as_ref()) {
+                Some(reason) => Status::Skipped(reason),
+                None => run_cargo_all(root, &cmds),
+            },
+        };
+        let duration = (!matches!(status, Status::Skipped(_))).then(|| start.elapsed());
+        match (&status, duration) {
+            (Status::Passed, Some(d)) => {
+                println!("<== {}: passed ({})", tier.name, format_duration(d))
+            }
+            (Status::Failed(e), Some(d)) => {
+                println!("<== {}: FAILED ({}): {e}", tier.name, format_duration(d))
+            }
+            (Status::Skipped(r), _) => println!("<== {}: skipped: {r}", tier.name),
+            _ => {}
+        }
+        results.push(TierResult {
+            name: tier.name,
+            status,
+            duration,
+        });
+    }
+
+    print_summary(&results)
+}
+
+fn run_cargo_all(root: &Path, cmds: &[Vec<String>]) -> Status {
+    let mut failures = Vec::new();
+    for a in cmds {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let mut cmd = cargo_cmd(root, &refs);
+        let line = command_line(&cmd);
+        println!("$ {line}");
+        match cmd.status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => failures.push(format!("`{line}` ({s})")),
+            Err(e) => failures.push(format!("`{line}` could not start: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Status::Passed
+    } else {
+        Status::Failed(failures.join("; "))
+    }
+}
+
+fn print_summary(results: &[TierResult]) -> bool {
+    let name_w = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!();
+    println!("==> summary");
+    println!(
+        "{:<name_w$}  {:<7}  {:>9}  detail",
+        "tier", "status", "duration"
+    );
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for r in results {
+        let (status, detail) = match &r.status {
+            Status::Passed => {
+                passed += 1;
+                ("passed", String::new())
+            }
+            Status::Failed(e) => {
+                failed += 1;
+                ("FAILED", e.clone())
+            }
+            Status::Skipped(reason) => {
+                skipped += 1;
+                ("skipped", reason.clone())
+            }
+        };
+        let dur = r
+            .duration
+            .map(format_duration)
+            .unwrap_or_else(|| "-".into());
+        let line = format!("{:<name_w$}  {status:<7}  {dur:>9}  {detail}", r.name);
+        println!("{}", line.trim_end());
+    }
+    println!();
+    if failed > 0 {
+        println!("result: FAILED ({failed} failed, {passed} passed, {skipped} skipped)");
+    } else {
+        println!("result: ok ({passed} passed, {skipped} skipped)");
+    }
+    failed == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_only_skips_cross_tiers_and_never_plans_them_as_runs() {
+        let tiers = plan(true);
+        for t in &tiers {
+            if t.name.starts_with("qemu-user") || t.name == "no_std builds" {
+                assert!(
+                    matches!(t.kind, Kind::Skip(_)),
+                    "{} should be skipped",
+                    t.name
+                );
+            }
+        }
+        assert!(tiers.iter().any(|t| t.name == "lint"));
+    }
+
+    #[test]
+    fn full_plan_has_one_qemu_user_tier_per_target() {
+        let tiers = plan(false);
+        let qemu: Vec<_> = tiers
+            .iter()
+            .filter(|t| t.name.starts_with("qemu-user"))
+            .collect();
+        assert_eq!(qemu.len(), QEMU_USER_TARGETS.len());
+        assert_eq!(qemu[0].name, "qemu-user aarch64");
+        assert_eq!(qemu[1].name, "qemu-user riscv64");
+        let Kind::Cargo(cmds, _) = &qemu[1].kind else {
+            panic!()
+        };
+        assert_eq!(
+            cmds[0].join(" "),
+            "test --target riscv64gc-unknown-linux-gnu -p tessera-arch -p tessera -p tessera-host-tests"
+        );
+    }
+
+    #[test]
+    fn failed_setup_skips_dependent_tiers_only() {
+        let s = SetupOutcome {
+            rust: Ok(()),
+            apt: Err("x".into()),
+        };
+        assert!(unmet(Needs::Nothing, Some(&s)).is_none());
+        assert!(unmet(Needs::RustTargets, Some(&s)).is_none());
+        assert!(unmet(Needs::RustTargetsAndPackages, Some(&s)).is_some());
+    }
+
+    #[test]
+    fn summary_fails_when_any_tier_failed() {
+        let r = |status| TierResult {
+            name: "t".into(),
+            status,
+            duration: None,
+        };
+        assert!(print_summary(&[
+            r(Status::Passed),
+            r(Status::Skipped("why".into()))
+        ]));
+        assert!(!print_summary(&[
+            r(Status::Passed),
+            r(Status::Failed("boom".into()))
+        ]));
+    }
+}
