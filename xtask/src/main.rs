@@ -17,7 +17,7 @@ usage: cargo xtask <command> [args]
 
 commands:
   setup                  install missing Rust targets/components (from rust-toolchain.toml)
-                         and Debian packages (qemu-user, cross gcc/libc, qemu-system)
+                         and Debian packages (qemu-user, cross gcc/libc, llvm for llvm-objdump)
   test [--host-only]     run setup, then every test tier (stencils check, host tests,
                          qemu-user aarch64/riscv64, no_std builds, clippy) and print a
                          summary; --host-only skips the cross tiers

@@ -48,15 +48,10 @@ const APT_PACKAGES: &[AptPackage] = &[
             "/usr/riscv64-linux-gnu/lib/libc.so.6",
         ],
     },
-    // For the bare-metal (qemu-system) tier.
+    // llvm-objdump: the golden-emission tests compare disassembly when it is installed.
     AptPackage {
-        name: "qemu-system-arm",
-        commands: &["qemu-system-aarch64"],
-        files: &[],
-    },
-    AptPackage {
-        name: "qemu-system-misc",
-        commands: &["qemu-system-riscv64"],
+        name: "llvm",
+        commands: &["llvm-objdump"],
         files: &[],
     },
 ];

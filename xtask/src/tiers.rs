@@ -7,6 +7,43 @@ use crate::setup::{SetupOutcome, setup};
 use crate::util::{cargo_cmd, command_line, format_duration};
 
 /// Packages whose tests run on the qemu-user tier (tier 2).
+/// The host tier: (unless `--host-only`) the conformance plugin built for the qemu-user
+/// targets, which the outside harness in host-tests feeds through qemu-user; then the
+/// whole workspace's tests; then the summary lines.
+fn host_commands(host_only: bool) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    if !host_only {
+        for target in QEMU_USER_TARGETS {
+            commands.push(args(&["build", "-p", "tessera-cli", "--bins", "--target", target]));
+        }
+    }
+    commands.push(args(&["test", "--workspace", "--exclude", "xtask", "--no-fail-fast"]));
+    commands.push(summary_lines(None));
+    commands
+}
+
+/// Re-runs the conformance and differential suites with their output shown, so their
+/// per-ISA, per-mode `N passed, M failed` lines appear in the log (cargo captures the output
+/// of passing tests otherwise). They take seconds, even under qemu-user.
+fn summary_lines(target: Option<&str>) -> Vec<String> {
+    let mut cmd = args(&["test", "-p", "tessera-host-tests"]);
+    if let Some(t) = target {
+        cmd.extend(args(&["--target", t]));
+    }
+    cmd.extend(args(&[
+        "--test",
+        "interp_conformance",
+        "--test",
+        "jit_conformance",
+        "--test",
+        "differential",
+        "--",
+        "--nocapture",
+        "--test-threads=1",
+    ]));
+    cmd
+}
+
 pub const CROSS_TEST_PACKAGES: &[&str] = &["tessera-arch", "tessera", "tessera-host-tests"];
 /// Linux targets whose test binaries run through qemu-user (the `runner` in .cargo/config.toml).
 pub const QEMU_USER_TARGETS: &[&str] =
@@ -79,7 +116,7 @@ fn plan(host_only: bool) -> Vec<Tier> {
         Tier {
             name: format!("host {}", std::env::consts::ARCH),
             kind: Kind::Cargo(
-                vec![args(&["test", "--workspace", "--exclude", "xtask"])],
+                host_commands(host_only),
                 Needs::Nothing,
             ),
         },
@@ -93,11 +130,11 @@ fn plan(host_only: bool) -> Vec<Tier> {
         let kind = if host_only {
             Kind::Skip("--host-only".into())
         } else {
-            let mut cmd = args(&["test", "--target", target]);
+            let mut cmd = args(&["test", "--no-fail-fast", "--target", target]);
             for p in CROSS_TEST_PACKAGES {
                 cmd.extend(args(&["-p", p]));
             }
-            Kind::Cargo(vec![cmd], Needs::RustTargetsAndPackages)
+            Kind::Cargo(vec![cmd, summary_lines(Some(target))], Needs::RustTargetsAndPackages)
         };
         tiers.push(Tier {
             name: format!("qemu-user {arch}"),
