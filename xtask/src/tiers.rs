@@ -13,6 +13,7 @@ use crate::util::{cargo_cmd, command_line, format_duration};
 fn host_commands(host_only: bool) -> Vec<Vec<String>> {
     let mut commands = Vec::new();
     if !host_only {
+        crate::util::REQUIRE_PLUGINS.store(true, std::sync::atomic::Ordering::Relaxed);
         for target in QEMU_USER_TARGETS {
             commands.push(args(&["build", "-p", "tessera-cli", "--bins", "--target", target]));
         }

@@ -10,10 +10,17 @@ pub fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
+/// Set by a full `test` run: the plugin harness must then find the plugin built for every
+/// target (a missing one fails instead of being reported as skipped).
+pub static REQUIRE_PLUGINS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A `cargo` command with the given arguments, run from the workspace root.
 pub fn cargo_cmd(root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root).args(args);
+    if REQUIRE_PLUGINS.load(std::sync::atomic::Ordering::Relaxed) {
+        cmd.env("TESSERA_REQUIRE_PLUGINS", "1");
+    }
     cmd
 }
 

@@ -1,0 +1,251 @@
+//! The bpf_conformance suite through `tessera-bpf-plugin`, driven from outside as the suite's
+//! own runner does: program hex on stdin, memory hex as the argument, r0 in hex on stdout.
+//!
+//! Runs the plugin binary built for each of x86_64, aarch64 and riscv64 Linux, in `--interp`
+//! and `--jit` mode; foreign ones go through qemu-user. This test cannot build the binaries
+//! (host-tests cannot depend on a binary crate's artifact), so it runs what exists:
+//! `<target dir>/<triple>/debug/tessera-bpf-plugin` (and `<target dir>/debug/` for the host),
+//! where the target dir is `$CARGO_TARGET_DIR`, the one this test binary lives in, or
+//! `<workspace>/target`. Build them first:
+//!
+//! ```text
+//! cargo build -p tessera-cli
+//! cargo build -p tessera-cli --target aarch64-unknown-linux-gnu
+//! cargo build -p tessera-cli --target riscv64gc-unknown-linux-gnu
+//! ```
+//!
+//! A target whose plugin is missing (or whose qemu is missing) is reported as skipped and
+//! never counted as passed; set `TESSERA_REQUIRE_PLUGINS=1` to make a skip fail the test.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tessera_host_tests::conformance::{self, TestCase};
+
+const PLUGIN: &str = "tessera-bpf-plugin";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A target triple, and how to run its binaries on this machine (none: natively).
+struct Target {
+    triple: &'static str,
+    arch: &'static str,
+    qemu: &'static str,
+    sysroot: &'static str,
+}
+
+const TARGETS: [Target; 3] = [
+    Target {
+        triple: "x86_64-unknown-linux-gnu",
+        arch: "x86_64",
+        qemu: "qemu-x86_64",
+        sysroot: "/usr/x86_64-linux-gnu",
+    },
+    Target {
+        triple: "aarch64-unknown-linux-gnu",
+        arch: "aarch64",
+        qemu: "qemu-aarch64",
+        sysroot: "/usr/aarch64-linux-gnu",
+    },
+    Target {
+        triple: "riscv64gc-unknown-linux-gnu",
+        arch: "riscv64",
+        qemu: "qemu-riscv64",
+        sysroot: "/usr/riscv64-linux-gnu",
+    },
+];
+
+fn is_native(t: &Target) -> bool {
+    t.arch == std::env::consts::ARCH
+}
+
+/// Target directories to look in, most specific first.
+fn target_dirs() -> Vec<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        let d = PathBuf::from(d);
+        dirs.push(if d.is_absolute() { d } else { workspace.join(d) });
+    }
+    // This test binary is <target dir>[/<triple>]/<profile>/deps/<name>.
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(profile_dir) = exe.parent().and_then(Path::parent).and_then(Path::parent)
+    {
+        let is_triple = TARGETS.iter().any(|t| profile_dir.ends_with(t.triple));
+        let dir = if is_triple { profile_dir.parent() } else { Some(profile_dir) };
+        dirs.extend(dir.map(Path::to_path_buf));
+    }
+    dirs.push(workspace.join("target"));
+    dirs
+}
+
+/// The plugin built for `t`, if any.
+fn find_plugin(t: &Target) -> Option<PathBuf> {
+    target_dirs().into_iter().find_map(|dir| {
+        let mut candidates = vec![dir.join(t.triple).join("debug").join(PLUGIN)];
+        if is_native(t) {
+            candidates.push(dir.join("debug").join(PLUGIN));
+        }
+        candidates.into_iter().find(|p| p.is_file())
+    })
+}
+
+/// The command that runs `plugin` (through qemu-user for a foreign target).
+fn command(t: &Target, plugin: &Path) -> Command {
+    if is_native(t) {
+        Command::new(plugin)
+    } else {
+        let mut c = Command::new(t.qemu);
+        c.arg("-L").arg(t.sysroot).arg(plugin);
+        c
+    }
+}
+
+/// Whether `t`'s binaries can be run here (natively, or its qemu starts).
+fn runnable(t: &Target) -> bool {
+    is_native(t)
+        || Command::new(t.qemu)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Runs one case; `Err` describes a failure.
+fn run_case(t: &Target, plugin: &Path, mode: &str, case: &TestCase, program: &[u8]) -> Result<(), String> {
+    let mut child = command(t, plugin)
+        .arg(mode)
+        .arg(hex(&case.mem))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // An early exit (e.g. a rejected argument) closes the pipe; the status tells why.
+        let _ = stdin.write_all(hex(program).as_bytes());
+    }
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {TIMEOUT:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => return Err(format!("wait: {e}")),
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| format!("output: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match (case.result, &case.error) {
+        (Some(expected), _) => {
+            let want = format!("{expected:x}\n");
+            if out.status.success() && stdout == want {
+                Ok(())
+            } else {
+                Err(format!("expected {want:?}, got {stdout:?} ({}) {}", out.status, stderr.trim()))
+            }
+        }
+        (None, Some(_)) if out.status.success() => Err(format!("expected an error, got {stdout:?}")),
+        (None, Some(_)) => Ok(()),
+        (None, None) => Err("no expectation".to_string()),
+    }
+}
+
+/// Space-separated hex bytes, as the suite's runner sends them.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs every case on `t` in `mode`, in parallel; returns (passed, failures).
+fn run_all(t: &Target, plugin: &Path, mode: &str, cases: &[(TestCase, Vec<u8>)]) -> (usize, Vec<String>) {
+    let next = AtomicUsize::new(0);
+    let passed = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(4, |n| n.get()).min(32);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while let Some((case, program)) = cases.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match run_case(t, plugin, mode, case, program) {
+                        Ok(()) => {
+                            passed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => failures.lock().unwrap().push(format!("{}: {e}", case.name)),
+                    }
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
+    (passed.into_inner(), failures)
+}
+
+#[test]
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    ignore = "the outside harness runs on the x86-64 host and drives the other targets through qemu-user"
+)]
+fn plugin_conformance() {
+    let dir = conformance::tests_dir();
+    let mut cases = Vec::new();
+    let mut problems = Vec::new();
+    for case in conformance::load_dir(&dir) {
+        if case.result.is_none() && case.error.is_none() {
+            println!("{}: no `-- result` or `-- error`; not run", case.name);
+            continue;
+        }
+        match conformance::program_bytes(&case) {
+            Ok(bytes) => cases.push((case, bytes)),
+            // A program the assembler rejects never reaches the plugin: fine for an `-- error`
+            // case (rejected, as required), a failure otherwise.
+            Err(_) if case.error.is_some() => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    assert!(!cases.is_empty(), "no conformance cases in {}", dir.display());
+    assert!(problems.is_empty(), "cases that do not assemble: {problems:#?}");
+
+    let require = std::env::var_os("TESSERA_REQUIRE_PLUGINS").is_some_and(|v| v != "0" && !v.is_empty());
+    let mut failed = Vec::new();
+    for t in &TARGETS {
+        let Some(plugin) = find_plugin(t) else {
+            println!("plugin {}: skipped (not built)", t.triple);
+            if require {
+                failed.push(format!("plugin {}: not built", t.triple));
+            }
+            continue;
+        };
+        if !runnable(t) {
+            println!("plugin {}: skipped ({} not available)", t.triple, t.qemu);
+            if require {
+                failed.push(format!("plugin {}: {} not available", t.triple, t.qemu));
+            }
+            continue;
+        }
+        for mode in ["--interp", "--jit"] {
+            let (passed, failures) = run_all(t, &plugin, mode, &cases);
+            let mode_name = mode.trim_start_matches('-');
+            println!(
+                "plugin {} {mode_name}: {passed} passed, {} failed ({})",
+                t.triple,
+                failures.len(),
+                plugin.display()
+            );
+            for f in &failures {
+                println!("  {f}");
+                failed.push(format!("{} {mode_name}: {f}", t.triple));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{} failures:\n{}", failed.len(), failed.join("\n"));
+}
