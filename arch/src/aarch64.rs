@@ -10,7 +10,7 @@
 //! Instructions are little-endian 32-bit words; a patcher changes only its field and checks
 //! the fixed opcode bits of the instruction first.
 
-use crate::{PatchError, RelocKind, read, write};
+use crate::{Field, PatchError, RelocKind, patch_field32, write};
 
 /// Patches one AArch64 hole; see [`crate::patch`] for the meaning of the arguments.
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
@@ -19,27 +19,27 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
         RelocKind::A64Abs64 => write(code, offset, value.to_le_bytes()),
         // B and BL; the psABI pairs CALL26 with BL and JUMP26 with B, but both resolve alike
         // and a tail call may be either.
-        RelocKind::A64Call26 | RelocKind::A64Jump26 => patch_insn(
+        RelocKind::A64Call26 | RelocKind::A64Jump26 => patch_field32(
             code,
             offset,
             |insn| insn & 0x7c00_0000 == 0x1400_0000,
             || Ok(Field::new(branch_field(delta, 28)?, 0, 26)),
         ),
         // B.cond (and BC.cond), CBZ, CBNZ.
-        RelocKind::A64CondBr19 => patch_insn(
+        RelocKind::A64CondBr19 => patch_field32(
             code,
             offset,
             |insn| insn & 0xff00_0000 == 0x5400_0000 || insn & 0x7e00_0000 == 0x3400_0000,
             || Ok(Field::new(branch_field(delta, 21)?, 5, 19)),
         ),
         // TBZ, TBNZ.
-        RelocKind::A64TstBr14 => patch_insn(
+        RelocKind::A64TstBr14 => patch_field32(
             code,
             offset,
             |insn| insn & 0x7e00_0000 == 0x3600_0000,
             || Ok(Field::new(branch_field(delta, 16)?, 5, 14)),
         ),
-        RelocKind::A64AdrPrelPgHi21 => patch_insn(
+        RelocKind::A64AdrPrelPgHi21 => patch_field32(
             code,
             offset,
             |insn| insn & 0x9f00_0000 == 0x9000_0000,
@@ -54,7 +54,7 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
             },
         ),
         // ADD (immediate), 32 or 64 bit, unshifted.
-        RelocKind::A64AddAbsLo12Nc => patch_insn(
+        RelocKind::A64AddAbsLo12Nc => patch_field32(
             code,
             offset,
             |insn| insn & 0x7fc0_0000 == 0x1100_0000,
@@ -77,12 +77,6 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
     }
 }
 
-/// Bits to place into an instruction: `bits` already in position, `mask` covering the field.
-struct Field {
-    bits: u32,
-    mask: u32,
-}
-
 impl Field {
     /// A contiguous field: the low `width` bits of `value`, moved to bit `shift`.
     fn new(value: u32, shift: u32, width: u32) -> Field {
@@ -96,24 +90,6 @@ impl Field {
     }
 }
 
-/// Reads the instruction at `offset`, checks it with `expected`, computes the field and
-/// writes it, leaving the other bits of the instruction as they were.
-///
-/// The order of checks is fixed: bounds, then the instruction, then the value, so that the
-/// reported error names the first thing that is wrong. Nothing is written on error.
-fn patch_insn(
-    code: &mut [u8],
-    offset: usize,
-    expected: impl FnOnce(u32) -> bool,
-    field: impl FnOnce() -> Result<Field, PatchError>,
-) -> Result<(), PatchError> {
-    let insn = u32::from_le_bytes(read(code, offset)?);
-    if !expected(insn) {
-        return Err(PatchError::UnexpectedInstruction);
-    }
-    let Field { bits, mask } = field()?;
-    write(code, offset, ((insn & !mask) | bits).to_le_bytes())
-}
 
 /// The word offset of a branch to `delta` bytes away, as an unsigned field of
 /// `range_bits - 2` bits, for a branch reaching `±2^(range_bits - 1)` bytes.
@@ -137,7 +113,7 @@ fn fits_signed(v: i64, bits: u32) -> bool {
 /// 12-bit field at bits 10..21 holds the offset scaled by the access size `1 << log2_size`.
 fn patch_ldst(code: &mut [u8], offset: usize, value: u64, log2_size: u32) -> Result<(), PatchError> {
     let expected = |insn: u32| insn & 0x3b00_0000 == 0x3900_0000 && ldst_log2_size(insn) == log2_size;
-    patch_insn(code, offset, expected, || {
+    patch_field32(code, offset, expected, || {
         let lo12 = (value & 0xfff) as u32;
         if lo12 & ((1 << log2_size) - 1) != 0 {
             return Err(PatchError::Misaligned);
@@ -166,7 +142,7 @@ fn patch_movw(code: &mut [u8], offset: usize, value: u64, group: u32, checked: b
         // A 32-bit MOVZ/MOVK only has groups 0 and 1.
         is_movz_or_movk && hw == group && (sf == 1 || group < 2)
     };
-    patch_insn(code, offset, expected, || {
+    patch_field32(code, offset, expected, || {
         let limit_bits = 16 * (group + 1);
         if checked && limit_bits < 64 && value >> limit_bits != 0 {
             return Err(PatchError::OutOfRange);

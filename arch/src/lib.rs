@@ -257,6 +257,29 @@ pub fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, plac
     }
 }
 
+/// Bits to place into a 32-bit instruction: `bits` already in position, `mask` covering them.
+pub(crate) struct Field {
+    pub bits: u32,
+    pub mask: u32,
+}
+
+/// Reads the 32-bit instruction at `offset`, checks it with `expected`, computes the field
+/// and writes it, leaving the other bits as they were. Checks run in the order bounds,
+/// instruction, value, so the error names the first thing wrong; nothing is written on error.
+pub(crate) fn patch_field32(
+    code: &mut [u8],
+    offset: usize,
+    expected: impl FnOnce(u32) -> bool,
+    field: impl FnOnce() -> Result<Field, PatchError>,
+) -> Result<(), PatchError> {
+    let insn = u32::from_le_bytes(read(code, offset)?);
+    if !expected(insn) {
+        return Err(PatchError::UnexpectedInstruction);
+    }
+    let Field { bits, mask } = field()?;
+    write(code, offset, ((insn & !mask) | (bits & mask)).to_le_bytes())
+}
+
 /// Reads `N` bytes at `offset`, or reports that they lie outside `code`.
 pub(crate) fn read<const N: usize>(code: &[u8], offset: usize) -> Result<[u8; N], PatchError> {
     let end = offset.checked_add(N).ok_or(PatchError::OutOfBounds)?;

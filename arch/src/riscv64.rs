@@ -10,14 +10,14 @@
 //! Instructions are little-endian: 32-bit, or 16-bit for the compressed ones. A patcher
 //! changes only its immediate and checks the opcode of the instruction first.
 
-use crate::{PatchError, RelocKind, read, write};
+use crate::{Field, PatchError, RelocKind, patch_field32, read, write};
 
 /// Patches one RISC-V hole; see [`crate::patch`] for the meaning of the arguments.
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
     let delta = value.wrapping_sub(place) as i64;
     match kind {
         RelocKind::Rv64Abs64 => write(code, offset, value.to_le_bytes()),
-        RelocKind::RvHi20 => patch32(code, offset, is_lui, || {
+        RelocKind::RvHi20 => patch_field32(code, offset, is_lui, || {
             // lui sign-extends its 32-bit result, and the paired low part may be `addi` or
             // `addiw`: both rebuild `value` exactly when it is a sign-extended 32-bit number
             // that does not round up past i32::MAX, i.e. in [-2^31, 2^31 - 0x800).
@@ -27,14 +27,14 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
             }
             Ok(u_imm(hi20(v)))
         }),
-        RelocKind::RvLo12I => patch32(code, offset, is_i_type, || Ok(i_imm(value as i64))),
-        RelocKind::RvLo12S => patch32(code, offset, is_s_type, || Ok(s_imm(value as i64))),
-        RelocKind::RvPcrelHi20 => patch32(code, offset, is_auipc, || Ok(u_imm(pcrel_hi20(delta)?))),
+        RelocKind::RvLo12I => patch_field32(code, offset, is_i_type, || Ok(i_imm(value as i64))),
+        RelocKind::RvLo12S => patch_field32(code, offset, is_s_type, || Ok(s_imm(value as i64))),
+        RelocKind::RvPcrelHi20 => patch_field32(code, offset, is_auipc, || Ok(u_imm(pcrel_hi20(delta)?))),
         // `place` is the address of the paired auipc, so `delta` is the value it completes.
-        RelocKind::RvPcrelLo12I => patch32(code, offset, is_i_type, || Ok(i_imm(delta))),
-        RelocKind::RvPcrelLo12S => patch32(code, offset, is_s_type, || Ok(s_imm(delta))),
+        RelocKind::RvPcrelLo12I => patch_field32(code, offset, is_i_type, || Ok(i_imm(delta))),
+        RelocKind::RvPcrelLo12S => patch_field32(code, offset, is_s_type, || Ok(s_imm(delta))),
         RelocKind::RvCall | RelocKind::RvCallPlt => patch_call(code, offset, delta),
-        RelocKind::RvJal => patch32(
+        RelocKind::RvJal => patch_field32(
             code,
             offset,
             |insn| insn & 0x7f == 0x6f,
@@ -48,7 +48,7 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
                 })
             },
         ),
-        RelocKind::RvBranch => patch32(code, offset, is_branch, || {
+        RelocKind::RvBranch => patch_field32(code, offset, is_branch, || {
             check_branch(delta, 13)?;
             let d = delta as u32;
             // imm[12|10:5] in bits 31..25, imm[4:1|11] in bits 11..7.
@@ -98,12 +98,6 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
     }
 }
 
-/// Bits to place into a 32-bit instruction: `bits` already in position, `mask` covering them.
-struct Field {
-    bits: u32,
-    mask: u32,
-}
-
 /// Bits to place into a 16-bit (compressed) instruction.
 struct Field16 {
     bits: u16,
@@ -117,22 +111,9 @@ struct Field16 {
 /// (eBPF immediates are truncated then sign-extended): any 32-bit pattern fits, including
 /// those in `[2^31 - 0x800, 2^31)` that a full-value `HI20` cannot express.
 pub(crate) fn patch_hi20_low32(code: &mut [u8], offset: usize, v: i32) -> Result<(), PatchError> {
-    patch32(code, offset, is_lui, || Ok(u_imm(hi20(v as i64))))
+    patch_field32(code, offset, is_lui, || Ok(u_imm(hi20(v as i64))))
 }
 
-fn patch32(
-    code: &mut [u8],
-    offset: usize,
-    expected: impl FnOnce(u32) -> bool,
-    field: impl FnOnce() -> Result<Field, PatchError>,
-) -> Result<(), PatchError> {
-    let insn = u32::from_le_bytes(read(code, offset)?);
-    if !expected(insn) {
-        return Err(PatchError::UnexpectedInstruction);
-    }
-    let Field { bits, mask } = field()?;
-    write(code, offset, ((insn & !mask) | (bits & mask)).to_le_bytes())
-}
 
 /// [`patch32`] for a 16-bit instruction.
 fn patch16(

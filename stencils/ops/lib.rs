@@ -416,46 +416,109 @@ stencil!("ja", |_s| Next::Jump);
 stencil!("fuel", |s| if s.burn_fuel() { Next::Continue } else { s.trap(trap::FUEL, 0) });
 
 // ---------------------------------------------------------------------------------------
-// Memory: loads `dst = *(tmp + off)`, stores `*(base + off) = tmp`.
+// Memory: loads `dst = *(tmp + off)`, stores `*(base + off) = tmp`, each bounds-checked.
+// The `_fp` forms address the running frame, `r10 + off`, at offsets the lowering proved
+// inside `[r10 - FRAME_SIZE, r10)`; they need no run-time check because the runtime keeps
+// every frame inside the stack region (`tessera::ebpf::jit::run_compiled` requires a stack
+// of at least one frame and bounds the call depth by the frames the stack holds).
 
-macro_rules! load {
-    ($($name:literal => $ty:ty, $ext:ty),* $(,)?) => {
-        $(writable_family!($name, |s, K| {
-            let addr = s.tmp.wrapping_add(imm());
-            let size = core::mem::size_of::<$ty>() as u64;
-            if !s.access_ok(addr, size, false) {
-                return_trap!(s, trap::MEMORY, addr);
+/// A value a load widens to 64 bits: zero-extended, or sign-extended for `ldxs*`.
+trait Widen: Copy {
+    fn widen(self) -> u64;
+}
+
+macro_rules! widen {
+    ($($ty:ty => $via:ty),*) => {
+        $(impl Widen for $ty {
+            #[inline(always)]
+            fn widen(self) -> u64 {
+                self as $via as u64
             }
-            // SAFETY: `access_ok` proved [addr, addr + size) lies in memory the embedder
-            // granted for reading; unaligned access is allowed by the stencil target features.
-            let v = unsafe { core::ptr::read_unaligned(addr as *const $ty) };
-            s.set(K, v as $ext as u64);
-            Next::Continue
-        });)*
+        })*
     };
 }
 
-load! {
-    "ldx8" => u8, u8, "ldx16" => u16, u16, "ldx32" => u32, u32, "ldx64" => u64, u64,
-    "ldxs8" => i8, i64, "ldxs16" => i16, i64, "ldxs32" => i32, i64,
+widen! { u8 => u8, u16 => u16, u32 => u32, u64 => u64, i8 => i64, i16 => i64, i32 => i64 }
+
+#[inline(always)]
+fn load<T: Widen>(s: &mut State, k: usize, addr: u64, checked: bool) -> Next {
+    let size = core::mem::size_of::<T>() as u64;
+    if checked && !s.access_ok(addr, size, false) {
+        return s.trap(trap::MEMORY, addr);
+    }
+    // SAFETY: [addr, addr + size) lies in memory the embedder granted for reading: checked
+    // just above, or in the running frame (see the section comment). Unaligned access is
+    // allowed by the stencil target features.
+    let v = unsafe { core::ptr::read_unaligned(addr as *const T) };
+    s.set(k, v.widen());
+    Next::Continue
 }
 
-macro_rules! store {
-    ($($name:literal => $ty:ty),* $(,)?) => {
-        $(readable_family!($name, |s, K| {
-            let addr = s.get(K).wrapping_add(imm());
-            let size = core::mem::size_of::<$ty>() as u64;
-            if !s.access_ok(addr, size, true) {
-                return_trap!(s, trap::MEMORY, addr);
+/// Truncation of `tmp` to the stored width.
+trait Narrow: Copy {
+    fn narrow(v: u64) -> Self;
+}
+
+macro_rules! narrow {
+    ($($ty:ty),*) => {
+        $(impl Narrow for $ty {
+            #[inline(always)]
+            fn narrow(v: u64) -> $ty {
+                v as $ty
             }
-            // SAFETY: `access_ok` proved [addr, addr + size) lies in writable granted memory.
-            unsafe { core::ptr::write_unaligned(addr as *mut $ty, s.tmp as $ty) };
-            Next::Continue
-        });)*
+        })*
     };
 }
 
-store! { "stx8" => u8, "stx16" => u16, "stx32" => u32, "stx64" => u64 }
+narrow! { u8, u16, u32, u64 }
+
+#[inline(always)]
+fn store<T: Narrow>(s: &mut State, addr: u64, checked: bool) -> Next {
+    let size = core::mem::size_of::<T>() as u64;
+    if checked && !s.access_ok(addr, size, true) {
+        return s.trap(trap::MEMORY, addr);
+    }
+    // SAFETY: [addr, addr + size) lies in writable granted memory, as for `load`.
+    unsafe { core::ptr::write_unaligned(addr as *mut T, T::narrow(s.tmp)) };
+    Next::Continue
+}
+
+macro_rules! loads {
+    ($($name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+        $(
+            writable_family!($name, |s, K| {
+                let addr = s.tmp.wrapping_add(imm());
+                load::<$ty>(&mut s, K, addr, true)
+            });
+            writable_family!($frame_name, |s, K| {
+                let addr = s.ctx().frame_pointer.wrapping_add(imm());
+                load::<$ty>(&mut s, K, addr, false)
+            });
+        )*
+    };
+}
+
+loads! {
+    "ldx8", "ldx8_fp" => u8, "ldx16", "ldx16_fp" => u16, "ldx32", "ldx32_fp" => u32, "ldx64", "ldx64_fp" => u64,
+    "ldxs8", "ldxs8_fp" => i8, "ldxs16", "ldxs16_fp" => i16, "ldxs32", "ldxs32_fp" => i32,
+}
+
+macro_rules! stores {
+    ($($name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+        $(
+            readable_family!($name, |s, K| {
+                let addr = s.get(K).wrapping_add(imm());
+                store::<$ty>(&mut s, addr, true)
+            });
+            stencil!($frame_name, |s| {
+                let addr = s.ctx().frame_pointer.wrapping_add(imm());
+                store::<$ty>(&mut s, addr, false)
+            });
+        )*
+    };
+}
+
+stores! { "stx8", "stx8_fp" => u8, "stx16", "stx16_fp" => u16, "stx32", "stx32_fp" => u32, "stx64", "stx64_fp" => u64 }
 
 /// Atomics on `*(base + off)`: the fetch forms leave the old value in `tmp` (the lowering
 /// copies it to `src` when the instruction asks for it).

@@ -62,6 +62,8 @@ pub enum Error {
     ExecutableMemory,
     /// Generated code checks at most `max` embedder-granted regions.
     TooManyRegions { max: u32 },
+    /// The stack given to a run is smaller than one frame.
+    StackTooSmall { len: u32, needed: u32 },
 }
 
 impl fmt::Display for Error {
@@ -96,6 +98,7 @@ impl fmt::Display for Error {
             Error::NotHostIsa => f.write_str("code for another ISA cannot run on this host"),
             Error::ExecutableMemory => f.write_str("could not map or protect executable memory"),
             Error::TooManyRegions { max } => write!(f, "generated code checks at most {max} granted regions"),
+            Error::StackTooSmall { len, needed } => write!(f, "stack of {len} bytes is smaller than one {needed}-byte frame"),
         }
     }
 }

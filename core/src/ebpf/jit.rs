@@ -39,6 +39,15 @@ pub fn compile(program: &Program, isa: Isa, labels: &mut [u32], buffer: &mut Cod
     Ok(CompiledCode { isa, offset: alloc.offset, len: size, address: alloc.address })
 }
 
+/// Every run needs at least one frame: frame-relative stencils rely on `[r10 - FRAME_SIZE,
+/// r10)` lying in the stack (see `lower::in_frame`). Both run modes check it up front.
+pub fn check_stack(memory: &Memory) -> Result<(), Error> {
+    if (memory.stack.len() as u64) < FRAME_SIZE {
+        return Err(Error::StackTooSmall { len: memory.stack.len() as u32, needed: FRAME_SIZE as u32 });
+    }
+    Ok(())
+}
+
 /// The runtime side of `call_helper` and `callx`.
 unsafe extern "C" fn call_helper(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64 {
     // SAFETY: generated code passes back the context `run_compiled` created; its `host`
@@ -70,6 +79,7 @@ pub unsafe fn run_compiled(
     r2: u64,
     config: &Config,
 ) -> Result<u64, Error> {
+    check_stack(memory)?;
     if memory.regions.len() > MAX_GRANTED {
         return Err(Error::TooManyRegions { max: MAX_GRANTED as u32 });
     }

@@ -7,7 +7,8 @@
 
 use tessera_stencils::ids::{self, Family, StencilId};
 
-use super::insn::{Insn, alu, atomic, class, jmp, mem, op, pseudo, source};
+use super::insn::{FRAME_POINTER, Insn, alu, atomic, class, jmp, mem, op, pseudo, source};
+use tessera_stencils::abi::FRAME_SIZE;
 use super::{Error, Program};
 use crate::emitter::{Item, Label, Op};
 
@@ -193,18 +194,28 @@ fn lower_insn(
             }
         }
         class::LDX => {
-            out.plain(reg(ids::TMP_FROM_REG, src)?)?;
             let signed = insn.opcode & 0xe0 == mem::MEMSX;
-            let family = match (insn.opcode & 0x18, signed) {
-                (mem::B, false) => ids::LDX8,
-                (mem::H, false) => ids::LDX16,
-                (mem::W, false) => ids::LDX32,
-                (mem::DW, _) => ids::LDX64,
-                (mem::B, true) => ids::LDXS8,
-                (mem::H, true) => ids::LDXS16,
-                (_, true) => ids::LDXS32,
+            let size = insn.opcode & 0x18;
+            let family = match (size, signed, in_frame(src, insn.off, size)) {
+                (mem::B, false, false) => ids::LDX8,
+                (mem::H, false, false) => ids::LDX16,
+                (mem::W, false, false) => ids::LDX32,
+                (mem::DW, _, false) => ids::LDX64,
+                (mem::B, true, false) => ids::LDXS8,
+                (mem::H, true, false) => ids::LDXS16,
+                (_, true, false) => ids::LDXS32,
+                (mem::B, false, true) => ids::LDX8_FP,
+                (mem::H, false, true) => ids::LDX16_FP,
+                (mem::W, false, true) => ids::LDX32_FP,
+                (mem::DW, _, true) => ids::LDX64_FP,
+                (mem::B, true, true) => ids::LDXS8_FP,
+                (mem::H, true, true) => ids::LDXS16_FP,
+                (_, true, true) => ids::LDXS32_FP,
                 _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
             };
+            if !in_frame(src, insn.off, size) {
+                out.plain(reg(ids::TMP_FROM_REG, src)?)?;
+            }
             out.with(reg(family, dst)?, |o| o.imm(insn.off as i32))?;
         }
         class::ST | class::STX => {
@@ -233,6 +244,14 @@ fn lower_insn(
                 if insn.imm & atomic::FETCH != 0 && insn.imm != atomic::CMPXCHG {
                     out.plain(reg(ids::MOV64, src)?)?;
                 }
+            } else if in_frame(dst, insn.off, insn.opcode & 0x18) {
+                let id = match insn.opcode & 0x18 {
+                    mem::B => ids::STX8_FP,
+                    mem::H => ids::STX16_FP,
+                    mem::W => ids::STX32_FP,
+                    _ => ids::STX64_FP,
+                };
+                out.with(id, |o| o.imm(off))?;
             } else {
                 let family = match insn.opcode & 0x18 {
                     mem::B => ids::STX8,
@@ -246,6 +265,19 @@ fn lower_insn(
         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
     }
     Ok(1)
+}
+
+/// Whether `[r10 + off, r10 + off + size)` lies in the running frame `[r10 - FRAME_SIZE, r10)`,
+/// which the runtime keeps inside the stack: such accesses need no run-time bounds check.
+/// (The interpreter checks them anyway and, by the same invariant, never faults on them.)
+fn in_frame(base: u8, off: i16, size_code: u8) -> bool {
+    let size = match size_code {
+        mem::B => 1,
+        mem::H => 2,
+        mem::W => 4,
+        _ => 8,
+    };
+    base == FRAME_POINTER && off as i64 >= -(FRAME_SIZE as i64) && off as i64 + size <= 0
 }
 
 /// Where lowered stencils go, stamped with the instruction they come from.

@@ -84,6 +84,7 @@ impl<'p, 'h> Vm<'p, 'h> {
 
     /// Runs the interpreter with r1 = context address, r2 = context length.
     pub fn interpret(&self, memory: &mut Memory) -> Result<u64, Error> {
+        jit::check_stack(memory)?;
         let (r1, r2) = (memory.context_start(), memory.context.len() as u64);
         interp::run(&self.program, &self.helpers, memory, r1, r2, &self.config)
     }

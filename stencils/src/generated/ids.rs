@@ -74,51 +74,62 @@ pub const JSLT32: Family = Family { first: 469, count: 11 };
 pub const JSLT64: Family = Family { first: 480, count: 11 };
 pub const LDDW: Family = Family { first: 491, count: 10 };
 pub const LDX16: Family = Family { first: 501, count: 10 };
-pub const LDX32: Family = Family { first: 511, count: 10 };
-pub const LDX64: Family = Family { first: 521, count: 10 };
-pub const LDX8: Family = Family { first: 531, count: 10 };
-pub const LDXS16: Family = Family { first: 541, count: 10 };
-pub const LDXS32: Family = Family { first: 551, count: 10 };
-pub const LDXS8: Family = Family { first: 561, count: 10 };
-pub const LSH32: Family = Family { first: 571, count: 10 };
-pub const LSH64: Family = Family { first: 581, count: 10 };
-pub const MOD32: Family = Family { first: 591, count: 10 };
-pub const MOD64: Family = Family { first: 601, count: 10 };
-pub const MOV32: Family = Family { first: 611, count: 10 };
-pub const MOV64: Family = Family { first: 621, count: 10 };
-pub const MOV_IMM: Family = Family { first: 631, count: 10 };
-pub const MOVSX32_16: Family = Family { first: 641, count: 10 };
-pub const MOVSX32_8: Family = Family { first: 651, count: 10 };
-pub const MOVSX64_16: Family = Family { first: 661, count: 10 };
-pub const MOVSX64_32: Family = Family { first: 671, count: 10 };
-pub const MOVSX64_8: Family = Family { first: 681, count: 10 };
-pub const MUL32: Family = Family { first: 691, count: 10 };
-pub const MUL64: Family = Family { first: 701, count: 10 };
-pub const NEG32: Family = Family { first: 711, count: 10 };
-pub const NEG64: Family = Family { first: 721, count: 10 };
-pub const OR32: Family = Family { first: 731, count: 10 };
-pub const OR64: Family = Family { first: 741, count: 10 };
-pub const RSH32: Family = Family { first: 751, count: 10 };
-pub const RSH64: Family = Family { first: 761, count: 10 };
-pub const SDIV32: Family = Family { first: 771, count: 10 };
-pub const SDIV64: Family = Family { first: 781, count: 10 };
-pub const SMOD32: Family = Family { first: 791, count: 10 };
-pub const SMOD64: Family = Family { first: 801, count: 10 };
-pub const STX16: Family = Family { first: 811, count: 11 };
-pub const STX32: Family = Family { first: 822, count: 11 };
-pub const STX64: Family = Family { first: 833, count: 11 };
-pub const STX8: Family = Family { first: 844, count: 11 };
-pub const SUB32: Family = Family { first: 855, count: 10 };
-pub const SUB64: Family = Family { first: 865, count: 10 };
-pub const TMP_FROM_IMM: StencilId = StencilId(875);
-pub const TMP_FROM_REG: Family = Family { first: 876, count: 11 };
-pub const XOR32: Family = Family { first: 887, count: 10 };
-pub const XOR64: Family = Family { first: 897, count: 10 };
-pub const ZEXT16: Family = Family { first: 907, count: 10 };
-pub const ZEXT32: Family = Family { first: 917, count: 10 };
+pub const LDX16_FP: Family = Family { first: 511, count: 10 };
+pub const LDX32: Family = Family { first: 521, count: 10 };
+pub const LDX32_FP: Family = Family { first: 531, count: 10 };
+pub const LDX64: Family = Family { first: 541, count: 10 };
+pub const LDX64_FP: Family = Family { first: 551, count: 10 };
+pub const LDX8: Family = Family { first: 561, count: 10 };
+pub const LDX8_FP: Family = Family { first: 571, count: 10 };
+pub const LDXS16: Family = Family { first: 581, count: 10 };
+pub const LDXS16_FP: Family = Family { first: 591, count: 10 };
+pub const LDXS32: Family = Family { first: 601, count: 10 };
+pub const LDXS32_FP: Family = Family { first: 611, count: 10 };
+pub const LDXS8: Family = Family { first: 621, count: 10 };
+pub const LDXS8_FP: Family = Family { first: 631, count: 10 };
+pub const LSH32: Family = Family { first: 641, count: 10 };
+pub const LSH64: Family = Family { first: 651, count: 10 };
+pub const MOD32: Family = Family { first: 661, count: 10 };
+pub const MOD64: Family = Family { first: 671, count: 10 };
+pub const MOV32: Family = Family { first: 681, count: 10 };
+pub const MOV64: Family = Family { first: 691, count: 10 };
+pub const MOV_IMM: Family = Family { first: 701, count: 10 };
+pub const MOVSX32_16: Family = Family { first: 711, count: 10 };
+pub const MOVSX32_8: Family = Family { first: 721, count: 10 };
+pub const MOVSX64_16: Family = Family { first: 731, count: 10 };
+pub const MOVSX64_32: Family = Family { first: 741, count: 10 };
+pub const MOVSX64_8: Family = Family { first: 751, count: 10 };
+pub const MUL32: Family = Family { first: 761, count: 10 };
+pub const MUL64: Family = Family { first: 771, count: 10 };
+pub const NEG32: Family = Family { first: 781, count: 10 };
+pub const NEG64: Family = Family { first: 791, count: 10 };
+pub const OR32: Family = Family { first: 801, count: 10 };
+pub const OR64: Family = Family { first: 811, count: 10 };
+pub const RSH32: Family = Family { first: 821, count: 10 };
+pub const RSH64: Family = Family { first: 831, count: 10 };
+pub const SDIV32: Family = Family { first: 841, count: 10 };
+pub const SDIV64: Family = Family { first: 851, count: 10 };
+pub const SMOD32: Family = Family { first: 861, count: 10 };
+pub const SMOD64: Family = Family { first: 871, count: 10 };
+pub const STX16: Family = Family { first: 881, count: 11 };
+pub const STX16_FP: StencilId = StencilId(892);
+pub const STX32: Family = Family { first: 893, count: 11 };
+pub const STX32_FP: StencilId = StencilId(904);
+pub const STX64: Family = Family { first: 905, count: 11 };
+pub const STX64_FP: StencilId = StencilId(916);
+pub const STX8: Family = Family { first: 917, count: 11 };
+pub const STX8_FP: StencilId = StencilId(928);
+pub const SUB32: Family = Family { first: 929, count: 10 };
+pub const SUB64: Family = Family { first: 939, count: 10 };
+pub const TMP_FROM_IMM: StencilId = StencilId(949);
+pub const TMP_FROM_REG: Family = Family { first: 950, count: 11 };
+pub const XOR32: Family = Family { first: 961, count: 10 };
+pub const XOR64: Family = Family { first: 971, count: 10 };
+pub const ZEXT16: Family = Family { first: 981, count: 10 };
+pub const ZEXT32: Family = Family { first: 991, count: 10 };
 
 /// Number of stencils in every table.
-pub const COUNT: usize = 927;
+pub const COUNT: usize = 1001;
 
 /// Stencil names by id (for listings and `tessera dump`).
 pub static NAMES: [&str; COUNT] = [
@@ -633,6 +644,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx16__r7",
     "ldx16__r8",
     "ldx16__r9",
+    "ldx16_fp__r0",
+    "ldx16_fp__r1",
+    "ldx16_fp__r2",
+    "ldx16_fp__r3",
+    "ldx16_fp__r4",
+    "ldx16_fp__r5",
+    "ldx16_fp__r6",
+    "ldx16_fp__r7",
+    "ldx16_fp__r8",
+    "ldx16_fp__r9",
     "ldx32__r0",
     "ldx32__r1",
     "ldx32__r2",
@@ -643,6 +664,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx32__r7",
     "ldx32__r8",
     "ldx32__r9",
+    "ldx32_fp__r0",
+    "ldx32_fp__r1",
+    "ldx32_fp__r2",
+    "ldx32_fp__r3",
+    "ldx32_fp__r4",
+    "ldx32_fp__r5",
+    "ldx32_fp__r6",
+    "ldx32_fp__r7",
+    "ldx32_fp__r8",
+    "ldx32_fp__r9",
     "ldx64__r0",
     "ldx64__r1",
     "ldx64__r2",
@@ -653,6 +684,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx64__r7",
     "ldx64__r8",
     "ldx64__r9",
+    "ldx64_fp__r0",
+    "ldx64_fp__r1",
+    "ldx64_fp__r2",
+    "ldx64_fp__r3",
+    "ldx64_fp__r4",
+    "ldx64_fp__r5",
+    "ldx64_fp__r6",
+    "ldx64_fp__r7",
+    "ldx64_fp__r8",
+    "ldx64_fp__r9",
     "ldx8__r0",
     "ldx8__r1",
     "ldx8__r2",
@@ -663,6 +704,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx8__r7",
     "ldx8__r8",
     "ldx8__r9",
+    "ldx8_fp__r0",
+    "ldx8_fp__r1",
+    "ldx8_fp__r2",
+    "ldx8_fp__r3",
+    "ldx8_fp__r4",
+    "ldx8_fp__r5",
+    "ldx8_fp__r6",
+    "ldx8_fp__r7",
+    "ldx8_fp__r8",
+    "ldx8_fp__r9",
     "ldxs16__r0",
     "ldxs16__r1",
     "ldxs16__r2",
@@ -673,6 +724,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldxs16__r7",
     "ldxs16__r8",
     "ldxs16__r9",
+    "ldxs16_fp__r0",
+    "ldxs16_fp__r1",
+    "ldxs16_fp__r2",
+    "ldxs16_fp__r3",
+    "ldxs16_fp__r4",
+    "ldxs16_fp__r5",
+    "ldxs16_fp__r6",
+    "ldxs16_fp__r7",
+    "ldxs16_fp__r8",
+    "ldxs16_fp__r9",
     "ldxs32__r0",
     "ldxs32__r1",
     "ldxs32__r2",
@@ -683,6 +744,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldxs32__r7",
     "ldxs32__r8",
     "ldxs32__r9",
+    "ldxs32_fp__r0",
+    "ldxs32_fp__r1",
+    "ldxs32_fp__r2",
+    "ldxs32_fp__r3",
+    "ldxs32_fp__r4",
+    "ldxs32_fp__r5",
+    "ldxs32_fp__r6",
+    "ldxs32_fp__r7",
+    "ldxs32_fp__r8",
+    "ldxs32_fp__r9",
     "ldxs8__r0",
     "ldxs8__r1",
     "ldxs8__r2",
@@ -693,6 +764,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldxs8__r7",
     "ldxs8__r8",
     "ldxs8__r9",
+    "ldxs8_fp__r0",
+    "ldxs8_fp__r1",
+    "ldxs8_fp__r2",
+    "ldxs8_fp__r3",
+    "ldxs8_fp__r4",
+    "ldxs8_fp__r5",
+    "ldxs8_fp__r6",
+    "ldxs8_fp__r7",
+    "ldxs8_fp__r8",
+    "ldxs8_fp__r9",
     "lsh32__r0",
     "lsh32__r1",
     "lsh32__r2",
@@ -944,6 +1025,7 @@ pub static NAMES: [&str; COUNT] = [
     "stx16__r8",
     "stx16__r9",
     "stx16__r10",
+    "stx16_fp",
     "stx32__r0",
     "stx32__r1",
     "stx32__r2",
@@ -955,6 +1037,7 @@ pub static NAMES: [&str; COUNT] = [
     "stx32__r8",
     "stx32__r9",
     "stx32__r10",
+    "stx32_fp",
     "stx64__r0",
     "stx64__r1",
     "stx64__r2",
@@ -966,6 +1049,7 @@ pub static NAMES: [&str; COUNT] = [
     "stx64__r8",
     "stx64__r9",
     "stx64__r10",
+    "stx64_fp",
     "stx8__r0",
     "stx8__r1",
     "stx8__r2",
@@ -977,6 +1061,7 @@ pub static NAMES: [&str; COUNT] = [
     "stx8__r8",
     "stx8__r9",
     "stx8__r10",
+    "stx8_fp",
     "sub32__r0",
     "sub32__r1",
     "sub32__r2",
