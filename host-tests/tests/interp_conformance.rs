@@ -58,7 +58,7 @@ fn interp_conformance() {
             failures.push(format!("{}: expected {expected}, got {got}", case.name));
         }
     }
-    println!("interp conformance ({}): {passed} passed, {} failed", std::env::consts::ARCH, failures.len());
+    println!("\ninterp conformance ({}): {passed} passed, {} failed", std::env::consts::ARCH, failures.len());
     for f in &failures {
         println!("  FAIL {f}");
     }

@@ -46,6 +46,6 @@ fn conformance_suite_through_the_jit() {
             Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }
-    println!("jit conformance ({}): {passed} passed, {} failed", arch(), failures.len());
+    println!("\njit conformance ({}): {passed} passed, {} failed", arch(), failures.len());
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }

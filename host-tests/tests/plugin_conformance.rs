@@ -235,12 +235,8 @@ fn plugin_conformance() {
         for mode in ["--interp", "--jit"] {
             let (passed, failures) = run_all(t, &plugin, mode, &cases);
             let mode_name = mode.trim_start_matches('-');
-            println!(
-                "plugin {} {mode_name}: {passed} passed, {} failed ({})",
-                t.triple,
-                failures.len(),
-                plugin.display()
-            );
+            println!("\nplugin {} ({}) {mode_name}:", t.triple, plugin.display());
+            println!("plugin {} {mode_name}: {passed} passed, {} failed", t.triple, failures.len());
             for f in &failures {
                 println!("  {f}");
                 failed.push(format!("{} {mode_name}: {f}", t.triple));

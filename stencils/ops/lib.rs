@@ -412,8 +412,12 @@ cond_jump! {
 
 stencil!("ja", |_s| Next::Jump);
 
-/// Charged before every back edge and every local call, exactly as the interpreter does.
-stencil!("fuel", |s| if s.burn_fuel() { Next::Continue } else { s.trap(trap::FUEL, 0) });
+/// Charged before every back edge, exactly as the interpreter does. When the fuel is spent
+/// it branches to an out-of-line `trap_fuel` stub, so the hot path falls straight through.
+stencil!("fuel", |s| if s.burn_fuel() { Next::Continue } else { Next::Jump });
+
+/// The cold stub of `fuel`: reports the trap for its instruction.
+stencil!("trap_fuel", |s| s.trap(trap::FUEL, 0));
 
 // ---------------------------------------------------------------------------------------
 // Memory: loads `dst = *(tmp + off)`, stores `*(base + off) = tmp`, each bounds-checked.
@@ -483,12 +487,30 @@ fn store<T: Narrow>(s: &mut State, addr: u64, checked: bool) -> Next {
     Next::Continue
 }
 
+/// The inline part of a checked access: stack and context memory. Anything else branches
+/// to the out-of-line checked stencil (granted regions, then the trap), keeping the hot
+/// stencil small and free of spills.
+#[inline(always)]
+fn in_stack_or_context(s: &State, addr: u64, size: u64) -> bool {
+    let c = s.ctx();
+    sem::in_region(addr, size, c.stack_start, c.stack_len) || sem::in_region(addr, size, c.mem_start, c.mem_len)
+}
+
 macro_rules! loads {
-    ($($name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $fast_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
         $(
             writable_family!($name, |s, K| {
                 let addr = s.tmp.wrapping_add(imm());
                 load::<$ty>(&mut s, K, addr, true)
+            });
+            writable_family!($fast_name, |s, K| {
+                let addr = s.tmp.wrapping_add(imm());
+                if in_stack_or_context(&s, addr, core::mem::size_of::<$ty>() as u64) {
+                    load::<$ty>(&mut s, K, addr, false)
+                } else {
+                    cold_path();
+                    Next::Jump
+                }
             });
             writable_family!($frame_name, |s, K| {
                 let addr = s.ctx().frame_pointer.wrapping_add(imm());
@@ -499,16 +521,30 @@ macro_rules! loads {
 }
 
 loads! {
-    "ldx8", "ldx8_fp" => u8, "ldx16", "ldx16_fp" => u16, "ldx32", "ldx32_fp" => u32, "ldx64", "ldx64_fp" => u64,
-    "ldxs8", "ldxs8_fp" => i8, "ldxs16", "ldxs16_fp" => i16, "ldxs32", "ldxs32_fp" => i32,
+    "ldx8", "ldx8_fast", "ldx8_fp" => u8,
+    "ldx16", "ldx16_fast", "ldx16_fp" => u16,
+    "ldx32", "ldx32_fast", "ldx32_fp" => u32,
+    "ldx64", "ldx64_fast", "ldx64_fp" => u64,
+    "ldxs8", "ldxs8_fast", "ldxs8_fp" => i8,
+    "ldxs16", "ldxs16_fast", "ldxs16_fp" => i16,
+    "ldxs32", "ldxs32_fast", "ldxs32_fp" => i32,
 }
 
 macro_rules! stores {
-    ($($name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $fast_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
                 let addr = s.get(K).wrapping_add(imm());
                 store::<$ty>(&mut s, addr, true)
+            });
+            readable_family!($fast_name, |s, K| {
+                let addr = s.get(K).wrapping_add(imm());
+                if in_stack_or_context(&s, addr, core::mem::size_of::<$ty>() as u64) {
+                    store::<$ty>(&mut s, addr, false)
+                } else {
+                    cold_path();
+                    Next::Jump
+                }
             });
             stencil!($frame_name, |s| {
                 let addr = s.ctx().frame_pointer.wrapping_add(imm());
@@ -518,7 +554,12 @@ macro_rules! stores {
     };
 }
 
-stores! { "stx8", "stx8_fp" => u8, "stx16", "stx16_fp" => u16, "stx32", "stx32_fp" => u32, "stx64", "stx64_fp" => u64 }
+stores! {
+    "stx8", "stx8_fast", "stx8_fp" => u8,
+    "stx16", "stx16_fast", "stx16_fp" => u16,
+    "stx32", "stx32_fast", "stx32_fp" => u32,
+    "stx64", "stx64_fast", "stx64_fp" => u64,
+}
 
 /// Atomics on `*(base + off)`: the fetch forms leave the old value in `tmp` (the lowering
 /// copies it to `src` when the instruction asks for it).

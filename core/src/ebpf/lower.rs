@@ -12,14 +12,19 @@ use tessera_stencils::abi::FRAME_SIZE;
 use super::{Error, Program};
 use crate::emitter::{Item, Label, Op};
 
-/// The label of instruction `pc` (label `n` follows the last instruction).
+/// The label of instruction `pc`.
 pub fn insn_label(pc: usize) -> Label {
     Label(pc as u32)
 }
 
-/// Labels a program needs: one per slot.
+/// The label of instruction `pc`'s out-of-line stub in a program of `len` slots.
+fn stub_label(len: usize, pc: usize) -> Label {
+    Label((len + pc) as u32)
+}
+
+/// Labels a program needs: one per slot, and one per slot for its cold stub.
 pub fn label_count(program: &Program) -> usize {
-    program.len()
+    2 * program.len()
 }
 
 fn reg(family: Family, r: u8) -> Result<StencilId, Error> {
@@ -33,19 +38,123 @@ fn target(pc: usize, delta: i64) -> Label {
 }
 
 /// Generates the item stream for `program`: the entry stencil, then every instruction.
+///
+/// Slow paths live out of line, after the last instruction: a checked load or store whose
+/// address is not in the stack or context memory branches to a stub holding the fully
+/// checked stencil (granted regions, then the trap) and a jump back; spent fuel branches to
+/// a stub that reports the trap. The hot code stays small and falls through.
 pub fn lower(program: &Program, sink: &mut dyn FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
     sink(Item::Place(Op::new(ids::ENTRY).target(insn_label(0))))?;
-    let mut pc = 0;
-    while pc < program.len() {
-        let insn = program.insn(pc);
+    for (pc, insn) in program.iter() {
         sink(Item::Bind(insn_label(pc)))?;
-        let slots = lower_insn(program, pc, insn, sink)?;
-        if slots == 2 {
+        if insn.opcode == op::LDDW {
+            lower_insn(program, pc, insn, sink)?;
             sink(Item::Bind(insn_label(pc + 1)))?;
+        } else {
+            lower_insn(program, pc, insn, sink)?;
         }
-        pc += slots;
+    }
+    for (pc, insn) in program.iter() {
+        lower_stub(program.len(), pc, insn, sink)?;
     }
     Ok(())
+}
+
+/// Emits the cold stub of instruction `pc`, if its hot stencils branch to one.
+fn lower_stub(len: usize, pc: usize, insn: Insn, sink: &mut dyn FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
+    let mut out = Out { sink, pc: pc as u32 };
+    let back = insn_label(pc + 1);
+    match slow_access(&insn) {
+        Some(Slow::Load(family)) => {
+            (out.sink)(Item::Bind(stub_label(len, pc)))?;
+            out.with(reg(family, insn.dst)?, |o| o.imm(insn.off as i32))?;
+            return out.with(ids::JA, |o| o.target(back));
+        }
+        Some(Slow::Store(family)) => {
+            (out.sink)(Item::Bind(stub_label(len, pc)))?;
+            out.with(reg(family, insn.dst)?, |o| o.imm(insn.off as i32))?;
+            return out.with(ids::JA, |o| o.target(back));
+        }
+        None => {}
+    }
+    if charges_fuel(&insn) {
+        (out.sink)(Item::Bind(stub_label(len, pc)))?;
+        out.plain(ids::TRAP_FUEL)?;
+    }
+    Ok(())
+}
+
+/// Which form of a load or store stencil: fully checked (the cold stub), stack and
+/// context checked inline with a branch to the stub (the hot path), or frame-relative with
+/// no check.
+#[derive(Clone, Copy)]
+enum Access {
+    Checked,
+    Fast,
+    Frame,
+}
+
+fn load_family(insn: &Insn, access: Access) -> Family {
+    let signed = insn.opcode & 0xe0 == mem::MEMSX;
+    let by_size = |b, h, w, dw| match insn.opcode & 0x18 {
+        mem::B => b,
+        mem::H => h,
+        mem::W => w,
+        _ => dw,
+    };
+    match (access, signed) {
+        (Access::Checked, false) => by_size(ids::LDX8, ids::LDX16, ids::LDX32, ids::LDX64),
+        (Access::Checked, true) => by_size(ids::LDXS8, ids::LDXS16, ids::LDXS32, ids::LDX64),
+        (Access::Fast, false) => by_size(ids::LDX8_FAST, ids::LDX16_FAST, ids::LDX32_FAST, ids::LDX64_FAST),
+        (Access::Fast, true) => by_size(ids::LDXS8_FAST, ids::LDXS16_FAST, ids::LDXS32_FAST, ids::LDX64_FAST),
+        (Access::Frame, false) => by_size(ids::LDX8_FP, ids::LDX16_FP, ids::LDX32_FP, ids::LDX64_FP),
+        (Access::Frame, true) => by_size(ids::LDXS8_FP, ids::LDXS16_FP, ids::LDXS32_FP, ids::LDX64_FP),
+    }
+}
+
+/// Store stencils; the frame form is a single stencil, returned as a one-entry family.
+fn store_family(insn: &Insn, access: Access) -> Family {
+    let by_size = |b, h, w, dw| match insn.opcode & 0x18 {
+        mem::B => b,
+        mem::H => h,
+        mem::W => w,
+        _ => dw,
+    };
+    let single = |id: StencilId| Family { first: id.0, count: 1 };
+    match access {
+        Access::Checked => by_size(ids::STX8, ids::STX16, ids::STX32, ids::STX64),
+        Access::Fast => by_size(ids::STX8_FAST, ids::STX16_FAST, ids::STX32_FAST, ids::STX64_FAST),
+        Access::Frame => by_size(single(ids::STX8_FP), single(ids::STX16_FP), single(ids::STX32_FP), single(ids::STX64_FP)),
+    }
+}
+
+/// A checked load or store, and the fully checked stencil family its stub uses.
+enum Slow {
+    Load(Family),
+    Store(Family),
+}
+
+fn slow_access(insn: &Insn) -> Option<Slow> {
+    let size = insn.opcode & 0x18;
+    match insn.class() {
+        class::LDX if !in_frame(insn.src, insn.off, size) => Some(Slow::Load(load_family(insn, Access::Checked))),
+        class::ST | class::STX if insn.opcode & 0xe0 == mem::MEM && !in_frame(insn.dst, insn.off, size) => {
+            Some(Slow::Store(store_family(insn, Access::Checked)))
+        }
+        _ => None,
+    }
+}
+
+/// Backward jumps charge fuel (local calls charge it inside `call_local`).
+fn charges_fuel(insn: &Insn) -> bool {
+    match insn.class() {
+        class::JMP | class::JMP32 => match insn.opcode {
+            op::JA32 => insn.imm < 0,
+            op::EXIT | op::CALL | op::CALLX => false,
+            _ => insn.off < 0,
+        },
+        _ => false,
+    }
 }
 
 /// Emits `insn`'s stencils; returns how many slots it occupies.
@@ -153,14 +262,14 @@ fn lower_insn(
                 op::JA | op::JA32 => {
                     let delta = if insn.opcode == op::JA32 { insn.imm as i64 } else { insn.off as i64 };
                     if delta < 0 {
-                        out.plain(ids::FUEL)?;
+                        out.with(ids::FUEL, |o| o.target(stub_label(program.len(), pc)))?;
                     }
                     let to = target(pc, delta);
                     out.with(ids::JA, |o| o.target(to))?;
                 }
                 _ => {
                     if insn.off < 0 {
-                        out.plain(ids::FUEL)?;
+                        out.with(ids::FUEL, |o| o.target(stub_label(program.len(), pc)))?;
                     }
                     out.stage(insn.opcode & source::X != 0, src, insn.imm)?;
                     let family = match (code, wide) {
@@ -194,29 +303,13 @@ fn lower_insn(
             }
         }
         class::LDX => {
-            let signed = insn.opcode & 0xe0 == mem::MEMSX;
-            let size = insn.opcode & 0x18;
-            let family = match (size, signed, in_frame(src, insn.off, size)) {
-                (mem::B, false, false) => ids::LDX8,
-                (mem::H, false, false) => ids::LDX16,
-                (mem::W, false, false) => ids::LDX32,
-                (mem::DW, _, false) => ids::LDX64,
-                (mem::B, true, false) => ids::LDXS8,
-                (mem::H, true, false) => ids::LDXS16,
-                (_, true, false) => ids::LDXS32,
-                (mem::B, false, true) => ids::LDX8_FP,
-                (mem::H, false, true) => ids::LDX16_FP,
-                (mem::W, false, true) => ids::LDX32_FP,
-                (mem::DW, _, true) => ids::LDX64_FP,
-                (mem::B, true, true) => ids::LDXS8_FP,
-                (mem::H, true, true) => ids::LDXS16_FP,
-                (_, true, true) => ids::LDXS32_FP,
-                _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
-            };
-            if !in_frame(src, insn.off, size) {
+            if in_frame(src, insn.off, insn.opcode & 0x18) {
+                out.with(reg(load_family(&insn, Access::Frame), dst)?, |o| o.imm(insn.off as i32))?;
+            } else {
                 out.plain(reg(ids::TMP_FROM_REG, src)?)?;
+                let stub = stub_label(program.len(), pc);
+                out.with(reg(load_family(&insn, Access::Fast), dst)?, |o| o.imm(insn.off as i32).target(stub))?;
             }
-            out.with(reg(family, dst)?, |o| o.imm(insn.off as i32))?;
         }
         class::ST | class::STX => {
             let value_from_reg = insn.class() == class::STX;
@@ -245,21 +338,10 @@ fn lower_insn(
                     out.plain(reg(ids::MOV64, src)?)?;
                 }
             } else if in_frame(dst, insn.off, insn.opcode & 0x18) {
-                let id = match insn.opcode & 0x18 {
-                    mem::B => ids::STX8_FP,
-                    mem::H => ids::STX16_FP,
-                    mem::W => ids::STX32_FP,
-                    _ => ids::STX64_FP,
-                };
-                out.with(id, |o| o.imm(off))?;
+                out.with(reg(store_family(&insn, Access::Frame), 0)?, |o| o.imm(off))?;
             } else {
-                let family = match insn.opcode & 0x18 {
-                    mem::B => ids::STX8,
-                    mem::H => ids::STX16,
-                    mem::W => ids::STX32,
-                    _ => ids::STX64,
-                };
-                out.with(reg(family, dst)?, |o| o.imm(off))?;
+                let stub = stub_label(program.len(), pc);
+                out.with(reg(store_family(&insn, Access::Fast), dst)?, |o| o.imm(off).target(stub))?;
             }
         }
         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),

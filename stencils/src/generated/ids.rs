@@ -74,62 +74,74 @@ pub const JSLT32: Family = Family { first: 469, count: 11 };
 pub const JSLT64: Family = Family { first: 480, count: 11 };
 pub const LDDW: Family = Family { first: 491, count: 10 };
 pub const LDX16: Family = Family { first: 501, count: 10 };
-pub const LDX16_FP: Family = Family { first: 511, count: 10 };
-pub const LDX32: Family = Family { first: 521, count: 10 };
-pub const LDX32_FP: Family = Family { first: 531, count: 10 };
-pub const LDX64: Family = Family { first: 541, count: 10 };
-pub const LDX64_FP: Family = Family { first: 551, count: 10 };
-pub const LDX8: Family = Family { first: 561, count: 10 };
-pub const LDX8_FP: Family = Family { first: 571, count: 10 };
-pub const LDXS16: Family = Family { first: 581, count: 10 };
-pub const LDXS16_FP: Family = Family { first: 591, count: 10 };
-pub const LDXS32: Family = Family { first: 601, count: 10 };
-pub const LDXS32_FP: Family = Family { first: 611, count: 10 };
-pub const LDXS8: Family = Family { first: 621, count: 10 };
-pub const LDXS8_FP: Family = Family { first: 631, count: 10 };
-pub const LSH32: Family = Family { first: 641, count: 10 };
-pub const LSH64: Family = Family { first: 651, count: 10 };
-pub const MOD32: Family = Family { first: 661, count: 10 };
-pub const MOD64: Family = Family { first: 671, count: 10 };
-pub const MOV32: Family = Family { first: 681, count: 10 };
-pub const MOV64: Family = Family { first: 691, count: 10 };
-pub const MOV_IMM: Family = Family { first: 701, count: 10 };
-pub const MOVSX32_16: Family = Family { first: 711, count: 10 };
-pub const MOVSX32_8: Family = Family { first: 721, count: 10 };
-pub const MOVSX64_16: Family = Family { first: 731, count: 10 };
-pub const MOVSX64_32: Family = Family { first: 741, count: 10 };
-pub const MOVSX64_8: Family = Family { first: 751, count: 10 };
-pub const MUL32: Family = Family { first: 761, count: 10 };
-pub const MUL64: Family = Family { first: 771, count: 10 };
-pub const NEG32: Family = Family { first: 781, count: 10 };
-pub const NEG64: Family = Family { first: 791, count: 10 };
-pub const OR32: Family = Family { first: 801, count: 10 };
-pub const OR64: Family = Family { first: 811, count: 10 };
-pub const RSH32: Family = Family { first: 821, count: 10 };
-pub const RSH64: Family = Family { first: 831, count: 10 };
-pub const SDIV32: Family = Family { first: 841, count: 10 };
-pub const SDIV64: Family = Family { first: 851, count: 10 };
-pub const SMOD32: Family = Family { first: 861, count: 10 };
-pub const SMOD64: Family = Family { first: 871, count: 10 };
-pub const STX16: Family = Family { first: 881, count: 11 };
-pub const STX16_FP: StencilId = StencilId(892);
-pub const STX32: Family = Family { first: 893, count: 11 };
-pub const STX32_FP: StencilId = StencilId(904);
-pub const STX64: Family = Family { first: 905, count: 11 };
-pub const STX64_FP: StencilId = StencilId(916);
-pub const STX8: Family = Family { first: 917, count: 11 };
-pub const STX8_FP: StencilId = StencilId(928);
-pub const SUB32: Family = Family { first: 929, count: 10 };
-pub const SUB64: Family = Family { first: 939, count: 10 };
-pub const TMP_FROM_IMM: StencilId = StencilId(949);
-pub const TMP_FROM_REG: Family = Family { first: 950, count: 11 };
-pub const XOR32: Family = Family { first: 961, count: 10 };
-pub const XOR64: Family = Family { first: 971, count: 10 };
-pub const ZEXT16: Family = Family { first: 981, count: 10 };
-pub const ZEXT32: Family = Family { first: 991, count: 10 };
+pub const LDX16_FAST: Family = Family { first: 511, count: 10 };
+pub const LDX16_FP: Family = Family { first: 521, count: 10 };
+pub const LDX32: Family = Family { first: 531, count: 10 };
+pub const LDX32_FAST: Family = Family { first: 541, count: 10 };
+pub const LDX32_FP: Family = Family { first: 551, count: 10 };
+pub const LDX64: Family = Family { first: 561, count: 10 };
+pub const LDX64_FAST: Family = Family { first: 571, count: 10 };
+pub const LDX64_FP: Family = Family { first: 581, count: 10 };
+pub const LDX8: Family = Family { first: 591, count: 10 };
+pub const LDX8_FAST: Family = Family { first: 601, count: 10 };
+pub const LDX8_FP: Family = Family { first: 611, count: 10 };
+pub const LDXS16: Family = Family { first: 621, count: 10 };
+pub const LDXS16_FAST: Family = Family { first: 631, count: 10 };
+pub const LDXS16_FP: Family = Family { first: 641, count: 10 };
+pub const LDXS32: Family = Family { first: 651, count: 10 };
+pub const LDXS32_FAST: Family = Family { first: 661, count: 10 };
+pub const LDXS32_FP: Family = Family { first: 671, count: 10 };
+pub const LDXS8: Family = Family { first: 681, count: 10 };
+pub const LDXS8_FAST: Family = Family { first: 691, count: 10 };
+pub const LDXS8_FP: Family = Family { first: 701, count: 10 };
+pub const LSH32: Family = Family { first: 711, count: 10 };
+pub const LSH64: Family = Family { first: 721, count: 10 };
+pub const MOD32: Family = Family { first: 731, count: 10 };
+pub const MOD64: Family = Family { first: 741, count: 10 };
+pub const MOV32: Family = Family { first: 751, count: 10 };
+pub const MOV64: Family = Family { first: 761, count: 10 };
+pub const MOV_IMM: Family = Family { first: 771, count: 10 };
+pub const MOVSX32_16: Family = Family { first: 781, count: 10 };
+pub const MOVSX32_8: Family = Family { first: 791, count: 10 };
+pub const MOVSX64_16: Family = Family { first: 801, count: 10 };
+pub const MOVSX64_32: Family = Family { first: 811, count: 10 };
+pub const MOVSX64_8: Family = Family { first: 821, count: 10 };
+pub const MUL32: Family = Family { first: 831, count: 10 };
+pub const MUL64: Family = Family { first: 841, count: 10 };
+pub const NEG32: Family = Family { first: 851, count: 10 };
+pub const NEG64: Family = Family { first: 861, count: 10 };
+pub const OR32: Family = Family { first: 871, count: 10 };
+pub const OR64: Family = Family { first: 881, count: 10 };
+pub const RSH32: Family = Family { first: 891, count: 10 };
+pub const RSH64: Family = Family { first: 901, count: 10 };
+pub const SDIV32: Family = Family { first: 911, count: 10 };
+pub const SDIV64: Family = Family { first: 921, count: 10 };
+pub const SMOD32: Family = Family { first: 931, count: 10 };
+pub const SMOD64: Family = Family { first: 941, count: 10 };
+pub const STX16: Family = Family { first: 951, count: 11 };
+pub const STX16_FAST: Family = Family { first: 962, count: 11 };
+pub const STX16_FP: StencilId = StencilId(973);
+pub const STX32: Family = Family { first: 974, count: 11 };
+pub const STX32_FAST: Family = Family { first: 985, count: 11 };
+pub const STX32_FP: StencilId = StencilId(996);
+pub const STX64: Family = Family { first: 997, count: 11 };
+pub const STX64_FAST: Family = Family { first: 1008, count: 11 };
+pub const STX64_FP: StencilId = StencilId(1019);
+pub const STX8: Family = Family { first: 1020, count: 11 };
+pub const STX8_FAST: Family = Family { first: 1031, count: 11 };
+pub const STX8_FP: StencilId = StencilId(1042);
+pub const SUB32: Family = Family { first: 1043, count: 10 };
+pub const SUB64: Family = Family { first: 1053, count: 10 };
+pub const TMP_FROM_IMM: StencilId = StencilId(1063);
+pub const TMP_FROM_REG: Family = Family { first: 1064, count: 11 };
+pub const TRAP_FUEL: StencilId = StencilId(1075);
+pub const XOR32: Family = Family { first: 1076, count: 10 };
+pub const XOR64: Family = Family { first: 1086, count: 10 };
+pub const ZEXT16: Family = Family { first: 1096, count: 10 };
+pub const ZEXT32: Family = Family { first: 1106, count: 10 };
 
 /// Number of stencils in every table.
-pub const COUNT: usize = 1001;
+pub const COUNT: usize = 1116;
 
 /// Stencil names by id (for listings and `tessera dump`).
 pub static NAMES: [&str; COUNT] = [
@@ -644,6 +656,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx16__r7",
     "ldx16__r8",
     "ldx16__r9",
+    "ldx16_fast__r0",
+    "ldx16_fast__r1",
+    "ldx16_fast__r2",
+    "ldx16_fast__r3",
+    "ldx16_fast__r4",
+    "ldx16_fast__r5",
+    "ldx16_fast__r6",
+    "ldx16_fast__r7",
+    "ldx16_fast__r8",
+    "ldx16_fast__r9",
     "ldx16_fp__r0",
     "ldx16_fp__r1",
     "ldx16_fp__r2",
@@ -664,6 +686,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx32__r7",
     "ldx32__r8",
     "ldx32__r9",
+    "ldx32_fast__r0",
+    "ldx32_fast__r1",
+    "ldx32_fast__r2",
+    "ldx32_fast__r3",
+    "ldx32_fast__r4",
+    "ldx32_fast__r5",
+    "ldx32_fast__r6",
+    "ldx32_fast__r7",
+    "ldx32_fast__r8",
+    "ldx32_fast__r9",
     "ldx32_fp__r0",
     "ldx32_fp__r1",
     "ldx32_fp__r2",
@@ -684,6 +716,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx64__r7",
     "ldx64__r8",
     "ldx64__r9",
+    "ldx64_fast__r0",
+    "ldx64_fast__r1",
+    "ldx64_fast__r2",
+    "ldx64_fast__r3",
+    "ldx64_fast__r4",
+    "ldx64_fast__r5",
+    "ldx64_fast__r6",
+    "ldx64_fast__r7",
+    "ldx64_fast__r8",
+    "ldx64_fast__r9",
     "ldx64_fp__r0",
     "ldx64_fp__r1",
     "ldx64_fp__r2",
@@ -704,6 +746,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldx8__r7",
     "ldx8__r8",
     "ldx8__r9",
+    "ldx8_fast__r0",
+    "ldx8_fast__r1",
+    "ldx8_fast__r2",
+    "ldx8_fast__r3",
+    "ldx8_fast__r4",
+    "ldx8_fast__r5",
+    "ldx8_fast__r6",
+    "ldx8_fast__r7",
+    "ldx8_fast__r8",
+    "ldx8_fast__r9",
     "ldx8_fp__r0",
     "ldx8_fp__r1",
     "ldx8_fp__r2",
@@ -724,6 +776,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldxs16__r7",
     "ldxs16__r8",
     "ldxs16__r9",
+    "ldxs16_fast__r0",
+    "ldxs16_fast__r1",
+    "ldxs16_fast__r2",
+    "ldxs16_fast__r3",
+    "ldxs16_fast__r4",
+    "ldxs16_fast__r5",
+    "ldxs16_fast__r6",
+    "ldxs16_fast__r7",
+    "ldxs16_fast__r8",
+    "ldxs16_fast__r9",
     "ldxs16_fp__r0",
     "ldxs16_fp__r1",
     "ldxs16_fp__r2",
@@ -744,6 +806,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldxs32__r7",
     "ldxs32__r8",
     "ldxs32__r9",
+    "ldxs32_fast__r0",
+    "ldxs32_fast__r1",
+    "ldxs32_fast__r2",
+    "ldxs32_fast__r3",
+    "ldxs32_fast__r4",
+    "ldxs32_fast__r5",
+    "ldxs32_fast__r6",
+    "ldxs32_fast__r7",
+    "ldxs32_fast__r8",
+    "ldxs32_fast__r9",
     "ldxs32_fp__r0",
     "ldxs32_fp__r1",
     "ldxs32_fp__r2",
@@ -764,6 +836,16 @@ pub static NAMES: [&str; COUNT] = [
     "ldxs8__r7",
     "ldxs8__r8",
     "ldxs8__r9",
+    "ldxs8_fast__r0",
+    "ldxs8_fast__r1",
+    "ldxs8_fast__r2",
+    "ldxs8_fast__r3",
+    "ldxs8_fast__r4",
+    "ldxs8_fast__r5",
+    "ldxs8_fast__r6",
+    "ldxs8_fast__r7",
+    "ldxs8_fast__r8",
+    "ldxs8_fast__r9",
     "ldxs8_fp__r0",
     "ldxs8_fp__r1",
     "ldxs8_fp__r2",
@@ -1025,6 +1107,17 @@ pub static NAMES: [&str; COUNT] = [
     "stx16__r8",
     "stx16__r9",
     "stx16__r10",
+    "stx16_fast__r0",
+    "stx16_fast__r1",
+    "stx16_fast__r2",
+    "stx16_fast__r3",
+    "stx16_fast__r4",
+    "stx16_fast__r5",
+    "stx16_fast__r6",
+    "stx16_fast__r7",
+    "stx16_fast__r8",
+    "stx16_fast__r9",
+    "stx16_fast__r10",
     "stx16_fp",
     "stx32__r0",
     "stx32__r1",
@@ -1037,6 +1130,17 @@ pub static NAMES: [&str; COUNT] = [
     "stx32__r8",
     "stx32__r9",
     "stx32__r10",
+    "stx32_fast__r0",
+    "stx32_fast__r1",
+    "stx32_fast__r2",
+    "stx32_fast__r3",
+    "stx32_fast__r4",
+    "stx32_fast__r5",
+    "stx32_fast__r6",
+    "stx32_fast__r7",
+    "stx32_fast__r8",
+    "stx32_fast__r9",
+    "stx32_fast__r10",
     "stx32_fp",
     "stx64__r0",
     "stx64__r1",
@@ -1049,6 +1153,17 @@ pub static NAMES: [&str; COUNT] = [
     "stx64__r8",
     "stx64__r9",
     "stx64__r10",
+    "stx64_fast__r0",
+    "stx64_fast__r1",
+    "stx64_fast__r2",
+    "stx64_fast__r3",
+    "stx64_fast__r4",
+    "stx64_fast__r5",
+    "stx64_fast__r6",
+    "stx64_fast__r7",
+    "stx64_fast__r8",
+    "stx64_fast__r9",
+    "stx64_fast__r10",
     "stx64_fp",
     "stx8__r0",
     "stx8__r1",
@@ -1061,6 +1176,17 @@ pub static NAMES: [&str; COUNT] = [
     "stx8__r8",
     "stx8__r9",
     "stx8__r10",
+    "stx8_fast__r0",
+    "stx8_fast__r1",
+    "stx8_fast__r2",
+    "stx8_fast__r3",
+    "stx8_fast__r4",
+    "stx8_fast__r5",
+    "stx8_fast__r6",
+    "stx8_fast__r7",
+    "stx8_fast__r8",
+    "stx8_fast__r9",
+    "stx8_fast__r10",
     "stx8_fp",
     "sub32__r0",
     "sub32__r1",
@@ -1094,6 +1220,7 @@ pub static NAMES: [&str; COUNT] = [
     "tmp_from_reg__r8",
     "tmp_from_reg__r9",
     "tmp_from_reg__r10",
+    "trap_fuel",
     "xor32__r0",
     "xor32__r1",
     "xor32__r2",
