@@ -61,6 +61,13 @@ pub enum Item {
     Place(Op),
 }
 
+/// A code generator: produces its item stream on demand. The emitter asks twice (layout,
+/// then emission), so generators keep no state between the passes; being generic over the
+/// sink lets each pass inline the whole pipeline.
+pub trait Generator {
+    fn generate<S: FnMut(Item) -> Result<(), Error>>(&self, sink: &mut S) -> Result<(), Error>;
+}
+
 /// Emits stencils of one ISA's table.
 #[derive(Clone, Copy, Debug)]
 pub struct Emitter {
@@ -82,62 +89,33 @@ impl Emitter {
 
     /// Pass 1: the total code size, with every bound label's offset written to `labels`.
     /// Unbound labels keep `u32::MAX` and make [`Emitter::emit`] fail if targeted.
-    pub fn layout<E>(
-        &self,
-        generate: impl Fn(&mut dyn FnMut(Item) -> Result<(), E>) -> Result<(), E>,
-        labels: &mut [u32],
-    ) -> Result<usize, Error>
-    where
-        Error: From<E>,
-    {
+    pub fn layout(&self, generator: &impl Generator, labels: &mut [u32]) -> Result<usize, Error> {
         labels.iter_mut().for_each(|l| *l = u32::MAX);
         let mut size = 0usize;
-        let mut bad_label = None;
-        generate(&mut |item| {
+        generator.generate(&mut |item| {
             match item {
-                Item::Bind(Label(l)) => match labels.get_mut(l as usize) {
-                    Some(slot) => *slot = size as u32,
-                    None => bad_label = Some(l),
-                },
+                Item::Bind(Label(l)) => {
+                    *labels.get_mut(l as usize).ok_or(Error::ScratchTooSmall { needed: l + 1 })? = size as u32
+                }
                 Item::Place(op) => size += self.table.get(op.stencil).code.len(),
             }
             Ok(())
         })?;
-        if let Some(l) = bad_label {
-            return Err(Error::ScratchTooSmall { needed: l + 1 });
-        }
         Ok(size)
     }
 
     /// Pass 2: copies and patches into `out`, which will execute at address `base`.
     /// Returns the number of bytes written (equal to what [`Emitter::layout`] returned).
-    pub fn emit<E>(
-        &self,
-        generate: impl Fn(&mut dyn FnMut(Item) -> Result<(), E>) -> Result<(), E>,
-        labels: &[u32],
-        out: &mut [u8],
-        base: u64,
-    ) -> Result<usize, Error>
-    where
-        Error: From<E>,
-    {
+    pub fn emit(&self, generator: &impl Generator, labels: &[u32], out: &mut [u8], base: u64) -> Result<usize, Error> {
         let mut at = 0usize;
-        let mut failure = None;
-        generate(&mut |item| {
-            if let (Item::Place(op), None) = (item, failure) {
-                match self.place(op, labels, out, at, base) {
-                    Ok(len) => at += len,
-                    Err(e) => failure = Some(e),
-                }
+        generator.generate(&mut |item| {
+            if let Item::Place(op) = item {
+                at += self.place(op, labels, out, at, base)?;
             }
             Ok(())
         })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(at),
-        }
+        Ok(at)
     }
-
     /// Copies one stencil to `out[at..]` and patches its holes.
     #[inline]
     fn place(&self, op: Op, labels: &[u32], out: &mut [u8], at: usize, base: u64) -> Result<usize, Error> {

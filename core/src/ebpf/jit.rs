@@ -4,7 +4,7 @@ use tessera_arch::Isa;
 use tessera_stencils::abi::{FRAME_SIZE, GrantedRegion, JitContext, MAX_GRANTED, trap};
 
 use super::interp::{Config, MAX_CALL_DEPTH};
-use super::lower::{label_count, lower};
+use super::lower::{Lowering, label_count};
 use super::{Error, Helpers, Memory, Program};
 use crate::code_buffer::CodeBuffer;
 use crate::emitter::Emitter;
@@ -31,10 +31,10 @@ pub fn compile(program: &Program, isa: Isa, labels: &mut [u32], buffer: &mut Cod
     let needed = labels_needed(program);
     let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
     let emitter = Emitter::new(isa);
-    let generate = |sink: &mut dyn FnMut(crate::emitter::Item) -> Result<(), Error>| lower(program, sink);
-    let size = emitter.layout(generate, labels)?;
+    let generator = Lowering(program);
+    let size = emitter.layout(&generator, labels)?;
     let alloc = buffer.alloc(size, 16)?;
-    let written = emitter.emit(generate, labels, alloc.bytes, alloc.address)?;
+    let written = emitter.emit(&generator, labels, alloc.bytes, alloc.address)?;
     debug_assert_eq!(written, size);
     Ok(CompiledCode { isa, offset: alloc.offset, len: size, address: alloc.address })
 }

@@ -10,7 +10,7 @@ use tessera_stencils::ids::{self, Family, StencilId};
 use super::insn::{FRAME_POINTER, Insn, alu, atomic, class, jmp, mem, op, pseudo, source};
 use tessera_stencils::abi::FRAME_SIZE;
 use super::{Error, Program};
-use crate::emitter::{Item, Label, Op};
+use crate::emitter::{Generator, Item, Label, Op};
 
 /// The label of instruction `pc`.
 pub fn insn_label(pc: usize) -> Label {
@@ -43,7 +43,7 @@ fn target(pc: usize, delta: i64) -> Label {
 /// address is not in the stack or context memory branches to a stub holding the fully
 /// checked stencil (granted regions, then the trap) and a jump back; spent fuel branches to
 /// a stub that reports the trap. The hot code stays small and falls through.
-pub fn lower(program: &Program, sink: &mut dyn FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
+pub fn lower(program: &Program, sink: &mut impl FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
     sink(Item::Place(Op::new(ids::ENTRY).target(insn_label(0))))?;
     for (pc, insn) in program.iter() {
         sink(Item::Bind(insn_label(pc)))?;
@@ -60,8 +60,18 @@ pub fn lower(program: &Program, sink: &mut dyn FnMut(Item) -> Result<(), Error>)
     Ok(())
 }
 
+/// The eBPF lowering as an emitter [`Generator`].
+pub struct Lowering<'p, 'a>(pub &'p Program<'a>);
+
+impl Generator for Lowering<'_, '_> {
+    #[inline]
+    fn generate<S: FnMut(Item) -> Result<(), Error>>(&self, sink: &mut S) -> Result<(), Error> {
+        lower(self.0, sink)
+    }
+}
+
 /// Emits the cold stub of instruction `pc`, if its hot stencils branch to one.
-fn lower_stub(len: usize, pc: usize, insn: Insn, sink: &mut dyn FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
+fn lower_stub(len: usize, pc: usize, insn: Insn, sink: &mut impl FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
     let mut out = Out { sink, pc: pc as u32 };
     let back = insn_label(pc + 1);
     match slow_access(&insn) {
@@ -162,7 +172,7 @@ fn lower_insn(
     program: &Program,
     pc: usize,
     insn: Insn,
-    sink: &mut dyn FnMut(Item) -> Result<(), Error>,
+    sink: &mut impl FnMut(Item) -> Result<(), Error>,
 ) -> Result<usize, Error> {
     let at = pc as u32;
     let mut out = Out { sink, pc: at };
@@ -363,12 +373,12 @@ fn in_frame(base: u8, off: i16, size_code: u8) -> bool {
 }
 
 /// Where lowered stencils go, stamped with the instruction they come from.
-struct Out<'s> {
-    sink: &'s mut dyn FnMut(Item) -> Result<(), Error>,
+struct Out<'s, S> {
+    sink: &'s mut S,
     pc: u32,
 }
 
-impl Out<'_> {
+impl<S: FnMut(Item) -> Result<(), Error>> Out<'_, S> {
     fn with(&mut self, id: StencilId, holes: impl FnOnce(Op) -> Op) -> Result<(), Error> {
         (self.sink)(Item::Place(holes(Op::new(id).insn(self.pc))))
     }
