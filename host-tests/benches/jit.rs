@@ -111,6 +111,24 @@ fn main() {
         );
     }
 
+    // --- Code size over the whole conformance suite (every ISA, by cross-emission).
+    let cases = tessera_host_tests::conformance::load_dir(tessera_host_tests::conformance::tests_dir());
+    let programs: Vec<Vec<u8>> =
+        cases.iter().filter_map(|c| tessera_host_tests::conformance::program_bytes(c).ok()).collect();
+    println!("\ngenerated code over the {} conformance programs (entry stencil included):", programs.len());
+    for isa in Isa::ALL {
+        let (mut slots, mut bytes) = (0usize, 0usize);
+        for program in &programs {
+            let helpers = [tessera::ebpf::Helper { id: 5, func: |a, _, _, _, _| a }];
+            let Ok(vm) = Vm::new(program, Helpers::new(&helpers)) else { continue };
+            let mut labels = vec![0u32; vm.labels_needed()];
+            let mut buffer = CodeBuffer::with_base(&mut memory, 0x4000_0000);
+            bytes += vm.compile_into(isa, &mut labels, &mut buffer).expect("compiles").len;
+            slots += vm.program().len();
+        }
+        println!("  {isa:8} {:6.1} bytes per eBPF instruction ({bytes} bytes for {slots} slots)", bytes as f64 / slots as f64);
+    }
+
     // --- Run time: JIT vs interpreter on the host.
     let bytes = asm::assemble_to_bytes(LOOP).expect("assembles");
     let mut vm = Vm::new(&bytes, Helpers::empty()).expect("valid");
