@@ -42,9 +42,18 @@ unsafe extern "C" {
 }
 
 /// The sign-extended 32-bit immediate patched into this stencil.
+///
+/// x86-64 stencils use the kernel code model, whose symbols are sign-extended 32-bit
+/// addresses: the hole's address is used whole and materialised by one sign-extending
+/// `mov $imm32, %reg` (`R_X86_64_32S`); the generator rejects a zero-extending
+/// `R_X86_64_32` on this hole. Elsewhere the value is truncated to 32 bits and
+/// sign-extended, as the `lui`/`addi` and `movz`/`movk` sequences need.
 #[inline(always)]
 fn imm() -> u64 {
-    (&raw const _HOLE_IMM) as usize as u32 as i32 as i64 as u64
+    #[cfg(target_arch = "x86_64")]
+    return (&raw const _HOLE_IMM) as usize as u64;
+    #[cfg(not(target_arch = "x86_64"))]
+    return (&raw const _HOLE_IMM) as usize as u32 as i32 as i64 as u64;
 }
 
 /// The upper 32 bits of a 64-bit immediate (`lddw`).

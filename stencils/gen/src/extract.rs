@@ -217,6 +217,11 @@ fn extract_one(
                 format!("{isa}: stencil `{name}`: references `{symbol_name}` at {offset:#x}: data or code outside the stencil")
             }
         })?;
+        if value == HoleValue::Imm && kind == RelocKind::X86Abs32 {
+            // x86-64 stencils use the `_HOLE_IMM` address untruncated (see `imm()` in
+            // stencils/ops): a zero-extending load would turn negative immediates positive.
+            return Err(fail(format!("immediate hole zero-extended by R_X86_64_32 at {offset:#x}")));
+        }
         if value.is_number() && kind.is_pc_relative() {
             return Err(fail(format!("value hole {symbol_name} uses PC-relative {kind:?}")));
         }

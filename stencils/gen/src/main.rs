@@ -21,7 +21,8 @@ pub struct TargetSpec {
     pub isa: Isa,
     pub triple: &'static str,
     /// Code model and target features, chosen so that holes are absolute and small:
-    /// x86-64 small (imm32 holes are `R_X86_64_32`/`32S`), AArch64 large (`MOVW_UABS_G0..G3`,
+    /// x86-64 kernel (symbols are sign-extended 32-bit, so an imm32 hole is one
+    /// `R_X86_64_32S` operand), AArch64 large (`MOVW_UABS_G0..G3`,
     /// four instructions per hole, the price of position independence from the hole value),
     /// RISC-V medlow (`HI20`/`LO12`). AArch64 drops `strict-align` and RISC-V adds
     /// `unaligned-scalar-mem`: eBPF loads and stores may be unaligned, so the embedder's
@@ -30,7 +31,7 @@ pub struct TargetSpec {
 }
 
 pub const TARGETS: [TargetSpec; 3] = [
-    TargetSpec { isa: Isa::X86_64, triple: "x86_64-unknown-none", flags: &["-Ccode-model=small"] },
+    TargetSpec { isa: Isa::X86_64, triple: "x86_64-unknown-none", flags: &["-Ccode-model=kernel"] },
     TargetSpec {
         isa: Isa::Aarch64,
         triple: "aarch64-unknown-none",
