@@ -22,6 +22,11 @@ fn stub_label(len: usize, pc: usize) -> Label {
     Label((len + pc) as u32)
 }
 
+/// The instruction whose cold stub `label` marks, if it marks one (for listings).
+pub fn stub_owner(program: &Program, label: Label) -> Option<usize> {
+    (label.0 as usize).checked_sub(program.len()).filter(|&pc| pc < program.len())
+}
+
 /// Labels a program needs: one per slot, and one per slot for its cold stub.
 pub fn label_count(program: &Program) -> usize {
     2 * program.len()
