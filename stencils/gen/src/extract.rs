@@ -61,6 +61,8 @@ pub struct Stencil {
     pub holes: Vec<Hole>,
     /// Bytes of trailing jump to the continuation that were removed.
     pub stripped: usize,
+    /// Dead instructions replaced by `nop` (see `nop_dead_high_halves`).
+    pub nopped: usize,
 }
 
 fn reloc_kind(isa: Isa, r_type: u32) -> Option<RelocKind> {
@@ -237,6 +239,7 @@ fn extract_one(
         });
     }
     holes.sort_by_key(|h| h.offset);
+    let nopped = nop_dead_high_halves(isa, &mut code, &mut holes);
 
     // Remove a trailing tail jump to the continuation: the next stencil follows directly.
     let mut stripped = 0;
@@ -252,5 +255,28 @@ fn extract_one(
             holes.pop();
         }
     }
-    Ok(Stencil { name: name.to_string(), code, holes, stripped })
+    Ok(Stencil { name: name.to_string(), code, holes, stripped, nopped })
+}
+
+/// AArch64's large code model builds every hole value with `movz` + three `movk`. Value
+/// holes are 32-bit numbers that every stencil truncates (`as u32`, see `imm()` in
+/// stencils/ops), so the `movk` of bits 32..63 are dead: they become `nop`s, which breaks
+/// the four-instruction dependency chain down to two and leaves two holes fewer to patch.
+/// Returns how many instructions were replaced.
+fn nop_dead_high_halves(isa: Isa, code: &mut [u8], holes: &mut Vec<Hole>) -> usize {
+    const NOP: [u8; 4] = 0xd503_201f_u32.to_le_bytes();
+    if isa != Isa::Aarch64 {
+        return 0;
+    }
+    let before = holes.len();
+    holes.retain(|h| {
+        let dead = h.value.is_number()
+            && matches!(h.kind, RelocKind::A64MovwUabsG2Nc | RelocKind::A64MovwUabsG2 | RelocKind::A64MovwUabsG3);
+        if dead {
+            let at = h.offset as usize;
+            code[at..at + 4].copy_from_slice(&NOP);
+        }
+        !dead
+    });
+    before - holes.len()
 }

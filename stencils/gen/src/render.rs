@@ -143,6 +143,9 @@ pub fn listing(spec: &TargetSpec, stencils: &[Stencil], objdump: &str, digest: u
         if s.stripped > 0 {
             let _ = writeln!(out, "    (trailing {}-byte jump to the continuation removed)", s.stripped);
         }
+        if s.nopped > 0 {
+            let _ = writeln!(out, "    ({} movk of bits 32..63 of 32-bit value holes replaced by nop)", s.nopped);
+        }
         out.push_str(blocks.get(s.name.as_str()).map(String::as_str).unwrap_or("    (no disassembly)\n"));
         out.push('\n');
     }
