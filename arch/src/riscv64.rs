@@ -114,8 +114,7 @@ pub(crate) fn patch_hi20_low32(code: &mut [u8], offset: usize, v: i32) -> Result
     patch_field32(code, offset, is_lui, || Ok(u_imm(hi20(v as i64))))
 }
 
-
-/// [`patch32`] for a 16-bit instruction.
+/// [`patch_field32`] for a 16-bit instruction.
 fn patch16(
     code: &mut [u8],
     offset: usize,

@@ -183,6 +183,20 @@ fn reserved(pc: usize) -> Error {
     Error::ReservedField { pc: pc as u32 }
 }
 
+/// The second operand of ALU and jump instructions: with the X bit a register and a zero
+/// imm; without it (an immediate) src must be zero.
+fn source_operand(pc: usize, insn: &Insn, x: bool) -> Result<(), Error> {
+    if x {
+        if insn.imm != 0 {
+            return Err(reserved(pc));
+        }
+        reg(pc, insn.src)?;
+    } else if insn.src != 0 {
+        return Err(reserved(pc));
+    }
+    Ok(())
+}
+
 /// A register operand must be r0..r10.
 fn reg(pc: usize, r: u8) -> Result<(), Error> {
     if r >= REGISTER_COUNT {
@@ -259,14 +273,7 @@ fn check_alu(pc: usize, insn: Insn) -> Result<(), Error> {
         }
         alu::ADD | alu::SUB | alu::MUL | alu::DIV | alu::OR | alu::AND | alu::LSH | alu::RSH
         | alu::MOD | alu::XOR | alu::MOV | alu::ARSH => {
-            if x {
-                if insn.imm != 0 {
-                    return Err(reserved(pc));
-                }
-                reg(pc, insn.src)?;
-            } else if insn.src != 0 {
-                return Err(reserved(pc));
-            }
+            source_operand(pc, &insn, x)?;
             match code {
                 alu::DIV | alu::MOD => {
                     // off 1: sdiv / smod
@@ -344,14 +351,7 @@ fn check_jmp(pc: usize, insn: Insn, is_helper: &dyn Fn(i32) -> bool) -> Result<(
         }
         jmp::JEQ | jmp::JGT | jmp::JGE | jmp::JSET | jmp::JNE | jmp::JSGT | jmp::JSGE | jmp::JLT
         | jmp::JLE | jmp::JSLT | jmp::JSLE => {
-            if x {
-                if insn.imm != 0 {
-                    return Err(reserved(pc));
-                }
-                reg(pc, insn.src)?;
-            } else if insn.src != 0 {
-                return Err(reserved(pc));
-            }
+            source_operand(pc, &insn, x)?;
             reg(pc, insn.dst)?;
         }
         _ => return Err(unknown(pc, insn)),
