@@ -10,7 +10,7 @@
 //! Instructions are little-endian 32-bit words; a patcher changes only its field and checks
 //! the fixed opcode bits of the instruction first.
 
-use crate::{Field, PatchError, RelocKind, patch_field32, write};
+use crate::{Branch, BranchUse, Field, PatchError, RelocKind, patch_field32, write};
 
 /// Patches one AArch64 hole; see [`crate::patch`] for the meaning of the arguments.
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
@@ -149,6 +149,104 @@ fn patch_movw(code: &mut [u8], offset: usize, value: u64, group: u32, checked: b
         }
         Ok(Field::new(((value >> (16 * group)) & 0xffff) as u32, 5, 16))
     })
+}
+
+/// ELF relocation types (AArch64 ELF ABI) that stencils may carry.
+pub fn reloc_from_elf(r_type: u32) -> Option<RelocKind> {
+    use RelocKind::*;
+    Some(match r_type {
+        257 => A64Abs64,            // R_AARCH64_ABS64
+        263 => A64MovwUabsG0,       // R_AARCH64_MOVW_UABS_G0
+        264 => A64MovwUabsG0Nc,     // R_AARCH64_MOVW_UABS_G0_NC
+        265 => A64MovwUabsG1,       // R_AARCH64_MOVW_UABS_G1
+        266 => A64MovwUabsG1Nc,     // R_AARCH64_MOVW_UABS_G1_NC
+        267 => A64MovwUabsG2,       // R_AARCH64_MOVW_UABS_G2
+        268 => A64MovwUabsG2Nc,     // R_AARCH64_MOVW_UABS_G2_NC
+        269 => A64MovwUabsG3,       // R_AARCH64_MOVW_UABS_G3
+        275 => A64AdrPrelPgHi21,    // R_AARCH64_ADR_PREL_PG_HI21
+        277 => A64AddAbsLo12Nc,     // R_AARCH64_ADD_ABS_LO12_NC
+        278 => A64Ldst8AbsLo12Nc,   // R_AARCH64_LDST8_ABS_LO12_NC
+        279 => A64TstBr14,          // R_AARCH64_TSTBR14
+        280 => A64CondBr19,         // R_AARCH64_CONDBR19
+        282 => A64Jump26,           // R_AARCH64_JUMP26
+        283 => A64Call26,           // R_AARCH64_CALL26
+        284 => A64Ldst16AbsLo12Nc,  // R_AARCH64_LDST16_ABS_LO12_NC
+        285 => A64Ldst32AbsLo12Nc,  // R_AARCH64_LDST32_ABS_LO12_NC
+        286 => A64Ldst64AbsLo12Nc,  // R_AARCH64_LDST64_ABS_LO12_NC
+        299 => A64Ldst128AbsLo12Nc, // R_AARCH64_LDST128_ABS_LO12_NC
+        _ => return None,
+    })
+}
+
+/// `b` (JUMP26) or `bl` (CALL26) at `offset`.
+pub fn branch_at(kind: RelocKind, _code: &[u8], offset: usize) -> Option<Branch> {
+    let branch_use = match kind {
+        RelocKind::A64Jump26 => BranchUse::TailJump,
+        RelocKind::A64Call26 => BranchUse::Call,
+        _ => return None,
+    };
+    Some(Branch { branch_use, start: offset, end: offset + 4 })
+}
+
+/// `nop` (`hint #0`).
+pub const NOP: [u8; 4] = 0xd503_201f_u32.to_le_bytes();
+
+
+#[cfg(target_arch = "aarch64")]
+/// `CTR_EL0.IDC`: cleaning the data cache is not required for coherence.
+const CTR_IDC: u64 = 1 << 28;
+#[cfg(target_arch = "aarch64")]
+/// `CTR_EL0.DIC`: invalidating the instruction cache is not required for coherence.
+const CTR_DIC: u64 = 1 << 29;
+
+#[cfg(target_arch = "aarch64")]
+/// Cleans and invalidates by line, as in the Arm ARM's "Instruction cache coherency"
+/// sequence (and LLVM's `__clear_cache`).
+///
+/// # Safety
+///
+/// `start..start + len` must be mapped memory.
+pub(crate) unsafe fn sync_icache(start: usize, len: usize) {
+    let end = start.saturating_add(len);
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects; EL0 access is enabled by Linux
+    // (SCTLR_EL1.UCT) and always allowed at EL1.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+
+    if ctr & CTR_IDC == 0 {
+        // DminLine, bits 16..19: log2 of the smallest data line in words.
+        let line = 4usize << ((ctr >> 16) & 0xf);
+        let mut addr = start & !(line - 1);
+        while addr < end {
+            // SAFETY: `addr` lies in a line overlapping the caller's mapped range
+            // (`sync`'s contract); `dc cvau` only writes back cached data.
+            unsafe { core::arch::asm!("dc cvau, {}", in(reg) addr, options(nostack, preserves_flags)) };
+            addr = addr.wrapping_add(line);
+            if addr == 0 {
+                break;
+            }
+        }
+    }
+    // SAFETY: a barrier; no memory is accessed.
+    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+
+    if ctr & CTR_DIC == 0 {
+        // IminLine, bits 0..3: log2 of the smallest instruction line in words.
+        let line = 4usize << (ctr & 0xf);
+        let mut addr = start & !(line - 1);
+        while addr < end {
+            // SAFETY: as for `dc cvau` above; `ic ivau` only drops instruction lines.
+            unsafe { core::arch::asm!("ic ivau, {}", in(reg) addr, options(nostack, preserves_flags)) };
+            addr = addr.wrapping_add(line);
+            if addr == 0 {
+                break;
+            }
+        }
+        // SAFETY: a barrier; no memory is accessed.
+        unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+    }
+    // SAFETY: a context synchronisation barrier; no memory is accessed.
+    unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) };
 }
 
 #[cfg(test)]

@@ -179,6 +179,12 @@ impl RelocKind {
         }
     }
 
+    /// Whether the relocation only sets bits 32..63 of a value (AArch64 `MOVW_UABS_G2/G3`):
+    /// dead for holes whose value the code truncates to 32 bits.
+    pub const fn sets_only_high_half(self) -> bool {
+        matches!(self, RelocKind::A64MovwUabsG2 | RelocKind::A64MovwUabsG2Nc | RelocKind::A64MovwUabsG3)
+    }
+
     /// Whether the relocation's value is relative to the place it patches.
     pub const fn is_pc_relative(self) -> bool {
         matches!(
@@ -200,6 +206,54 @@ impl RelocKind {
                 | RelocKind::RvcBranch
                 | RelocKind::RvcJump
         )
+    }
+}
+
+/// How an instruction sequence uses a branch relocation (for stencil extraction: a trailing
+/// tail jump to the continuation is removed; a call to it is an error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BranchUse {
+    /// An unconditional jump that does not return (`jmp`, `b`, `auipc`+`jr`).
+    TailJump,
+    /// A call that returns (`call`, `bl`, `auipc`+`jalr ra`).
+    Call,
+}
+
+/// A branch instruction sequence found at a relocation: its use and its byte range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Branch {
+    pub branch_use: BranchUse,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Isa {
+    /// The relocation kind of an ELF `r_type` on this ISA, if tessera patches it.
+    pub fn reloc_from_elf(self, r_type: u32) -> Option<RelocKind> {
+        match self {
+            Isa::X86_64 => x86_64::reloc_from_elf(r_type),
+            Isa::Aarch64 => aarch64::reloc_from_elf(r_type),
+            Isa::Riscv64 => riscv64::reloc_from_elf(r_type),
+        }
+    }
+
+    /// The unconditional jump or call that a relocation of `kind` at `offset` belongs to,
+    /// if it is one.
+    pub fn branch_at(self, kind: RelocKind, code: &[u8], offset: usize) -> Option<Branch> {
+        match self {
+            Isa::X86_64 => x86_64::branch_at(kind, code, offset),
+            Isa::Aarch64 => aarch64::branch_at(kind, code, offset),
+            Isa::Riscv64 => riscv64::branch_at(kind, code, offset),
+        }
+    }
+
+    /// A no-op instruction, as many bytes as the ISA's minimal patchable instruction.
+    pub const fn nop(self) -> &'static [u8] {
+        match self {
+            Isa::X86_64 => &x86_64::NOP,
+            Isa::Aarch64 => &aarch64::NOP,
+            Isa::Riscv64 => &riscv64::NOP,
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! Instructions are little-endian: 32-bit, or 16-bit for the compressed ones. A patcher
 //! changes only its immediate and checks the opcode of the instruction first.
 
-use crate::{Field, PatchError, RelocKind, patch_field32, read, write};
+use crate::{Branch, BranchUse, Field, PatchError, RelocKind, patch_field32, read, write};
 
 /// Patches one RISC-V hole; see [`crate::patch`] for the meaning of the arguments.
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
@@ -210,6 +210,79 @@ fn check_branch(delta: i64, bits: u32) -> Result<(), PatchError> {
         return Err(PatchError::OutOfRange);
     }
     Ok(())
+}
+
+/// ELF relocation types (RISC-V ELF psABI) that stencils may carry. `R_RISCV_RELAX` (51)
+/// is a hint the extractor drops; the PC-relative `HI20`/`LO12` pairs are patchable but
+/// rejected by the extractor, since pairing them needs the `auipc`'s place.
+pub fn reloc_from_elf(r_type: u32) -> Option<RelocKind> {
+    use RelocKind::*;
+    Some(match r_type {
+        2 => Rv64Abs64,  // R_RISCV_64
+        16 => RvBranch,  // R_RISCV_BRANCH
+        17 => RvJal,     // R_RISCV_JAL
+        18 => RvCall,    // R_RISCV_CALL
+        19 => RvCallPlt, // R_RISCV_CALL_PLT
+        26 => RvHi20,    // R_RISCV_HI20
+        27 => RvLo12I,   // R_RISCV_LO12_I
+        28 => RvLo12S,   // R_RISCV_LO12_S
+        44 => RvcBranch, // R_RISCV_RVC_BRANCH
+        45 => RvcJump,   // R_RISCV_RVC_JUMP
+        _ => return None,
+    })
+}
+
+/// `auipc`+`jalr` (CALL/CALL_PLT at `offset`): a tail jump when `jalr` links to x0.
+pub fn branch_at(kind: RelocKind, code: &[u8], offset: usize) -> Option<Branch> {
+    if !matches!(kind, RelocKind::RvCall | RelocKind::RvCallPlt) {
+        return None;
+    }
+    let jalr = u32::from_le_bytes(read::<4>(code, offset.checked_add(4)?).ok()?);
+    let branch_use = if (jalr >> 7) & 0x1f == 0 { BranchUse::TailJump } else { BranchUse::Call };
+    Some(Branch { branch_use, start: offset, end: offset + 8 })
+}
+
+/// `nop` (`addi x0, x0, 0`).
+pub const NOP: [u8; 4] = 0x0000_0013_u32.to_le_bytes();
+
+
+/// Linux `riscv_flush_icache(start, end, flags)` (`__NR_riscv_flush_icache`).
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+const SYS_RISCV_FLUSH_ICACHE: usize = 259;
+
+/// # Safety
+///
+/// `start..start + len` must be mapped memory.
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+pub(crate) unsafe fn sync_icache(start: usize, len: usize) {
+    let end = start.saturating_add(len);
+    // flags = 0: make the range coherent for every thread of the process, not only the
+    // calling one (SYS_RISCV_FLUSH_ICACHE_LOCAL).
+    let flags = 0usize;
+    // SAFETY: the system call only performs cache maintenance (it does not access the
+    // range and checks its arguments in the kernel); it clobbers nothing but a0, and the
+    // `memory` clobber (no `nomem`) orders the code writes before it. The result is
+    // ignored: it only fails for invalid flags, and ours are valid.
+    unsafe {
+        core::arch::asm!(
+            "ecall",
+            in("a7") SYS_RISCV_FLUSH_ICACHE,
+            inlateout("a0") start => _,
+            in("a1") end,
+            in("a2") flags,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// # Safety
+///
+/// None beyond the signature's; kept `unsafe` to match the Linux variant.
+#[cfg(all(target_arch = "riscv64", not(target_os = "linux")))]
+pub(crate) unsafe fn sync_icache(_start: usize, _len: usize) {
+    // SAFETY: `fence.i` orders earlier stores before later instruction fetches on this
+    // hart; it accesses no memory.
+    unsafe { core::arch::asm!("fence.i", options(nostack, preserves_flags)) };
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! and `R_X86_64_PC32`/`R_X86_64_PLT32` for RIP-relative operands and `call`/`jmp` to the
 //! continuation. `R_X86_64_64` appears in data (`.quad sym`) and `movabs`.
 
-use crate::{PatchError, RelocKind, read, write};
+use crate::{Branch, BranchUse, PatchError, RelocKind, read, write};
 
 /// Patches one x86-64 hole; see [`crate::patch`] for the meaning of the arguments.
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
@@ -29,6 +29,42 @@ fn patch_imm32<E>(code: &mut [u8], offset: usize, field: Result<u32, E>) -> Resu
     read::<4>(code, offset)?;
     let field = field.map_err(|_| PatchError::OutOfRange)?;
     write(code, offset, field.to_le_bytes())
+}
+
+/// ELF relocation types (x86-64 psABI) that stencils may carry.
+pub fn reloc_from_elf(r_type: u32) -> Option<RelocKind> {
+    Some(match r_type {
+        1 => RelocKind::X86Abs64,  // R_X86_64_64
+        2 => RelocKind::X86Pc32,   // R_X86_64_PC32
+        4 => RelocKind::X86Plt32,  // R_X86_64_PLT32
+        10 => RelocKind::X86Abs32, // R_X86_64_32
+        11 => RelocKind::X86Abs32S, // R_X86_64_32S
+        _ => return None,
+    })
+}
+
+/// `jmp rel32` / `call rel32` whose displacement a PC32/PLT32 relocation at `offset` fills.
+pub fn branch_at(kind: RelocKind, code: &[u8], offset: usize) -> Option<Branch> {
+    if !matches!(kind, RelocKind::X86Pc32 | RelocKind::X86Plt32) {
+        return None;
+    }
+    let start = offset.checked_sub(1)?;
+    let branch_use = match code.get(start)? {
+        0xe9 => BranchUse::TailJump,
+        0xe8 => BranchUse::Call,
+        _ => return None,
+    };
+    Some(Branch { branch_use, start, end: offset + 4 })
+}
+
+/// `nop`.
+pub const NOP: [u8; 1] = [0x90];
+
+/// Instruction fetch is coherent with data writes on x86-64: only keep the compiler from
+/// moving the code writes past this point.
+#[cfg(not(any(target_arch = "aarch64", target_arch = "riscv64")))]
+pub(crate) fn sync_icache(_start: usize, _len: usize) {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use object::elf;
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionIndex};
-use tessera_arch::{Isa, RelocKind};
+use tessera_arch::{BranchUse, Isa, RelocKind};
 
 /// What a hole symbol stands for (mirrors `tessera_stencils::HoleValue`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,91 +65,6 @@ pub struct Stencil {
     pub nopped: usize,
 }
 
-fn reloc_kind(isa: Isa, r_type: u32) -> Option<RelocKind> {
-    use RelocKind::*;
-    Some(match (isa, r_type) {
-        (Isa::X86_64, elf::R_X86_64_64) => X86Abs64,
-        (Isa::X86_64, elf::R_X86_64_PC32) => X86Pc32,
-        (Isa::X86_64, elf::R_X86_64_PLT32) => X86Plt32,
-        (Isa::X86_64, elf::R_X86_64_32) => X86Abs32,
-        (Isa::X86_64, elf::R_X86_64_32S) => X86Abs32S,
-        (Isa::Aarch64, elf::R_AARCH64_ABS64) => A64Abs64,
-        (Isa::Aarch64, elf::R_AARCH64_CALL26) => A64Call26,
-        (Isa::Aarch64, elf::R_AARCH64_JUMP26) => A64Jump26,
-        (Isa::Aarch64, elf::R_AARCH64_CONDBR19) => A64CondBr19,
-        (Isa::Aarch64, elf::R_AARCH64_TSTBR14) => A64TstBr14,
-        (Isa::Aarch64, elf::R_AARCH64_ADR_PREL_PG_HI21) => A64AdrPrelPgHi21,
-        (Isa::Aarch64, elf::R_AARCH64_ADD_ABS_LO12_NC) => A64AddAbsLo12Nc,
-        (Isa::Aarch64, elf::R_AARCH64_LDST8_ABS_LO12_NC) => A64Ldst8AbsLo12Nc,
-        (Isa::Aarch64, elf::R_AARCH64_LDST16_ABS_LO12_NC) => A64Ldst16AbsLo12Nc,
-        (Isa::Aarch64, elf::R_AARCH64_LDST32_ABS_LO12_NC) => A64Ldst32AbsLo12Nc,
-        (Isa::Aarch64, elf::R_AARCH64_LDST64_ABS_LO12_NC) => A64Ldst64AbsLo12Nc,
-        (Isa::Aarch64, elf::R_AARCH64_LDST128_ABS_LO12_NC) => A64Ldst128AbsLo12Nc,
-        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G0) => A64MovwUabsG0,
-        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G0_NC) => A64MovwUabsG0Nc,
-        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G1) => A64MovwUabsG1,
-        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G1_NC) => A64MovwUabsG1Nc,
-        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G2) => A64MovwUabsG2,
-        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G2_NC) => A64MovwUabsG2Nc,
-        (Isa::Aarch64, elf::R_AARCH64_MOVW_UABS_G3) => A64MovwUabsG3,
-        (Isa::Riscv64, elf::R_RISCV_64) => Rv64Abs64,
-        (Isa::Riscv64, elf::R_RISCV_HI20) => RvHi20,
-        (Isa::Riscv64, elf::R_RISCV_LO12_I) => RvLo12I,
-        (Isa::Riscv64, elf::R_RISCV_LO12_S) => RvLo12S,
-        (Isa::Riscv64, elf::R_RISCV_CALL) => RvCall,
-        (Isa::Riscv64, elf::R_RISCV_CALL_PLT) => RvCallPlt,
-        (Isa::Riscv64, elf::R_RISCV_JAL) => RvJal,
-        (Isa::Riscv64, elf::R_RISCV_BRANCH) => RvBranch,
-        (Isa::Riscv64, elf::R_RISCV_RVC_BRANCH) => RvcBranch,
-        (Isa::Riscv64, elf::R_RISCV_RVC_JUMP) => RvcJump,
-        // PCREL_HI20/LO12 pairs need the pair's place recorded; the medlow model we build
-        // with does not produce them, so they fail loudly rather than half-work.
-        _ => return None,
-    })
-}
-
-/// How a relocation at `offset` in `code` uses the instruction it patches.
-#[derive(PartialEq, Eq)]
-enum Use {
-    /// An unconditional jump: `jmp`, `b`, `auipc+jr`/`tail`.
-    TailJump,
-    /// A call that returns: `call`, `bl`, `auipc+jalr ra`.
-    Call,
-    Other,
-}
-
-fn branch_use(isa: Isa, kind: RelocKind, code: &[u8], offset: usize) -> Use {
-    match (isa, kind) {
-        (Isa::X86_64, RelocKind::X86Plt32 | RelocKind::X86Pc32) => match offset.checked_sub(1).and_then(|i| code.get(i)) {
-            Some(0xe9) => Use::TailJump,
-            Some(0xe8) => Use::Call,
-            _ => Use::Other,
-        },
-        (Isa::Aarch64, RelocKind::A64Jump26) => Use::TailJump,
-        (Isa::Aarch64, RelocKind::A64Call26) => Use::Call,
-        (Isa::Riscv64, RelocKind::RvCall | RelocKind::RvCallPlt) => {
-            // The jalr follows the auipc; its rd (bits 7..11) tells a tail call (x0) from a call.
-            let jalr = code.get(offset + 4..offset + 8).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            match jalr.map(|i| (i >> 7) & 0x1f) {
-                Some(0) => Use::TailJump,
-                Some(_) => Use::Call,
-                None => Use::Other,
-            }
-        }
-        _ => Use::Other,
-    }
-}
-
-/// Bytes of the jump instruction a relocation of `kind` at its offset belongs to, counted
-/// from the relocation's offset to the end of the instruction sequence, and before it.
-fn jump_extent(kind: RelocKind) -> (usize, usize) {
-    match kind {
-        RelocKind::X86Plt32 | RelocKind::X86Pc32 => (1, 4),
-        RelocKind::A64Jump26 => (0, 4),
-        RelocKind::RvCall | RelocKind::RvCallPlt => (0, 8),
-        _ => (0, 0),
-    }
-}
 
 pub fn extract(isa: Isa, bytes: &[u8]) -> Result<Vec<Stencil>, String> {
     let file = ElfFile64::<object::Endianness>::parse(bytes).map_err(|e| format!("{isa}: bad object: {e}"))?;
@@ -205,7 +120,8 @@ fn extract_one(
             // A linker-relaxation hint; leaving the sequence unrelaxed is always valid.
             continue;
         }
-        let kind = reloc_kind(isa, r_type)
+        let kind = isa
+            .reloc_from_elf(r_type)
             .ok_or_else(|| fail(format!("unsupported relocation type {r_type} at offset {offset:#x}")))?;
         let symbol = match reloc.target() {
             RelocationTarget::Symbol(index) => file.symbol_by_index(index).map_err(|e| fail(e.to_string()))?,
@@ -228,7 +144,9 @@ fn extract_one(
             return Err(fail(format!("value hole {symbol_name} uses PC-relative {kind:?}")));
         }
         let offset = usize::try_from(offset).map_err(|e| fail(e.to_string()))?;
-        if value == HoleValue::Continue && branch_use(isa, kind, &code, offset) == Use::Call {
+        if value == HoleValue::Continue
+            && isa.branch_at(kind, &code, offset).is_some_and(|b| b.branch_use == BranchUse::Call)
+        {
             return Err(fail(format!("the continuation is called at {offset:#x}, not tail-jumped to")));
         }
         holes.push(Hole {
@@ -243,38 +161,32 @@ fn extract_one(
 
     // Remove a trailing tail jump to the continuation: the next stencil follows directly.
     let mut stripped = 0;
-    if let Some(last) = holes.last() {
-        let (before, after) = jump_extent(last.kind);
-        let at = last.offset as usize;
-        if last.value == HoleValue::Continue
-            && at + after == code.len()
-            && branch_use(isa, last.kind, &code, at) == Use::TailJump
-        {
-            stripped = before + after;
-            code.truncate(at - before);
-            holes.pop();
-        }
+    if let Some(last) = holes.last()
+        && last.value == HoleValue::Continue
+        && let Some(branch) = isa.branch_at(last.kind, &code, last.offset as usize)
+        && branch.branch_use == BranchUse::TailJump
+        && branch.end == code.len()
+    {
+        stripped = branch.end - branch.start;
+        code.truncate(branch.start);
+        holes.pop();
     }
     Ok(Stencil { name: name.to_string(), code, holes, stripped, nopped })
 }
 
 /// AArch64's large code model builds every hole value with `movz` + three `movk`. Value
 /// holes are 32-bit numbers that every stencil truncates (`as u32`, see `imm()` in
-/// stencils/ops), so the `movk` of bits 32..63 are dead: they become `nop`s, which breaks
-/// the four-instruction dependency chain down to two and leaves two holes fewer to patch.
-/// Returns how many instructions were replaced.
+/// stencils/ops), so instructions that only set bits 32..63 are dead: they become `nop`s,
+/// which shortens the dependency chain and leaves fewer holes to patch. Returns how many
+/// instructions were replaced.
 fn nop_dead_high_halves(isa: Isa, code: &mut [u8], holes: &mut Vec<Hole>) -> usize {
-    const NOP: [u8; 4] = 0xd503_201f_u32.to_le_bytes();
-    if isa != Isa::Aarch64 {
-        return 0;
-    }
+    let nop = isa.nop();
     let before = holes.len();
     holes.retain(|h| {
-        let dead = h.value.is_number()
-            && matches!(h.kind, RelocKind::A64MovwUabsG2Nc | RelocKind::A64MovwUabsG2 | RelocKind::A64MovwUabsG3);
+        let dead = h.value.is_number() && h.kind.sets_only_high_half();
         if dead {
             let at = h.offset as usize;
-            code[at..at + 4].copy_from_slice(&NOP);
+            code[at..at + nop.len()].copy_from_slice(nop);
         }
         !dead
     });

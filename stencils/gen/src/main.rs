@@ -65,6 +65,11 @@ const INPUTS: &[&str] = &[
     "stencils/gen/src/main.rs",
     "stencils/gen/src/extract.rs",
     "stencils/gen/src/render.rs",
+    // Relocation decoding, branch recognition and nops come from the per-ISA arch files.
+    "arch/src/lib.rs",
+    "arch/src/x86_64.rs",
+    "arch/src/aarch64.rs",
+    "arch/src/riscv64.rs",
 ];
 
 fn workspace_root() -> PathBuf {
