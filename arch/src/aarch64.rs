@@ -471,4 +471,17 @@ mod tests {
         assert_eq!(code, [0; 16]);
         assert_eq!(crate::patch(RelocKind::A64Jump26, &mut code, 0, 0, 0), Err(PatchError::UnexpectedInstruction));
     }
+
+    #[test]
+    fn branches_and_relocation_types() {
+        assert_eq!(branch_at(RelocKind::A64Jump26, &[], 8).map(|b| (b.branch_use, b.start, b.end)), Some((BranchUse::TailJump, 8, 12)));
+        assert_eq!(branch_at(RelocKind::A64Call26, &[], 0).map(|b| b.branch_use), Some(BranchUse::Call));
+        assert_eq!(branch_at(RelocKind::A64CondBr19, &[], 0), None);
+        assert_eq!(reloc_from_elf(282), Some(RelocKind::A64Jump26));
+        assert_eq!(reloc_from_elf(269), Some(RelocKind::A64MovwUabsG3));
+        assert_eq!(reloc_from_elf(311), None); // R_AARCH64_ADR_GOT_PAGE
+        assert!(RelocKind::A64MovwUabsG3.sets_only_high_half() && !RelocKind::A64MovwUabsG1Nc.sets_only_high_half());
+        // nop -> 1f 20 03 d5
+        assert_eq!(NOP, [0x1f, 0x20, 0x03, 0xd5]);
+    }
 }

@@ -554,4 +554,22 @@ mod tests {
         assert_eq!(code, [0; 16]);
         assert_eq!(crate::patch(RelocKind::RvHi20, &mut code, 0, 0, 0), Err(PatchError::UnexpectedInstruction));
     }
+
+    #[test]
+    fn branches_and_relocation_types() {
+        // tail sym -> auipc t1, 0 (17 03 00 00); jr t1 (67 00 03 00)
+        // call sym -> auipc ra, 0 (97 00 00 00); jalr ra (e7 80 00 00)
+        let tail = [0x17, 0x03, 0x00, 0x00, 0x67, 0x00, 0x03, 0x00];
+        let call = [0x97, 0x00, 0x00, 0x00, 0xe7, 0x80, 0x00, 0x00];
+        assert_eq!(
+            branch_at(RelocKind::RvCallPlt, &tail, 0),
+            Some(Branch { branch_use: BranchUse::TailJump, start: 0, end: 8 })
+        );
+        assert_eq!(branch_at(RelocKind::RvCall, &call, 0).map(|b| b.branch_use), Some(BranchUse::Call));
+        assert_eq!(branch_at(RelocKind::RvCallPlt, &tail[..6], 0), None);
+        assert_eq!(reloc_from_elf(19), Some(RelocKind::RvCallPlt));
+        assert_eq!(reloc_from_elf(23), None); // PCREL_HI20: the extractor cannot pair it
+        // nop -> 13 00 00 00
+        assert_eq!(NOP, [0x13, 0, 0, 0]);
+    }
 }

@@ -178,4 +178,19 @@ mod tests {
         assert_eq!(patch_any(RelocKind::X86Abs32, &mut code, 0, 0x1234_5678, 0), Ok(()));
         assert_eq!(code[..4], [0x78, 0x56, 0x34, 0x12]);
     }
+
+    #[test]
+    fn branches_and_relocation_types() {
+        // jmp sym -> e9 <rel32>; call sym -> e8 <rel32>; the relocation sits after the opcode.
+        let jmp = [0xe9, 0, 0, 0, 0];
+        let call = [0xe8, 0, 0, 0, 0];
+        let tail = Branch { branch_use: BranchUse::TailJump, start: 0, end: 5 };
+        assert_eq!(branch_at(RelocKind::X86Plt32, &jmp, 1), Some(tail));
+        assert_eq!(branch_at(RelocKind::X86Plt32, &call, 1).map(|b| b.branch_use), Some(BranchUse::Call));
+        assert_eq!(branch_at(RelocKind::X86Abs32, &jmp, 1), None);
+        assert_eq!(branch_at(RelocKind::X86Plt32, &jmp, 0), None);
+        assert_eq!(reloc_from_elf(4), Some(RelocKind::X86Plt32));
+        assert_eq!(reloc_from_elf(11), Some(RelocKind::X86Abs32S));
+        assert_eq!(reloc_from_elf(9), None); // R_X86_64_GOTPCREL: not patchable here
+    }
 }
