@@ -28,15 +28,25 @@ pub fn labels_needed(program: &Program) -> usize {
 /// Compiles `program` for `isa` into `buffer`. `labels` is scratch of at least
 /// [`labels_needed`] entries. Works for any ISA on any host (cross-emission).
 pub fn compile(program: &Program, isa: Isa, labels: &mut [u32], buffer: &mut CodeBuffer) -> Result<CompiledCode, Error> {
-    let needed = labels_needed(program);
-    let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
-    let emitter = Emitter::new(isa);
-    let generator = Lowering(program);
-    let size = emitter.layout(&generator, labels)?;
+    let size = layout(program, isa, labels)?;
     let alloc = buffer.alloc(size, 16)?;
-    let written = emitter.emit(&generator, labels, alloc.bytes, alloc.address)?;
+    let written = emit(program, isa, labels, alloc.bytes, alloc.address)?;
     debug_assert_eq!(written, size);
     Ok(CompiledCode { isa, offset: alloc.offset, len: size, address: alloc.address })
+}
+
+/// Pass 1 of [`compile`] on its own: the exact code size, with `labels` filled in, so a
+/// caller can size executable memory before emitting.
+pub fn layout(program: &Program, isa: Isa, labels: &mut [u32]) -> Result<usize, Error> {
+    let needed = labels_needed(program);
+    let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
+    Emitter::new(isa).layout(&Lowering(program), labels)
+}
+
+/// Pass 2 of [`compile`]: emits into `out`, which will execute at `address`, using the
+/// labels [`layout`] filled in. Returns the bytes written.
+pub fn emit(program: &Program, isa: Isa, labels: &[u32], out: &mut [u8], address: u64) -> Result<usize, Error> {
+    Emitter::new(isa).emit(&Lowering(program), labels, out, address)
 }
 
 /// Every run needs at least one frame: frame-relative stencils rely on `[r10 - FRAME_SIZE,

@@ -94,14 +94,11 @@ impl<'p, 'h> Vm<'p, 'h> {
     pub fn compile(&mut self) -> Result<(), Error> {
         let isa = Isa::host().ok_or(Error::NotHostIsa)?;
         let mut labels = std::vec![0u32; self.labels_needed()];
-        // Upper bound: the largest stencil per slot plus the entry, rounded to pages.
-        let table = tessera_stencils::table(isa);
-        let largest = table.entries.iter().map(|e| e.code_len as usize).max().unwrap_or(0);
-        let mut exec = crate::exec::ExecutableMemory::new(largest * 4 * (self.program.len() + 2))?;
-        let compiled = {
-            let mut buffer = CodeBuffer::new(exec.writable()?);
-            jit::compile(&self.program, isa, &mut labels, &mut buffer)?
-        };
+        let len = jit::layout(&self.program, isa, &mut labels)?;
+        let mut exec = crate::exec::ExecutableMemory::new(len)?;
+        let address = exec.address();
+        jit::emit(&self.program, isa, &labels, exec.writable()?, address)?;
+        let compiled = CompiledCode { isa, offset: 0, len, address };
         exec.make_executable()?;
         self.native = Some((exec, compiled));
         Ok(())
