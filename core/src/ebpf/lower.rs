@@ -32,11 +32,6 @@ pub fn label_count(program: &Program) -> usize {
     2 * program.len()
 }
 
-fn reg(family: Family, r: u8) -> Result<StencilId, Error> {
-    // Validation guarantees r <= 10 and that written registers are <= 9; a miss here is a
-    // validator bug, reported rather than hidden.
-    family.reg(r).ok_or(Error::BadRegister { pc: 0, reg: r })
-}
 
 fn target(pc: usize, delta: i64) -> Label {
     insn_label((pc as i64 + delta + 1) as usize)
@@ -82,12 +77,12 @@ fn lower_stub(len: usize, pc: usize, insn: Insn, sink: &mut impl FnMut(Item) -> 
     match slow_access(&insn) {
         Some(Slow::Load(family)) => {
             (out.sink)(Item::Bind(stub_label(len, pc)))?;
-            out.with(reg(family, insn.dst)?, |o| o.imm(insn.off as i32))?;
+            out.with(out.variant(family, insn.dst)?, |o| o.imm(insn.off as i32))?;
             return out.with(ids::JA, |o| o.target(back));
         }
         Some(Slow::Store(family)) => {
             (out.sink)(Item::Bind(stub_label(len, pc)))?;
-            out.with(reg(family, insn.dst)?, |o| o.imm(insn.off as i32))?;
+            out.with(out.variant(family, insn.dst)?, |o| o.imm(insn.off as i32))?;
             return out.with(ids::JA, |o| o.target(back));
         }
         None => {}
@@ -185,7 +180,7 @@ fn lower_insn(
     match insn.class() {
         class::LD => {
             let hi = program.insn(pc + 1).imm;
-            out.with(reg(ids::LDDW, dst)?, |o| o.imm(insn.imm).imm_hi(hi))?;
+            out.with(out.variant(ids::LDDW, dst)?, |o| o.imm(insn.imm).imm_hi(hi))?;
             return Ok(2);
         }
         class::ALU | class::ALU64 => {
@@ -194,7 +189,7 @@ fn lower_insn(
             let from_reg = insn.opcode & source::X != 0;
             match code {
                 alu::MOV if !from_reg && (wide || insn.imm >= 0) => {
-                    out.with(reg(ids::MOV_IMM, dst)?, |o| o.imm(insn.imm))?;
+                    out.with(out.variant(ids::MOV_IMM, dst)?, |o| o.imm(insn.imm))?;
                 }
                 alu::MOV => {
                     out.stage(from_reg, src, insn.imm)?;
@@ -207,9 +202,9 @@ fn lower_insn(
                         (false, 16) => ids::MOVSX32_16,
                         (false, _) => ids::MOV32,
                     };
-                    out.plain(reg(family, dst)?)?;
+                    out.plain(out.variant(family, dst)?)?;
                 }
-                alu::NEG => out.plain(reg(if wide { ids::NEG64 } else { ids::NEG32 }, dst)?)?,
+                alu::NEG => out.plain(out.variant(if wide { ids::NEG64 } else { ids::NEG32 }, dst)?)?,
                 alu::END => {
                     let to_be = from_reg || wide;
                     let family = match (to_be, insn.imm) {
@@ -221,7 +216,7 @@ fn lower_insn(
                         (true, _) => Some(ids::BSWAP64),
                     };
                     if let Some(family) = family {
-                        out.plain(reg(family, dst)?)?;
+                        out.plain(out.variant(family, dst)?)?;
                     }
                 }
                 _ => {
@@ -256,7 +251,7 @@ fn lower_insn(
                         (alu::ARSH, false, _) => ids::ARSH32,
                         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
                     };
-                    out.plain(reg(family, dst)?)?;
+                    out.plain(out.variant(family, dst)?)?;
                 }
             }
         }
@@ -271,7 +266,7 @@ fn lower_insn(
                 }
                 op::CALL => out.with(ids::CALL_HELPER, |o| o.imm(insn.imm))?,
                 op::CALLX => {
-                    out.plain(reg(ids::TMP_FROM_REG, dst)?)?;
+                    out.plain(out.variant(ids::TMP_FROM_REG, dst)?)?;
                     out.plain(ids::CALLX)?;
                 }
                 op::JA | op::JA32 => {
@@ -313,17 +308,17 @@ fn lower_insn(
                         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
                     };
                     let to = target(pc, insn.off as i64);
-                    out.with(reg(family, dst)?, |o| o.target(to))?;
+                    out.with(out.variant(family, dst)?, |o| o.target(to))?;
                 }
             }
         }
         class::LDX => {
             if in_frame(src, insn.off, insn.opcode & 0x18) {
-                out.with(reg(load_family(&insn, Access::Frame), dst)?, |o| o.imm(insn.off as i32))?;
+                out.with(out.variant(load_family(&insn, Access::Frame), dst)?, |o| o.imm(insn.off as i32))?;
             } else {
-                out.plain(reg(ids::TMP_FROM_REG, src)?)?;
+                out.plain(out.variant(ids::TMP_FROM_REG, src)?)?;
                 let stub = stub_label(program.len(), pc);
-                out.with(reg(load_family(&insn, Access::Fast), dst)?, |o| o.imm(insn.off as i32).target(stub))?;
+                out.with(out.variant(load_family(&insn, Access::Fast), dst)?, |o| o.imm(insn.off as i32).target(stub))?;
             }
         }
         class::ST | class::STX => {
@@ -347,16 +342,16 @@ fn lower_insn(
                     (0xf0, false) => ids::ATOMIC32_CMPXCHG,
                     _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
                 };
-                out.with(reg(family, dst)?, |o| o.imm(off))?;
+                out.with(out.variant(family, dst)?, |o| o.imm(off))?;
                 // Fetch forms (and xchg) return the old value in `src`; cmpxchg writes r0 itself.
                 if insn.imm & atomic::FETCH != 0 && insn.imm != atomic::CMPXCHG {
-                    out.plain(reg(ids::MOV64, src)?)?;
+                    out.plain(out.variant(ids::MOV64, src)?)?;
                 }
             } else if in_frame(dst, insn.off, insn.opcode & 0x18) {
-                out.with(reg(store_family(&insn, Access::Frame), 0)?, |o| o.imm(off))?;
+                out.with(out.variant(store_family(&insn, Access::Frame), 0)?, |o| o.imm(off))?;
             } else {
                 let stub = stub_label(program.len(), pc);
-                out.with(reg(store_family(&insn, Access::Fast), dst)?, |o| o.imm(off).target(stub))?;
+                out.with(out.variant(store_family(&insn, Access::Fast), dst)?, |o| o.imm(off).target(stub))?;
             }
         }
         _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
@@ -388,12 +383,18 @@ impl<S: FnMut(Item) -> Result<(), Error>> Out<'_, S> {
         (self.sink)(Item::Place(holes(Op::new(id).insn(self.pc))))
     }
 
+    /// The variant of `family` for register `r`. Validation guarantees r <= 10 and that
+    /// written registers are <= 9; a miss here is a validator bug, reported, not hidden.
+    fn variant(&self, family: Family, r: u8) -> Result<StencilId, Error> {
+        family.reg(r).ok_or(Error::BadRegister { pc: self.pc, reg: r })
+    }
+
     fn plain(&mut self, id: StencilId) -> Result<(), Error> {
         self.with(id, |o| o)
     }
 
     /// Puts the second operand in `tmp`.
     fn stage(&mut self, from_reg: bool, src: u8, imm: i32) -> Result<(), Error> {
-        if from_reg { self.plain(reg(ids::TMP_FROM_REG, src)?) } else { self.with(ids::TMP_FROM_IMM, |o| o.imm(imm)) }
+        if from_reg { self.plain(self.variant(ids::TMP_FROM_REG, src)?) } else { self.with(ids::TMP_FROM_IMM, |o| o.imm(imm)) }
     }
 }
