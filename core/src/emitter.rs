@@ -14,6 +14,7 @@ use crate::ebpf::Error;
 
 /// A position in the code that branches and calls can target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Label(pub u32);
 
 /// One stencil to place, with the values for its holes.

@@ -154,16 +154,18 @@ fn plan(host_only: bool) -> Vec<Tier> {
             Kind::Cargo(
                 BARE_METAL_TARGETS
                     .iter()
-                    .map(|t| {
-                        args(&[
-                            "build",
-                            "-p",
-                            "tessera",
-                            "--no-default-features",
-                            "--target",
-                            t,
-                        ])
-                    })
+                    .map(|t| args(&["build", "-p", "tessera", "--no-default-features", "--target", t]))
+                    // The additive `defmt` feature, on one bare-metal target.
+                    .chain(std::iter::once(args(&[
+                        "build",
+                        "-p",
+                        "tessera",
+                        "--no-default-features",
+                        "--features",
+                        "defmt",
+                        "--target",
+                        "aarch64-unknown-none",
+                    ])))
                     .collect(),
                 Needs::RustTargets,
             )

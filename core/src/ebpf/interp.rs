@@ -26,6 +26,7 @@ pub const MAX_CALL_DEPTH: u32 = 64;
 
 /// Limits for one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     /// Units of fuel: one per back-edge jump and per local call.
     pub fuel: u64,

@@ -11,6 +11,7 @@ use crate::emitter::Emitter;
 
 /// Where a compiled program lies in its code buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct CompiledCode {
     pub isa: Isa,
     /// Offset of the entry stencil in the buffer (the start of the program's code).

@@ -14,6 +14,7 @@ pub const MAX_INSNS: usize = 1 << 20;
 /// Bytecode that passed validation. Instruction indices (`pc`) count 8-byte slots, so the
 /// second slot of `lddw` has its own index.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Program<'a> {
     bytes: &'a [u8],
 }
