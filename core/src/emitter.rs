@@ -69,6 +69,37 @@ pub trait Generator {
     fn generate<S: FnMut(Item) -> Result<(), Error>>(&self, sink: &mut S) -> Result<(), Error>;
 }
 
+/// A generator's item stream recorded once, so the emission pass replays it instead of
+/// generating it again (lowering costs about as much as copying and patching). Needs an
+/// allocator; without one, generators simply run twice.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug, Default)]
+pub struct Recorded(alloc::vec::Vec<Item>);
+
+#[cfg(feature = "alloc")]
+impl Recorded {
+    pub fn record(generator: &impl Generator) -> Result<Recorded, Error> {
+        let mut items = alloc::vec::Vec::new();
+        generator.generate(&mut |item| {
+            items.push(item);
+            Ok(())
+        })?;
+        Ok(Recorded(items))
+    }
+
+    pub fn items(&self) -> &[Item] {
+        &self.0
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Generator for Recorded {
+    #[inline]
+    fn generate<S: FnMut(Item) -> Result<(), Error>>(&self, sink: &mut S) -> Result<(), Error> {
+        self.0.iter().try_for_each(|&item| sink(item))
+    }
+}
+
 /// Emits stencils of one ISA's table.
 #[derive(Clone, Copy, Debug)]
 pub struct Emitter {

@@ -28,16 +28,24 @@ pub fn labels_needed(program: &Program) -> usize {
 
 /// Compiles `program` for `isa` into `buffer`. `labels` is scratch of at least
 /// [`labels_needed`] entries. Works for any ISA on any host (cross-emission).
+/// With `alloc`, the lowering runs once and is replayed for emission; without it, twice.
 pub fn compile(program: &Program, isa: Isa, labels: &mut [u32], buffer: &mut CodeBuffer) -> Result<CompiledCode, Error> {
-    let size = layout(program, isa, labels)?;
+    let needed = labels_needed(program);
+    let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
+    #[cfg(feature = "alloc")]
+    let generator = crate::emitter::Recorded::record(&Lowering(program))?;
+    #[cfg(not(feature = "alloc"))]
+    let generator = Lowering(program);
+    let emitter = Emitter::new(isa);
+    let size = emitter.layout(&generator, labels)?;
     let alloc = buffer.alloc(size, 16)?;
-    let written = emit(program, isa, labels, alloc.bytes, alloc.address)?;
+    let written = emitter.emit(&generator, labels, alloc.bytes, alloc.address)?;
     debug_assert_eq!(written, size);
     Ok(CompiledCode { isa, offset: alloc.offset, len: size, address: alloc.address })
 }
 
-/// Pass 1 of [`compile`] on its own: the exact code size, with `labels` filled in, so a
-/// caller can size executable memory before emitting.
+/// Pass 1 of [`compile`] on its own (regenerating, no allocator needed): the exact code
+/// size, with `labels` filled in, so a caller can size executable memory before emitting.
 pub fn layout(program: &Program, isa: Isa, labels: &mut [u32]) -> Result<usize, Error> {
     let needed = labels_needed(program);
     let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
@@ -179,6 +187,25 @@ mod tests {
         let entry = exec.address() + compiled.offset as u64;
         // SAFETY: just compiled for the host ISA into memory made executable above.
         unsafe { run_compiled(entry, &Helpers::empty(), &mut memory, 0, 0, &Config { fuel, max_call_depth: 8 }) }
+    }
+
+    #[test]
+    fn regenerating_and_recorded_emission_agree() {
+        // `compile` replays a recorded lowering (alloc); `layout` + `emit` regenerate it, as
+        // embedders without an allocator do. Both must produce the same bytes on every ISA.
+        let code = counting_loop();
+        let program = Program::new(&code, |_| false).unwrap();
+        for isa in Isa::ALL {
+            let mut labels = [0u32; 64];
+            let mut memory = [0u8; 4096];
+            let mut buffer = CodeBuffer::with_base(&mut memory, 0x1000);
+            let compiled = compile(&program, isa, &mut labels, &mut buffer).unwrap();
+            let recorded = buffer.as_slice()[compiled.offset..compiled.offset + compiled.len].to_vec();
+            let size = layout(&program, isa, &mut labels).unwrap();
+            let mut out = std::vec![0u8; size];
+            assert_eq!(emit(&program, isa, &labels, &mut out, compiled.address).unwrap(), size);
+            assert_eq!(out, recorded, "{isa}");
+        }
     }
 
     #[test]

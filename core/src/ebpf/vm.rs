@@ -94,10 +94,13 @@ impl<'p, 'h> Vm<'p, 'h> {
     pub fn compile(&mut self) -> Result<(), Error> {
         let isa = Isa::host().ok_or(Error::NotHostIsa)?;
         let mut labels = std::vec![0u32; self.labels_needed()];
-        let len = jit::layout(&self.program, isa, &mut labels)?;
+        // Lower once, size the mapping exactly, then replay into it.
+        let lowered = crate::emitter::Recorded::record(&super::lower::Lowering(&self.program))?;
+        let emitter = crate::emitter::Emitter::new(isa);
+        let len = emitter.layout(&lowered, &mut labels)?;
         let mut exec = crate::exec::ExecutableMemory::new(len)?;
         let address = exec.address();
-        jit::emit(&self.program, isa, &labels, exec.writable()?, address)?;
+        emitter.emit(&lowered, &labels, exec.writable()?, address)?;
         let compiled = CompiledCode { isa, offset: 0, len, address };
         exec.make_executable()?;
         self.native = Some((exec, compiled));
