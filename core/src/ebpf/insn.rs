@@ -19,6 +19,7 @@ impl Insn {
     }
 
     /// Decodes one slot. `bytes` must hold exactly 8 bytes.
+    #[inline]
     pub fn decode(bytes: [u8; 8]) -> Insn {
         Insn {
             opcode: bytes[0],

@@ -13,11 +13,13 @@ use super::{Error, Program};
 use crate::emitter::{Generator, Item, Label, Op};
 
 /// The label of instruction `pc`.
+#[inline]
 pub fn insn_label(pc: usize) -> Label {
     Label(pc as u32)
 }
 
 /// The label of instruction `pc`'s out-of-line stub in a program of `len` slots.
+#[inline]
 fn stub_label(len: usize, pc: usize) -> Label {
     Label((len + pc) as u32)
 }
@@ -33,6 +35,7 @@ pub fn label_count(program: &Program) -> usize {
 }
 
 
+#[inline]
 fn target(pc: usize, delta: i64) -> Label {
     insn_label((pc as i64 + delta + 1) as usize)
 }
@@ -104,6 +107,7 @@ enum Access {
     Frame,
 }
 
+#[inline]
 fn load_family(insn: &Insn, access: Access) -> Family {
     let signed = insn.opcode & 0xe0 == mem::MEMSX;
     let by_size = |b, h, w, dw| match insn.opcode & 0x18 {
@@ -123,6 +127,7 @@ fn load_family(insn: &Insn, access: Access) -> Family {
 }
 
 /// Store stencils; the frame form is a single stencil, returned as a one-entry family.
+#[inline]
 fn store_family(insn: &Insn, access: Access) -> Family {
     let by_size = |b, h, w, dw| match insn.opcode & 0x18 {
         mem::B => b,
@@ -144,6 +149,7 @@ enum Slow {
     Store(Family),
 }
 
+#[inline]
 fn slow_access(insn: &Insn) -> Option<Slow> {
     let size = insn.opcode & 0x18;
     match insn.class() {
@@ -156,6 +162,7 @@ fn slow_access(insn: &Insn) -> Option<Slow> {
 }
 
 /// Backward jumps charge fuel (local calls charge it inside `call_local`).
+#[inline]
 fn charges_fuel(insn: &Insn) -> bool {
     match insn.class() {
         class::JMP | class::JMP32 => match insn.opcode {
@@ -362,6 +369,7 @@ fn lower_insn(
 /// Whether `[r10 + off, r10 + off + size)` lies in the running frame `[r10 - FRAME_SIZE, r10)`,
 /// which the runtime keeps inside the stack: such accesses need no run-time bounds check.
 /// (The interpreter checks them anyway and, by the same invariant, never faults on them.)
+#[inline]
 fn in_frame(base: u8, off: i16, size_code: u8) -> bool {
     let size = match size_code {
         mem::B => 1,

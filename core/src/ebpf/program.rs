@@ -134,6 +134,7 @@ pub struct Iter<'a> {
 impl Iterator for Iter<'_> {
     type Item = (usize, Insn);
 
+    #[inline]
     fn next(&mut self) -> Option<(usize, Insn)> {
         let pc = self.pc;
         let insn = self.program.get(pc)?;
