@@ -64,6 +64,10 @@ pub enum Error {
     TooManyRegions { max: u32 },
     /// The stack given to a run is smaller than one frame.
     StackTooSmall { len: u32, needed: u32 },
+    /// A helper id was registered twice.
+    DuplicateHelper { id: u32 },
+    /// A fixed-capacity helper registry is full.
+    HelperTableFull { capacity: u32 },
 }
 
 impl fmt::Display for Error {
@@ -99,6 +103,8 @@ impl fmt::Display for Error {
             Error::ExecutableMemory => f.write_str("could not map or protect executable memory"),
             Error::TooManyRegions { max } => write!(f, "generated code checks at most {max} granted regions"),
             Error::StackTooSmall { len, needed } => write!(f, "stack of {len} bytes is smaller than one {needed}-byte frame"),
+            Error::DuplicateHelper { id } => write!(f, "helper id {id} registered twice"),
+            Error::HelperTableFull { capacity } => write!(f, "helper registry full ({capacity} helpers)"),
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod program;
 pub mod vm;
 
 pub use error::Error;
-pub use helpers::{Helper, HelperFn, Helpers};
+pub use helpers::{Helper, HelperFn, HelperRegistry, Helpers};
 pub use insn::Insn;
 pub use memory::{Memory, Region};
 pub use program::Program;
