@@ -354,6 +354,30 @@ binary_alu! {
     "arsh64" => sem::arsh64, "arsh32" => sem::arsh32,
 }
 
+/// `dst = op(dst, imm)` for the operations where an immediate operand is common: the
+/// immediate is folded into the instruction where the ISA allows (x86-64 `add $imm32`),
+/// and no `tmp_from_imm` stencil is needed before it.
+macro_rules! binary_alu_imm {
+    ($($name:literal => $f:path),* $(,)?) => {
+        $(writable_family!($name, |s, K| {
+            s.set(K, $f(s.get(K), imm()));
+            Next::Continue
+        });)*
+    };
+}
+
+binary_alu_imm! {
+    "add64_imm" => sem::add64, "add32_imm" => sem::add32,
+    "sub64_imm" => sem::sub64, "sub32_imm" => sem::sub32,
+    "mul64_imm" => sem::mul64, "mul32_imm" => sem::mul32,
+    "or64_imm" => sem::or64, "or32_imm" => sem::or32,
+    "and64_imm" => sem::and64, "and32_imm" => sem::and32,
+    "xor64_imm" => sem::xor64, "xor32_imm" => sem::xor32,
+    "lsh64_imm" => sem::lsh64, "lsh32_imm" => sem::lsh32,
+    "rsh64_imm" => sem::rsh64, "rsh32_imm" => sem::rsh32,
+    "arsh64_imm" => sem::arsh64, "arsh32_imm" => sem::arsh32,
+}
+
 /// `dst = f(tmp)`: moves, with or without extension.
 macro_rules! move_alu {
     ($($name:literal => $f:expr),* $(,)?) => {
@@ -417,6 +441,29 @@ cond_jump! {
     "jslt64" => sem::jslt64, "jslt32" => sem::jslt32,
     "jsle64" => sem::jsle64, "jsle32" => sem::jsle32,
     "jset64" => sem::jset64, "jset32" => sem::jset32,
+}
+
+/// `if cond(dst, imm) goto target`: comparisons against constants need no staging.
+macro_rules! cond_jump_imm {
+    ($($name:literal => $f:path),* $(,)?) => {
+        $(readable_family!($name, |s, K| {
+            if $f(s.get(K), imm()) { Next::Jump } else { Next::Continue }
+        });)*
+    };
+}
+
+cond_jump_imm! {
+    "jeq64_imm" => sem::jeq64, "jeq32_imm" => sem::jeq32,
+    "jne64_imm" => sem::jne64, "jne32_imm" => sem::jne32,
+    "jgt64_imm" => sem::jgt64, "jgt32_imm" => sem::jgt32,
+    "jge64_imm" => sem::jge64, "jge32_imm" => sem::jge32,
+    "jlt64_imm" => sem::jlt64, "jlt32_imm" => sem::jlt32,
+    "jle64_imm" => sem::jle64, "jle32_imm" => sem::jle32,
+    "jsgt64_imm" => sem::jsgt64, "jsgt32_imm" => sem::jsgt32,
+    "jsge64_imm" => sem::jsge64, "jsge32_imm" => sem::jsge32,
+    "jslt64_imm" => sem::jslt64, "jslt32_imm" => sem::jslt32,
+    "jsle64_imm" => sem::jsle64, "jsle32_imm" => sem::jsle32,
+    "jset64_imm" => sem::jset64, "jset32_imm" => sem::jset32,
 }
 
 stencil!("ja", |_s| Next::Jump);

@@ -97,6 +97,49 @@ fn lower_stub(len: usize, pc: usize, insn: Insn, sink: &mut impl FnMut(Item) -> 
     Ok(())
 }
 
+/// The stencil families of a binary ALU operation: the register form (second operand in
+/// `tmp`) and, where the operation has one, the immediate form.
+#[inline]
+fn alu_families(code: u8, wide: bool, signed: bool) -> Option<(Family, Option<Family>)> {
+    let pick = |w64, w32| if wide { w64 } else { w32 };
+    Some(match (code, signed) {
+        (alu::ADD, _) => (pick(ids::ADD64, ids::ADD32), Some(pick(ids::ADD64_IMM, ids::ADD32_IMM))),
+        (alu::SUB, _) => (pick(ids::SUB64, ids::SUB32), Some(pick(ids::SUB64_IMM, ids::SUB32_IMM))),
+        (alu::MUL, _) => (pick(ids::MUL64, ids::MUL32), Some(pick(ids::MUL64_IMM, ids::MUL32_IMM))),
+        (alu::OR, _) => (pick(ids::OR64, ids::OR32), Some(pick(ids::OR64_IMM, ids::OR32_IMM))),
+        (alu::AND, _) => (pick(ids::AND64, ids::AND32), Some(pick(ids::AND64_IMM, ids::AND32_IMM))),
+        (alu::XOR, _) => (pick(ids::XOR64, ids::XOR32), Some(pick(ids::XOR64_IMM, ids::XOR32_IMM))),
+        (alu::LSH, _) => (pick(ids::LSH64, ids::LSH32), Some(pick(ids::LSH64_IMM, ids::LSH32_IMM))),
+        (alu::RSH, _) => (pick(ids::RSH64, ids::RSH32), Some(pick(ids::RSH64_IMM, ids::RSH32_IMM))),
+        (alu::ARSH, _) => (pick(ids::ARSH64, ids::ARSH32), Some(pick(ids::ARSH64_IMM, ids::ARSH32_IMM))),
+        (alu::DIV, false) => (pick(ids::DIV64, ids::DIV32), None),
+        (alu::DIV, true) => (pick(ids::SDIV64, ids::SDIV32), None),
+        (alu::MOD, false) => (pick(ids::MOD64, ids::MOD32), None),
+        (alu::MOD, true) => (pick(ids::SMOD64, ids::SMOD32), None),
+        _ => return None,
+    })
+}
+
+/// The stencil families of a conditional jump: register and immediate forms.
+#[inline]
+fn jump_families(code: u8, wide: bool) -> Option<(Family, Family)> {
+    let pick = |w64, w32| if wide { w64 } else { w32 };
+    Some(match code {
+        jmp::JEQ => (pick(ids::JEQ64, ids::JEQ32), pick(ids::JEQ64_IMM, ids::JEQ32_IMM)),
+        jmp::JNE => (pick(ids::JNE64, ids::JNE32), pick(ids::JNE64_IMM, ids::JNE32_IMM)),
+        jmp::JGT => (pick(ids::JGT64, ids::JGT32), pick(ids::JGT64_IMM, ids::JGT32_IMM)),
+        jmp::JGE => (pick(ids::JGE64, ids::JGE32), pick(ids::JGE64_IMM, ids::JGE32_IMM)),
+        jmp::JLT => (pick(ids::JLT64, ids::JLT32), pick(ids::JLT64_IMM, ids::JLT32_IMM)),
+        jmp::JLE => (pick(ids::JLE64, ids::JLE32), pick(ids::JLE64_IMM, ids::JLE32_IMM)),
+        jmp::JSGT => (pick(ids::JSGT64, ids::JSGT32), pick(ids::JSGT64_IMM, ids::JSGT32_IMM)),
+        jmp::JSGE => (pick(ids::JSGE64, ids::JSGE32), pick(ids::JSGE64_IMM, ids::JSGE32_IMM)),
+        jmp::JSLT => (pick(ids::JSLT64, ids::JSLT32), pick(ids::JSLT64_IMM, ids::JSLT32_IMM)),
+        jmp::JSLE => (pick(ids::JSLE64, ids::JSLE32), pick(ids::JSLE64_IMM, ids::JSLE32_IMM)),
+        jmp::JSET => (pick(ids::JSET64, ids::JSET32), pick(ids::JSET64_IMM, ids::JSET32_IMM)),
+        _ => return None,
+    })
+}
+
 /// Which form of a load or store stencil: fully checked (the cold stub), stack and
 /// context checked inline with a branch to the stub (the hot path), or frame-relative with
 /// no check.
@@ -227,38 +270,15 @@ fn lower_insn(
                     }
                 }
                 _ => {
-                    out.stage(from_reg, src, insn.imm)?;
-                    let signed = insn.off == 1;
-                    let family = match (code, wide, signed) {
-                        (alu::ADD, true, _) => ids::ADD64,
-                        (alu::ADD, false, _) => ids::ADD32,
-                        (alu::SUB, true, _) => ids::SUB64,
-                        (alu::SUB, false, _) => ids::SUB32,
-                        (alu::MUL, true, _) => ids::MUL64,
-                        (alu::MUL, false, _) => ids::MUL32,
-                        (alu::DIV, true, false) => ids::DIV64,
-                        (alu::DIV, false, false) => ids::DIV32,
-                        (alu::DIV, true, true) => ids::SDIV64,
-                        (alu::DIV, false, true) => ids::SDIV32,
-                        (alu::MOD, true, false) => ids::MOD64,
-                        (alu::MOD, false, false) => ids::MOD32,
-                        (alu::MOD, true, true) => ids::SMOD64,
-                        (alu::MOD, false, true) => ids::SMOD32,
-                        (alu::OR, true, _) => ids::OR64,
-                        (alu::OR, false, _) => ids::OR32,
-                        (alu::AND, true, _) => ids::AND64,
-                        (alu::AND, false, _) => ids::AND32,
-                        (alu::XOR, true, _) => ids::XOR64,
-                        (alu::XOR, false, _) => ids::XOR32,
-                        (alu::LSH, true, _) => ids::LSH64,
-                        (alu::LSH, false, _) => ids::LSH32,
-                        (alu::RSH, true, _) => ids::RSH64,
-                        (alu::RSH, false, _) => ids::RSH32,
-                        (alu::ARSH, true, _) => ids::ARSH64,
-                        (alu::ARSH, false, _) => ids::ARSH32,
-                        _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
-                    };
-                    out.plain(out.variant(family, dst)?)?;
+                    let (by_reg, by_imm) = alu_families(code, wide, insn.off == 1)
+                        .ok_or(Error::UnknownOpcode { pc: at, opcode: insn.opcode })?;
+                    match by_imm {
+                        Some(family) if !from_reg => out.with(out.variant(family, dst)?, |o| o.imm(insn.imm))?,
+                        _ => {
+                            out.stage(from_reg, src, insn.imm)?;
+                            out.plain(out.variant(by_reg, dst)?)?;
+                        }
+                    }
                 }
             }
         }
@@ -288,34 +308,15 @@ fn lower_insn(
                     if insn.off < 0 {
                         out.with(ids::FUEL, |o| o.target(stub_label(program.len(), pc)))?;
                     }
-                    out.stage(insn.opcode & source::X != 0, src, insn.imm)?;
-                    let family = match (code, wide) {
-                        (jmp::JEQ, true) => ids::JEQ64,
-                        (jmp::JEQ, false) => ids::JEQ32,
-                        (jmp::JNE, true) => ids::JNE64,
-                        (jmp::JNE, false) => ids::JNE32,
-                        (jmp::JGT, true) => ids::JGT64,
-                        (jmp::JGT, false) => ids::JGT32,
-                        (jmp::JGE, true) => ids::JGE64,
-                        (jmp::JGE, false) => ids::JGE32,
-                        (jmp::JLT, true) => ids::JLT64,
-                        (jmp::JLT, false) => ids::JLT32,
-                        (jmp::JLE, true) => ids::JLE64,
-                        (jmp::JLE, false) => ids::JLE32,
-                        (jmp::JSGT, true) => ids::JSGT64,
-                        (jmp::JSGT, false) => ids::JSGT32,
-                        (jmp::JSGE, true) => ids::JSGE64,
-                        (jmp::JSGE, false) => ids::JSGE32,
-                        (jmp::JSLT, true) => ids::JSLT64,
-                        (jmp::JSLT, false) => ids::JSLT32,
-                        (jmp::JSLE, true) => ids::JSLE64,
-                        (jmp::JSLE, false) => ids::JSLE32,
-                        (jmp::JSET, true) => ids::JSET64,
-                        (jmp::JSET, false) => ids::JSET32,
-                        _ => return Err(Error::UnknownOpcode { pc: at, opcode: insn.opcode }),
-                    };
+                    let (by_reg, by_imm) =
+                        jump_families(code, wide).ok_or(Error::UnknownOpcode { pc: at, opcode: insn.opcode })?;
                     let to = target(pc, insn.off as i64);
-                    out.with(out.variant(family, dst)?, |o| o.target(to))?;
+                    if insn.opcode & source::X != 0 {
+                        out.stage(true, src, 0)?;
+                        out.with(out.variant(by_reg, dst)?, |o| o.target(to))?;
+                    } else {
+                        out.with(out.variant(by_imm, dst)?, |o| o.imm(insn.imm).target(to))?;
+                    }
                 }
             }
         }

@@ -21,127 +21,167 @@ impl Family {
 }
 
 pub const ADD32: Family = Family { first: 0, count: 10 };
-pub const ADD64: Family = Family { first: 10, count: 10 };
-pub const AND32: Family = Family { first: 20, count: 10 };
-pub const AND64: Family = Family { first: 30, count: 10 };
-pub const ARSH32: Family = Family { first: 40, count: 10 };
-pub const ARSH64: Family = Family { first: 50, count: 10 };
-pub const ATOMIC32_ADD: Family = Family { first: 60, count: 11 };
-pub const ATOMIC32_AND: Family = Family { first: 71, count: 11 };
-pub const ATOMIC32_CMPXCHG: Family = Family { first: 82, count: 11 };
-pub const ATOMIC32_OR: Family = Family { first: 93, count: 11 };
-pub const ATOMIC32_XCHG: Family = Family { first: 104, count: 11 };
-pub const ATOMIC32_XOR: Family = Family { first: 115, count: 11 };
-pub const ATOMIC64_ADD: Family = Family { first: 126, count: 11 };
-pub const ATOMIC64_AND: Family = Family { first: 137, count: 11 };
-pub const ATOMIC64_CMPXCHG: Family = Family { first: 148, count: 11 };
-pub const ATOMIC64_OR: Family = Family { first: 159, count: 11 };
-pub const ATOMIC64_XCHG: Family = Family { first: 170, count: 11 };
-pub const ATOMIC64_XOR: Family = Family { first: 181, count: 11 };
-pub const BSWAP16: Family = Family { first: 192, count: 10 };
-pub const BSWAP32: Family = Family { first: 202, count: 10 };
-pub const BSWAP64: Family = Family { first: 212, count: 10 };
-pub const CALL_HELPER: StencilId = StencilId(222);
-pub const CALL_LOCAL: StencilId = StencilId(223);
-pub const CALLX: StencilId = StencilId(224);
-pub const DIV32: Family = Family { first: 225, count: 10 };
-pub const DIV64: Family = Family { first: 235, count: 10 };
-pub const ENTRY: StencilId = StencilId(245);
-pub const EXIT: StencilId = StencilId(246);
-pub const FUEL: StencilId = StencilId(247);
-pub const JA: StencilId = StencilId(248);
-pub const JEQ32: Family = Family { first: 249, count: 11 };
-pub const JEQ64: Family = Family { first: 260, count: 11 };
-pub const JGE32: Family = Family { first: 271, count: 11 };
-pub const JGE64: Family = Family { first: 282, count: 11 };
-pub const JGT32: Family = Family { first: 293, count: 11 };
-pub const JGT64: Family = Family { first: 304, count: 11 };
-pub const JLE32: Family = Family { first: 315, count: 11 };
-pub const JLE64: Family = Family { first: 326, count: 11 };
-pub const JLT32: Family = Family { first: 337, count: 11 };
-pub const JLT64: Family = Family { first: 348, count: 11 };
-pub const JNE32: Family = Family { first: 359, count: 11 };
-pub const JNE64: Family = Family { first: 370, count: 11 };
-pub const JSET32: Family = Family { first: 381, count: 11 };
-pub const JSET64: Family = Family { first: 392, count: 11 };
-pub const JSGE32: Family = Family { first: 403, count: 11 };
-pub const JSGE64: Family = Family { first: 414, count: 11 };
-pub const JSGT32: Family = Family { first: 425, count: 11 };
-pub const JSGT64: Family = Family { first: 436, count: 11 };
-pub const JSLE32: Family = Family { first: 447, count: 11 };
-pub const JSLE64: Family = Family { first: 458, count: 11 };
-pub const JSLT32: Family = Family { first: 469, count: 11 };
-pub const JSLT64: Family = Family { first: 480, count: 11 };
-pub const LDDW: Family = Family { first: 491, count: 10 };
-pub const LDX16: Family = Family { first: 501, count: 10 };
-pub const LDX16_FAST: Family = Family { first: 511, count: 10 };
-pub const LDX16_FP: Family = Family { first: 521, count: 10 };
-pub const LDX32: Family = Family { first: 531, count: 10 };
-pub const LDX32_FAST: Family = Family { first: 541, count: 10 };
-pub const LDX32_FP: Family = Family { first: 551, count: 10 };
-pub const LDX64: Family = Family { first: 561, count: 10 };
-pub const LDX64_FAST: Family = Family { first: 571, count: 10 };
-pub const LDX64_FP: Family = Family { first: 581, count: 10 };
-pub const LDX8: Family = Family { first: 591, count: 10 };
-pub const LDX8_FAST: Family = Family { first: 601, count: 10 };
-pub const LDX8_FP: Family = Family { first: 611, count: 10 };
-pub const LDXS16: Family = Family { first: 621, count: 10 };
-pub const LDXS16_FAST: Family = Family { first: 631, count: 10 };
-pub const LDXS16_FP: Family = Family { first: 641, count: 10 };
-pub const LDXS32: Family = Family { first: 651, count: 10 };
-pub const LDXS32_FAST: Family = Family { first: 661, count: 10 };
-pub const LDXS32_FP: Family = Family { first: 671, count: 10 };
-pub const LDXS8: Family = Family { first: 681, count: 10 };
-pub const LDXS8_FAST: Family = Family { first: 691, count: 10 };
-pub const LDXS8_FP: Family = Family { first: 701, count: 10 };
-pub const LSH32: Family = Family { first: 711, count: 10 };
-pub const LSH64: Family = Family { first: 721, count: 10 };
-pub const MOD32: Family = Family { first: 731, count: 10 };
-pub const MOD64: Family = Family { first: 741, count: 10 };
-pub const MOV32: Family = Family { first: 751, count: 10 };
-pub const MOV64: Family = Family { first: 761, count: 10 };
-pub const MOV_IMM: Family = Family { first: 771, count: 10 };
-pub const MOVSX32_16: Family = Family { first: 781, count: 10 };
-pub const MOVSX32_8: Family = Family { first: 791, count: 10 };
-pub const MOVSX64_16: Family = Family { first: 801, count: 10 };
-pub const MOVSX64_32: Family = Family { first: 811, count: 10 };
-pub const MOVSX64_8: Family = Family { first: 821, count: 10 };
-pub const MUL32: Family = Family { first: 831, count: 10 };
-pub const MUL64: Family = Family { first: 841, count: 10 };
-pub const NEG32: Family = Family { first: 851, count: 10 };
-pub const NEG64: Family = Family { first: 861, count: 10 };
-pub const OR32: Family = Family { first: 871, count: 10 };
-pub const OR64: Family = Family { first: 881, count: 10 };
-pub const RSH32: Family = Family { first: 891, count: 10 };
-pub const RSH64: Family = Family { first: 901, count: 10 };
-pub const SDIV32: Family = Family { first: 911, count: 10 };
-pub const SDIV64: Family = Family { first: 921, count: 10 };
-pub const SMOD32: Family = Family { first: 931, count: 10 };
-pub const SMOD64: Family = Family { first: 941, count: 10 };
-pub const STX16: Family = Family { first: 951, count: 11 };
-pub const STX16_FAST: Family = Family { first: 962, count: 11 };
-pub const STX16_FP: StencilId = StencilId(973);
-pub const STX32: Family = Family { first: 974, count: 11 };
-pub const STX32_FAST: Family = Family { first: 985, count: 11 };
-pub const STX32_FP: StencilId = StencilId(996);
-pub const STX64: Family = Family { first: 997, count: 11 };
-pub const STX64_FAST: Family = Family { first: 1008, count: 11 };
-pub const STX64_FP: StencilId = StencilId(1019);
-pub const STX8: Family = Family { first: 1020, count: 11 };
-pub const STX8_FAST: Family = Family { first: 1031, count: 11 };
-pub const STX8_FP: StencilId = StencilId(1042);
-pub const SUB32: Family = Family { first: 1043, count: 10 };
-pub const SUB64: Family = Family { first: 1053, count: 10 };
-pub const TMP_FROM_IMM: StencilId = StencilId(1063);
-pub const TMP_FROM_REG: Family = Family { first: 1064, count: 11 };
-pub const TRAP_FUEL: StencilId = StencilId(1075);
-pub const XOR32: Family = Family { first: 1076, count: 10 };
-pub const XOR64: Family = Family { first: 1086, count: 10 };
-pub const ZEXT16: Family = Family { first: 1096, count: 10 };
-pub const ZEXT32: Family = Family { first: 1106, count: 10 };
+pub const ADD32_IMM: Family = Family { first: 10, count: 10 };
+pub const ADD64: Family = Family { first: 20, count: 10 };
+pub const ADD64_IMM: Family = Family { first: 30, count: 10 };
+pub const AND32: Family = Family { first: 40, count: 10 };
+pub const AND32_IMM: Family = Family { first: 50, count: 10 };
+pub const AND64: Family = Family { first: 60, count: 10 };
+pub const AND64_IMM: Family = Family { first: 70, count: 10 };
+pub const ARSH32: Family = Family { first: 80, count: 10 };
+pub const ARSH32_IMM: Family = Family { first: 90, count: 10 };
+pub const ARSH64: Family = Family { first: 100, count: 10 };
+pub const ARSH64_IMM: Family = Family { first: 110, count: 10 };
+pub const ATOMIC32_ADD: Family = Family { first: 120, count: 11 };
+pub const ATOMIC32_AND: Family = Family { first: 131, count: 11 };
+pub const ATOMIC32_CMPXCHG: Family = Family { first: 142, count: 11 };
+pub const ATOMIC32_OR: Family = Family { first: 153, count: 11 };
+pub const ATOMIC32_XCHG: Family = Family { first: 164, count: 11 };
+pub const ATOMIC32_XOR: Family = Family { first: 175, count: 11 };
+pub const ATOMIC64_ADD: Family = Family { first: 186, count: 11 };
+pub const ATOMIC64_AND: Family = Family { first: 197, count: 11 };
+pub const ATOMIC64_CMPXCHG: Family = Family { first: 208, count: 11 };
+pub const ATOMIC64_OR: Family = Family { first: 219, count: 11 };
+pub const ATOMIC64_XCHG: Family = Family { first: 230, count: 11 };
+pub const ATOMIC64_XOR: Family = Family { first: 241, count: 11 };
+pub const BSWAP16: Family = Family { first: 252, count: 10 };
+pub const BSWAP32: Family = Family { first: 262, count: 10 };
+pub const BSWAP64: Family = Family { first: 272, count: 10 };
+pub const CALL_HELPER: StencilId = StencilId(282);
+pub const CALL_LOCAL: StencilId = StencilId(283);
+pub const CALLX: StencilId = StencilId(284);
+pub const DIV32: Family = Family { first: 285, count: 10 };
+pub const DIV64: Family = Family { first: 295, count: 10 };
+pub const ENTRY: StencilId = StencilId(305);
+pub const EXIT: StencilId = StencilId(306);
+pub const FUEL: StencilId = StencilId(307);
+pub const JA: StencilId = StencilId(308);
+pub const JEQ32: Family = Family { first: 309, count: 11 };
+pub const JEQ32_IMM: Family = Family { first: 320, count: 11 };
+pub const JEQ64: Family = Family { first: 331, count: 11 };
+pub const JEQ64_IMM: Family = Family { first: 342, count: 11 };
+pub const JGE32: Family = Family { first: 353, count: 11 };
+pub const JGE32_IMM: Family = Family { first: 364, count: 11 };
+pub const JGE64: Family = Family { first: 375, count: 11 };
+pub const JGE64_IMM: Family = Family { first: 386, count: 11 };
+pub const JGT32: Family = Family { first: 397, count: 11 };
+pub const JGT32_IMM: Family = Family { first: 408, count: 11 };
+pub const JGT64: Family = Family { first: 419, count: 11 };
+pub const JGT64_IMM: Family = Family { first: 430, count: 11 };
+pub const JLE32: Family = Family { first: 441, count: 11 };
+pub const JLE32_IMM: Family = Family { first: 452, count: 11 };
+pub const JLE64: Family = Family { first: 463, count: 11 };
+pub const JLE64_IMM: Family = Family { first: 474, count: 11 };
+pub const JLT32: Family = Family { first: 485, count: 11 };
+pub const JLT32_IMM: Family = Family { first: 496, count: 11 };
+pub const JLT64: Family = Family { first: 507, count: 11 };
+pub const JLT64_IMM: Family = Family { first: 518, count: 11 };
+pub const JNE32: Family = Family { first: 529, count: 11 };
+pub const JNE32_IMM: Family = Family { first: 540, count: 11 };
+pub const JNE64: Family = Family { first: 551, count: 11 };
+pub const JNE64_IMM: Family = Family { first: 562, count: 11 };
+pub const JSET32: Family = Family { first: 573, count: 11 };
+pub const JSET32_IMM: Family = Family { first: 584, count: 11 };
+pub const JSET64: Family = Family { first: 595, count: 11 };
+pub const JSET64_IMM: Family = Family { first: 606, count: 11 };
+pub const JSGE32: Family = Family { first: 617, count: 11 };
+pub const JSGE32_IMM: Family = Family { first: 628, count: 11 };
+pub const JSGE64: Family = Family { first: 639, count: 11 };
+pub const JSGE64_IMM: Family = Family { first: 650, count: 11 };
+pub const JSGT32: Family = Family { first: 661, count: 11 };
+pub const JSGT32_IMM: Family = Family { first: 672, count: 11 };
+pub const JSGT64: Family = Family { first: 683, count: 11 };
+pub const JSGT64_IMM: Family = Family { first: 694, count: 11 };
+pub const JSLE32: Family = Family { first: 705, count: 11 };
+pub const JSLE32_IMM: Family = Family { first: 716, count: 11 };
+pub const JSLE64: Family = Family { first: 727, count: 11 };
+pub const JSLE64_IMM: Family = Family { first: 738, count: 11 };
+pub const JSLT32: Family = Family { first: 749, count: 11 };
+pub const JSLT32_IMM: Family = Family { first: 760, count: 11 };
+pub const JSLT64: Family = Family { first: 771, count: 11 };
+pub const JSLT64_IMM: Family = Family { first: 782, count: 11 };
+pub const LDDW: Family = Family { first: 793, count: 10 };
+pub const LDX16: Family = Family { first: 803, count: 10 };
+pub const LDX16_FAST: Family = Family { first: 813, count: 10 };
+pub const LDX16_FP: Family = Family { first: 823, count: 10 };
+pub const LDX32: Family = Family { first: 833, count: 10 };
+pub const LDX32_FAST: Family = Family { first: 843, count: 10 };
+pub const LDX32_FP: Family = Family { first: 853, count: 10 };
+pub const LDX64: Family = Family { first: 863, count: 10 };
+pub const LDX64_FAST: Family = Family { first: 873, count: 10 };
+pub const LDX64_FP: Family = Family { first: 883, count: 10 };
+pub const LDX8: Family = Family { first: 893, count: 10 };
+pub const LDX8_FAST: Family = Family { first: 903, count: 10 };
+pub const LDX8_FP: Family = Family { first: 913, count: 10 };
+pub const LDXS16: Family = Family { first: 923, count: 10 };
+pub const LDXS16_FAST: Family = Family { first: 933, count: 10 };
+pub const LDXS16_FP: Family = Family { first: 943, count: 10 };
+pub const LDXS32: Family = Family { first: 953, count: 10 };
+pub const LDXS32_FAST: Family = Family { first: 963, count: 10 };
+pub const LDXS32_FP: Family = Family { first: 973, count: 10 };
+pub const LDXS8: Family = Family { first: 983, count: 10 };
+pub const LDXS8_FAST: Family = Family { first: 993, count: 10 };
+pub const LDXS8_FP: Family = Family { first: 1003, count: 10 };
+pub const LSH32: Family = Family { first: 1013, count: 10 };
+pub const LSH32_IMM: Family = Family { first: 1023, count: 10 };
+pub const LSH64: Family = Family { first: 1033, count: 10 };
+pub const LSH64_IMM: Family = Family { first: 1043, count: 10 };
+pub const MOD32: Family = Family { first: 1053, count: 10 };
+pub const MOD64: Family = Family { first: 1063, count: 10 };
+pub const MOV32: Family = Family { first: 1073, count: 10 };
+pub const MOV64: Family = Family { first: 1083, count: 10 };
+pub const MOV_IMM: Family = Family { first: 1093, count: 10 };
+pub const MOVSX32_16: Family = Family { first: 1103, count: 10 };
+pub const MOVSX32_8: Family = Family { first: 1113, count: 10 };
+pub const MOVSX64_16: Family = Family { first: 1123, count: 10 };
+pub const MOVSX64_32: Family = Family { first: 1133, count: 10 };
+pub const MOVSX64_8: Family = Family { first: 1143, count: 10 };
+pub const MUL32: Family = Family { first: 1153, count: 10 };
+pub const MUL32_IMM: Family = Family { first: 1163, count: 10 };
+pub const MUL64: Family = Family { first: 1173, count: 10 };
+pub const MUL64_IMM: Family = Family { first: 1183, count: 10 };
+pub const NEG32: Family = Family { first: 1193, count: 10 };
+pub const NEG64: Family = Family { first: 1203, count: 10 };
+pub const OR32: Family = Family { first: 1213, count: 10 };
+pub const OR32_IMM: Family = Family { first: 1223, count: 10 };
+pub const OR64: Family = Family { first: 1233, count: 10 };
+pub const OR64_IMM: Family = Family { first: 1243, count: 10 };
+pub const RSH32: Family = Family { first: 1253, count: 10 };
+pub const RSH32_IMM: Family = Family { first: 1263, count: 10 };
+pub const RSH64: Family = Family { first: 1273, count: 10 };
+pub const RSH64_IMM: Family = Family { first: 1283, count: 10 };
+pub const SDIV32: Family = Family { first: 1293, count: 10 };
+pub const SDIV64: Family = Family { first: 1303, count: 10 };
+pub const SMOD32: Family = Family { first: 1313, count: 10 };
+pub const SMOD64: Family = Family { first: 1323, count: 10 };
+pub const STX16: Family = Family { first: 1333, count: 11 };
+pub const STX16_FAST: Family = Family { first: 1344, count: 11 };
+pub const STX16_FP: StencilId = StencilId(1355);
+pub const STX32: Family = Family { first: 1356, count: 11 };
+pub const STX32_FAST: Family = Family { first: 1367, count: 11 };
+pub const STX32_FP: StencilId = StencilId(1378);
+pub const STX64: Family = Family { first: 1379, count: 11 };
+pub const STX64_FAST: Family = Family { first: 1390, count: 11 };
+pub const STX64_FP: StencilId = StencilId(1401);
+pub const STX8: Family = Family { first: 1402, count: 11 };
+pub const STX8_FAST: Family = Family { first: 1413, count: 11 };
+pub const STX8_FP: StencilId = StencilId(1424);
+pub const SUB32: Family = Family { first: 1425, count: 10 };
+pub const SUB32_IMM: Family = Family { first: 1435, count: 10 };
+pub const SUB64: Family = Family { first: 1445, count: 10 };
+pub const SUB64_IMM: Family = Family { first: 1455, count: 10 };
+pub const TMP_FROM_IMM: StencilId = StencilId(1465);
+pub const TMP_FROM_REG: Family = Family { first: 1466, count: 11 };
+pub const TRAP_FUEL: StencilId = StencilId(1477);
+pub const XOR32: Family = Family { first: 1478, count: 10 };
+pub const XOR32_IMM: Family = Family { first: 1488, count: 10 };
+pub const XOR64: Family = Family { first: 1498, count: 10 };
+pub const XOR64_IMM: Family = Family { first: 1508, count: 10 };
+pub const ZEXT16: Family = Family { first: 1518, count: 10 };
+pub const ZEXT32: Family = Family { first: 1528, count: 10 };
 
 /// Number of stencils in every table.
-pub const COUNT: usize = 1116;
+pub const COUNT: usize = 1538;
 
 /// Stencil names by id (for listings and `tessera dump`).
 pub static NAMES: [&str; COUNT] = [
@@ -155,6 +195,16 @@ pub static NAMES: [&str; COUNT] = [
     "add32__r7",
     "add32__r8",
     "add32__r9",
+    "add32_imm__r0",
+    "add32_imm__r1",
+    "add32_imm__r2",
+    "add32_imm__r3",
+    "add32_imm__r4",
+    "add32_imm__r5",
+    "add32_imm__r6",
+    "add32_imm__r7",
+    "add32_imm__r8",
+    "add32_imm__r9",
     "add64__r0",
     "add64__r1",
     "add64__r2",
@@ -165,6 +215,16 @@ pub static NAMES: [&str; COUNT] = [
     "add64__r7",
     "add64__r8",
     "add64__r9",
+    "add64_imm__r0",
+    "add64_imm__r1",
+    "add64_imm__r2",
+    "add64_imm__r3",
+    "add64_imm__r4",
+    "add64_imm__r5",
+    "add64_imm__r6",
+    "add64_imm__r7",
+    "add64_imm__r8",
+    "add64_imm__r9",
     "and32__r0",
     "and32__r1",
     "and32__r2",
@@ -175,6 +235,16 @@ pub static NAMES: [&str; COUNT] = [
     "and32__r7",
     "and32__r8",
     "and32__r9",
+    "and32_imm__r0",
+    "and32_imm__r1",
+    "and32_imm__r2",
+    "and32_imm__r3",
+    "and32_imm__r4",
+    "and32_imm__r5",
+    "and32_imm__r6",
+    "and32_imm__r7",
+    "and32_imm__r8",
+    "and32_imm__r9",
     "and64__r0",
     "and64__r1",
     "and64__r2",
@@ -185,6 +255,16 @@ pub static NAMES: [&str; COUNT] = [
     "and64__r7",
     "and64__r8",
     "and64__r9",
+    "and64_imm__r0",
+    "and64_imm__r1",
+    "and64_imm__r2",
+    "and64_imm__r3",
+    "and64_imm__r4",
+    "and64_imm__r5",
+    "and64_imm__r6",
+    "and64_imm__r7",
+    "and64_imm__r8",
+    "and64_imm__r9",
     "arsh32__r0",
     "arsh32__r1",
     "arsh32__r2",
@@ -195,6 +275,16 @@ pub static NAMES: [&str; COUNT] = [
     "arsh32__r7",
     "arsh32__r8",
     "arsh32__r9",
+    "arsh32_imm__r0",
+    "arsh32_imm__r1",
+    "arsh32_imm__r2",
+    "arsh32_imm__r3",
+    "arsh32_imm__r4",
+    "arsh32_imm__r5",
+    "arsh32_imm__r6",
+    "arsh32_imm__r7",
+    "arsh32_imm__r8",
+    "arsh32_imm__r9",
     "arsh64__r0",
     "arsh64__r1",
     "arsh64__r2",
@@ -205,6 +295,16 @@ pub static NAMES: [&str; COUNT] = [
     "arsh64__r7",
     "arsh64__r8",
     "arsh64__r9",
+    "arsh64_imm__r0",
+    "arsh64_imm__r1",
+    "arsh64_imm__r2",
+    "arsh64_imm__r3",
+    "arsh64_imm__r4",
+    "arsh64_imm__r5",
+    "arsh64_imm__r6",
+    "arsh64_imm__r7",
+    "arsh64_imm__r8",
+    "arsh64_imm__r9",
     "atomic32_add__r0",
     "atomic32_add__r1",
     "atomic32_add__r2",
@@ -405,6 +505,17 @@ pub static NAMES: [&str; COUNT] = [
     "jeq32__r8",
     "jeq32__r9",
     "jeq32__r10",
+    "jeq32_imm__r0",
+    "jeq32_imm__r1",
+    "jeq32_imm__r2",
+    "jeq32_imm__r3",
+    "jeq32_imm__r4",
+    "jeq32_imm__r5",
+    "jeq32_imm__r6",
+    "jeq32_imm__r7",
+    "jeq32_imm__r8",
+    "jeq32_imm__r9",
+    "jeq32_imm__r10",
     "jeq64__r0",
     "jeq64__r1",
     "jeq64__r2",
@@ -416,6 +527,17 @@ pub static NAMES: [&str; COUNT] = [
     "jeq64__r8",
     "jeq64__r9",
     "jeq64__r10",
+    "jeq64_imm__r0",
+    "jeq64_imm__r1",
+    "jeq64_imm__r2",
+    "jeq64_imm__r3",
+    "jeq64_imm__r4",
+    "jeq64_imm__r5",
+    "jeq64_imm__r6",
+    "jeq64_imm__r7",
+    "jeq64_imm__r8",
+    "jeq64_imm__r9",
+    "jeq64_imm__r10",
     "jge32__r0",
     "jge32__r1",
     "jge32__r2",
@@ -427,6 +549,17 @@ pub static NAMES: [&str; COUNT] = [
     "jge32__r8",
     "jge32__r9",
     "jge32__r10",
+    "jge32_imm__r0",
+    "jge32_imm__r1",
+    "jge32_imm__r2",
+    "jge32_imm__r3",
+    "jge32_imm__r4",
+    "jge32_imm__r5",
+    "jge32_imm__r6",
+    "jge32_imm__r7",
+    "jge32_imm__r8",
+    "jge32_imm__r9",
+    "jge32_imm__r10",
     "jge64__r0",
     "jge64__r1",
     "jge64__r2",
@@ -438,6 +571,17 @@ pub static NAMES: [&str; COUNT] = [
     "jge64__r8",
     "jge64__r9",
     "jge64__r10",
+    "jge64_imm__r0",
+    "jge64_imm__r1",
+    "jge64_imm__r2",
+    "jge64_imm__r3",
+    "jge64_imm__r4",
+    "jge64_imm__r5",
+    "jge64_imm__r6",
+    "jge64_imm__r7",
+    "jge64_imm__r8",
+    "jge64_imm__r9",
+    "jge64_imm__r10",
     "jgt32__r0",
     "jgt32__r1",
     "jgt32__r2",
@@ -449,6 +593,17 @@ pub static NAMES: [&str; COUNT] = [
     "jgt32__r8",
     "jgt32__r9",
     "jgt32__r10",
+    "jgt32_imm__r0",
+    "jgt32_imm__r1",
+    "jgt32_imm__r2",
+    "jgt32_imm__r3",
+    "jgt32_imm__r4",
+    "jgt32_imm__r5",
+    "jgt32_imm__r6",
+    "jgt32_imm__r7",
+    "jgt32_imm__r8",
+    "jgt32_imm__r9",
+    "jgt32_imm__r10",
     "jgt64__r0",
     "jgt64__r1",
     "jgt64__r2",
@@ -460,6 +615,17 @@ pub static NAMES: [&str; COUNT] = [
     "jgt64__r8",
     "jgt64__r9",
     "jgt64__r10",
+    "jgt64_imm__r0",
+    "jgt64_imm__r1",
+    "jgt64_imm__r2",
+    "jgt64_imm__r3",
+    "jgt64_imm__r4",
+    "jgt64_imm__r5",
+    "jgt64_imm__r6",
+    "jgt64_imm__r7",
+    "jgt64_imm__r8",
+    "jgt64_imm__r9",
+    "jgt64_imm__r10",
     "jle32__r0",
     "jle32__r1",
     "jle32__r2",
@@ -471,6 +637,17 @@ pub static NAMES: [&str; COUNT] = [
     "jle32__r8",
     "jle32__r9",
     "jle32__r10",
+    "jle32_imm__r0",
+    "jle32_imm__r1",
+    "jle32_imm__r2",
+    "jle32_imm__r3",
+    "jle32_imm__r4",
+    "jle32_imm__r5",
+    "jle32_imm__r6",
+    "jle32_imm__r7",
+    "jle32_imm__r8",
+    "jle32_imm__r9",
+    "jle32_imm__r10",
     "jle64__r0",
     "jle64__r1",
     "jle64__r2",
@@ -482,6 +659,17 @@ pub static NAMES: [&str; COUNT] = [
     "jle64__r8",
     "jle64__r9",
     "jle64__r10",
+    "jle64_imm__r0",
+    "jle64_imm__r1",
+    "jle64_imm__r2",
+    "jle64_imm__r3",
+    "jle64_imm__r4",
+    "jle64_imm__r5",
+    "jle64_imm__r6",
+    "jle64_imm__r7",
+    "jle64_imm__r8",
+    "jle64_imm__r9",
+    "jle64_imm__r10",
     "jlt32__r0",
     "jlt32__r1",
     "jlt32__r2",
@@ -493,6 +681,17 @@ pub static NAMES: [&str; COUNT] = [
     "jlt32__r8",
     "jlt32__r9",
     "jlt32__r10",
+    "jlt32_imm__r0",
+    "jlt32_imm__r1",
+    "jlt32_imm__r2",
+    "jlt32_imm__r3",
+    "jlt32_imm__r4",
+    "jlt32_imm__r5",
+    "jlt32_imm__r6",
+    "jlt32_imm__r7",
+    "jlt32_imm__r8",
+    "jlt32_imm__r9",
+    "jlt32_imm__r10",
     "jlt64__r0",
     "jlt64__r1",
     "jlt64__r2",
@@ -504,6 +703,17 @@ pub static NAMES: [&str; COUNT] = [
     "jlt64__r8",
     "jlt64__r9",
     "jlt64__r10",
+    "jlt64_imm__r0",
+    "jlt64_imm__r1",
+    "jlt64_imm__r2",
+    "jlt64_imm__r3",
+    "jlt64_imm__r4",
+    "jlt64_imm__r5",
+    "jlt64_imm__r6",
+    "jlt64_imm__r7",
+    "jlt64_imm__r8",
+    "jlt64_imm__r9",
+    "jlt64_imm__r10",
     "jne32__r0",
     "jne32__r1",
     "jne32__r2",
@@ -515,6 +725,17 @@ pub static NAMES: [&str; COUNT] = [
     "jne32__r8",
     "jne32__r9",
     "jne32__r10",
+    "jne32_imm__r0",
+    "jne32_imm__r1",
+    "jne32_imm__r2",
+    "jne32_imm__r3",
+    "jne32_imm__r4",
+    "jne32_imm__r5",
+    "jne32_imm__r6",
+    "jne32_imm__r7",
+    "jne32_imm__r8",
+    "jne32_imm__r9",
+    "jne32_imm__r10",
     "jne64__r0",
     "jne64__r1",
     "jne64__r2",
@@ -526,6 +747,17 @@ pub static NAMES: [&str; COUNT] = [
     "jne64__r8",
     "jne64__r9",
     "jne64__r10",
+    "jne64_imm__r0",
+    "jne64_imm__r1",
+    "jne64_imm__r2",
+    "jne64_imm__r3",
+    "jne64_imm__r4",
+    "jne64_imm__r5",
+    "jne64_imm__r6",
+    "jne64_imm__r7",
+    "jne64_imm__r8",
+    "jne64_imm__r9",
+    "jne64_imm__r10",
     "jset32__r0",
     "jset32__r1",
     "jset32__r2",
@@ -537,6 +769,17 @@ pub static NAMES: [&str; COUNT] = [
     "jset32__r8",
     "jset32__r9",
     "jset32__r10",
+    "jset32_imm__r0",
+    "jset32_imm__r1",
+    "jset32_imm__r2",
+    "jset32_imm__r3",
+    "jset32_imm__r4",
+    "jset32_imm__r5",
+    "jset32_imm__r6",
+    "jset32_imm__r7",
+    "jset32_imm__r8",
+    "jset32_imm__r9",
+    "jset32_imm__r10",
     "jset64__r0",
     "jset64__r1",
     "jset64__r2",
@@ -548,6 +791,17 @@ pub static NAMES: [&str; COUNT] = [
     "jset64__r8",
     "jset64__r9",
     "jset64__r10",
+    "jset64_imm__r0",
+    "jset64_imm__r1",
+    "jset64_imm__r2",
+    "jset64_imm__r3",
+    "jset64_imm__r4",
+    "jset64_imm__r5",
+    "jset64_imm__r6",
+    "jset64_imm__r7",
+    "jset64_imm__r8",
+    "jset64_imm__r9",
+    "jset64_imm__r10",
     "jsge32__r0",
     "jsge32__r1",
     "jsge32__r2",
@@ -559,6 +813,17 @@ pub static NAMES: [&str; COUNT] = [
     "jsge32__r8",
     "jsge32__r9",
     "jsge32__r10",
+    "jsge32_imm__r0",
+    "jsge32_imm__r1",
+    "jsge32_imm__r2",
+    "jsge32_imm__r3",
+    "jsge32_imm__r4",
+    "jsge32_imm__r5",
+    "jsge32_imm__r6",
+    "jsge32_imm__r7",
+    "jsge32_imm__r8",
+    "jsge32_imm__r9",
+    "jsge32_imm__r10",
     "jsge64__r0",
     "jsge64__r1",
     "jsge64__r2",
@@ -570,6 +835,17 @@ pub static NAMES: [&str; COUNT] = [
     "jsge64__r8",
     "jsge64__r9",
     "jsge64__r10",
+    "jsge64_imm__r0",
+    "jsge64_imm__r1",
+    "jsge64_imm__r2",
+    "jsge64_imm__r3",
+    "jsge64_imm__r4",
+    "jsge64_imm__r5",
+    "jsge64_imm__r6",
+    "jsge64_imm__r7",
+    "jsge64_imm__r8",
+    "jsge64_imm__r9",
+    "jsge64_imm__r10",
     "jsgt32__r0",
     "jsgt32__r1",
     "jsgt32__r2",
@@ -581,6 +857,17 @@ pub static NAMES: [&str; COUNT] = [
     "jsgt32__r8",
     "jsgt32__r9",
     "jsgt32__r10",
+    "jsgt32_imm__r0",
+    "jsgt32_imm__r1",
+    "jsgt32_imm__r2",
+    "jsgt32_imm__r3",
+    "jsgt32_imm__r4",
+    "jsgt32_imm__r5",
+    "jsgt32_imm__r6",
+    "jsgt32_imm__r7",
+    "jsgt32_imm__r8",
+    "jsgt32_imm__r9",
+    "jsgt32_imm__r10",
     "jsgt64__r0",
     "jsgt64__r1",
     "jsgt64__r2",
@@ -592,6 +879,17 @@ pub static NAMES: [&str; COUNT] = [
     "jsgt64__r8",
     "jsgt64__r9",
     "jsgt64__r10",
+    "jsgt64_imm__r0",
+    "jsgt64_imm__r1",
+    "jsgt64_imm__r2",
+    "jsgt64_imm__r3",
+    "jsgt64_imm__r4",
+    "jsgt64_imm__r5",
+    "jsgt64_imm__r6",
+    "jsgt64_imm__r7",
+    "jsgt64_imm__r8",
+    "jsgt64_imm__r9",
+    "jsgt64_imm__r10",
     "jsle32__r0",
     "jsle32__r1",
     "jsle32__r2",
@@ -603,6 +901,17 @@ pub static NAMES: [&str; COUNT] = [
     "jsle32__r8",
     "jsle32__r9",
     "jsle32__r10",
+    "jsle32_imm__r0",
+    "jsle32_imm__r1",
+    "jsle32_imm__r2",
+    "jsle32_imm__r3",
+    "jsle32_imm__r4",
+    "jsle32_imm__r5",
+    "jsle32_imm__r6",
+    "jsle32_imm__r7",
+    "jsle32_imm__r8",
+    "jsle32_imm__r9",
+    "jsle32_imm__r10",
     "jsle64__r0",
     "jsle64__r1",
     "jsle64__r2",
@@ -614,6 +923,17 @@ pub static NAMES: [&str; COUNT] = [
     "jsle64__r8",
     "jsle64__r9",
     "jsle64__r10",
+    "jsle64_imm__r0",
+    "jsle64_imm__r1",
+    "jsle64_imm__r2",
+    "jsle64_imm__r3",
+    "jsle64_imm__r4",
+    "jsle64_imm__r5",
+    "jsle64_imm__r6",
+    "jsle64_imm__r7",
+    "jsle64_imm__r8",
+    "jsle64_imm__r9",
+    "jsle64_imm__r10",
     "jslt32__r0",
     "jslt32__r1",
     "jslt32__r2",
@@ -625,6 +945,17 @@ pub static NAMES: [&str; COUNT] = [
     "jslt32__r8",
     "jslt32__r9",
     "jslt32__r10",
+    "jslt32_imm__r0",
+    "jslt32_imm__r1",
+    "jslt32_imm__r2",
+    "jslt32_imm__r3",
+    "jslt32_imm__r4",
+    "jslt32_imm__r5",
+    "jslt32_imm__r6",
+    "jslt32_imm__r7",
+    "jslt32_imm__r8",
+    "jslt32_imm__r9",
+    "jslt32_imm__r10",
     "jslt64__r0",
     "jslt64__r1",
     "jslt64__r2",
@@ -636,6 +967,17 @@ pub static NAMES: [&str; COUNT] = [
     "jslt64__r8",
     "jslt64__r9",
     "jslt64__r10",
+    "jslt64_imm__r0",
+    "jslt64_imm__r1",
+    "jslt64_imm__r2",
+    "jslt64_imm__r3",
+    "jslt64_imm__r4",
+    "jslt64_imm__r5",
+    "jslt64_imm__r6",
+    "jslt64_imm__r7",
+    "jslt64_imm__r8",
+    "jslt64_imm__r9",
+    "jslt64_imm__r10",
     "lddw__r0",
     "lddw__r1",
     "lddw__r2",
@@ -866,6 +1208,16 @@ pub static NAMES: [&str; COUNT] = [
     "lsh32__r7",
     "lsh32__r8",
     "lsh32__r9",
+    "lsh32_imm__r0",
+    "lsh32_imm__r1",
+    "lsh32_imm__r2",
+    "lsh32_imm__r3",
+    "lsh32_imm__r4",
+    "lsh32_imm__r5",
+    "lsh32_imm__r6",
+    "lsh32_imm__r7",
+    "lsh32_imm__r8",
+    "lsh32_imm__r9",
     "lsh64__r0",
     "lsh64__r1",
     "lsh64__r2",
@@ -876,6 +1228,16 @@ pub static NAMES: [&str; COUNT] = [
     "lsh64__r7",
     "lsh64__r8",
     "lsh64__r9",
+    "lsh64_imm__r0",
+    "lsh64_imm__r1",
+    "lsh64_imm__r2",
+    "lsh64_imm__r3",
+    "lsh64_imm__r4",
+    "lsh64_imm__r5",
+    "lsh64_imm__r6",
+    "lsh64_imm__r7",
+    "lsh64_imm__r8",
+    "lsh64_imm__r9",
     "mod32__r0",
     "mod32__r1",
     "mod32__r2",
@@ -986,6 +1348,16 @@ pub static NAMES: [&str; COUNT] = [
     "mul32__r7",
     "mul32__r8",
     "mul32__r9",
+    "mul32_imm__r0",
+    "mul32_imm__r1",
+    "mul32_imm__r2",
+    "mul32_imm__r3",
+    "mul32_imm__r4",
+    "mul32_imm__r5",
+    "mul32_imm__r6",
+    "mul32_imm__r7",
+    "mul32_imm__r8",
+    "mul32_imm__r9",
     "mul64__r0",
     "mul64__r1",
     "mul64__r2",
@@ -996,6 +1368,16 @@ pub static NAMES: [&str; COUNT] = [
     "mul64__r7",
     "mul64__r8",
     "mul64__r9",
+    "mul64_imm__r0",
+    "mul64_imm__r1",
+    "mul64_imm__r2",
+    "mul64_imm__r3",
+    "mul64_imm__r4",
+    "mul64_imm__r5",
+    "mul64_imm__r6",
+    "mul64_imm__r7",
+    "mul64_imm__r8",
+    "mul64_imm__r9",
     "neg32__r0",
     "neg32__r1",
     "neg32__r2",
@@ -1026,6 +1408,16 @@ pub static NAMES: [&str; COUNT] = [
     "or32__r7",
     "or32__r8",
     "or32__r9",
+    "or32_imm__r0",
+    "or32_imm__r1",
+    "or32_imm__r2",
+    "or32_imm__r3",
+    "or32_imm__r4",
+    "or32_imm__r5",
+    "or32_imm__r6",
+    "or32_imm__r7",
+    "or32_imm__r8",
+    "or32_imm__r9",
     "or64__r0",
     "or64__r1",
     "or64__r2",
@@ -1036,6 +1428,16 @@ pub static NAMES: [&str; COUNT] = [
     "or64__r7",
     "or64__r8",
     "or64__r9",
+    "or64_imm__r0",
+    "or64_imm__r1",
+    "or64_imm__r2",
+    "or64_imm__r3",
+    "or64_imm__r4",
+    "or64_imm__r5",
+    "or64_imm__r6",
+    "or64_imm__r7",
+    "or64_imm__r8",
+    "or64_imm__r9",
     "rsh32__r0",
     "rsh32__r1",
     "rsh32__r2",
@@ -1046,6 +1448,16 @@ pub static NAMES: [&str; COUNT] = [
     "rsh32__r7",
     "rsh32__r8",
     "rsh32__r9",
+    "rsh32_imm__r0",
+    "rsh32_imm__r1",
+    "rsh32_imm__r2",
+    "rsh32_imm__r3",
+    "rsh32_imm__r4",
+    "rsh32_imm__r5",
+    "rsh32_imm__r6",
+    "rsh32_imm__r7",
+    "rsh32_imm__r8",
+    "rsh32_imm__r9",
     "rsh64__r0",
     "rsh64__r1",
     "rsh64__r2",
@@ -1056,6 +1468,16 @@ pub static NAMES: [&str; COUNT] = [
     "rsh64__r7",
     "rsh64__r8",
     "rsh64__r9",
+    "rsh64_imm__r0",
+    "rsh64_imm__r1",
+    "rsh64_imm__r2",
+    "rsh64_imm__r3",
+    "rsh64_imm__r4",
+    "rsh64_imm__r5",
+    "rsh64_imm__r6",
+    "rsh64_imm__r7",
+    "rsh64_imm__r8",
+    "rsh64_imm__r9",
     "sdiv32__r0",
     "sdiv32__r1",
     "sdiv32__r2",
@@ -1198,6 +1620,16 @@ pub static NAMES: [&str; COUNT] = [
     "sub32__r7",
     "sub32__r8",
     "sub32__r9",
+    "sub32_imm__r0",
+    "sub32_imm__r1",
+    "sub32_imm__r2",
+    "sub32_imm__r3",
+    "sub32_imm__r4",
+    "sub32_imm__r5",
+    "sub32_imm__r6",
+    "sub32_imm__r7",
+    "sub32_imm__r8",
+    "sub32_imm__r9",
     "sub64__r0",
     "sub64__r1",
     "sub64__r2",
@@ -1208,6 +1640,16 @@ pub static NAMES: [&str; COUNT] = [
     "sub64__r7",
     "sub64__r8",
     "sub64__r9",
+    "sub64_imm__r0",
+    "sub64_imm__r1",
+    "sub64_imm__r2",
+    "sub64_imm__r3",
+    "sub64_imm__r4",
+    "sub64_imm__r5",
+    "sub64_imm__r6",
+    "sub64_imm__r7",
+    "sub64_imm__r8",
+    "sub64_imm__r9",
     "tmp_from_imm",
     "tmp_from_reg__r0",
     "tmp_from_reg__r1",
@@ -1231,6 +1673,16 @@ pub static NAMES: [&str; COUNT] = [
     "xor32__r7",
     "xor32__r8",
     "xor32__r9",
+    "xor32_imm__r0",
+    "xor32_imm__r1",
+    "xor32_imm__r2",
+    "xor32_imm__r3",
+    "xor32_imm__r4",
+    "xor32_imm__r5",
+    "xor32_imm__r6",
+    "xor32_imm__r7",
+    "xor32_imm__r8",
+    "xor32_imm__r9",
     "xor64__r0",
     "xor64__r1",
     "xor64__r2",
@@ -1241,6 +1693,16 @@ pub static NAMES: [&str; COUNT] = [
     "xor64__r7",
     "xor64__r8",
     "xor64__r9",
+    "xor64_imm__r0",
+    "xor64_imm__r1",
+    "xor64_imm__r2",
+    "xor64_imm__r3",
+    "xor64_imm__r4",
+    "xor64_imm__r5",
+    "xor64_imm__r6",
+    "xor64_imm__r7",
+    "xor64_imm__r8",
+    "xor64_imm__r9",
     "zext16__r0",
     "zext16__r1",
     "zext16__r2",
