@@ -329,53 +329,38 @@ writable_family!("mov_imm", |s, K| {
 // ---------------------------------------------------------------------------------------
 // ALU: `dst = op(dst, tmp)`, and unary forms.
 
+/// `dst = op(dst, tmp)`, and for the operations where a constant operand is common, the
+/// immediate form `dst = op(dst, imm)`: the constant is folded into the instruction where
+/// the ISA allows (x86-64 `add $imm32`) and no `tmp_from_imm` stencil is needed before it.
 macro_rules! binary_alu {
-    ($($name:literal => $f:path),* $(,)?) => {
-        $(writable_family!($name, |s, K| {
-            s.set(K, $f(s.get(K), s.tmp));
-            Next::Continue
-        });)*
+    ($($name:literal $(, $imm_name:literal)? => $f:path),* $(,)?) => {
+        $(
+            writable_family!($name, |s, K| {
+                s.set(K, $f(s.get(K), s.tmp));
+                Next::Continue
+            });
+            $(writable_family!($imm_name, |s, K| {
+                s.set(K, $f(s.get(K), imm()));
+                Next::Continue
+            });)?
+        )*
     };
 }
 
 binary_alu! {
-    "add64" => sem::add64, "add32" => sem::add32,
-    "sub64" => sem::sub64, "sub32" => sem::sub32,
-    "mul64" => sem::mul64, "mul32" => sem::mul32,
+    "add64", "add64_imm" => sem::add64, "add32", "add32_imm" => sem::add32,
+    "sub64", "sub64_imm" => sem::sub64, "sub32", "sub32_imm" => sem::sub32,
+    "mul64", "mul64_imm" => sem::mul64, "mul32", "mul32_imm" => sem::mul32,
     "div64" => sem::div64, "div32" => sem::div32,
     "sdiv64" => sem::sdiv64, "sdiv32" => sem::sdiv32,
     "mod64" => sem::mod64, "mod32" => sem::mod32,
     "smod64" => sem::smod64, "smod32" => sem::smod32,
-    "or64" => sem::or64, "or32" => sem::or32,
-    "and64" => sem::and64, "and32" => sem::and32,
-    "xor64" => sem::xor64, "xor32" => sem::xor32,
-    "lsh64" => sem::lsh64, "lsh32" => sem::lsh32,
-    "rsh64" => sem::rsh64, "rsh32" => sem::rsh32,
-    "arsh64" => sem::arsh64, "arsh32" => sem::arsh32,
-}
-
-/// `dst = op(dst, imm)` for the operations where an immediate operand is common: the
-/// immediate is folded into the instruction where the ISA allows (x86-64 `add $imm32`),
-/// and no `tmp_from_imm` stencil is needed before it.
-macro_rules! binary_alu_imm {
-    ($($name:literal => $f:path),* $(,)?) => {
-        $(writable_family!($name, |s, K| {
-            s.set(K, $f(s.get(K), imm()));
-            Next::Continue
-        });)*
-    };
-}
-
-binary_alu_imm! {
-    "add64_imm" => sem::add64, "add32_imm" => sem::add32,
-    "sub64_imm" => sem::sub64, "sub32_imm" => sem::sub32,
-    "mul64_imm" => sem::mul64, "mul32_imm" => sem::mul32,
-    "or64_imm" => sem::or64, "or32_imm" => sem::or32,
-    "and64_imm" => sem::and64, "and32_imm" => sem::and32,
-    "xor64_imm" => sem::xor64, "xor32_imm" => sem::xor32,
-    "lsh64_imm" => sem::lsh64, "lsh32_imm" => sem::lsh32,
-    "rsh64_imm" => sem::rsh64, "rsh32_imm" => sem::rsh32,
-    "arsh64_imm" => sem::arsh64, "arsh32_imm" => sem::arsh32,
+    "or64", "or64_imm" => sem::or64, "or32", "or32_imm" => sem::or32,
+    "and64", "and64_imm" => sem::and64, "and32", "and32_imm" => sem::and32,
+    "xor64", "xor64_imm" => sem::xor64, "xor32", "xor32_imm" => sem::xor32,
+    "lsh64", "lsh64_imm" => sem::lsh64, "lsh32", "lsh32_imm" => sem::lsh32,
+    "rsh64", "rsh64_imm" => sem::rsh64, "rsh32", "rsh32_imm" => sem::rsh32,
+    "arsh64", "arsh64_imm" => sem::arsh64, "arsh32", "arsh32_imm" => sem::arsh32,
 }
 
 /// `dst = f(tmp)`: moves, with or without extension.
@@ -422,48 +407,31 @@ unary_alu! {
 // Jumps: `if cond(dst, tmp) goto target`.
 
 macro_rules! cond_jump {
-    ($($name:literal => $f:path),* $(,)?) => {
-        $(readable_family!($name, |s, K| {
-            if $f(s.get(K), s.tmp) { Next::Jump } else { Next::Continue }
-        });)*
+    ($($name:literal, $imm_name:literal => $f:path),* $(,)?) => {
+        $(
+            readable_family!($name, |s, K| {
+                if $f(s.get(K), s.tmp) { Next::Jump } else { Next::Continue }
+            });
+            // Against a constant: no staging.
+            readable_family!($imm_name, |s, K| {
+                if $f(s.get(K), imm()) { Next::Jump } else { Next::Continue }
+            });
+        )*
     };
 }
 
 cond_jump! {
-    "jeq64" => sem::jeq64, "jeq32" => sem::jeq32,
-    "jne64" => sem::jne64, "jne32" => sem::jne32,
-    "jgt64" => sem::jgt64, "jgt32" => sem::jgt32,
-    "jge64" => sem::jge64, "jge32" => sem::jge32,
-    "jlt64" => sem::jlt64, "jlt32" => sem::jlt32,
-    "jle64" => sem::jle64, "jle32" => sem::jle32,
-    "jsgt64" => sem::jsgt64, "jsgt32" => sem::jsgt32,
-    "jsge64" => sem::jsge64, "jsge32" => sem::jsge32,
-    "jslt64" => sem::jslt64, "jslt32" => sem::jslt32,
-    "jsle64" => sem::jsle64, "jsle32" => sem::jsle32,
-    "jset64" => sem::jset64, "jset32" => sem::jset32,
-}
-
-/// `if cond(dst, imm) goto target`: comparisons against constants need no staging.
-macro_rules! cond_jump_imm {
-    ($($name:literal => $f:path),* $(,)?) => {
-        $(readable_family!($name, |s, K| {
-            if $f(s.get(K), imm()) { Next::Jump } else { Next::Continue }
-        });)*
-    };
-}
-
-cond_jump_imm! {
-    "jeq64_imm" => sem::jeq64, "jeq32_imm" => sem::jeq32,
-    "jne64_imm" => sem::jne64, "jne32_imm" => sem::jne32,
-    "jgt64_imm" => sem::jgt64, "jgt32_imm" => sem::jgt32,
-    "jge64_imm" => sem::jge64, "jge32_imm" => sem::jge32,
-    "jlt64_imm" => sem::jlt64, "jlt32_imm" => sem::jlt32,
-    "jle64_imm" => sem::jle64, "jle32_imm" => sem::jle32,
-    "jsgt64_imm" => sem::jsgt64, "jsgt32_imm" => sem::jsgt32,
-    "jsge64_imm" => sem::jsge64, "jsge32_imm" => sem::jsge32,
-    "jslt64_imm" => sem::jslt64, "jslt32_imm" => sem::jslt32,
-    "jsle64_imm" => sem::jsle64, "jsle32_imm" => sem::jsle32,
-    "jset64_imm" => sem::jset64, "jset32_imm" => sem::jset32,
+    "jeq64", "jeq64_imm" => sem::jeq64, "jeq32", "jeq32_imm" => sem::jeq32,
+    "jne64", "jne64_imm" => sem::jne64, "jne32", "jne32_imm" => sem::jne32,
+    "jgt64", "jgt64_imm" => sem::jgt64, "jgt32", "jgt32_imm" => sem::jgt32,
+    "jge64", "jge64_imm" => sem::jge64, "jge32", "jge32_imm" => sem::jge32,
+    "jlt64", "jlt64_imm" => sem::jlt64, "jlt32", "jlt32_imm" => sem::jlt32,
+    "jle64", "jle64_imm" => sem::jle64, "jle32", "jle32_imm" => sem::jle32,
+    "jsgt64", "jsgt64_imm" => sem::jsgt64, "jsgt32", "jsgt32_imm" => sem::jsgt32,
+    "jsge64", "jsge64_imm" => sem::jsge64, "jsge32", "jsge32_imm" => sem::jsge32,
+    "jslt64", "jslt64_imm" => sem::jslt64, "jslt32", "jslt32_imm" => sem::jslt32,
+    "jsle64", "jsle64_imm" => sem::jsle64, "jsle32", "jsle32_imm" => sem::jsle32,
+    "jset64", "jset64_imm" => sem::jset64, "jset32", "jset32_imm" => sem::jset32,
 }
 
 stencil!("ja", |_s| Next::Jump);
