@@ -585,10 +585,12 @@ stores! {
     "stx64", "stx64_fast", "stx64_fp" => u64,
 }
 
-/// Atomics on `*(base + off)`: the fetch forms leave the old value in `tmp` (the lowering
-/// copies it to `src` when the instruction asks for it).
+/// Atomics on `*(base + off)`: bounds, then natural alignment, then the operation. The
+/// fetch forms leave the old value in `tmp` (the lowering copies it to `src` when the
+/// instruction asks for it); `cmpxchg` compares r0 with memory, stores `tmp` on equality,
+/// and r0 receives the old value.
 macro_rules! atomic {
-    ($($name:literal => $atomic:ty, $int:ty, |$a:ident, $v:ident| $op:expr),* $(,)?) => {
+    ($($name:literal => $atomic:ty, $int:ty, |$st:ident, $a:ident, $v:ident| $op:expr),* $(,)?) => {
         $(readable_family!($name, |s, K| {
             let addr = s.get(K).wrapping_add(imm());
             let size = core::mem::size_of::<$int>() as u64;
@@ -602,49 +604,44 @@ macro_rules! atomic {
             // embedder's and is only accessed by this program while it runs.
             let $a = unsafe { <$atomic>::from_ptr(addr as *mut $int) };
             let $v = s.tmp as $int;
-            s.tmp = ($op) as u64;
+            let result: $int = {
+                let $st = &mut s;
+                $op
+            };
+            s.tmp = result as u64;
             Next::Continue
         });)*
     };
+}
+
+/// The value `compare_exchange` found, whether or not it stored.
+#[inline(always)]
+fn found<T>(r: Result<T, T>) -> T {
+    match r {
+        Ok(v) | Err(v) => v,
+    }
 }
 
 atomic! {
-    "atomic64_add" => AtomicU64, u64, |a, v| a.fetch_add(v, SeqCst),
-    "atomic64_or" => AtomicU64, u64, |a, v| a.fetch_or(v, SeqCst),
-    "atomic64_and" => AtomicU64, u64, |a, v| a.fetch_and(v, SeqCst),
-    "atomic64_xor" => AtomicU64, u64, |a, v| a.fetch_xor(v, SeqCst),
-    "atomic64_xchg" => AtomicU64, u64, |a, v| a.swap(v, SeqCst),
-    "atomic32_add" => AtomicU32, u32, |a, v| a.fetch_add(v, SeqCst),
-    "atomic32_or" => AtomicU32, u32, |a, v| a.fetch_or(v, SeqCst),
-    "atomic32_and" => AtomicU32, u32, |a, v| a.fetch_and(v, SeqCst),
-    "atomic32_xor" => AtomicU32, u32, |a, v| a.fetch_xor(v, SeqCst),
-    "atomic32_xchg" => AtomicU32, u32, |a, v| a.swap(v, SeqCst),
+    "atomic64_add" => AtomicU64, u64, |_s, a, v| a.fetch_add(v, SeqCst),
+    "atomic64_or" => AtomicU64, u64, |_s, a, v| a.fetch_or(v, SeqCst),
+    "atomic64_and" => AtomicU64, u64, |_s, a, v| a.fetch_and(v, SeqCst),
+    "atomic64_xor" => AtomicU64, u64, |_s, a, v| a.fetch_xor(v, SeqCst),
+    "atomic64_xchg" => AtomicU64, u64, |_s, a, v| a.swap(v, SeqCst),
+    "atomic64_cmpxchg" => AtomicU64, u64, |st, a, v| {
+        st.set(0, found(a.compare_exchange(st.get(0), v, SeqCst, SeqCst)));
+        v
+    },
+    "atomic32_add" => AtomicU32, u32, |_s, a, v| a.fetch_add(v, SeqCst),
+    "atomic32_or" => AtomicU32, u32, |_s, a, v| a.fetch_or(v, SeqCst),
+    "atomic32_and" => AtomicU32, u32, |_s, a, v| a.fetch_and(v, SeqCst),
+    "atomic32_xor" => AtomicU32, u32, |_s, a, v| a.fetch_xor(v, SeqCst),
+    "atomic32_xchg" => AtomicU32, u32, |_s, a, v| a.swap(v, SeqCst),
+    "atomic32_cmpxchg" => AtomicU32, u32, |st, a, v| {
+        st.set(0, found(a.compare_exchange(st.get(0) as u32, v, SeqCst, SeqCst)) as u64);
+        v
+    },
 }
-
-/// `cmpxchg`: compare r0 with memory, store `tmp` on equality; r0 receives the old value.
-macro_rules! cmpxchg {
-    ($($name:literal => $atomic:ty, $int:ty),* $(,)?) => {
-        $(readable_family!($name, |s, K| {
-            let addr = s.get(K).wrapping_add(imm());
-            let size = core::mem::size_of::<$int>() as u64;
-            if !s.access_ok(addr, size, true) {
-                return_trap!(s, trap::MEMORY, addr);
-            }
-            if !sem::is_aligned(addr, size) {
-                return_trap!(s, trap::MISALIGNED, addr);
-            }
-            // SAFETY: bounds and natural alignment checked just above.
-            let a = unsafe { <$atomic>::from_ptr(addr as *mut $int) };
-            let old = match a.compare_exchange(s.get(0) as $int, s.tmp as $int, SeqCst, SeqCst) {
-                Ok(v) | Err(v) => v,
-            };
-            s.set(0, old as u64);
-            Next::Continue
-        });)*
-    };
-}
-
-cmpxchg! { "atomic64_cmpxchg" => AtomicU64, u64, "atomic32_cmpxchg" => AtomicU32, u32 }
 
 // ---------------------------------------------------------------------------------------
 // Calls and exit.
