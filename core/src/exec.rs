@@ -5,11 +5,7 @@
 pub use mmap::ExecutableMemory;
 
 /// Makes freshly written code visible to instruction fetch on this core.
-pub fn sync_icache(code: &[u8]) {
-    // SAFETY: `code` is a live slice, so the address range is mapped; cache maintenance by
-    // address does not change memory contents (tessera_arch::icache documents the ops).
-    unsafe { tessera_arch::icache::sync_icache(code.as_ptr(), code.len()) }
-}
+pub use tessera_arch::icache::sync_icache_slice as sync_icache;
 
 #[cfg(all(feature = "std", unix))]
 mod mmap {
