@@ -90,7 +90,6 @@ impl Field {
     }
 }
 
-
 /// The word offset of a branch to `delta` bytes away, as an unsigned field of
 /// `range_bits - 2` bits, for a branch reaching `±2^(range_bits - 1)` bytes.
 fn branch_field(delta: i64, range_bits: u32) -> Result<u32, PatchError> {
@@ -190,7 +189,6 @@ pub fn branch_at(kind: RelocKind, _code: &[u8], offset: usize) -> Option<Branch>
 
 /// `nop` (`hint #0`).
 pub const NOP: [u8; 4] = 0xd503_201f_u32.to_le_bytes();
-
 
 #[cfg(target_arch = "aarch64")]
 /// `CTR_EL0.IDC`: cleaning the data cache is not required for coherence.
@@ -474,7 +472,10 @@ mod tests {
 
     #[test]
     fn branches_and_relocation_types() {
-        assert_eq!(branch_at(RelocKind::A64Jump26, &[], 8).map(|b| (b.branch_use, b.start, b.end)), Some((BranchUse::TailJump, 8, 12)));
+        assert_eq!(
+            branch_at(RelocKind::A64Jump26, &[], 8).map(|b| (b.branch_use, b.start, b.end)),
+            Some((BranchUse::TailJump, 8, 12))
+        );
         assert_eq!(branch_at(RelocKind::A64Call26, &[], 0).map(|b| b.branch_use), Some(BranchUse::Call));
         assert_eq!(branch_at(RelocKind::A64CondBr19, &[], 0), None);
         assert_eq!(reloc_from_elf(282), Some(RelocKind::A64Jump26));

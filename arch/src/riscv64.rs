@@ -245,7 +245,6 @@ pub fn branch_at(kind: RelocKind, code: &[u8], offset: usize) -> Option<Branch> 
 /// `nop` (`addi x0, x0, 0`).
 pub const NOP: [u8; 4] = 0x0000_0013_u32.to_le_bytes();
 
-
 /// Linux `riscv_flush_icache(start, end, flags)` (`__NR_riscv_flush_icache`).
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 const SYS_RISCV_FLUSH_ICACHE: usize = 259;

@@ -34,10 +34,10 @@ fn patch_imm32<E>(code: &mut [u8], offset: usize, field: Result<u32, E>) -> Resu
 /// ELF relocation types (x86-64 psABI) that stencils may carry.
 pub fn reloc_from_elf(r_type: u32) -> Option<RelocKind> {
     Some(match r_type {
-        1 => RelocKind::X86Abs64,  // R_X86_64_64
-        2 => RelocKind::X86Pc32,   // R_X86_64_PC32
-        4 => RelocKind::X86Plt32,  // R_X86_64_PLT32
-        10 => RelocKind::X86Abs32, // R_X86_64_32
+        1 => RelocKind::X86Abs64,   // R_X86_64_64
+        2 => RelocKind::X86Pc32,    // R_X86_64_PC32
+        4 => RelocKind::X86Plt32,   // R_X86_64_PLT32
+        10 => RelocKind::X86Abs32,  // R_X86_64_32
         11 => RelocKind::X86Abs32S, // R_X86_64_32S
         _ => return None,
     })

@@ -62,10 +62,10 @@ impl<'m> CodeBuffer<'m> {
         let padding = (align - (address % align)) % align;
         let start = self.used + padding as usize;
         let available = self.memory.len().saturating_sub(self.used);
-        let end = start.checked_add(size).filter(|&e| e <= self.memory.len()).ok_or(Error::CodeBufferFull {
-            needed: (size + padding as usize) as u32,
-            available: available as u32,
-        })?;
+        let end = start
+            .checked_add(size)
+            .filter(|&e| e <= self.memory.len())
+            .ok_or(Error::CodeBufferFull { needed: (size + padding as usize) as u32, available: available as u32 })?;
         self.used = end;
         Ok(Allocation {
             bytes: &mut self.memory[start..end],

@@ -7,9 +7,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use tessera::code_buffer::CodeBuffer;
+use tessera::ebpf::lower::Lowering;
 use tessera::ebpf::lower::lower;
 use tessera::ebpf::{Helpers, Insn, Memory, Mode, Vm, asm};
-use tessera::ebpf::lower::Lowering;
 use tessera::emitter::{Emitter, Item, Recorded};
 use tessera_arch::Isa;
 use tessera_host_tests::program_gen::{self as program_gen, Rng};
@@ -83,8 +83,9 @@ fn main() {
 
     // --- Compile speed and code size, per ISA, by cross-emission into a plain buffer.
     let big = big_program();
-    let vm = Vm::new(&big, Helpers::new(&[tessera::ebpf::Helper { id: program_gen::HELPER_ID, func: program_gen::helper }]))
-        .expect("valid program");
+    let vm =
+        Vm::new(&big, Helpers::new(&[tessera::ebpf::Helper { id: program_gen::HELPER_ID, func: program_gen::helper }]))
+            .expect("valid program");
     let n = vm.program().len();
     let mut stencils = 0usize;
     lower(vm.program(), &mut |item| {
@@ -134,7 +135,10 @@ fn main() {
             bytes += vm.compile_into(isa, &mut labels, &mut buffer).expect("compiles").len;
             slots += vm.program().len();
         }
-        println!("  {isa:8} {:6.1} bytes per eBPF instruction ({bytes} bytes for {slots} slots)", bytes as f64 / slots as f64);
+        println!(
+            "  {isa:8} {:6.1} bytes per eBPF instruction ({bytes} bytes for {slots} slots)",
+            bytes as f64 / slots as f64
+        );
     }
 
     // --- Run time: JIT vs interpreter on the host.
@@ -172,7 +176,8 @@ mod peers {
         vm.jit_compile().expect("rbpf JIT compiles");
         // SAFETY: rbpf's JIT entry point; the program was verified by rbpf and only touches
         // its own stack.
-        let jit_ns = super::median_ns(7, || assert_eq!(unsafe { vm.execute_program_jit() }.expect("rbpf JIT runs"), expected));
+        let jit_ns =
+            super::median_ns(7, || assert_eq!(unsafe { vm.execute_program_jit() }.expect("rbpf JIT runs"), expected));
         println!("  rbpf interp {:8.2} ms", interp_ns / 1e6);
         println!(
             "  rbpf JIT    {:8.2} ms   (tessera JIT / rbpf JIT time ratio {:.2}; rbpf does no bounds checks in JIT code)",

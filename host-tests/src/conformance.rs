@@ -63,10 +63,7 @@ fn strip_hash_comment(line: &str) -> &str {
 
 /// Parses the text of a `.data` file. Errors name the 1-based file line.
 pub fn parse(name: &str, text: &str) -> Result<TestCase, String> {
-    let mut case = TestCase {
-        name: name.to_string(),
-        ..TestCase::default()
-    };
+    let mut case = TestCase { name: name.to_string(), ..TestCase::default() };
     let mut section = Section::None;
     let mut asm = String::new();
     let mut raw: Vec<u8> = Vec::new();
@@ -118,11 +115,7 @@ pub fn parse(name: &str, text: &str) -> Result<TestCase, String> {
             Section::Mem => {
                 for tok in strip_hash_comment(line).split_whitespace() {
                     let digits = tok.strip_prefix("0x").unwrap_or(tok);
-                    let b = if digits.len() <= 2 {
-                        u8::from_str_radix(digits, 16).ok()
-                    } else {
-                        None
-                    };
+                    let b = if digits.len() <= 2 { u8::from_str_radix(digits, 16).ok() } else { None };
                     mem.push(b.ok_or_else(|| format!("line {lineno}: bad memory byte {tok:?}"))?);
                 }
             }
@@ -153,10 +146,7 @@ pub fn parse(name: &str, text: &str) -> Result<TestCase, String> {
     }
     if saw_raw {
         if !raw.len().is_multiple_of(8) {
-            return Err(format!(
-                "raw section has {} bytes, not a multiple of 8",
-                raw.len()
-            ));
+            return Err(format!("raw section has {} bytes, not a multiple of 8", raw.len()));
         }
         case.raw = Some(raw);
     }
@@ -191,11 +181,7 @@ fn parse_raw_token(tok: &str, out: &mut Vec<u8>) -> Result<(), String> {
 /// Reads and parses one file.
 pub fn load_file(path: &Path) -> Result<TestCase, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("")
-        .to_string();
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_string();
     let mut case = parse(&name, &text).map_err(|e| format!("{}: {e}", path.display()))?;
     case.path = path.to_path_buf();
     Ok(case)
@@ -205,8 +191,7 @@ pub fn load_file(path: &Path) -> Result<TestCase, String> {
 /// malformed file: this is test support, and a silently skipped case hides a regression.
 pub fn load_dir(dir: impl AsRef<Path>) -> Vec<TestCase> {
     let dir = dir.as_ref();
-    let entries =
-        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
     let mut cases: Vec<TestCase> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "data"))
@@ -241,10 +226,7 @@ pub fn program_bytes(case: &TestCase) -> Result<Vec<u8>, String> {
     if let Some(raw) = &case.raw {
         return Ok(raw.clone());
     }
-    let text = case
-        .asm
-        .as_deref()
-        .ok_or_else(|| format!("{}: no program", case.name))?;
+    let text = case.asm.as_deref().ok_or_else(|| format!("{}: no program", case.name))?;
     asm::assemble_to_bytes(text).map_err(|e| {
         let file_line = case.asm_first_line + e.line as usize - 1;
         format!("{} (file line {file_line}): {e}", case.name)

@@ -63,8 +63,20 @@ pub fn helper(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
     a.rotate_left(7) ^ b.wrapping_mul(31) ^ c.wrapping_add(d) ^ e
 }
 
-const ALU_OPS: [u8; 12] =
-    [alu::ADD, alu::SUB, alu::MUL, alu::DIV, alu::OR, alu::AND, alu::LSH, alu::RSH, alu::MOD, alu::XOR, alu::MOV, alu::ARSH];
+const ALU_OPS: [u8; 12] = [
+    alu::ADD,
+    alu::SUB,
+    alu::MUL,
+    alu::DIV,
+    alu::OR,
+    alu::AND,
+    alu::LSH,
+    alu::RSH,
+    alu::MOD,
+    alu::XOR,
+    alu::MOV,
+    alu::ARSH,
+];
 const JMP_OPS: [u8; 11] =
     [jmp::JEQ, jmp::JGT, jmp::JGE, jmp::JSET, jmp::JNE, jmp::JSGT, jmp::JSGE, jmp::JLT, jmp::JLE, jmp::JSLT, jmp::JSLE];
 const SIZES: [u8; 4] = [mem::B, mem::H, mem::W, mem::DW];
@@ -108,7 +120,11 @@ fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
                     out.push(Insn::new(cls | alu::END | (src << 3), dst, 0, 0, width));
                 }
                 _ => {
-                    let off = if cls == class::ALU64 { [8, 16, 32][s.below(3) as usize] } else { [8, 16][s.below(2) as usize] };
+                    let off = if cls == class::ALU64 {
+                        [8, 16, 32][s.below(3) as usize]
+                    } else {
+                        [8, 16][s.below(2) as usize]
+                    };
                     out.push(Insn::new(cls | alu::MOV | source::X, dst, reg(s), off, 0));
                 }
             }

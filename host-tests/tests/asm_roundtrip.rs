@@ -7,19 +7,12 @@ use tessera_host_tests::conformance::{self, TestCase};
 
 fn cases() -> Vec<TestCase> {
     let cases = conformance::load_dir(conformance::tests_dir());
-    assert!(
-        cases.len() >= 300,
-        "expected the 313 conformance programs, found {}",
-        cases.len()
-    );
+    assert!(cases.len() >= 300, "expected the 313 conformance programs, found {}", cases.len());
     cases
 }
 
 fn assemble(case: &TestCase) -> Vec<Insn> {
-    let text = case
-        .asm
-        .as_deref()
-        .unwrap_or_else(|| panic!("{}: no asm", case.name));
+    let text = case.asm.as_deref().unwrap_or_else(|| panic!("{}: no asm", case.name));
     asm::assemble_to_vec(text).unwrap_or_else(|e| panic!("{}: {e}", case.name))
 }
 
@@ -34,12 +27,7 @@ fn every_program_assembles() {
             Some(Ok(_)) => {}
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -51,16 +39,10 @@ fn assembled_bytes_match_raw_sections() {
         let bytes = asm::to_bytes(&assemble(&case));
         compared += 1;
         if &bytes != raw {
-            mismatches.push(format!(
-                "{}:\n  asm {bytes:02x?}\n  raw {raw:02x?}",
-                case.name
-            ));
+            mismatches.push(format!("{}:\n  asm {bytes:02x?}\n  raw {raw:02x?}", case.name));
         }
     }
-    assert!(
-        compared >= 1,
-        "no conformance file has both -- asm and -- raw"
-    );
+    assert!(compared >= 1, "no conformance file has both -- asm and -- raw");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
@@ -71,10 +53,7 @@ fn program_bytes_uses_raw_or_asm() {
     let bytes = conformance::program_bytes(lddw).expect("lddw bytes");
     assert_eq!(bytes.len(), 24);
     assert_eq!(bytes[0], 0x18);
-    assert_eq!(
-        u64::from_le_bytes(bytes[0..8].try_into().unwrap()),
-        0x5566778800000018
-    );
+    assert_eq!(u64::from_le_bytes(bytes[0..8].try_into().unwrap()), 0x5566778800000018);
     let exit = cases.iter().find(|c| c.name == "exit").expect("exit.data");
     let bytes = conformance::program_bytes(exit).expect("exit bytes");
     assert_eq!(bytes.len() % 8, 0);
@@ -88,18 +67,14 @@ fn disassembly_round_trips() {
         let program = assemble(&case);
         let text = Disassembly(&program).to_string();
         if text.contains(".raw") {
-            failures.push(format!(
-                "{}: disassembly fell back to .raw:\n{text}",
-                case.name
-            ));
+            failures.push(format!("{}: disassembly fell back to .raw:\n{text}", case.name));
             continue;
         }
         match asm::assemble_to_vec(&text) {
             Ok(again) if again == program => {}
-            Ok(again) => failures.push(format!(
-                "{}: round trip changed the program\n{text}\n{again:?}\n{program:?}",
-                case.name
-            )),
+            Ok(again) => {
+                failures.push(format!("{}: round trip changed the program\n{text}\n{again:?}\n{program:?}", case.name))
+            }
             Err(e) => failures.push(format!("{}: reassembly failed: {e}\n{text}", case.name)),
         }
     }
@@ -148,10 +123,7 @@ fn arbitrary_slots_round_trip() {
         let again = asm::assemble_to_vec(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(again, program, "{text}");
     }
-    assert!(
-        mnemonic_lines > 5000,
-        "too few instructions printed as mnemonics: {mnemonic_lines}"
-    );
+    assert!(mnemonic_lines > 5000, "too few instructions printed as mnemonics: {mnemonic_lines}");
 }
 
 #[test]
@@ -204,10 +176,7 @@ fn malformed_text_never_panics() {
             errors += 1;
         }
     }
-    assert!(
-        errors > 10_000,
-        "the generator produced mostly valid programs ({errors} errors)"
-    );
+    assert!(errors > 10_000, "the generator produced mostly valid programs ({errors} errors)");
 }
 
 fn err(text: &str) -> AsmError {
@@ -244,10 +213,7 @@ fn error_kinds_and_lines() {
         let e = err(text);
         assert_eq!((e.line, e.kind), (line, kind), "{text:?}");
     }
-    assert_eq!(
-        err("mov %r0, 1\nfoo %r0").to_string(),
-        "line 2: unknown mnemonic"
-    );
+    assert_eq!(err("mov %r0, 1\nfoo %r0").to_string(), "line 2: unknown mnemonic");
 
     // A jump whose label is farther than i16 can reach.
     let mut far = String::from("ja end\n");

@@ -52,6 +52,9 @@ fn jit_matches_interpreter_on_random_programs() {
         assert_eq!(jit_stack, interp_stack, "seed {seed}: stack differs\n{listing}");
         if jit.is_ok() { ok += 1 } else { errors += 1 }
     }
-    println!("\ndifferential ({}): {budget} programs, {ok} returned, {errors} trapped; JIT == interpreter", std::env::consts::ARCH);
+    println!(
+        "\ndifferential ({}): {budget} programs, {ok} returned, {errors} trapped; JIT == interpreter",
+        std::env::consts::ARCH
+    );
     assert!(ok > 0 && errors > 0, "the generator should produce both outcomes");
 }

@@ -37,7 +37,11 @@ fn golden_path(isa: Isa) -> PathBuf {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.chunks(16).map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
+    bytes
+        .chunks(16)
+        .map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// llvm-objdump's disassembly of `code` placed at BASE, or None when the tool is missing.
@@ -53,7 +57,11 @@ fn objdump(isa: Isa, code: &[u8]) -> Option<String> {
     let mut obj = object::write::Object::new(object::BinaryFormat::Elf, arch, object::Endianness::Little);
     if isa == Isa::Riscv64 {
         // RV64GC: tell the disassembler about compressed instructions.
-        obj.flags = object::FileFlags::Elf { os_abi: 0, abi_version: 0, e_flags: object::elf::EF_RISCV_RVC | object::elf::EF_RISCV_FLOAT_ABI_DOUBLE };
+        obj.flags = object::FileFlags::Elf {
+            os_abi: 0,
+            abi_version: 0,
+            e_flags: object::elf::EF_RISCV_RVC | object::elf::EF_RISCV_FLOAT_ABI_DOUBLE,
+        };
     }
     let text = obj.section_id(object::write::StandardSection::Text);
     obj.append_section_data(text, code, 16);
@@ -70,7 +78,13 @@ fn objdump(isa: Isa, code: &[u8]) -> Option<String> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     // Keep only instruction lines: the header names the temporary file.
-    Some(text.lines().filter(|l| l.split_once(':').is_some_and(|(a, _)| u64::from_str_radix(a.trim(), 16).is_ok())).map(|l| l.trim().replace('\t', " ")).collect::<Vec<_>>().join("\n"))
+    Some(
+        text.lines()
+            .filter(|l| l.split_once(':').is_some_and(|(a, _)| u64::from_str_radix(a.trim(), 16).is_ok()))
+            .map(|l| l.trim().replace('\t', " "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 fn check(isa: Isa) {

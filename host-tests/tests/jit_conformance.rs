@@ -39,7 +39,11 @@ fn conformance_suite_through_the_jit() {
         // Differential check against the reference interpreter, whatever the file says.
         let interp = run(case, Mode::Interpreter);
         let outcome = outcome.and_then(|()| {
-            if interp.as_ref().ok() == jit.as_ref().ok() { Ok(()) } else { Err(format!("jit {jit:?} != interpreter {interp:?}")) }
+            if interp.as_ref().ok() == jit.as_ref().ok() {
+                Ok(())
+            } else {
+                Err(format!("jit {jit:?} != interpreter {interp:?}"))
+            }
         });
         match outcome {
             Ok(()) => passed += 1,

@@ -50,25 +50,14 @@ fn expected(name: &str) -> Option<Kind> {
 
 fn negatives() -> Vec<TestCase> {
     let cases = conformance::load_dir(conformance::negative_dir());
-    assert!(
-        cases.len() >= 60,
-        "expected the negative suite, found {} files",
-        cases.len()
-    );
+    assert!(cases.len() >= 60, "expected the negative suite, found {} files", cases.len());
     cases
 }
 
 #[test]
 fn every_negative_file_is_classified() {
-    let unknown: Vec<_> = negatives()
-        .into_iter()
-        .filter(|c| expected(&c.name).is_none())
-        .map(|c| c.name)
-        .collect();
-    assert!(
-        unknown.is_empty(),
-        "unclassified negative files: {unknown:?}"
-    );
+    let unknown: Vec<_> = negatives().into_iter().filter(|c| expected(&c.name).is_none()).map(|c| c.name).collect();
+    assert!(unknown.is_empty(), "unclassified negative files: {unknown:?}");
 }
 
 #[test]
@@ -78,20 +67,13 @@ fn malformed_assembly_is_rejected_with_its_line() {
         let Some(Kind::Asm(line, kind)) = expected(&case.name) else {
             continue;
         };
-        let text = case
-            .asm
-            .as_deref()
-            .unwrap_or_else(|| panic!("{}: no asm", case.name));
-        let e = asm::assemble_to_vec(text)
-            .expect_err(&format!("{}: malformed assembly was accepted", case.name));
+        let text = case.asm.as_deref().unwrap_or_else(|| panic!("{}: no asm", case.name));
+        let e = asm::assemble_to_vec(text).expect_err(&format!("{}: malformed assembly was accepted", case.name));
         assert!(e.line >= 1, "{}: {e}", case.name);
         // The asm line numbers count the comment lines inside the section (see each file).
         assert_eq!((e.line, e.kind), (line, kind), "{}: {e}", case.name);
         let msg = conformance::program_bytes(&case).expect_err(&case.name);
-        assert!(
-            msg.contains(&case.name) && msg.contains("file line"),
-            "{msg}"
-        );
+        assert!(msg.contains(&case.name) && msg.contains("file line"), "{msg}");
         checked += 1;
     }
     assert_eq!(checked, 10);
@@ -100,17 +82,11 @@ fn malformed_assembly_is_rejected_with_its_line() {
 #[test]
 fn unknown_directive_is_recorded() {
     let cases = negatives();
-    let case = cases
-        .iter()
-        .find(|c| c.name == "invalid_unknown_directive")
-        .expect("file");
+    let case = cases.iter().find(|c| c.name == "invalid_unknown_directive").expect("file");
     assert_eq!(case.unknown_sections.len(), 1);
     assert_eq!(case.unknown_sections[0].1, "Unknown directive");
     // The program part before the bad header is empty.
-    assert_eq!(
-        asm::assemble_to_vec(case.asm.as_deref().unwrap_or("")).map(|p| p.len()),
-        Ok(0)
-    );
+    assert_eq!(asm::assemble_to_vec(case.asm.as_deref().unwrap_or("")).map(|p| p.len()), Ok(0));
     // Fed to the assembler directly, the header line is an unknown directive.
     let e = asm::assemble_to_vec("-- Unknown directive\nexit").unwrap_err();
     assert_eq!((e.line, e.kind), (1, AsmErrorKind::UnknownDirective));
@@ -123,18 +99,10 @@ fn validator_cases_are_well_formed_programs() {
         if expected(&case.name) != Some(Kind::Validator) {
             continue;
         }
-        assert!(
-            case.error.is_some(),
-            "{}: a validator case must have -- error",
-            case.name
-        );
+        assert!(case.error.is_some(), "{}: a validator case must have -- error", case.name);
         assert!(case.result.is_none(), "{}", case.name);
         let bytes = conformance::program_bytes(&case).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            !bytes.is_empty() && bytes.len().is_multiple_of(8),
-            "{}",
-            case.name
-        );
+        assert!(!bytes.is_empty() && bytes.len().is_multiple_of(8), "{}", case.name);
         // The validator rejects it, naming slot 0: a reserved field, or (where the field
         // selects a variant, like mov's offset picking movsx) an undefined combination.
         match Program::new(&bytes, |_| true) {
@@ -170,17 +138,11 @@ fn no_program_cases_have_no_program() {
 #[test]
 fn wrong_expectation_is_really_wrong() {
     let cases = negatives();
-    let case = cases
-        .iter()
-        .find(|c| c.name == "incorrect_return_value_high_bits")
-        .expect("file");
+    let case = cases.iter().find(|c| c.name == "incorrect_return_value_high_bits").expect("file");
     let program = asm::assemble_to_vec(case.asm.as_deref().expect("asm")).expect("valid asm");
     // `ldxdw %r0, [%r1+2]; exit`: the correct r0 is the little-endian u64 at mem[2..10].
     assert_eq!(program.len(), 2);
-    assert_eq!(
-        (program[0].opcode, program[0].src, program[0].off),
-        (0x79, 1, 2)
-    );
+    assert_eq!((program[0].opcode, program[0].src, program[0].off), (0x79, 1, 2));
     let correct = u64::from_le_bytes(case.mem[2..10].try_into().unwrap());
     assert_eq!(correct, 0x8877665544332211);
     assert_ne!(case.result, Some(correct));

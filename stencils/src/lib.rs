@@ -91,9 +91,7 @@ impl StencilTable {
 
     /// Bytes of const data this table occupies (code, hole records and index).
     pub fn size_bytes(&self) -> usize {
-        self.code.len()
-            + core::mem::size_of_val(self.holes)
-            + core::mem::size_of_val(self.entries)
+        self.code.len() + core::mem::size_of_val(self.holes) + core::mem::size_of_val(self.entries)
     }
 }
 

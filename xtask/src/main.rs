@@ -27,10 +27,7 @@ commands:
 
 /// The workspace root (the parent of this crate's directory).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in a workspace subdirectory")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in a workspace subdirectory").to_path_buf()
 }
 
 fn main() -> ExitCode {
@@ -64,11 +61,7 @@ fn main() -> ExitCode {
                     other => return usage_error(&format!("unknown argument to test: `{other}`")),
                 }
             }
-            if tiers::test(&root, host_only) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            if tiers::test(&root, host_only) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Some("stencils") => {
             let mut args = vec!["run", "-p", tiers::STENCIL_GEN_PACKAGE, "--release", "--"];
@@ -102,12 +95,7 @@ fn delegate(root: &Path, what: &str, args: &[&str]) -> ExitCode {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         Ok(s) => {
             eprintln!("xtask {what}: `{}` failed ({s})", command_line(&cmd));
-            ExitCode::from(
-                s.code()
-                    .and_then(|c| u8::try_from(c).ok())
-                    .filter(|&c| c != 0)
-                    .unwrap_or(1),
-            )
+            ExitCode::from(s.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0).unwrap_or(1))
         }
         Err(e) => {
             eprintln!("xtask {what}: cannot start `{}`: {e}", command_line(&cmd));

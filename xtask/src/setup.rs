@@ -17,43 +17,21 @@ struct AptPackage {
 }
 
 const APT_PACKAGES: &[AptPackage] = &[
-    AptPackage {
-        name: "qemu-user",
-        commands: &["qemu-aarch64", "qemu-riscv64"],
-        files: &[],
-    },
-    AptPackage {
-        name: "gcc-aarch64-linux-gnu",
-        commands: &["aarch64-linux-gnu-gcc"],
-        files: &[],
-    },
-    AptPackage {
-        name: "gcc-riscv64-linux-gnu",
-        commands: &["riscv64-linux-gnu-gcc"],
-        files: &[],
-    },
+    AptPackage { name: "qemu-user", commands: &["qemu-aarch64", "qemu-riscv64"], files: &[] },
+    AptPackage { name: "gcc-aarch64-linux-gnu", commands: &["aarch64-linux-gnu-gcc"], files: &[] },
+    AptPackage { name: "gcc-riscv64-linux-gnu", commands: &["riscv64-linux-gnu-gcc"], files: &[] },
     AptPackage {
         name: "libc6-dev-arm64-cross",
         commands: &[],
-        files: &[
-            "/usr/aarch64-linux-gnu/lib/crt1.o",
-            "/usr/aarch64-linux-gnu/lib/libc.so.6",
-        ],
+        files: &["/usr/aarch64-linux-gnu/lib/crt1.o", "/usr/aarch64-linux-gnu/lib/libc.so.6"],
     },
     AptPackage {
         name: "libc6-dev-riscv64-cross",
         commands: &[],
-        files: &[
-            "/usr/riscv64-linux-gnu/lib/crt1.o",
-            "/usr/riscv64-linux-gnu/lib/libc.so.6",
-        ],
+        files: &["/usr/riscv64-linux-gnu/lib/crt1.o", "/usr/riscv64-linux-gnu/lib/libc.so.6"],
     },
     // llvm-objdump: the golden-emission tests compare disassembly when it is installed.
-    AptPackage {
-        name: "llvm",
-        commands: &["llvm-objdump"],
-        files: &[],
-    },
+    AptPackage { name: "llvm", commands: &["llvm-objdump"], files: &[] },
 ];
 
 /// What `setup` managed to ensure; the test driver skips tiers whose prerequisites failed.
@@ -67,10 +45,8 @@ pub struct SetupOutcome {
 
 impl SetupOutcome {
     pub fn error(&self) -> Option<String> {
-        let errs: Vec<&str> = [&self.rust, &self.apt]
-            .into_iter()
-            .filter_map(|r| r.as_ref().err().map(String::as_str))
-            .collect();
+        let errs: Vec<&str> =
+            [&self.rust, &self.apt].into_iter().filter_map(|r| r.as_ref().err().map(String::as_str)).collect();
         (!errs.is_empty()).then(|| errs.join("; "))
     }
 }
@@ -105,47 +81,21 @@ fn ensure_rust(root: &Path, host_only: bool) -> Result<(), String> {
     }
     let toolchain = active_toolchain(root, tf.channel.as_deref())?;
 
-    let installed_components = rustup_list(
-        root,
-        &[
-            "component",
-            "list",
-            "--installed",
-            "--toolchain",
-            &toolchain,
-        ],
-    )?;
+    let installed_components = rustup_list(root, &["component", "list", "--installed", "--toolchain", &toolchain])?;
     // `rustup component list --installed` prints `clippy-x86_64-unknown-linux-gnu`, or the
     // bare name for some components; match either.
     let missing_components: Vec<&String> = tf
         .components
         .iter()
-        .filter(|c| {
-            !installed_components
-                .iter()
-                .any(|i| i == *c || i.starts_with(&format!("{c}-")))
-        })
+        .filter(|c| !installed_components.iter().any(|i| i == *c || i.starts_with(&format!("{c}-"))))
         .collect();
-    install_with_rustup(
-        root,
-        &toolchain,
-        "component",
-        &missing_components,
-        &tf.components,
-    )?;
+    install_with_rustup(root, &toolchain, "component", &missing_components, &tf.components)?;
 
     if host_only {
         return Ok(());
     }
-    let installed_targets = rustup_list(
-        root,
-        &["target", "list", "--installed", "--toolchain", &toolchain],
-    )?;
-    let missing_targets: Vec<&String> = tf
-        .targets
-        .iter()
-        .filter(|t| !installed_targets.contains(t))
-        .collect();
+    let installed_targets = rustup_list(root, &["target", "list", "--installed", "--toolchain", &toolchain])?;
+    let missing_targets: Vec<&String> = tf.targets.iter().filter(|t| !installed_targets.contains(t)).collect();
     install_with_rustup(root, &toolchain, "target", &missing_targets, &tf.targets)
 }
 
@@ -157,21 +107,13 @@ fn install_with_rustup(
     all: &[String],
 ) -> Result<(), String> {
     if missing.is_empty() {
-        println!(
-            "setup: Rust {kind}s already installed for {toolchain}: {}",
-            all.join(" ")
-        );
+        println!("setup: Rust {kind}s already installed for {toolchain}: {}", all.join(" "));
         return Ok(());
     }
     let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-    println!(
-        "setup: installing Rust {kind}s for {toolchain}: {}",
-        names.join(" ")
-    );
+    println!("setup: installing Rust {kind}s for {toolchain}: {}", names.join(" "));
     let mut cmd = Command::new("rustup");
-    cmd.current_dir(root)
-        .args([kind, "add", "--toolchain", toolchain])
-        .args(&names);
+    cmd.current_dir(root).args([kind, "add", "--toolchain", toolchain]).args(&names);
     match run_status(&mut cmd) {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!("`{}` failed", command_line(&cmd))),
@@ -196,10 +138,7 @@ fn active_toolchain(root: &Path, channel: Option<&str>) -> Result<String, String
     match stdout.split_whitespace().next() {
         Some(name) if out.status.success() => Ok(name.to_string()),
         _ => channel.map(str::to_string).ok_or_else(|| {
-            format!(
-                "cannot determine the active toolchain: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
+            format!("cannot determine the active toolchain: {}", String::from_utf8_lossy(&out.stderr).trim())
         }),
     }
 }
@@ -207,54 +146,34 @@ fn active_toolchain(root: &Path, channel: Option<&str>) -> Result<String, String
 fn rustup_list(root: &Path, args: &[&str]) -> Result<Vec<String>, String> {
     let mut cmd = Command::new("rustup");
     cmd.current_dir(root).args(args);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run `{}`: {e}", command_line(&cmd)))?;
+    let out = cmd.output().map_err(|e| format!("cannot run `{}`: {e}", command_line(&cmd)))?;
     if !out.status.success() {
-        return Err(format!(
-            "`{}` failed: {}",
-            command_line(&cmd),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("`{}` failed: {}", command_line(&cmd), String::from_utf8_lossy(&out.stderr).trim()));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_string())
-        .collect())
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect())
 }
 
 fn dpkg_installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])
         .output()
-        .map(|o| {
-            o.status.success()
-                && String::from_utf8_lossy(&o.stdout).trim() == "install ok installed"
-        })
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "install ok installed")
         .unwrap_or(false)
 }
 
 fn probes_pass(p: &AptPackage) -> bool {
-    p.commands.iter().all(|c| find_in_path(c).is_some())
-        && p.files.iter().all(|f| Path::new(f).exists())
+    p.commands.iter().all(|c| find_in_path(c).is_some()) && p.files.iter().all(|f| Path::new(f).exists())
 }
 
 fn missing_apt_packages() -> Vec<&'static str> {
-    APT_PACKAGES
-        .iter()
-        .filter(|p| !dpkg_installed(p.name) && !probes_pass(p))
-        .map(|p| p.name)
-        .collect()
+    APT_PACKAGES.iter().filter(|p| !dpkg_installed(p.name) && !probes_pass(p)).map(|p| p.name).collect()
 }
 
 fn ensure_apt_packages() -> Result<(), String> {
     let all: Vec<&str> = APT_PACKAGES.iter().map(|p| p.name).collect();
     let missing = missing_apt_packages();
     if missing.is_empty() {
-        println!(
-            "setup: Debian packages already installed: {}",
-            all.join(" ")
-        );
+        println!("setup: Debian packages already installed: {}", all.join(" "));
         return Ok(());
     }
     println!("setup: missing Debian packages: {}", missing.join(" "));
@@ -269,10 +188,7 @@ fn ensure_apt_packages() -> Result<(), String> {
     } else if find_in_path("sudo").is_some() {
         Some("sudo")
     } else {
-        return Err(format!(
-            "not root and sudo not found; run as root: apt-get install {}",
-            missing.join(" ")
-        ));
+        return Err(format!("not root and sudo not found; run as root: apt-get install {}", missing.join(" ")));
     };
     let apt = |args: &[&str]| -> Result<(), String> {
         let mut cmd = match sudo {
@@ -295,28 +211,16 @@ fn ensure_apt_packages() -> Result<(), String> {
     install_args.extend(&missing);
     apt(&["update"])
         .and_then(|()| apt(&install_args))
-        .map_err(|e| {
-            format!(
-                "installing Debian packages {} failed: {e}",
-                missing.join(" ")
-            )
-        })?;
+        .map_err(|e| format!("installing Debian packages {} failed: {e}", missing.join(" ")))?;
 
     let still = missing_apt_packages();
     if !still.is_empty() {
-        return Err(format!(
-            "still missing after apt-get install: {}",
-            still.join(" ")
-        ));
+        return Err(format!("still missing after apt-get install: {}", still.join(" ")));
     }
     println!("setup: installed Debian packages: {}", missing.join(" "));
     Ok(())
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }

@@ -51,14 +51,9 @@ fn summary_lines(target: Option<&str>) -> Vec<String> {
 
 pub const CROSS_TEST_PACKAGES: &[&str] = &["tessera-arch", "tessera", "tessera-host-tests"];
 /// Linux targets whose test binaries run through qemu-user (the `runner` in .cargo/config.toml).
-pub const QEMU_USER_TARGETS: &[&str] =
-    &["aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
+pub const QEMU_USER_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
 /// Bare-metal targets the `no_std` core must build for.
-pub const BARE_METAL_TARGETS: &[&str] = &[
-    "x86_64-unknown-none",
-    "aarch64-unknown-none",
-    "riscv64gc-unknown-none-elf",
-];
+pub const BARE_METAL_TARGETS: &[&str] = &["x86_64-unknown-none", "aarch64-unknown-none", "riscv64gc-unknown-none-elf"];
 /// The stencil generator's package; `--check` fails when committed tables are stale.
 pub const STENCIL_GEN_PACKAGE: &str = "tessera-stencil-gen";
 
@@ -100,38 +95,21 @@ fn args(list: &[&str]) -> Vec<String> {
 
 fn plan(host_only: bool) -> Vec<Tier> {
     let mut tiers = vec![
-        Tier {
-            name: "setup".into(),
-            kind: Kind::Setup,
-        },
+        Tier { name: "setup".into(), kind: Kind::Setup },
         Tier {
             name: "stencils".into(),
             kind: Kind::Cargo(
-                vec![args(&[
-                    "run",
-                    "-p",
-                    STENCIL_GEN_PACKAGE,
-                    "--release",
-                    "--",
-                    "--check",
-                ])],
+                vec![args(&["run", "-p", STENCIL_GEN_PACKAGE, "--release", "--", "--check"])],
                 Needs::Nothing,
             ),
         },
         Tier {
             name: format!("host {}", std::env::consts::ARCH),
-            kind: Kind::Cargo(
-                host_commands(host_only),
-                Needs::Nothing,
-            ),
+            kind: Kind::Cargo(host_commands(host_only), Needs::Nothing),
         },
     ];
     for target in QEMU_USER_TARGETS {
-        let arch = target
-            .split('-')
-            .next()
-            .unwrap_or(target)
-            .trim_end_matches("gc");
+        let arch = target.split('-').next().unwrap_or(target).trim_end_matches("gc");
         let kind = if host_only {
             Kind::Skip("--host-only".into())
         } else {
@@ -141,10 +119,7 @@ fn plan(host_only: bool) -> Vec<Tier> {
             }
             Kind::Cargo(vec![cmd, summary_lines(Some(target))], Needs::RustTargetsAndPackages)
         };
-        tiers.push(Tier {
-            name: format!("qemu-user {arch}"),
-            kind,
-        });
+        tiers.push(Tier { name: format!("qemu-user {arch}"), kind });
     }
     tiers.push(Tier {
         name: "no_std builds".into(),
@@ -171,21 +146,11 @@ fn plan(host_only: bool) -> Vec<Tier> {
             )
         },
     });
-    tiers.push(Tier {
-        name: "qemu-system bare metal".into(),
-        kind: Kind::Skip("not implemented yet (tier 3)".into()),
-    });
+    tiers.push(Tier { name: "qemu-system bare metal".into(), kind: Kind::Skip("not implemented yet (tier 3)".into()) });
     tiers.push(Tier {
         name: "lint".into(),
         kind: Kind::Cargo(
-            vec![args(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ])],
+            vec![args(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])],
             Needs::Nothing,
         ),
     });
@@ -242,11 +207,7 @@ pub fn test(root: &Path, host_only: bool) -> bool {
             (Status::Skipped(r), _) => println!("<== {}: skipped: {r}", tier.name),
             _ => {}
         }
-        results.push(TierResult {
-            name: tier.name,
-            status,
-            duration,
-        });
+        results.push(TierResult { name: tier.name, status, duration });
     }
 
     print_summary(&results)
@@ -265,26 +226,14 @@ fn run_cargo_all(root: &Path, cmds: &[Vec<String>]) -> Status {
             Err(e) => failures.push(format!("`{line}` could not start: {e}")),
         }
     }
-    if failures.is_empty() {
-        Status::Passed
-    } else {
-        Status::Failed(failures.join("; "))
-    }
+    if failures.is_empty() { Status::Passed } else { Status::Failed(failures.join("; ")) }
 }
 
 fn print_summary(results: &[TierResult]) -> bool {
-    let name_w = results
-        .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let name_w = results.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     println!();
     println!("==> summary");
-    println!(
-        "{:<name_w$}  {:<7}  {:>9}  detail",
-        "tier", "status", "duration"
-    );
+    println!("{:<name_w$}  {:<7}  {:>9}  detail", "tier", "status", "duration");
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for r in results {
         let (status, detail) = match &r.status {
@@ -301,10 +250,7 @@ fn print_summary(results: &[TierResult]) -> bool {
                 ("skipped", reason.clone())
             }
         };
-        let dur = r
-            .duration
-            .map(format_duration)
-            .unwrap_or_else(|| "-".into());
+        let dur = r.duration.map(format_duration).unwrap_or_else(|| "-".into());
         let line = format!("{:<name_w$}  {status:<7}  {dur:>9}  {detail}", r.name);
         println!("{}", line.trim_end());
     }
@@ -326,11 +272,7 @@ mod tests {
         let tiers = plan(true);
         for t in &tiers {
             if t.name.starts_with("qemu-user") || t.name == "no_std builds" {
-                assert!(
-                    matches!(t.kind, Kind::Skip(_)),
-                    "{} should be skipped",
-                    t.name
-                );
+                assert!(matches!(t.kind, Kind::Skip(_)), "{} should be skipped", t.name);
             }
         }
         assert!(tiers.iter().any(|t| t.name == "lint"));
@@ -339,16 +281,11 @@ mod tests {
     #[test]
     fn full_plan_has_one_qemu_user_tier_per_target() {
         let tiers = plan(false);
-        let qemu: Vec<_> = tiers
-            .iter()
-            .filter(|t| t.name.starts_with("qemu-user"))
-            .collect();
+        let qemu: Vec<_> = tiers.iter().filter(|t| t.name.starts_with("qemu-user")).collect();
         assert_eq!(qemu.len(), QEMU_USER_TARGETS.len());
         assert_eq!(qemu[0].name, "qemu-user aarch64");
         assert_eq!(qemu[1].name, "qemu-user riscv64");
-        let Kind::Cargo(cmds, _) = &qemu[1].kind else {
-            panic!()
-        };
+        let Kind::Cargo(cmds, _) = &qemu[1].kind else { panic!() };
         assert_eq!(
             cmds[0].join(" "),
             "test --no-fail-fast --target riscv64gc-unknown-linux-gnu -p tessera-arch -p tessera -p tessera-host-tests"
@@ -357,10 +294,7 @@ mod tests {
 
     #[test]
     fn failed_setup_skips_dependent_tiers_only() {
-        let s = SetupOutcome {
-            rust: Ok(()),
-            apt: Err("x".into()),
-        };
+        let s = SetupOutcome { rust: Ok(()), apt: Err("x".into()) };
         assert!(unmet(Needs::Nothing, Some(&s)).is_none());
         assert!(unmet(Needs::RustTargets, Some(&s)).is_none());
         assert!(unmet(Needs::RustTargetsAndPackages, Some(&s)).is_some());
@@ -368,18 +302,8 @@ mod tests {
 
     #[test]
     fn summary_fails_when_any_tier_failed() {
-        let r = |status| TierResult {
-            name: "t".into(),
-            status,
-            duration: None,
-        };
-        assert!(print_summary(&[
-            r(Status::Passed),
-            r(Status::Skipped("why".into()))
-        ]));
-        assert!(!print_summary(&[
-            r(Status::Passed),
-            r(Status::Failed("boom".into()))
-        ]));
+        let r = |status| TierResult { name: "t".into(), status, duration: None };
+        assert!(print_summary(&[r(Status::Passed), r(Status::Skipped("why".into()))]));
+        assert!(!print_summary(&[r(Status::Passed), r(Status::Failed("boom".into()))]));
     }
 }

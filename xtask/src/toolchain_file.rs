@@ -15,14 +15,12 @@ pub struct ToolchainFile {
 
 impl ToolchainFile {
     pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let section =
-            toolchain_section(text).ok_or_else(|| "no [toolchain] section".to_string())?;
+        let section = toolchain_section(text).ok_or_else(|| "no [toolchain] section".to_string())?;
         let channel = match value_of(&section, "channel") {
             Some(v) => Some(single_string(&v).ok_or_else(|| format!("bad `channel` value: {v}"))?),
             None => None,
@@ -35,11 +33,7 @@ impl ToolchainFile {
             Some(v) => string_array(&v).ok_or_else(|| format!("bad `targets` value: {v}"))?,
             None => Vec::new(),
         };
-        Ok(Self {
-            channel,
-            components,
-            targets,
-        })
+        Ok(Self { channel, components, targets })
     }
 }
 
@@ -103,12 +97,7 @@ fn single_string(v: &str) -> Option<String> {
 
 fn string_array(v: &str) -> Option<Vec<String>> {
     let inner = v.strip_prefix('[')?.strip_suffix(']')?;
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(single_string)
-        .collect()
+    inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(single_string).collect()
 }
 
 #[cfg(test)]
@@ -131,14 +120,7 @@ targets = [
         let tf = ToolchainFile::parse(text).unwrap();
         assert_eq!(tf.channel.as_deref(), Some("1.95.0"));
         assert_eq!(tf.components, ["clippy", "rustfmt"]);
-        assert_eq!(
-            tf.targets,
-            [
-                "x86_64-unknown-none",
-                "aarch64-unknown-none",
-                "riscv64gc-unknown-none-elf"
-            ]
-        );
+        assert_eq!(tf.targets, ["x86_64-unknown-none", "aarch64-unknown-none", "riscv64gc-unknown-none-elf"]);
     }
 
     #[test]

@@ -26,18 +26,11 @@ pub fn cargo_cmd(root: &Path, args: &[&str]) -> Command {
 
 /// Shell-like rendering of a command for logs (`cargo` shown by name, not full path).
 pub fn command_line(cmd: &Command) -> String {
-    let prog = Path::new(cmd.get_program())
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let prog = Path::new(cmd.get_program()).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     std::iter::once(prog)
         .chain(cmd.get_args().map(|a| {
             let a = a.to_string_lossy();
-            if a.is_empty() || a.contains(char::is_whitespace) {
-                format!("'{a}'")
-            } else {
-                a.into_owned()
-            }
+            if a.is_empty() || a.contains(char::is_whitespace) { format!("'{a}'") } else { a.into_owned() }
         }))
         .collect::<Vec<_>>()
         .join(" ")
@@ -46,16 +39,12 @@ pub fn command_line(cmd: &Command) -> String {
 /// Runs with inherited stdio (output streams through). `Ok(success)`, or `Err` if it could
 /// not be started.
 pub fn run_status(cmd: &mut Command) -> Result<bool, String> {
-    cmd.status()
-        .map(|s| s.success())
-        .map_err(|e| format!("cannot start `{}`: {e}", command_line(cmd)))
+    cmd.status().map(|s| s.success()).map_err(|e| format!("cannot start `{}`: {e}", command_line(cmd)))
 }
 
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 pub fn format_duration(d: Duration) -> String {

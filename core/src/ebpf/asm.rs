@@ -188,10 +188,7 @@ pub fn assemble_to_vec(text: &str) -> Result<alloc::vec::Vec<Insn>, AsmError> {
     let mut slots = 0usize;
     for (idx, raw) in text.lines().enumerate() {
         let line = line_number(idx);
-        if let Some(body) = split_line(raw)
-            .map_err(|kind| AsmError { line, kind })?
-            .body
-        {
+        if let Some(body) = split_line(raw).map_err(|kind| AsmError { line, kind })?.body {
             slots += slot_count(body);
         }
     }
@@ -255,25 +252,16 @@ fn split_line(raw: &str) -> Res<Line<'_>> {
     }
     let line = strip_comment(trimmed);
     if line.is_empty() {
-        return Ok(Line {
-            label: None,
-            body: None,
-        });
+        return Ok(Line { label: None, body: None });
     }
     let first_end = line.find(char::is_whitespace).unwrap_or(line.len());
     let first = line.get(..first_end).unwrap_or(line);
     if let Some(name) = first.strip_suffix(':') {
         let rest = line.get(first_end..).unwrap_or("").trim();
         let body = if rest.is_empty() { None } else { Some(rest) };
-        return Ok(Line {
-            label: Some(name),
-            body,
-        });
+        return Ok(Line { label: Some(name), body });
     }
-    Ok(Line {
-        label: None,
-        body: Some(line),
-    })
+    Ok(Line { label: None, body: Some(line) })
 }
 
 fn is_label_name(name: &str) -> bool {
@@ -286,17 +274,12 @@ fn is_label_name(name: &str) -> bool {
 }
 
 fn label_defined_before(text: &str, line_idx: usize, name: &str) -> bool {
-    text.lines()
-        .take(line_idx)
-        .any(|raw| matches!(split_line(raw), Ok(Line { label: Some(l), .. }) if l == name))
+    text.lines().take(line_idx).any(|raw| matches!(split_line(raw), Ok(Line { label: Some(l), .. }) if l == name))
 }
 
 /// Slots an (already validated) instruction body occupies.
 fn slot_count(body: &str) -> usize {
-    let mnemonic = body
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .next()
-        .unwrap_or("");
+    let mnemonic = body.split(|c: char| c.is_whitespace() || c == ',').next().unwrap_or("");
     if mnemonic == "lddw" { 2 } else { 1 }
 }
 
@@ -310,9 +293,7 @@ fn find_label(text: &str, name: &str) -> Option<usize> {
             return Some(pc);
         }
         if let Some(body) = line.body {
-            if first_exit.is_none()
-                && body.split(|c: char| c.is_whitespace() || c == ',').next() == Some("exit")
-            {
+            if first_exit.is_none() && body.split(|c: char| c.is_whitespace() || c == ',').next() == Some("exit") {
                 first_exit = Some(pc);
             }
             pc += slot_count(body);
@@ -417,10 +398,7 @@ fn parse_num(s: &str) -> Res<Num> {
     let mut overflow = false;
     for c in digits.chars() {
         let d = c.to_digit(radix).ok_or(AsmErrorKind::BadImmediate)?;
-        match mag
-            .checked_mul(u64::from(radix))
-            .and_then(|m| m.checked_add(u64::from(d)))
-        {
+        match mag.checked_mul(u64::from(radix)).and_then(|m| m.checked_add(u64::from(d))) {
             Some(m) => mag = m,
             None => overflow = true,
         }
@@ -496,11 +474,7 @@ fn reg(s: &str) -> Res<u8> {
 
 /// `[%rN]`, `[%rN+off]`, `[%rN-off]` (spaces allowed inside the brackets).
 fn mem_operand(s: &str) -> Res<(u8, i16)> {
-    let inner = s
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .ok_or(AsmErrorKind::BadMemoryOperand)?
-        .trim();
+    let inner = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).ok_or(AsmErrorKind::BadMemoryOperand)?.trim();
     match inner.find(['+', '-']) {
         None => Ok((reg(inner)?, 0)),
         Some(pos) => {
@@ -537,11 +511,7 @@ fn jump_target(s: &str, field: Field) -> Res<Target<'_>> {
         };
         return signed_offset(s, min, max).map(Target::Rel);
     }
-    if is_label_name(s) {
-        Ok(Target::Label(s))
-    } else {
-        Err(AsmErrorKind::BadJumpTarget)
-    }
+    if is_label_name(s) { Ok(Target::Label(s)) } else { Err(AsmErrorKind::BadJumpTarget) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,11 +525,7 @@ struct Encoded<'a> {
 
 impl<'a> Encoded<'a> {
     fn one(insn: Insn) -> Encoded<'a> {
-        Encoded {
-            insns: [insn, Insn::default()],
-            len: 1,
-            target: None,
-        }
+        Encoded { insns: [insn, Insn::default()], len: 1, target: None }
     }
     fn slots(&self) -> &[Insn] {
         self.insns.get(..self.len).unwrap_or(&[])
@@ -567,11 +533,7 @@ impl<'a> Encoded<'a> {
 }
 
 fn expect_operands(ops: &[&str], n: usize) -> Res<()> {
-    if ops.len() == n {
-        Ok(())
-    } else {
-        Err(AsmErrorKind::BadOperandCount)
-    }
+    if ops.len() == n { Ok(()) } else { Err(AsmErrorKind::BadOperandCount) }
 }
 
 const ALU_OPS: &[(&str, u8, i16)] = &[
@@ -644,21 +606,13 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
             let v = imm64(ops[1])?;
             let lo = Insn::new(op::LDDW, dst, 0, 0, v as u32 as i32);
             let hi = Insn::new(0, 0, 0, 0, (v >> 32) as u32 as i32);
-            return Ok(Encoded {
-                insns: [lo, hi],
-                len: 2,
-                target: None,
-            });
+            return Ok(Encoded { insns: [lo, hi], len: 2, target: None });
         }
         "ja" | "ja32" => {
             expect_operands(ops, 1)?;
             let field = if m == "ja" { Field::Off } else { Field::Imm };
             let opcode = if m == "ja" { op::JA } else { op::JA32 };
-            return Ok(with_target(
-                Insn::new(opcode, 0, 0, 0, 0),
-                jump_target(ops[0], field)?,
-                field,
-            ));
+            return Ok(with_target(Insn::new(opcode, 0, 0, 0, 0), jump_target(ops[0], field)?, field));
         }
         "call" => return encode_call(ops),
         "lock" => return encode_lock(ops),
@@ -698,38 +652,20 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
             expect_operands(ops, 2)?;
             let dst = reg(ops[0])?;
             let (src, off) = mem_operand(ops[1])?;
-            return Ok(Encoded::one(Insn::new(
-                class::LDX | mode | size,
-                dst,
-                src,
-                off,
-                0,
-            )));
+            return Ok(Encoded::one(Insn::new(class::LDX | mode | size, dst, src, off, 0)));
         }
     }
     if let Some(size) = m.strip_prefix("stx").and_then(size_of) {
         expect_operands(ops, 2)?;
         let (dst, off) = mem_operand(ops[0])?;
         let src = reg(ops[1])?;
-        return Ok(Encoded::one(Insn::new(
-            class::STX | mem::MEM | size,
-            dst,
-            src,
-            off,
-            0,
-        )));
+        return Ok(Encoded::one(Insn::new(class::STX | mem::MEM | size, dst, src, off, 0)));
     }
     if let Some(size) = m.strip_prefix("st").and_then(size_of) {
         expect_operands(ops, 2)?;
         let (dst, off) = mem_operand(ops[0])?;
         let imm = imm32(ops[1])?;
-        return Ok(Encoded::one(Insn::new(
-            class::ST | mem::MEM | size,
-            dst,
-            0,
-            off,
-            imm,
-        )));
+        return Ok(Encoded::one(Insn::new(class::ST | mem::MEM | size, dst, 0, off, imm)));
     }
 
     // Conditional jumps.
@@ -746,24 +682,14 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
         } else {
             Insn::new(cls | code | source::K, dst, 0, 0, imm32(ops[1])?)
         };
-        return Ok(with_target(
-            insn,
-            jump_target(ops[2], Field::Off)?,
-            Field::Off,
-        ));
+        return Ok(with_target(insn, jump_target(ops[2], Field::Off)?, Field::Off));
     }
 
     // ALU.
     let cls = if is32 { class::ALU } else { class::ALU64 };
     if base == "neg" {
         expect_operands(ops, 1)?;
-        return Ok(Encoded::one(Insn::new(
-            cls | alu::NEG,
-            reg(ops[0])?,
-            0,
-            0,
-            0,
-        )));
+        return Ok(Encoded::one(Insn::new(cls | alu::NEG, reg(ops[0])?, 0, 0, 0)));
     }
     if let Some(&(_, code, off)) = ALU_OPS.iter().find(|(n, _, _)| *n == base) {
         expect_operands(ops, 2)?;
@@ -779,13 +705,7 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
         expect_operands(ops, 2)?;
         let dst = reg(ops[0])?;
         let src = reg(ops[1])?;
-        return Ok(Encoded::one(Insn::new(
-            cls | alu::MOV | source::X,
-            dst,
-            src,
-            off,
-            0,
-        )));
+        return Ok(Encoded::one(Insn::new(cls | alu::MOV | source::X, dst, src, off, 0)));
     }
     Err(AsmErrorKind::UnknownMnemonic)
 }
@@ -819,30 +739,14 @@ fn encode_call<'a>(ops: &[&'a str]) -> Res<Encoded<'a>> {
             if target.starts_with('%') {
                 Ok(Encoded::one(Insn::new(op::CALLX, reg(target)?, 0, 0, 0)))
             } else {
-                Ok(Encoded::one(Insn::new(
-                    op::CALL,
-                    0,
-                    pseudo::CALL_HELPER,
-                    0,
-                    imm32(target)?,
-                )))
+                Ok(Encoded::one(Insn::new(op::CALL, 0, pseudo::CALL_HELPER, 0, imm32(target)?)))
             }
         }
         "local" => {
             let insn = Insn::new(op::CALL, 0, pseudo::CALL_LOCAL, 0, 0);
-            Ok(with_target(
-                insn,
-                jump_target(target, Field::Imm)?,
-                Field::Imm,
-            ))
+            Ok(with_target(insn, jump_target(target, Field::Imm)?, Field::Imm))
         }
-        "runtime" => Ok(Encoded::one(Insn::new(
-            op::CALL,
-            0,
-            pseudo::CALL_BTF,
-            0,
-            imm32(target)?,
-        ))),
+        "runtime" => Ok(Encoded::one(Insn::new(op::CALL, 0, pseudo::CALL_BTF, 0, imm32(target)?))),
         _ => Err(AsmErrorKind::BadCallMode),
     }
 }
@@ -868,27 +772,15 @@ fn encode_lock<'a>(ops: &[&'a str]) -> Res<Encoded<'a>> {
         Some(b) => (b, mem::W),
         None => (*name, mem::DW),
     };
-    let &(_, code, fetch_optional) = ATOMIC_OPS
-        .iter()
-        .find(|(n, _, _)| *n == base)
-        .ok_or(AsmErrorKind::UnknownMnemonic)?;
+    let &(_, code, fetch_optional) =
+        ATOMIC_OPS.iter().find(|(n, _, _)| *n == base).ok_or(AsmErrorKind::UnknownMnemonic)?;
     let [_, dst_op, src_op] = rest else {
         return Err(AsmErrorKind::BadOperandCount);
     };
     let (dst, off) = mem_operand(dst_op)?;
     let src = reg(src_op)?;
-    let imm = if fetch && fetch_optional {
-        code | atomic::FETCH
-    } else {
-        code
-    };
-    Ok(Encoded::one(Insn::new(
-        class::STX | mem::ATOMIC | size,
-        dst,
-        src,
-        off,
-        imm,
-    )))
+    let imm = if fetch && fetch_optional { code | atomic::FETCH } else { code };
+    Ok(Encoded::one(Insn::new(class::STX | mem::ATOMIC | size, dst, src, off, imm)))
 }
 
 #[cfg(test)]
@@ -921,19 +813,10 @@ mod tests {
         assert_eq!(one("bswap32 %r0"), Insn::new(0xd7, 0, 0, 0, 32));
         assert_eq!(one("ldxsh %r0, [%r10-2]"), Insn::new(0x89, 0, 10, -2, 0));
         assert_eq!(one("ldxdw %r0, [%r1]"), Insn::new(0x79, 0, 1, 0, 0));
-        assert_eq!(
-            one("stw [%r1+0x10], 0xffffffff"),
-            Insn::new(0x62, 1, 0, 16, -1)
-        );
+        assert_eq!(one("stw [%r1+0x10], 0xffffffff"), Insn::new(0x62, 1, 0, 16, -1));
         assert_eq!(one("stxb [%r1 - 3], %r2"), Insn::new(0x73, 1, 2, -3, 0));
-        assert_eq!(
-            one("lock fetch add32 [%r10-4], %r1"),
-            Insn::new(0xc3, 10, 1, -4, 1)
-        );
-        assert_eq!(
-            one("lock cmpxchg [%r10-8], %r1"),
-            Insn::new(0xdb, 10, 1, -8, 0xf1)
-        );
+        assert_eq!(one("lock fetch add32 [%r10-4], %r1"), Insn::new(0xc3, 10, 1, -4, 1));
+        assert_eq!(one("lock cmpxchg [%r10-8], %r1"), Insn::new(0xdb, 10, 1, -8, 0xf1));
         assert_eq!(one("call 5"), Insn::new(0x85, 0, 0, 0, 5));
         assert_eq!(one("call %r2"), Insn::new(0x8d, 2, 0, 0, 0));
         assert_eq!(one("call local -3"), Insn::new(0x85, 0, 1, 0, -3));
@@ -971,14 +854,8 @@ mod tests {
         assert_eq!(error(".foo").kind, UnknownDirective);
         assert_eq!(error("call far 1").kind, BadCallMode);
         assert_eq!(error("ja 5").kind, BadJumpTarget);
-        assert_eq!(
-            error("mov %r0, 99999999999999999999999").kind,
-            ImmediateOutOfRange
-        );
+        assert_eq!(error("mov %r0, 99999999999999999999999").kind, ImmediateOutOfRange);
         let mut small = [Insn::default(); 1];
-        assert_eq!(
-            assemble("lddw %r0, 1", &mut small).map_err(|e| e.kind),
-            Err(OutputFull)
-        );
+        assert_eq!(assemble("lddw %r0, 1", &mut small).map_err(|e| e.kind), Err(OutputFull));
     }
 }

@@ -55,11 +55,7 @@ fn write_program(f: &mut fmt::Formatter<'_>, insns: &[Insn], numbered: bool) -> 
 
 /// Writes one instruction (no newline); `next` is the following slot, used by `lddw`.
 /// Returns the number of slots consumed (1, or 2 for `lddw`).
-pub fn write_insn(
-    f: &mut dyn fmt::Write,
-    insn: &Insn,
-    next: Option<&Insn>,
-) -> Result<usize, fmt::Error> {
+pub fn write_insn(f: &mut dyn fmt::Write, insn: &Insn, next: Option<&Insn>) -> Result<usize, fmt::Error> {
     if insn.opcode == op::LDDW {
         if let Some(hi) = next
             && insn.src == 0
@@ -118,13 +114,7 @@ fn size_name(opcode: u8) -> &'static str {
 
 /// Writes `insn` if it has a canonical text form; returns `Ok(false)` (writing nothing) if not.
 fn write_single(f: &mut dyn fmt::Write, insn: &Insn) -> Result<bool, fmt::Error> {
-    let &Insn {
-        opcode,
-        dst,
-        src,
-        off,
-        imm,
-    } = insn;
+    let &Insn { opcode, dst, src, off, imm } = insn;
     if dst >= REGISTER_COUNT || src >= REGISTER_COUNT {
         return Ok(false);
     }
@@ -283,12 +273,7 @@ fn write_single(f: &mut dyn fmt::Write, insn: &Insn) -> Result<bool, fmt::Error>
             if imm != 0 {
                 return Ok(false);
             }
-            write!(
-                f,
-                "ldx{signed}{} %r{dst}, {}",
-                size_name(opcode),
-                MemOp(src, off)
-            )?;
+            write!(f, "ldx{signed}{} %r{dst}, {}", size_name(opcode), MemOp(src, off))?;
             Ok(true)
         }
         class::ST => {
@@ -316,11 +301,7 @@ fn write_single(f: &mut dyn fmt::Write, insn: &Insn) -> Result<bool, fmt::Error>
                 atomic::XCHG => ("", "xchg"),
                 atomic::CMPXCHG => ("", "cmpxchg"),
                 _ => {
-                    let fetch = if imm & atomic::FETCH != 0 {
-                        "fetch "
-                    } else {
-                        ""
-                    };
+                    let fetch = if imm & atomic::FETCH != 0 { "fetch " } else { "" };
                     let name = match imm & !atomic::FETCH {
                         atomic::ADD => "add",
                         atomic::OR => "or",

@@ -80,7 +80,9 @@ impl fmt::Display for Error {
             Error::ReservedField { pc } => write!(f, "instruction {pc}: reserved field is not zero"),
             Error::BadRegister { pc, reg } => write!(f, "instruction {pc}: bad register r{reg}"),
             Error::FrameRegisterWrite { pc } => write!(f, "instruction {pc}: writes the read-only frame pointer r10"),
-            Error::JumpOutOfRange { pc, target } => write!(f, "instruction {pc}: jump target {target} outside the program"),
+            Error::JumpOutOfRange { pc, target } => {
+                write!(f, "instruction {pc}: jump target {target} outside the program")
+            }
             Error::JumpIntoLddw { pc, target } => {
                 write!(f, "instruction {pc}: jump target {target} is the second slot of lddw")
             }
@@ -91,7 +93,9 @@ impl fmt::Display for Error {
             Error::MemoryFault { pc, addr } => write!(f, "instruction {pc}: memory access at {addr:#x} out of bounds"),
             Error::OutOfFuel { pc } => write!(f, "instruction {pc}: out of fuel"),
             Error::CallDepthExceeded { pc } => write!(f, "instruction {pc}: call depth limit exceeded"),
-            Error::MisalignedAtomic { pc, addr } => write!(f, "instruction {pc}: misaligned atomic access at {addr:#x}"),
+            Error::MisalignedAtomic { pc, addr } => {
+                write!(f, "instruction {pc}: misaligned atomic access at {addr:#x}")
+            }
             Error::HelperNotFound { pc, id } => write!(f, "instruction {pc}: no helper with id {id}"),
             Error::CodeBufferFull { needed, available } => {
                 write!(f, "code buffer full: {needed} bytes needed, {available} available")
@@ -102,7 +106,9 @@ impl fmt::Display for Error {
             Error::NotHostIsa => f.write_str("code for another ISA cannot run on this host"),
             Error::ExecutableMemory => f.write_str("could not map or protect executable memory"),
             Error::TooManyRegions { max } => write!(f, "generated code checks at most {max} granted regions"),
-            Error::StackTooSmall { len, needed } => write!(f, "stack of {len} bytes is smaller than one {needed}-byte frame"),
+            Error::StackTooSmall { len, needed } => {
+                write!(f, "stack of {len} bytes is smaller than one {needed}-byte frame")
+            }
             Error::DuplicateHelper { id } => write!(f, "helper id {id} registered twice"),
             Error::HelperTableFull { capacity } => write!(f, "helper registry full ({capacity} helpers)"),
         }

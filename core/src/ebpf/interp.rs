@@ -520,10 +520,7 @@ mod tests {
         let prog = [mov(0, 0), Insn::new(0x79, 0, 1, 16, 0), EXIT];
         let mut ctx = [0u8; 16];
         let addr = ctx.as_ptr() as u64 + 16;
-        assert_eq!(
-            exec_with(&prog, &mut ctx, &mut [], &Config::default()),
-            Err(Error::MemoryFault { pc: 1, addr })
-        );
+        assert_eq!(exec_with(&prog, &mut ctx, &mut [], &Config::default()), Err(Error::MemoryFault { pc: 1, addr }));
         // In-bounds load of the last byte works.
         let prog = [Insn::new(0x71, 0, 1, 15, 0), EXIT];
         let mut ctx = [0u8; 16];
@@ -540,10 +537,7 @@ mod tests {
         let mut ctx = Aligned([0; 16]);
         let bytes = &mut ctx.0[..];
         let addr = bytes.as_ptr() as u64 + 4;
-        assert_eq!(
-            exec_with(&prog, bytes, &mut [], &Config::default()),
-            Err(Error::MisalignedAtomic { pc: 1, addr })
-        );
+        assert_eq!(exec_with(&prog, bytes, &mut [], &Config::default()), Err(Error::MisalignedAtomic { pc: 1, addr }));
         // Aligned: fetch-add returns the old value, cmpxchg32 compares the low half of r0.
         let prog = [
             mov(2, 5),
@@ -582,10 +576,7 @@ mod tests {
     fn helpers() {
         assert_eq!(exec(&[mov(1, 41), Insn::new(op::CALL, 0, 0, 0, 7), EXIT]), Ok(42));
         // r1..r5 are zeroed after a helper call.
-        assert_eq!(
-            exec(&[mov(1, 41), Insn::new(op::CALL, 0, 0, 0, 7), Insn::new(0xbf, 0, 1, 0, 0), EXIT]),
-            Ok(0)
-        );
+        assert_eq!(exec(&[mov(1, 41), Insn::new(op::CALL, 0, 0, 0, 7), Insn::new(0xbf, 0, 1, 0, 0), EXIT]), Ok(0));
         assert_eq!(exec(&[mov(2, 7), mov(1, 1), Insn::new(op::CALLX, 2, 0, 0, 0), EXIT]), Ok(2));
         assert_eq!(
             exec(&[mov(2, 8), Insn::new(op::CALLX, 2, 0, 0, 0), EXIT]),

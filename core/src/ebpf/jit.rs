@@ -29,7 +29,12 @@ pub fn labels_needed(program: &Program) -> usize {
 /// Compiles `program` for `isa` into `buffer`. `labels` is scratch of at least
 /// [`labels_needed`] entries. Works for any ISA on any host (cross-emission).
 /// With `alloc`, the lowering runs once and is replayed for emission; without it, twice.
-pub fn compile(program: &Program, isa: Isa, labels: &mut [u32], buffer: &mut CodeBuffer) -> Result<CompiledCode, Error> {
+pub fn compile(
+    program: &Program,
+    isa: Isa,
+    labels: &mut [u32],
+    buffer: &mut CodeBuffer,
+) -> Result<CompiledCode, Error> {
     let needed = labels_needed(program);
     let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
     #[cfg(feature = "alloc")]

@@ -8,9 +8,9 @@
 use tessera_stencils::ids::{self, Family, StencilId};
 
 use super::insn::{FRAME_POINTER, Insn, alu, atomic, class, jmp, mem, op, pseudo, source};
-use tessera_stencils::abi::FRAME_SIZE;
 use super::{Error, Program};
 use crate::emitter::{Generator, Item, Label, Op};
+use tessera_stencils::abi::FRAME_SIZE;
 
 /// The label of instruction `pc`.
 #[inline]
@@ -33,7 +33,6 @@ pub fn stub_owner(program: &Program, label: Label) -> Option<usize> {
 pub fn label_count(program: &Program) -> usize {
     2 * program.len()
 }
-
 
 #[inline]
 fn target(pc: usize, delta: i64) -> Label {
@@ -74,7 +73,12 @@ impl Generator for Lowering<'_, '_> {
 }
 
 /// Emits the cold stub of instruction `pc`, if its hot stencils branch to one.
-fn lower_stub(len: usize, pc: usize, insn: Insn, sink: &mut impl FnMut(Item) -> Result<(), Error>) -> Result<(), Error> {
+fn lower_stub(
+    len: usize,
+    pc: usize,
+    insn: Insn,
+    sink: &mut impl FnMut(Item) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut out = Out { sink, pc: pc as u32 };
     let back = insn_label(pc + 1);
     match slow_access(&insn) {
@@ -182,7 +186,9 @@ fn store_family(insn: &Insn, access: Access) -> Family {
     match access {
         Access::Checked => by_size(ids::STX8, ids::STX16, ids::STX32, ids::STX64),
         Access::Fast => by_size(ids::STX8_FAST, ids::STX16_FAST, ids::STX32_FAST, ids::STX64_FAST),
-        Access::Frame => by_size(single(ids::STX8_FP), single(ids::STX16_FP), single(ids::STX32_FP), single(ids::STX64_FP)),
+        Access::Frame => {
+            by_size(single(ids::STX8_FP), single(ids::STX16_FP), single(ids::STX32_FP), single(ids::STX64_FP))
+        }
     }
 }
 
@@ -404,6 +410,10 @@ impl<S: FnMut(Item) -> Result<(), Error>> Out<'_, S> {
 
     /// Puts the second operand in `tmp`.
     fn stage(&mut self, from_reg: bool, src: u8, imm: i32) -> Result<(), Error> {
-        if from_reg { self.plain(self.variant(ids::TMP_FROM_REG, src)?) } else { self.with(ids::TMP_FROM_IMM, |o| o.imm(imm)) }
+        if from_reg {
+            self.plain(self.variant(ids::TMP_FROM_REG, src)?)
+        } else {
+            self.with(ids::TMP_FROM_IMM, |o| o.imm(imm))
+        }
     }
 }

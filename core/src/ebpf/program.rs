@@ -6,7 +6,7 @@
 //! interpreter, the JIT lowering) relies on these facts and does not re-check them.
 
 use super::error::Error;
-use super::insn::{alu, atomic, class, jmp, mem, op, pseudo, source, Insn, FRAME_POINTER, REGISTER_COUNT};
+use super::insn::{FRAME_POINTER, Insn, REGISTER_COUNT, alu, atomic, class, jmp, mem, op, pseudo, source};
 
 /// The largest program accepted, in 8-byte slots.
 pub const MAX_INSNS: usize = 1 << 20;
@@ -158,9 +158,7 @@ pub fn branch_target(pc: usize, insn: Insn) -> Option<i64> {
     let pc = pc as i64;
     match insn.class() {
         class::JMP => match insn.opcode & 0xf0 {
-            jmp::CALL if insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL => {
-                Some(pc + insn.imm as i64 + 1)
-            }
+            jmp::CALL if insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL => Some(pc + insn.imm as i64 + 1),
             jmp::CALL | jmp::EXIT => None,
             _ => Some(pc + insn.off as i64 + 1),
         },
@@ -201,21 +199,13 @@ fn source_operand(pc: usize, insn: &Insn, x: bool) -> Result<(), Error> {
 
 /// A register operand must be r0..r10.
 fn reg(pc: usize, r: u8) -> Result<(), Error> {
-    if r >= REGISTER_COUNT {
-        Err(Error::BadRegister { pc: pc as u32, reg: r })
-    } else {
-        Ok(())
-    }
+    if r >= REGISTER_COUNT { Err(Error::BadRegister { pc: pc as u32, reg: r }) } else { Ok(()) }
 }
 
 /// A destination register must be r0..r9.
 fn dst_reg(pc: usize, r: u8) -> Result<(), Error> {
     reg(pc, r)?;
-    if r == FRAME_POINTER {
-        Err(Error::FrameRegisterWrite { pc: pc as u32 })
-    } else {
-        Ok(())
-    }
+    if r == FRAME_POINTER { Err(Error::FrameRegisterWrite { pc: pc as u32 }) } else { Ok(()) }
 }
 
 fn check_lddw(program: &Program, pc: usize, insn: Insn) -> Result<(), Error> {
@@ -273,8 +263,18 @@ fn check_alu(pc: usize, insn: Insn) -> Result<(), Error> {
                 return Err(reserved(pc));
             }
         }
-        alu::ADD | alu::SUB | alu::MUL | alu::DIV | alu::OR | alu::AND | alu::LSH | alu::RSH
-        | alu::MOD | alu::XOR | alu::MOV | alu::ARSH => {
+        alu::ADD
+        | alu::SUB
+        | alu::MUL
+        | alu::DIV
+        | alu::OR
+        | alu::AND
+        | alu::LSH
+        | alu::RSH
+        | alu::MOD
+        | alu::XOR
+        | alu::MOV
+        | alu::ARSH => {
             source_operand(pc, &insn, x)?;
             match code {
                 alu::DIV | alu::MOD => {
@@ -351,8 +351,17 @@ fn check_jmp(pc: usize, insn: Insn, is_helper: &dyn Fn(i32) -> bool) -> Result<(
                 return Err(reserved(pc));
             }
         }
-        jmp::JEQ | jmp::JGT | jmp::JGE | jmp::JSET | jmp::JNE | jmp::JSGT | jmp::JSGE | jmp::JLT
-        | jmp::JLE | jmp::JSLT | jmp::JSLE => {
+        jmp::JEQ
+        | jmp::JGT
+        | jmp::JGE
+        | jmp::JSET
+        | jmp::JNE
+        | jmp::JSGT
+        | jmp::JSGE
+        | jmp::JLT
+        | jmp::JLE
+        | jmp::JSLT
+        | jmp::JSLE => {
             source_operand(pc, &insn, x)?;
             reg(pc, insn.dst)?;
         }
@@ -464,30 +473,26 @@ mod tests {
     #[test]
     fn unknown_opcodes() {
         let cases = [
-            Insn::new(0xd4, 0, 0, 0, 8),  // le8
-            Insn::new(0xdf, 0, 0, 0, 16), // ALU64 END with X
-            Insn::new(0x20, 0, 0, 0, 0),  // LD_ABS
-            Insn::new(0x40, 0, 0, 0, 0),  // LD_IND
-            Insn::new(0xc3, 1, 2, 0, 0x10), // bad atomic op
-            Insn::new(0xd3, 1, 2, 0, 0),  // atomic byte size
-            Insn::new(0x93, 1, 2, 0, 0),  // MEMSX on STX
-            Insn::new(0x92, 1, 0, 0, 0),  // MEMSX on ST
-            Insn::new(0x99, 1, 2, 0, 0),  // ldxsdw
-            Insn::new(0x3f, 1, 2, 2, 0),  // sdiv offset 2
-            Insn::new(MOV64_X, 1, 2, 7, 0), // movsx offset 7
-            Insn::new(0xbc, 1, 2, 32, 0), // movsx32 offset 32
+            Insn::new(0xd4, 0, 0, 0, 8),     // le8
+            Insn::new(0xdf, 0, 0, 0, 16),    // ALU64 END with X
+            Insn::new(0x20, 0, 0, 0, 0),     // LD_ABS
+            Insn::new(0x40, 0, 0, 0, 0),     // LD_IND
+            Insn::new(0xc3, 1, 2, 0, 0x10),  // bad atomic op
+            Insn::new(0xd3, 1, 2, 0, 0),     // atomic byte size
+            Insn::new(0x93, 1, 2, 0, 0),     // MEMSX on STX
+            Insn::new(0x92, 1, 0, 0, 0),     // MEMSX on ST
+            Insn::new(0x99, 1, 2, 0, 0),     // ldxsdw
+            Insn::new(0x3f, 1, 2, 2, 0),     // sdiv offset 2
+            Insn::new(MOV64_X, 1, 2, 7, 0),  // movsx offset 7
+            Insn::new(0xbc, 1, 2, 32, 0),    // movsx32 offset 32
             Insn::new(op::CALL, 0, 2, 0, 1), // call BTF
-            Insn::new(0xe7, 0, 0, 0, 0),  // ALU op 0xe
-            Insn::new(0x8c, 0, 0, 0, 0),  // neg with X
-            Insn::new(0x96, 0, 0, 0, 0),  // JMP32 exit
-            Insn::new(0x0d, 0, 0, 0, 0),  // ja with X
+            Insn::new(0xe7, 0, 0, 0, 0),     // ALU op 0xe
+            Insn::new(0x8c, 0, 0, 0, 0),     // neg with X
+            Insn::new(0x96, 0, 0, 0, 0),     // JMP32 exit
+            Insn::new(0x0d, 0, 0, 0, 0),     // ja with X
         ];
         for insn in cases {
-            assert_eq!(
-                check(&[insn, EXIT]),
-                Err(Error::UnknownOpcode { pc: 0, opcode: insn.opcode }),
-                "{insn:?}"
-            );
+            assert_eq!(check(&[insn, EXIT]), Err(Error::UnknownOpcode { pc: 0, opcode: insn.opcode }), "{insn:?}");
         }
         // lddw with src != 0 (pseudo map load)
         assert_eq!(
@@ -499,21 +504,21 @@ mod tests {
     #[test]
     fn reserved_fields() {
         let cases = [
-            Insn::new(0x07, 0, 0, 1, 1),    // add64 imm, offset
-            Insn::new(0x0f, 0, 1, 0, 1),    // add64 reg, imm
-            Insn::new(MOV64_K, 0, 0, 8, 1), // movsx needs a register source
-            Insn::new(0x87, 0, 0, 0, 1),    // neg64 imm
-            Insn::new(0xdc, 0, 1, 0, 16),   // be16 src
-            Insn::new(op::JA, 1, 0, 0, 0),  // ja dst
-            Insn::new(op::JA32, 0, 0, 1, 0), // gotol off
-            Insn::new(op::CALL, 1, 0, 0, 1), // call dst
+            Insn::new(0x07, 0, 0, 1, 1),      // add64 imm, offset
+            Insn::new(0x0f, 0, 1, 0, 1),      // add64 reg, imm
+            Insn::new(MOV64_K, 0, 0, 8, 1),   // movsx needs a register source
+            Insn::new(0x87, 0, 0, 0, 1),      // neg64 imm
+            Insn::new(0xdc, 0, 1, 0, 16),     // be16 src
+            Insn::new(op::JA, 1, 0, 0, 0),    // ja dst
+            Insn::new(op::JA32, 0, 0, 1, 0),  // gotol off
+            Insn::new(op::CALL, 1, 0, 0, 1),  // call dst
             Insn::new(op::CALLX, 1, 1, 0, 0), // callx src
             Insn::new(op::EXIT, 0, 0, 0, 1),
-            Insn::new(0x1d, 0, 1, 0, 1),    // jeq reg, imm
-            Insn::new(0x15, 0, 1, 0, 0),    // jeq imm, src
-            Insn::new(0x79, 0, 10, -8, 1),  // ldxdw imm
-            Insn::new(0x7a, 10, 1, -8, 0),  // stdw src
-            Insn::new(0x7b, 10, 0, -8, 1),  // stxdw imm
+            Insn::new(0x1d, 0, 1, 0, 1),   // jeq reg, imm
+            Insn::new(0x15, 0, 1, 0, 0),   // jeq imm, src
+            Insn::new(0x79, 0, 10, -8, 1), // ldxdw imm
+            Insn::new(0x7a, 10, 1, -8, 0), // stdw src
+            Insn::new(0x7b, 10, 0, -8, 1), // stxdw imm
         ];
         for insn in cases {
             assert_eq!(check(&[insn, EXIT]), Err(Error::ReservedField { pc: 0 }), "{insn:?}");
@@ -531,10 +536,10 @@ mod tests {
         assert_eq!(check(&[Insn::new(op::CALLX, 15, 0, 0, 0), EXIT]), Err(Error::BadRegister { pc: 0, reg: 15 }));
         for insn in [
             Insn::new(MOV64_K, 10, 0, 0, 0),
-            Insn::new(0x79, 10, 1, 0, 0),        // ldxdw r10
-            Insn::new(0xdb, 1, 10, 0, 0x01),     // fetch add into r10
-            Insn::new(0xdb, 1, 10, 0, 0xe1),     // xchg into r10
-            Insn::new(0xd4, 10, 0, 0, 16),       // le16 r10
+            Insn::new(0x79, 10, 1, 0, 0),    // ldxdw r10
+            Insn::new(0xdb, 1, 10, 0, 0x01), // fetch add into r10
+            Insn::new(0xdb, 1, 10, 0, 0xe1), // xchg into r10
+            Insn::new(0xd4, 10, 0, 0, 16),   // le16 r10
         ] {
             assert_eq!(check(&[insn, EXIT]), Err(Error::FrameRegisterWrite { pc: 0 }), "{insn:?}");
         }
@@ -549,22 +554,10 @@ mod tests {
 
     #[test]
     fn jumps() {
-        assert_eq!(
-            check(&[Insn::new(op::JA, 0, 0, 5, 0), EXIT]),
-            Err(Error::JumpOutOfRange { pc: 0, target: 6 })
-        );
-        assert_eq!(
-            check(&[Insn::new(op::JA, 0, 0, -2, 0), EXIT]),
-            Err(Error::JumpOutOfRange { pc: 0, target: -1 })
-        );
-        assert_eq!(
-            check(&[Insn::new(op::JA32, 0, 0, 0, -3), EXIT]),
-            Err(Error::JumpOutOfRange { pc: 0, target: -2 })
-        );
-        assert_eq!(
-            check(&[Insn::new(op::CALL, 0, 1, 0, 9), EXIT]),
-            Err(Error::JumpOutOfRange { pc: 0, target: 10 })
-        );
+        assert_eq!(check(&[Insn::new(op::JA, 0, 0, 5, 0), EXIT]), Err(Error::JumpOutOfRange { pc: 0, target: 6 }));
+        assert_eq!(check(&[Insn::new(op::JA, 0, 0, -2, 0), EXIT]), Err(Error::JumpOutOfRange { pc: 0, target: -1 }));
+        assert_eq!(check(&[Insn::new(op::JA32, 0, 0, 0, -3), EXIT]), Err(Error::JumpOutOfRange { pc: 0, target: -2 }));
+        assert_eq!(check(&[Insn::new(op::CALL, 0, 1, 0, 9), EXIT]), Err(Error::JumpOutOfRange { pc: 0, target: 10 }));
         assert_eq!(
             check(&[Insn::new(0x15, 1, 0, 1, 0), Insn::new(op::LDDW, 0, 0, 0, 1), Insn::default(), EXIT]),
             Err(Error::JumpIntoLddw { pc: 0, target: 2 })
@@ -586,24 +579,15 @@ mod tests {
         );
         assert_eq!(check(&[Insn::new(op::LDDW, 0, 0, 0, 0), Insn::new(0, 0, 0, 0, 5), EXIT]), Ok(()));
         // lddw last: falls off the end
-        assert_eq!(
-            check(&[EXIT, Insn::new(op::LDDW, 0, 0, 0, 0), Insn::default()]),
-            Err(Error::FallsOffEnd { pc: 1 })
-        );
+        assert_eq!(check(&[EXIT, Insn::new(op::LDDW, 0, 0, 0, 0), Insn::default()]), Err(Error::FallsOffEnd { pc: 1 }));
     }
 
     #[test]
     fn helpers_and_end() {
         assert_eq!(check(&[Insn::new(op::CALL, 0, 0, 0, 1), EXIT]), Ok(()));
-        assert_eq!(
-            check(&[Insn::new(op::CALL, 0, 0, 0, 2), EXIT]),
-            Err(Error::UnknownHelper { pc: 0, id: 2 })
-        );
+        assert_eq!(check(&[Insn::new(op::CALL, 0, 0, 0, 2), EXIT]), Err(Error::UnknownHelper { pc: 0, id: 2 }));
         assert_eq!(check(&[Insn::new(MOV64_K, 0, 0, 0, 0)]), Err(Error::FallsOffEnd { pc: 0 }));
-        assert_eq!(
-            check(&[EXIT, Insn::new(op::CALL, 0, 1, 0, -2)]),
-            Err(Error::FallsOffEnd { pc: 1 })
-        );
+        assert_eq!(check(&[EXIT, Insn::new(op::CALL, 0, 1, 0, -2)]), Err(Error::FallsOffEnd { pc: 1 }));
         assert_eq!(check(&[EXIT, Insn::new(op::JA32, 0, 0, 0, -2)]), Ok(()));
     }
 

@@ -65,7 +65,6 @@ pub struct Stencil {
     pub nopped: usize,
 }
 
-
 pub fn extract(isa: Isa, bytes: &[u8]) -> Result<Vec<Stencil>, String> {
     let file = ElfFile64::<object::Endianness>::parse(bytes).map_err(|e| format!("{isa}: bad object: {e}"))?;
     let mut stencils = Vec::new();

@@ -147,7 +147,9 @@ fn objdump(obj: &Path) -> Result<String, String> {
         .args(["-d", "-r", "--print-imm-hex", "--no-leading-addr"])
         .arg(obj)
         .output()
-        .map_err(|e| format!("running {} (rustup component add llvm-tools --toolchain {STENCIL_TOOLCHAIN}): {e}", tool.display()))?;
+        .map_err(|e| {
+            format!("running {} (rustup component add llvm-tools --toolchain {STENCIL_TOOLCHAIN}): {e}", tool.display())
+        })?;
     if !out.status.success() {
         return Err(format!("llvm-objdump failed on {}", obj.display()));
     }
@@ -207,10 +209,7 @@ fn check(root: &Path) -> Result<(), String> {
         }
     }
     if !stale.is_empty() {
-        return Err(format!(
-            "stencil tables are stale (run `cargo xtask stencils`):\n  {}",
-            stale.join("\n  ")
-        ));
+        return Err(format!("stencil tables are stale (run `cargo xtask stencils`):\n  {}", stale.join("\n  ")));
     }
     if !toolchain_installed() {
         println!(

@@ -86,7 +86,10 @@ pub fn ids(names: &[String]) -> Result<String, String> {
     let _ = writeln!(out, "/// Index of a stencil in every ISA's table.");
     let _ = writeln!(out, "#[derive(Clone, Copy, Debug, PartialEq, Eq)]\npub struct StencilId(pub u16);\n");
     let _ = writeln!(out, "/// Stencils specialised per eBPF register: variant `k` is `first + k`.");
-    let _ = writeln!(out, "#[derive(Clone, Copy, Debug, PartialEq, Eq)]\npub struct Family {{\n    pub first: u16,\n    pub count: u16,\n}}\n");
+    let _ = writeln!(
+        out,
+        "#[derive(Clone, Copy, Debug, PartialEq, Eq)]\npub struct Family {{\n    pub first: u16,\n    pub count: u16,\n}}\n"
+    );
     let _ = writeln!(
         out,
         "impl Family {{\n    /// The variant for register `k`, if the family has one.\n    #[inline]\n    pub const fn reg(self, k: u8) -> Option<StencilId> {{\n        if (k as u16) < self.count {{ Some(StencilId(self.first + k as u16)) }} else {{ None }}\n    }}\n}}\n"
@@ -105,7 +108,10 @@ pub fn ids(names: &[String]) -> Result<String, String> {
         }
     }
     let _ = writeln!(out, "\n/// Number of stencils in every table.\npub const COUNT: usize = {};", names.len());
-    let _ = writeln!(out, "\n/// Stencil names by id (for listings and `tessera dump`).\npub static NAMES: [&str; COUNT] = [");
+    let _ = writeln!(
+        out,
+        "\n/// Stencil names by id (for listings and `tessera dump`).\npub static NAMES: [&str; COUNT] = ["
+    );
     for name in names {
         let _ = writeln!(out, "    {name:?},");
     }
