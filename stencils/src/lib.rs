@@ -10,6 +10,8 @@
 pub mod abi;
 pub mod semantics;
 
+// Generated files keep the generator's layout.
+#[rustfmt::skip]
 mod generated {
     pub mod aarch64;
     pub mod ids;
