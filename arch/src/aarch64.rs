@@ -150,6 +150,19 @@ fn patch_movw(code: &mut [u8], offset: usize, value: u64, group: u32, checked: b
     })
 }
 
+/// The Aarch64 [`crate::Patcher`].
+#[derive(Clone, Copy, Debug)]
+pub struct Aarch64;
+
+impl crate::Patcher for Aarch64 {
+    const ISA: crate::Isa = crate::Isa::Aarch64;
+
+    #[inline]
+    fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
+        patch(kind, code, offset, value, place)
+    }
+}
+
 /// ELF relocation types (AArch64 ELF ABI) that stencils may carry.
 pub fn reloc_from_elf(r_type: u32) -> Option<RelocKind> {
     use RelocKind::*;

@@ -257,6 +257,41 @@ impl Isa {
     }
 }
 
+/// One ISA's hole patching as a type, so that an emitter generic over it has the patch
+/// logic monomorphised into its loop: no run-time ISA dispatch per hole.
+pub trait Patcher {
+    const ISA: Isa;
+
+    /// Patches one hole of this ISA; see [`patch`] for the arguments.
+    fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError>;
+
+    /// Patches a hole whose stencil reads only the low 32 bits of its value; see
+    /// [`patch_imm32`].
+    #[inline]
+    fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
+        Self::patch(kind, code, offset, kind.imm32_value(v), place)
+    }
+}
+
+/// Something to run with the [`Patcher`] of an ISA chosen at run time (see
+/// [`Isa::with_patcher`]): the one place where an ISA value becomes a type.
+pub trait WithPatcher {
+    type Output;
+    fn call<P: Patcher>(self) -> Self::Output;
+}
+
+impl Isa {
+    /// Runs `f` with this ISA's [`Patcher`].
+    #[inline]
+    pub fn with_patcher<F: WithPatcher>(self, f: F) -> F::Output {
+        match self {
+            Isa::X86_64 => f.call::<x86_64::X86_64>(),
+            Isa::Aarch64 => f.call::<aarch64::Aarch64>(),
+            Isa::Riscv64 => f.call::<riscv64::Riscv64>(),
+        }
+    }
+}
+
 /// Why a hole could not be patched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -295,20 +330,27 @@ impl core::error::Error for PatchError {}
 ///   `place` is the address of the paired `auipc` (the one carrying `RvPcrelHi20`), so
 ///   that the low part completes the same PC-relative value.
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
-    match kind.isa() {
-        Isa::X86_64 => x86_64::patch(kind, code, offset, value, place),
-        Isa::Aarch64 => aarch64::patch(kind, code, offset, value, place),
-        Isa::Riscv64 => riscv64::patch(kind, code, offset, value, place),
+    struct Patch<'c>(RelocKind, &'c mut [u8], usize, u64, u64);
+    impl WithPatcher for Patch<'_> {
+        type Output = Result<(), PatchError>;
+        fn call<P: Patcher>(self) -> Self::Output {
+            P::patch(self.0, self.1, self.2, self.3, self.4)
+        }
     }
+    kind.isa().with_patcher(Patch(kind, code, offset, value, place))
 }
 
 /// Patches a hole whose stencil uses only the low 32 bits of the value, as eBPF immediates
 /// are read (`hole_address as u32 as i32`): `v` may be any 32-bit pattern.
 pub fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
-    match kind {
-        RelocKind::RvHi20 => riscv64::patch_hi20_low32(code, offset, v),
-        _ => patch(kind, code, offset, kind.imm32_value(v), place),
+    struct PatchImm32<'c>(RelocKind, &'c mut [u8], usize, i32, u64);
+    impl WithPatcher for PatchImm32<'_> {
+        type Output = Result<(), PatchError>;
+        fn call<P: Patcher>(self) -> Self::Output {
+            P::patch_imm32(self.0, self.1, self.2, self.3, self.4)
+        }
     }
+    kind.isa().with_patcher(PatchImm32(kind, code, offset, v, place))
 }
 
 /// Bits to place into a 32-bit instruction: `bits` already in position, `mask` covering them.

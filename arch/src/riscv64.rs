@@ -212,6 +212,27 @@ fn check_branch(delta: i64, bits: u32) -> Result<(), PatchError> {
     Ok(())
 }
 
+/// The Riscv64 [`crate::Patcher`].
+#[derive(Clone, Copy, Debug)]
+pub struct Riscv64;
+
+impl crate::Patcher for Riscv64 {
+    const ISA: crate::Isa = crate::Isa::Riscv64;
+
+    #[inline]
+    fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
+        patch(kind, code, offset, value, place)
+    }
+
+    #[inline]
+    fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
+        match kind {
+            RelocKind::RvHi20 => patch_hi20_low32(code, offset, v),
+            _ => patch(kind, code, offset, kind.imm32_value(v), place),
+        }
+    }
+}
+
 /// ELF relocation types (RISC-V ELF psABI) that stencils may carry. `R_RISCV_RELAX` (51)
 /// is a hint the extractor drops; the PC-relative `HI20`/`LO12` pairs are patchable but
 /// rejected by the extractor, since pairing them needs the `auipc`'s place.

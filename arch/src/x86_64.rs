@@ -31,6 +31,19 @@ fn patch_imm32<E>(code: &mut [u8], offset: usize, field: Result<u32, E>) -> Resu
     write(code, offset, field.to_le_bytes())
 }
 
+/// The X86_64 [`crate::Patcher`].
+#[derive(Clone, Copy, Debug)]
+pub struct X86_64;
+
+impl crate::Patcher for X86_64 {
+    const ISA: crate::Isa = crate::Isa::X86_64;
+
+    #[inline]
+    fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
+        patch(kind, code, offset, value, place)
+    }
+}
+
 /// ELF relocation types (x86-64 psABI) that stencils may carry.
 pub fn reloc_from_elf(r_type: u32) -> Option<RelocKind> {
     Some(match r_type {

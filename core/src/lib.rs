@@ -1,8 +1,13 @@
-//! tessera: a `no_std` copy-and-patch JIT core with an eBPF (RFC 9669) front end.
+//! tessera: a `no_std` copy-and-patch JIT with an eBPF (RFC 9669) front end.
 //!
-//! Stencils (machine code with holes) are generated at build time per ISA and committed as
-//! const tables (`tessera-stencils`); at run time the [`emitter`] copies them into a
-//! [`code_buffer::CodeBuffer`] and patches their holes through `tessera-arch`.
+//! The copy-and-patch core is its own crate, [`tessera_jit`] (re-exported as [`jit`]): it
+//! knows nothing of eBPF. Stencils (machine code with holes) are generated at build time per
+//! ISA and committed as const tables (`tessera-stencils`); [`ebpf`] lowers validated
+//! programs to stencils, and also interprets them.
+//!
+//! Features: `std` (with `alloc`; the executable code arena), `asm` (assembler and
+//! disassembler), one feature per ISA whose stencil table is linked (`x86_64`, `aarch64`,
+//! `riscv64`; any of them enables the JIT), `defmt`.
 #![no_std]
 
 #[cfg(feature = "alloc")]
@@ -10,9 +15,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod code_buffer;
-pub mod ebpf;
-pub mod emitter;
-pub mod exec;
+#[cfg(all(feature = "jit", not(any(feature = "x86_64", feature = "aarch64", feature = "riscv64"))))]
+compile_error!("the `jit` feature needs at least one ISA feature: `x86_64`, `aarch64` or `riscv64`");
 
-pub use tessera_arch::Isa;
+pub mod ebpf;
+
+pub use tessera_jit as jit;
+pub use tessera_jit::{CodeBuffer, Isa};

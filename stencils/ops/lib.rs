@@ -11,17 +11,17 @@
 //! only a0..a7 for a guaranteed tail call, so r0..r5 are pinned and r6..r9 live in
 //! `JitContext::spill`. r10 is always read from `JitContext::frame_pointer`.
 //!
-//! Holes are extern symbols whose address is the patched value: `_HOLE_CONTINUE` (the next
-//! stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a branch or call target),
-//! `_HOLE_IMM` (sign-extended 32-bit immediate or offset), `_HOLE_IMM_HI` (upper half of
-//! `lddw`), `_HOLE_INSN` (the eBPF instruction index named in trap reports).
+//! Holes are extern symbols whose address is the patched value (see `tessera_jit::HoleValue`):
+//! `_HOLE_CONTINUE` (the next stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a
+//! branch or call target), `_HOLE_COLD` (the instruction's out-of-line slow path), and the
+//! 32-bit operands: `_HOLE_OPERAND0` (sign-extended immediate or offset), `_HOLE_OPERAND1`
+//! (upper half of `lddw`, or the fuel a back edge or call charges) and `_HOLE_OPERAND2`
+//! (the eBPF instruction index named in trap reports).
 #![no_std]
 #![feature(explicit_tail_calls, rust_preserve_none_cc)]
 #![allow(incomplete_features, internal_features, dead_code, unused_features, unused_doc_comments)]
 
-#[path = "../src/abi.rs"]
 mod abi;
-#[path = "../src/semantics.rs"]
 mod semantics;
 
 use abi::{FRAME_SIZE, JitContext, MAX_GRANTED, trap};
@@ -36,9 +36,9 @@ const PINNED: usize = 10;
 const PINNED: usize = 6;
 
 unsafe extern "C" {
-    static _HOLE_IMM: u8;
-    static _HOLE_IMM_HI: u8;
-    static _HOLE_INSN: u8;
+    static _HOLE_OPERAND0: u8;
+    static _HOLE_OPERAND1: u8;
+    static _HOLE_OPERAND2: u8;
 }
 
 /// The sign-extended 32-bit immediate patched into this stencil.
@@ -46,26 +46,36 @@ unsafe extern "C" {
 /// x86-64 stencils use the kernel code model, whose symbols are sign-extended 32-bit
 /// addresses: the hole's address is used whole and materialised by one sign-extending
 /// `mov $imm32, %reg` (`R_X86_64_32S`); the generator rejects a zero-extending
-/// `R_X86_64_32` on this hole. Elsewhere the value is truncated to 32 bits and
+/// `R_X86_64_32` on operand holes. Elsewhere the value is truncated to 32 bits and
 /// sign-extended, as the `lui`/`addi` and `movz`/`movk` sequences need.
 #[inline(always)]
 fn imm() -> u64 {
     #[cfg(target_arch = "x86_64")]
-    return (&raw const _HOLE_IMM) as usize as u64;
+    return (&raw const _HOLE_OPERAND0) as usize as u64;
     #[cfg(not(target_arch = "x86_64"))]
-    return (&raw const _HOLE_IMM) as usize as u32 as i32 as i64 as u64;
+    return (&raw const _HOLE_OPERAND0) as usize as u32 as i32 as i64 as u64;
 }
 
 /// The upper 32 bits of a 64-bit immediate (`lddw`).
 #[inline(always)]
 fn imm_hi() -> u64 {
-    (&raw const _HOLE_IMM_HI) as usize as u32 as u64
+    (&raw const _HOLE_OPERAND1) as usize as u32 as u64
+}
+
+/// The fuel a back edge or local call charges (see `tessera::ebpf::fuel`): below 2^31, so
+/// read sign-extended like [`imm`] (one instruction on x86-64).
+#[inline(always)]
+fn charge() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    return (&raw const _HOLE_OPERAND1) as usize as u64;
+    #[cfg(not(target_arch = "x86_64"))]
+    return (&raw const _HOLE_OPERAND1) as usize as u32 as i32 as i64 as u64;
 }
 
 /// The eBPF instruction index this stencil was emitted for.
 #[inline(always)]
 fn insn() -> u64 {
-    (&raw const _HOLE_INSN) as usize as u32 as u64
+    (&raw const _HOLE_OPERAND2) as usize as u32 as u64
 }
 
 /// What a stencil body does next.
@@ -74,6 +84,8 @@ enum Next {
     Continue,
     /// Branch to the patched target.
     Jump,
+    /// Branch to the instruction's out-of-line slow path.
+    Cold,
     /// Return to the caller of this code (exit, or a trap recorded in the context).
     Return(u64),
 }
@@ -145,14 +157,16 @@ impl State {
         false
     }
 
-    /// One unit of fuel, or a trap when it is spent.
+    /// Charges `units` of fuel; false (and nothing charged) when fewer are left.
     #[inline(always)]
-    fn burn_fuel(&self) -> bool {
+    fn burn_fuel(&self, units: u64) -> bool {
+        // `!fuel` counts up, so charging is one add whose carry says the fuel ran out.
         let c = self.ctx();
-        if c.fuel == 0 {
+        let (after, ran_out) = c.fuel_complement.overflowing_add(units);
+        if ran_out {
             return false;
         }
-        c.fuel -= 1;
+        c.fuel_complement = after;
         true
     }
 
@@ -187,12 +201,17 @@ unsafe extern "rust-preserve-none" {
         ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
         r8: u64, r9: u64,
     ) -> u64;
+    fn _HOLE_COLD(
+        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
+        r8: u64, r9: u64,
+    ) -> u64;
 }
 
 #[cfg(target_arch = "riscv64")]
 unsafe extern "C" {
     fn _HOLE_CONTINUE(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
     fn _HOLE_JUMP(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
+    fn _HOLE_COLD(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
 }
 
 /// Calls the code at `_HOLE_JUMP` as a function (entry and local calls) and returns its r0.
@@ -233,6 +252,8 @@ macro_rules! stencil {
                     Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
                     // SAFETY: as above.
                     Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    // SAFETY: as above.
+                    Next::Cold => unsafe { become _HOLE_COLD(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
                     Next::Return(v) => v,
                 }
             }
@@ -257,6 +278,8 @@ macro_rules! stencil {
                     Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5) },
                     // SAFETY: as above.
                     Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5) },
+                    // SAFETY: as above.
+                    Next::Cold => unsafe { become _HOLE_COLD(ctx, tmp, r0, r1, r2, r3, r4, r5) },
                     Next::Return(v) => v,
                 }
             }
@@ -406,41 +429,80 @@ unary_alu! {
 // ---------------------------------------------------------------------------------------
 // Jumps: `if cond(dst, tmp) goto target`.
 
+/// Each condition in four forms: against `tmp` or a constant, forward or backward. A
+/// backward jump (a back edge) first charges its fuel, exactly as the interpreter does, and
+/// when the fuel is spent branches to its out-of-line `trap_fuel` stub.
 macro_rules! cond_jump {
-    ($($name:literal, $imm_name:literal => $f:path),* $(,)?) => {
+    ($($name:literal, $imm_name:literal, $back_name:literal, $imm_back_name:literal => $f:path),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
                 if $f(s.get(K), s.tmp) { Next::Jump } else { Next::Continue }
             });
-            // Against a constant: no staging.
             readable_family!($imm_name, |s, K| {
                 if $f(s.get(K), imm()) { Next::Jump } else { Next::Continue }
+            });
+            readable_family!($back_name, |s, K| {
+                if !s.burn_fuel(charge()) {
+                    cold_path();
+                    Next::Cold
+                } else if $f(s.get(K), s.tmp) {
+                    Next::Jump
+                } else {
+                    Next::Continue
+                }
+            });
+            readable_family!($imm_back_name, |s, K| {
+                if !s.burn_fuel(charge()) {
+                    cold_path();
+                    Next::Cold
+                } else if $f(s.get(K), imm()) {
+                    Next::Jump
+                } else {
+                    Next::Continue
+                }
             });
         )*
     };
 }
 
 cond_jump! {
-    "jeq64", "jeq64_imm" => sem::jeq64, "jeq32", "jeq32_imm" => sem::jeq32,
-    "jne64", "jne64_imm" => sem::jne64, "jne32", "jne32_imm" => sem::jne32,
-    "jgt64", "jgt64_imm" => sem::jgt64, "jgt32", "jgt32_imm" => sem::jgt32,
-    "jge64", "jge64_imm" => sem::jge64, "jge32", "jge32_imm" => sem::jge32,
-    "jlt64", "jlt64_imm" => sem::jlt64, "jlt32", "jlt32_imm" => sem::jlt32,
-    "jle64", "jle64_imm" => sem::jle64, "jle32", "jle32_imm" => sem::jle32,
-    "jsgt64", "jsgt64_imm" => sem::jsgt64, "jsgt32", "jsgt32_imm" => sem::jsgt32,
-    "jsge64", "jsge64_imm" => sem::jsge64, "jsge32", "jsge32_imm" => sem::jsge32,
-    "jslt64", "jslt64_imm" => sem::jslt64, "jslt32", "jslt32_imm" => sem::jslt32,
-    "jsle64", "jsle64_imm" => sem::jsle64, "jsle32", "jsle32_imm" => sem::jsle32,
-    "jset64", "jset64_imm" => sem::jset64, "jset32", "jset32_imm" => sem::jset32,
+    "jeq64", "jeq64_imm", "jeq64_back", "jeq64_imm_back" => sem::jeq64,
+    "jeq32", "jeq32_imm", "jeq32_back", "jeq32_imm_back" => sem::jeq32,
+    "jne64", "jne64_imm", "jne64_back", "jne64_imm_back" => sem::jne64,
+    "jne32", "jne32_imm", "jne32_back", "jne32_imm_back" => sem::jne32,
+    "jgt64", "jgt64_imm", "jgt64_back", "jgt64_imm_back" => sem::jgt64,
+    "jgt32", "jgt32_imm", "jgt32_back", "jgt32_imm_back" => sem::jgt32,
+    "jge64", "jge64_imm", "jge64_back", "jge64_imm_back" => sem::jge64,
+    "jge32", "jge32_imm", "jge32_back", "jge32_imm_back" => sem::jge32,
+    "jlt64", "jlt64_imm", "jlt64_back", "jlt64_imm_back" => sem::jlt64,
+    "jlt32", "jlt32_imm", "jlt32_back", "jlt32_imm_back" => sem::jlt32,
+    "jle64", "jle64_imm", "jle64_back", "jle64_imm_back" => sem::jle64,
+    "jle32", "jle32_imm", "jle32_back", "jle32_imm_back" => sem::jle32,
+    "jsgt64", "jsgt64_imm", "jsgt64_back", "jsgt64_imm_back" => sem::jsgt64,
+    "jsgt32", "jsgt32_imm", "jsgt32_back", "jsgt32_imm_back" => sem::jsgt32,
+    "jsge64", "jsge64_imm", "jsge64_back", "jsge64_imm_back" => sem::jsge64,
+    "jsge32", "jsge32_imm", "jsge32_back", "jsge32_imm_back" => sem::jsge32,
+    "jslt64", "jslt64_imm", "jslt64_back", "jslt64_imm_back" => sem::jslt64,
+    "jslt32", "jslt32_imm", "jslt32_back", "jslt32_imm_back" => sem::jslt32,
+    "jsle64", "jsle64_imm", "jsle64_back", "jsle64_imm_back" => sem::jsle64,
+    "jsle32", "jsle32_imm", "jsle32_back", "jsle32_imm_back" => sem::jsle32,
+    "jset64", "jset64_imm", "jset64_back", "jset64_imm_back" => sem::jset64,
+    "jset32", "jset32_imm", "jset32_back", "jset32_imm_back" => sem::jset32,
 }
 
 stencil!("ja", |_s| Next::Jump);
 
-/// Charged before every back edge, exactly as the interpreter does. When the fuel is spent
-/// it branches to an out-of-line `trap_fuel` stub, so the hot path falls straight through.
-stencil!("fuel", |s| if s.burn_fuel() { Next::Continue } else { Next::Jump });
+/// An unconditional back edge: fuel, then the jump.
+stencil!("ja_back", |s| {
+    if s.burn_fuel(charge()) {
+        Next::Jump
+    } else {
+        cold_path();
+        Next::Cold
+    }
+});
 
-/// The cold stub of `fuel`: reports the trap for its instruction.
+/// The cold stub of a back edge: reports the fuel trap for its instruction.
 stencil!("trap_fuel", |s| s.trap(trap::FUEL, 0));
 
 // ---------------------------------------------------------------------------------------
@@ -533,7 +595,7 @@ macro_rules! loads {
                     load::<$ty>(&mut s, K, addr, false)
                 } else {
                     cold_path();
-                    Next::Jump
+                    Next::Cold
                 }
             });
             writable_family!($frame_name, |s, K| {
@@ -567,7 +629,7 @@ macro_rules! stores {
                     store::<$ty>(&mut s, addr, false)
                 } else {
                     cold_path();
-                    Next::Jump
+                    Next::Cold
                 }
             });
             stencil!($frame_name, |s| {
@@ -670,10 +732,10 @@ stencil!("callx", |s| {
     call_helper(&mut s, id)
 });
 
-/// Local call: fuel, depth limit, a fresh stack frame, then a real call into the callee's
+/// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`), depth limit, a fresh stack frame, then a real call into the callee's
 /// first stencil. r6..r9 are restored from this stencil's frame afterwards.
 stencil!("call_local", |s| {
-    if !s.burn_fuel() {
+    if !s.burn_fuel(charge()) {
         return_trap!(s, trap::FUEL, 0);
     }
     if s.ctx().depth >= s.ctx().max_depth {

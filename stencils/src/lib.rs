@@ -1,107 +1,54 @@
-//! Stencil tables for x86-64, AArch64 and RISC-V, and the semantics they share with the
-//! interpreter.
+//! The eBPF front end's stencil tables for x86-64, AArch64 and RISC-V, and the semantics
+//! and JIT ABI they share with the interpreter.
 //!
 //! The tables under `generated/` are produced by `tessera-stencil-gen` (`cargo xtask
 //! stencils`) from the sources in `stencils/ops` with a pinned nightly, and committed, so
 //! this crate builds with stable Rust and no LLVM. `cargo xtask stencils --check` fails
-//! when sources and tables disagree.
+//! when sources and tables disagree. Each ISA's table is linked only with its feature
+//! (`x86_64`, `aarch64`, `riscv64`): a firmware image carries one.
 #![no_std]
 
+#[path = "../ops/abi.rs"]
 pub mod abi;
+#[path = "../ops/semantics.rs"]
 pub mod semantics;
 
 // Generated files keep the generator's layout.
 #[rustfmt::skip]
 mod generated {
+    #[cfg(feature = "aarch64")]
     pub mod aarch64;
     pub mod ids;
+    #[cfg(feature = "riscv64")]
     pub mod riscv64;
+    #[cfg(feature = "x86_64")]
     pub mod x86_64;
 }
 
 pub use generated::ids;
-pub use tessera_arch::{Isa, RelocKind};
+pub use tessera_jit::table::StencilTable;
+pub use tessera_jit::{Isa, RelocKind};
 
-/// Which value a hole takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[repr(u8)]
-pub enum HoleValue {
-    /// The address of the next stencil (a non-trailing branch to the continuation).
-    Continue = 0,
-    /// A branch or call target chosen by the emitter.
-    Jump = 1,
-    /// A sign-extended 32-bit immediate or offset.
-    Imm = 2,
-    /// The upper 32 bits of a 64-bit immediate.
-    ImmHi = 3,
-    /// The index of the eBPF instruction the stencil implements (named in trap reports).
-    Insn = 4,
-}
-
-/// One hole: where it is, how it is encoded, and what goes in it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Hole {
-    /// Byte offset in the stencil's code.
-    pub offset: u16,
-    pub kind: RelocKind,
-    pub value: HoleValue,
-    /// The relocation addend (`A` in `S + A`).
-    pub addend: i32,
-}
-
-/// Where one stencil's code and holes are in its table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StencilEntry {
-    pub code_start: u32,
-    pub code_len: u16,
-    pub holes_start: u16,
-    pub holes_len: u16,
-}
-
-/// A stencil: machine code with holes.
-#[derive(Clone, Copy, Debug)]
-pub struct Stencil {
-    pub code: &'static [u8],
-    pub holes: &'static [Hole],
-}
-
-/// Every stencil of one ISA, as compact const data.
-#[derive(Debug)]
-pub struct StencilTable {
-    pub isa: Isa,
-    /// Digest of the generator inputs (sources, flags, toolchain) the table was built from.
-    pub digest: u64,
-    pub code: &'static [u8],
-    pub holes: &'static [Hole],
-    pub entries: &'static [StencilEntry],
-}
-
-impl StencilTable {
-    /// The stencil with id `id` (ids come from [`ids`] and are the same for every ISA).
-    #[inline]
-    pub fn get(&self, id: ids::StencilId) -> Stencil {
-        let e = self.entries[id.0 as usize];
-        let code_start = e.code_start as usize;
-        let holes_start = e.holes_start as usize;
-        Stencil {
-            code: &self.code[code_start..code_start + e.code_len as usize],
-            holes: &self.holes[holes_start..holes_start + e.holes_len as usize],
-        }
-    }
-
-    /// Bytes of const data this table occupies (code, hole records and index).
-    pub fn size_bytes(&self) -> usize {
-        self.code.len() + core::mem::size_of_val(self.holes) + core::mem::size_of_val(self.entries)
-    }
-}
-
-/// The stencil table for `isa`.
-pub fn table(isa: Isa) -> &'static StencilTable {
+/// The stencil table for `isa`, if its feature links it.
+pub fn table(isa: Isa) -> Option<&'static StencilTable> {
     match isa {
-        Isa::X86_64 => &generated::x86_64::TABLE,
-        Isa::Aarch64 => &generated::aarch64::TABLE,
-        Isa::Riscv64 => &generated::riscv64::TABLE,
+        #[cfg(feature = "x86_64")]
+        Isa::X86_64 => Some(&generated::x86_64::TABLE),
+        #[cfg(feature = "aarch64")]
+        Isa::Aarch64 => Some(&generated::aarch64::TABLE),
+        #[cfg(feature = "riscv64")]
+        Isa::Riscv64 => Some(&generated::riscv64::TABLE),
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
 }
+
+/// The ISAs whose tables are linked.
+pub const LINKED: &[Isa] = &[
+    #[cfg(feature = "x86_64")]
+    Isa::X86_64,
+    #[cfg(feature = "aarch64")]
+    Isa::Aarch64,
+    #[cfg(feature = "riscv64")]
+    Isa::Riscv64,
+];

@@ -21,7 +21,8 @@ commands:
   test [--host-only]     run setup, then every test tier (stencils check, host tests,
                          qemu-user aarch64/riscv64, no_std builds, clippy) and print a
                          summary; --host-only skips the cross tiers
-  stencils [--check] ... cargo run -p tessera-stencil-gen --release -- [args]
+  stencils [--check]     regenerate every front end's stencil tables with the pinned
+                         nightly (--check: verify the committed ones instead)
   bench [args]           cargo bench -p tessera-host-tests [args]
 ";
 
@@ -64,9 +65,19 @@ fn main() -> ExitCode {
             if tiers::test(&root, host_only) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Some("stencils") => {
-            let mut args = vec!["run", "-p", tiers::STENCIL_GEN_PACKAGE, "--release", "--"];
-            args.extend(rest.iter().map(String::as_str));
-            delegate(&root, "stencils", &args)
+            let check = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                [] => false,
+                ["--check"] => true,
+                _ => return usage_error("stencils takes only --check"),
+            };
+            for cmd in tiers::stencil_commands(check) {
+                let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                let code = delegate(&root, "stencils", &args);
+                if code != ExitCode::SUCCESS {
+                    return code;
+                }
+            }
+            ExitCode::SUCCESS
         }
         Some("bench") => {
             let mut args = vec!["bench", "-p", "tessera-host-tests"];

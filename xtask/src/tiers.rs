@@ -57,6 +57,27 @@ pub const BARE_METAL_TARGETS: &[&str] = &["x86_64-unknown-none", "aarch64-unknow
 /// The stencil generator's package; `--check` fails when committed tables are stale.
 pub const STENCIL_GEN_PACKAGE: &str = "tessera-stencil-gen";
 
+/// Every front end's stencils: (source crate root, table directory, listing directory).
+pub const FRONT_ENDS: &[(&str, &str, &str)] = &[
+    ("stencils/ops/lib.rs", "stencils/src/generated", "stencils/listing"),
+    ("jit/tests/toy/ops/lib.rs", "jit/tests/toy/generated", "jit/tests/toy/listing"),
+];
+
+/// The generator commands for every front end (`check`: verify instead of write).
+pub fn stencil_commands(check: bool) -> Vec<Vec<String>> {
+    FRONT_ENDS
+        .iter()
+        .map(|(source, out, listing)| {
+            let mut cmd = args(&["run", "-p", STENCIL_GEN_PACKAGE, "--release", "--"]);
+            if check {
+                cmd.push("--check".into());
+            }
+            cmd.extend(args(&["--source", source, "--out", out, "--listing", listing]));
+            cmd
+        })
+        .collect()
+}
+
 enum Status {
     Passed,
     Failed(String),
@@ -96,13 +117,7 @@ fn args(list: &[&str]) -> Vec<String> {
 fn plan(host_only: bool) -> Vec<Tier> {
     let mut tiers = vec![
         Tier { name: "setup".into(), kind: Kind::Setup },
-        Tier {
-            name: "stencils".into(),
-            kind: Kind::Cargo(
-                vec![args(&["run", "-p", STENCIL_GEN_PACKAGE, "--release", "--", "--check"])],
-                Needs::Nothing,
-            ),
-        },
+        Tier { name: "stencils".into(), kind: Kind::Cargo(stencil_commands(true), Needs::Nothing) },
         Tier {
             name: format!("host {}", std::env::consts::ARCH),
             kind: Kind::Cargo(host_commands(host_only), Needs::Nothing),

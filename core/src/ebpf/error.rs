@@ -1,13 +1,17 @@
-//! The one error type of the eBPF front end: loading, validation, and running.
+//! The errors of the eBPF front end, one type per stage: loading ([`LoadError`]),
+//! compiling ([`CompileError`]) and running ([`RunError`]), and [`Error`] for calls that
+//! span stages. Instruction indices (`pc`) count 8-byte slots from 0, so the second slot of
+//! `lddw` has its own index.
 
 use core::fmt;
 
-/// Everything that can go wrong between bytecode and a result. Instruction indices (`pc`)
-/// count 8-byte slots from 0, so the second slot of `lddw` has its own index.
+use tessera_jit::Isa;
+
+/// Why bytecode was rejected (validation), or the program could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Error {
-    // --- loading and validation ---
+#[non_exhaustive]
+pub enum LoadError {
     /// The bytecode length is not a multiple of 8.
     BytecodeLength { len: u32 },
     /// The program has no instructions.
@@ -34,8 +38,34 @@ pub enum Error {
     UnknownHelper { pc: u32, id: i32 },
     /// Execution can run past the last instruction (it is not `exit` or `ja`).
     FallsOffEnd { pc: u32 },
+    /// A helper id was registered twice.
+    DuplicateHelper { id: u32 },
+    /// A fixed-capacity helper registry is full.
+    HelperTableFull { capacity: u32 },
+}
 
-    // --- running ---
+/// Why code could not be generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum CompileError {
+    /// The copy-and-patch core failed (most often: the code buffer is full).
+    Emit(tessera_jit::Error),
+    /// This build links no stencil table for the ISA (see the crate's ISA features).
+    IsaNotLinked { isa: Isa },
+    /// Compiling for the host asked on a host that is none of the supported ISAs.
+    UnsupportedHost,
+    /// The caller's scratch is smaller than [`crate::ebpf::jit::ScratchSize`] says.
+    ScratchTooSmall { labels: u32, fixups: u32 },
+    /// A validated instruction the lowering has no stencil for (a validator bug, reported).
+    Unlowerable { pc: u32 },
+}
+
+/// Why a run stopped without a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum RunError {
     /// A load, store or atomic outside every allowed region.
     MemoryFault { pc: u32, addr: u64 },
     /// The fuel budget is spent.
@@ -46,79 +76,129 @@ pub enum Error {
     MisalignedAtomic { pc: u32, addr: u64 },
     /// `callx` named a helper id the embedder did not register.
     HelperNotFound { pc: u32, id: u64 },
-
-    // --- compiling ---
-    /// The code buffer has no room for the generated code.
-    CodeBufferFull { needed: u32, available: u32 },
-    /// A scratch table supplied by the caller is too small.
-    ScratchTooSmall { needed: u32 },
-    /// A stencil hole could not be patched (a generator or emitter bug, reported not hidden).
-    Patch(tessera_arch::PatchError),
-    /// The stencil tables do not provide the ISA asked for.
-    UnsupportedIsa,
-    /// Generated code can only be run on the ISA it was compiled for.
-    NotHostIsa,
-    /// The platform refused to map or protect executable memory.
-    ExecutableMemory,
-    /// Generated code checks at most `max` embedder-granted regions.
-    TooManyRegions { max: u32 },
     /// The stack given to a run is smaller than one frame.
     StackTooSmall { len: u32, needed: u32 },
-    /// A helper id was registered twice.
-    DuplicateHelper { id: u32 },
-    /// A fixed-capacity helper registry is full.
-    HelperTableFull { capacity: u32 },
+    /// More embedder-granted regions than a run supports.
+    TooManyRegions { max: u32 },
+    /// The code was emitted for another ISA, or into memory this machine cannot execute.
+    NotRunnable,
+    /// Execution reached an instruction validation rejects (a validator bug, reported).
+    InvalidInstruction { pc: u32 },
 }
 
-impl fmt::Display for Error {
+/// An error from any stage, for calls that load, compile and run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    Load(LoadError),
+    Compile(CompileError),
+    Run(RunError),
+}
+
+impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Error::BytecodeLength { len } => write!(f, "bytecode length {len} is not a multiple of 8"),
-            Error::EmptyProgram => f.write_str("program has no instructions"),
-            Error::ProgramTooLong { len, max } => write!(f, "program has {len} instructions, more than {max}"),
-            Error::UnknownOpcode { pc, opcode } => write!(f, "instruction {pc}: unknown opcode {opcode:#04x}"),
-            Error::ReservedField { pc } => write!(f, "instruction {pc}: reserved field is not zero"),
-            Error::BadRegister { pc, reg } => write!(f, "instruction {pc}: bad register r{reg}"),
-            Error::FrameRegisterWrite { pc } => write!(f, "instruction {pc}: writes the read-only frame pointer r10"),
-            Error::JumpOutOfRange { pc, target } => {
+            LoadError::BytecodeLength { len } => write!(f, "bytecode length {len} is not a multiple of 8"),
+            LoadError::EmptyProgram => f.write_str("program has no instructions"),
+            LoadError::ProgramTooLong { len, max } => write!(f, "program has {len} instructions, more than {max}"),
+            LoadError::UnknownOpcode { pc, opcode } => write!(f, "instruction {pc}: unknown opcode {opcode:#04x}"),
+            LoadError::ReservedField { pc } => write!(f, "instruction {pc}: reserved field is not zero"),
+            LoadError::BadRegister { pc, reg } => write!(f, "instruction {pc}: bad register r{reg}"),
+            LoadError::FrameRegisterWrite { pc } => {
+                write!(f, "instruction {pc}: writes the read-only frame pointer r10")
+            }
+            LoadError::JumpOutOfRange { pc, target } => {
                 write!(f, "instruction {pc}: jump target {target} outside the program")
             }
-            Error::JumpIntoLddw { pc, target } => {
+            LoadError::JumpIntoLddw { pc, target } => {
                 write!(f, "instruction {pc}: jump target {target} is the second slot of lddw")
             }
-            Error::TruncatedLddw { pc } => write!(f, "instruction {pc}: lddw has no second slot"),
-            Error::BadLddwSecondSlot { pc } => write!(f, "instruction {pc}: malformed second slot of lddw"),
-            Error::UnknownHelper { pc, id } => write!(f, "instruction {pc}: unknown helper id {id}"),
-            Error::FallsOffEnd { pc } => write!(f, "instruction {pc}: execution can fall off the end of the program"),
-            Error::MemoryFault { pc, addr } => write!(f, "instruction {pc}: memory access at {addr:#x} out of bounds"),
-            Error::OutOfFuel { pc } => write!(f, "instruction {pc}: out of fuel"),
-            Error::CallDepthExceeded { pc } => write!(f, "instruction {pc}: call depth limit exceeded"),
-            Error::MisalignedAtomic { pc, addr } => {
-                write!(f, "instruction {pc}: misaligned atomic access at {addr:#x}")
+            LoadError::TruncatedLddw { pc } => write!(f, "instruction {pc}: lddw has no second slot"),
+            LoadError::BadLddwSecondSlot { pc } => write!(f, "instruction {pc}: malformed second slot of lddw"),
+            LoadError::UnknownHelper { pc, id } => write!(f, "instruction {pc}: unknown helper id {id}"),
+            LoadError::FallsOffEnd { pc } => {
+                write!(f, "instruction {pc}: execution can fall off the end of the program")
             }
-            Error::HelperNotFound { pc, id } => write!(f, "instruction {pc}: no helper with id {id}"),
-            Error::CodeBufferFull { needed, available } => {
-                write!(f, "code buffer full: {needed} bytes needed, {available} available")
-            }
-            Error::ScratchTooSmall { needed } => write!(f, "scratch table too small: {needed} entries needed"),
-            Error::Patch(e) => write!(f, "patching a stencil hole failed: {e}"),
-            Error::UnsupportedIsa => f.write_str("no stencil table for this ISA"),
-            Error::NotHostIsa => f.write_str("code for another ISA cannot run on this host"),
-            Error::ExecutableMemory => f.write_str("could not map or protect executable memory"),
-            Error::TooManyRegions { max } => write!(f, "generated code checks at most {max} granted regions"),
-            Error::StackTooSmall { len, needed } => {
-                write!(f, "stack of {len} bytes is smaller than one {needed}-byte frame")
-            }
-            Error::DuplicateHelper { id } => write!(f, "helper id {id} registered twice"),
-            Error::HelperTableFull { capacity } => write!(f, "helper registry full ({capacity} helpers)"),
+            LoadError::DuplicateHelper { id } => write!(f, "helper id {id} registered twice"),
+            LoadError::HelperTableFull { capacity } => write!(f, "helper registry full ({capacity} helpers)"),
         }
     }
 }
 
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CompileError::Emit(e) => write!(f, "emitting code failed: {e}"),
+            CompileError::IsaNotLinked { isa } => {
+                write!(f, "no stencil table for {isa} in this build (enable the `{isa}` feature)")
+            }
+            CompileError::UnsupportedHost => f.write_str("the host is not x86-64, AArch64 or RISC-V"),
+            CompileError::ScratchTooSmall { labels, fixups } => {
+                write!(f, "scratch too small: {labels} labels and {fixups} fix-ups needed")
+            }
+            CompileError::Unlowerable { pc } => write!(f, "instruction {pc}: no stencil for a validated instruction"),
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RunError::MemoryFault { pc, addr } => {
+                write!(f, "instruction {pc}: memory access at {addr:#x} out of bounds")
+            }
+            RunError::OutOfFuel { pc } => write!(f, "instruction {pc}: out of fuel"),
+            RunError::CallDepthExceeded { pc } => write!(f, "instruction {pc}: call depth limit exceeded"),
+            RunError::MisalignedAtomic { pc, addr } => {
+                write!(f, "instruction {pc}: misaligned atomic access at {addr:#x}")
+            }
+            RunError::HelperNotFound { pc, id } => write!(f, "instruction {pc}: no helper with id {id}"),
+            RunError::StackTooSmall { len, needed } => {
+                write!(f, "stack of {len} bytes is smaller than one {needed}-byte frame")
+            }
+            RunError::TooManyRegions { max } => write!(f, "more than {max} granted regions"),
+            RunError::NotRunnable => f.write_str("code for another ISA, or in memory this machine cannot execute"),
+            RunError::InvalidInstruction { pc } => write!(f, "instruction {pc}: not a valid instruction"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Load(e) => e.fmt(f),
+            Error::Compile(e) => e.fmt(f),
+            Error::Run(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for LoadError {}
+impl core::error::Error for CompileError {}
+impl core::error::Error for RunError {}
 impl core::error::Error for Error {}
 
-impl From<tessera_arch::PatchError> for Error {
-    fn from(e: tessera_arch::PatchError) -> Error {
-        Error::Patch(e)
+impl From<tessera_jit::Error> for CompileError {
+    fn from(e: tessera_jit::Error) -> CompileError {
+        CompileError::Emit(e)
+    }
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Error {
+        Error::Load(e)
+    }
+}
+
+impl From<CompileError> for Error {
+    fn from(e: CompileError) -> Error {
+        Error::Compile(e)
+    }
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Error {
+        Error::Run(e)
     }
 }

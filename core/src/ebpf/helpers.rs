@@ -1,6 +1,6 @@
 //! Embedder-registered helper functions, called by `call imm` and `callx`.
 
-use super::Error;
+use super::error::LoadError as Error;
 
 /// A helper: five arguments (r1..r5) in, r0 out.
 pub type HelperFn = fn(u64, u64, u64, u64, u64) -> u64;

@@ -15,7 +15,8 @@
 use tessera_stencils::abi::FRAME_SIZE;
 use tessera_stencils::semantics as s;
 
-use super::error::Error;
+use super::error::RunError;
+use super::fuel;
 use super::helpers::Helpers;
 use super::insn::{atomic, op};
 use super::memory::Memory;
@@ -28,7 +29,8 @@ pub const MAX_CALL_DEPTH: u32 = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
-    /// Units of fuel: one per back-edge jump and per local call.
+    /// The execution budget (see [`fuel`]): a run executes at most `fuel + len`
+    /// instructions.
     pub fuel: u64,
     /// How many local calls may be nested (capped at [`MAX_CALL_DEPTH`]).
     pub max_call_depth: u32,
@@ -36,7 +38,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { fuel: u64::MAX, max_call_depth: 8 }
+        Config { fuel: fuel::DEFAULT_FUEL, max_call_depth: 8 }
     }
 }
 
@@ -51,7 +53,7 @@ struct Frame {
 ///
 /// `r1` and `r2` are the initial values of those registers (conventionally the context
 /// address and length). The stack should hold `FRAME_SIZE * (max_call_depth + 1)` bytes; a
-/// local call that would need more fails with [`Error::CallDepthExceeded`].
+/// local call that would need more fails with [`RunError::CallDepthExceeded`].
 pub fn run(
     program: &Program,
     helpers: &Helpers,
@@ -59,7 +61,7 @@ pub fn run(
     r1: u64,
     r2: u64,
     config: &Config,
-) -> Result<u64, Error> {
+) -> Result<u64, RunError> {
     // 16 registers so that indexing by a 4-bit field can never go out of bounds; the
     // validator guarantees only r0..r10 are named.
     let mut reg = [0u64; 16];
@@ -71,22 +73,31 @@ pub fn run(
     let stack_len = memory.stack.len() as u64;
     let mut frames = [Frame::default(); MAX_CALL_DEPTH as usize];
     let mut depth: usize = 0;
-    let mut fuel = config.fuel;
+    let mut fuel_left = config.fuel;
     let mut pc: usize = 0;
 
-    macro_rules! burn_fuel {
-        () => {
-            if fuel == 0 {
-                return Err(Error::OutOfFuel { pc: pc as u32 });
+    // Charges what `fuel` says a back edge from `pc` to `target` costs (nothing for a
+    // forward jump).
+    macro_rules! back_edge {
+        ($target:expr) => {
+            if let Some(charge) = fuel::back_edge_charge(pc, $target) {
+                burn_fuel!(charge);
             }
-            fuel -= 1;
+        };
+    }
+    macro_rules! burn_fuel {
+        ($charge:expr) => {
+            match fuel_left.checked_sub($charge) {
+                Some(left) => fuel_left = left,
+                None => return Err(RunError::OutOfFuel { pc: pc as u32 }),
+            }
         };
     }
 
     loop {
         let Some(insn) = program.get(pc) else {
             // Unreachable for a validated program; reported, never a panic.
-            return Err(Error::FallsOffEnd { pc: pc as u32 });
+            return Err(RunError::InvalidInstruction { pc: pc as u32 });
         };
         let d = (insn.dst & 0x0f) as usize;
         let sr = (insn.src & 0x0f) as usize;
@@ -109,10 +120,9 @@ pub fn run(
         }
         macro_rules! jump {
             ($f:path, $b:expr) => {{
-                if insn.off < 0 {
-                    burn_fuel!();
-                }
-                pc = if $f(reg[d], $b) { (next as i64 + insn.off as i64) as usize } else { next };
+                let target = (next as i64 + insn.off as i64) as usize;
+                back_edge!(target);
+                pc = if $f(reg[d], $b) { target } else { next };
             }};
         }
         macro_rules! ldx {
@@ -122,7 +132,7 @@ pub fn run(
             ($size:expr, $ext:path) => {{
                 let addr = reg[sr].wrapping_add(off);
                 let Some(v) = memory.load(addr, $size) else {
-                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 };
                 reg[d] = $ext(v);
                 pc = next;
@@ -132,7 +142,7 @@ pub fn run(
             ($size:expr, $v:expr) => {{
                 let addr = reg[d].wrapping_add(off);
                 if memory.store(addr, $size, $v).is_none() {
-                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
                 pc = next;
             }};
@@ -277,13 +287,13 @@ pub fn run(
                 let size: u64 = if insn.opcode == 0xdb { 8 } else { 4 };
                 let addr = reg[d].wrapping_add(off);
                 if !memory.allows(addr, size, true) {
-                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
                 if !s::is_aligned(addr, size) {
-                    return Err(Error::MisalignedAtomic { pc: pc as u32, addr });
+                    return Err(RunError::MisalignedAtomic { pc: pc as u32, addr });
                 }
                 let Some(old) = memory.load(addr, size) else {
-                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 };
                 let v = reg[sr];
                 let fetch = insn.imm & atomic::FETCH != 0;
@@ -304,7 +314,7 @@ pub fn run(
                 if let Some(new) = new
                     && memory.store(addr, size, new).is_none()
                 {
-                    return Err(Error::MemoryFault { pc: pc as u32, addr });
+                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
                 if fetch && insn.imm != atomic::CMPXCHG {
                     reg[sr] = old;
@@ -314,16 +324,14 @@ pub fn run(
 
             // ---- jumps ----
             op::JA => {
-                if insn.off < 0 {
-                    burn_fuel!();
-                }
-                pc = (next as i64 + insn.off as i64) as usize;
+                let target = (next as i64 + insn.off as i64) as usize;
+                back_edge!(target);
+                pc = target;
             }
             op::JA32 => {
-                if insn.imm < 0 {
-                    burn_fuel!();
-                }
-                pc = (next as i64 + insn.imm as i64) as usize;
+                let target = (next as i64 + insn.imm as i64) as usize;
+                back_edge!(target);
+                pc = target;
             }
             0x15 => jump!(s::jeq64, imm),
             0x1d => jump!(s::jeq64, reg[sr]),
@@ -372,23 +380,24 @@ pub fn run(
 
             // ---- calls ----
             op::CALL if insn.src == 1 => {
-                burn_fuel!();
+                let target = (next as i64 + insn.imm as i64) as usize;
+                burn_fuel!(fuel::call_charge(program.len(), target));
                 let needed = FRAME_SIZE.saturating_mul(depth as u64 + 2);
                 if depth >= max_depth || stack_len < needed {
-                    return Err(Error::CallDepthExceeded { pc: pc as u32 });
+                    return Err(RunError::CallDepthExceeded { pc: pc as u32 });
                 }
                 let Some(frame) = frames.get_mut(depth) else {
-                    return Err(Error::CallDepthExceeded { pc: pc as u32 });
+                    return Err(RunError::CallDepthExceeded { pc: pc as u32 });
                 };
                 *frame = Frame { return_pc: next, saved: [reg[6], reg[7], reg[8], reg[9]], r10: reg[10] };
                 depth += 1;
                 reg[10] = reg[10].wrapping_sub(FRAME_SIZE);
-                pc = (next as i64 + insn.imm as i64) as usize;
+                pc = target;
             }
             op::CALL | op::CALLX => {
                 let id = if insn.opcode == op::CALLX { reg[d] } else { insn.imm as u32 as u64 };
                 let Some(f) = helpers.get(id) else {
-                    return Err(Error::HelperNotFound { pc: pc as u32, id });
+                    return Err(RunError::HelperNotFound { pc: pc as u32, id });
                 };
                 reg[0] = f(reg[1], reg[2], reg[3], reg[4], reg[5]);
                 reg[1..6].fill(0);
@@ -400,7 +409,7 @@ pub fn run(
                 }
                 depth -= 1;
                 let Some(frame) = frames.get(depth) else {
-                    return Err(Error::CallDepthExceeded { pc: pc as u32 });
+                    return Err(RunError::CallDepthExceeded { pc: pc as u32 });
                 };
                 let [r6, r7, r8, r9] = frame.saved;
                 reg[6] = r6;
@@ -412,7 +421,7 @@ pub fn run(
                 pc = frame.return_pc;
             }
 
-            opcode => return Err(Error::UnknownOpcode { pc: pc as u32, opcode }),
+            _ => return Err(RunError::InvalidInstruction { pc: pc as u32 }),
         }
     }
 }
@@ -436,11 +445,11 @@ mod tests {
     }
     const HELPERS: [Helper; 1] = [Helper { id: 7, func: add_one }];
 
-    fn exec_with(insns: &[Insn], ctx: &mut [u8], regions: &mut [Region], config: &Config) -> Result<u64, Error> {
+    fn exec_with(insns: &[Insn], ctx: &mut [u8], regions: &mut [Region], config: &Config) -> Result<u64, RunError> {
         let mut buf = [0u8; 512];
         let n = encode(insns, &mut buf);
         let helpers = Helpers::new(&HELPERS);
-        let program = Program::new(&buf[..n], |id| helpers.contains(id))?;
+        let program = Program::new(&buf[..n], |id| helpers.contains(id)).expect("valid test program");
         let mut stack = [0u8; FRAME_SIZE as usize * 3];
         let r1 = ctx.as_ptr() as u64;
         let r2 = ctx.len() as u64;
@@ -448,7 +457,7 @@ mod tests {
         run(&program, &helpers, &mut memory, r1, r2, config)
     }
 
-    fn exec(insns: &[Insn]) -> Result<u64, Error> {
+    fn exec(insns: &[Insn]) -> Result<u64, RunError> {
         exec_with(insns, &mut [0u8; 16], &mut [], &Config::default())
     }
 
@@ -477,17 +486,18 @@ mod tests {
         let config = Config { fuel: 1000, max_call_depth: 8 };
         assert_eq!(
             exec_with(&[Insn::new(op::JA, 0, 0, -1, 0)], &mut [], &mut [], &config),
-            Err(Error::OutOfFuel { pc: 0 })
+            Err(RunError::OutOfFuel { pc: 0 })
         );
         // Forward jumps are free.
         let config = Config { fuel: 0, max_call_depth: 8 };
         assert_eq!(exec_with(&[Insn::new(op::JA, 0, 0, 0, 0), mov(0, 3), EXIT], &mut [], &mut [], &config), Ok(3));
-        // A counted loop spends one unit per back edge (taken or not).
+        // A counted loop pays the two instructions of its body at every back edge (taken
+        // or not).
         let prog = [mov(0, 0), Insn::new(0x07, 0, 0, 0, 1), Insn::new(0x55, 0, 0, -2, 10), EXIT];
-        let ok = Config { fuel: 10, max_call_depth: 8 };
+        let ok = Config { fuel: 20, max_call_depth: 8 };
         assert_eq!(exec_with(&prog, &mut [], &mut [], &ok), Ok(10));
-        let short = Config { fuel: 9, max_call_depth: 8 };
-        assert_eq!(exec_with(&prog, &mut [], &mut [], &short), Err(Error::OutOfFuel { pc: 2 }));
+        let short = Config { fuel: 19, max_call_depth: 8 };
+        assert_eq!(exec_with(&prog, &mut [], &mut [], &short), Err(RunError::OutOfFuel { pc: 2 }));
     }
 
     #[test]
@@ -496,9 +506,9 @@ mod tests {
         let prog = [Insn::new(op::CALL, 0, 1, 0, -1), EXIT];
         let config = Config { fuel: u64::MAX, max_call_depth: 8 };
         // stack holds 3 frames: the third call (depth 2) needs 4 frames.
-        assert_eq!(exec_with(&prog, &mut [], &mut [], &config), Err(Error::CallDepthExceeded { pc: 0 }));
+        assert_eq!(exec_with(&prog, &mut [], &mut [], &config), Err(RunError::CallDepthExceeded { pc: 0 }));
         let config = Config { fuel: u64::MAX, max_call_depth: 1 };
-        assert_eq!(exec_with(&prog, &mut [], &mut [], &config), Err(Error::CallDepthExceeded { pc: 0 }));
+        assert_eq!(exec_with(&prog, &mut [], &mut [], &config), Err(RunError::CallDepthExceeded { pc: 0 }));
         // A call and a return restore r6 and r10, zero r1..r5, keep r0.
         let prog = [
             mov(6, 6),
@@ -520,7 +530,7 @@ mod tests {
         let prog = [mov(0, 0), Insn::new(0x79, 0, 1, 16, 0), EXIT];
         let mut ctx = [0u8; 16];
         let addr = ctx.as_ptr() as u64 + 16;
-        assert_eq!(exec_with(&prog, &mut ctx, &mut [], &Config::default()), Err(Error::MemoryFault { pc: 1, addr }));
+        assert_eq!(exec_with(&prog, &mut ctx, &mut [], &Config::default()), Err(RunError::MemoryFault { pc: 1, addr }));
         // In-bounds load of the last byte works.
         let prog = [Insn::new(0x71, 0, 1, 15, 0), EXIT];
         let mut ctx = [0u8; 16];
@@ -537,7 +547,10 @@ mod tests {
         let mut ctx = Aligned([0; 16]);
         let bytes = &mut ctx.0[..];
         let addr = bytes.as_ptr() as u64 + 4;
-        assert_eq!(exec_with(&prog, bytes, &mut [], &Config::default()), Err(Error::MisalignedAtomic { pc: 1, addr }));
+        assert_eq!(
+            exec_with(&prog, bytes, &mut [], &Config::default()),
+            Err(RunError::MisalignedAtomic { pc: 1, addr })
+        );
         // Aligned: fetch-add returns the old value, cmpxchg32 compares the low half of r0.
         let prog = [
             mov(2, 5),
@@ -568,7 +581,7 @@ mod tests {
         ];
         assert_eq!(
             exec_with(&prog, &mut [], &mut regions, &Config::default()),
-            Err(Error::MemoryFault { pc: 3, addr })
+            Err(RunError::MemoryFault { pc: 3, addr })
         );
     }
 
@@ -580,7 +593,7 @@ mod tests {
         assert_eq!(exec(&[mov(2, 7), mov(1, 1), Insn::new(op::CALLX, 2, 0, 0, 0), EXIT]), Ok(2));
         assert_eq!(
             exec(&[mov(2, 8), Insn::new(op::CALLX, 2, 0, 0, 0), EXIT]),
-            Err(Error::HelperNotFound { pc: 1, id: 8 })
+            Err(RunError::HelperNotFound { pc: 1, id: 8 })
         );
     }
 }

@@ -1,75 +1,171 @@
-//! The eBPF JIT: lowering through the emitter into a code buffer, and running the result.
+//! The eBPF JIT: a validated program lowered through the copy-and-patch core into a code
+//! buffer or arena, and a handle that runs the result.
 
-use tessera_arch::Isa;
+use tessera_jit::{Allocation, CodeBuffer, Emitter, Isa, Patcher, Scratch, WithPatcher};
 use tessera_stencils::abi::{FRAME_SIZE, GrantedRegion, JitContext, MAX_GRANTED, trap};
 
+use super::error::{CompileError, RunError};
 use super::interp::{Config, MAX_CALL_DEPTH};
-use super::lower::{Lowering, label_count};
-use super::{Error, Helpers, Memory, Program};
-use crate::code_buffer::CodeBuffer;
-use crate::emitter::Emitter;
+use super::lower::{self, Observer};
+use super::{Helpers, Memory, Program};
 
-/// Where a compiled program lies in its code buffer.
+/// How much [`Scratch`] compiling a program needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct CompiledCode {
-    pub isa: Isa,
-    /// Offset of the entry stencil in the buffer (the start of the program's code).
-    pub offset: usize,
-    pub len: usize,
-    /// The address the entry stencil executes at.
-    pub address: u64,
+pub struct ScratchSize {
+    pub labels: usize,
+    pub fixups: usize,
 }
 
-/// How many label slots [`compile`] needs for `program`.
-pub fn labels_needed(program: &Program) -> usize {
-    label_count(program)
+impl ScratchSize {
+    pub fn of(program: &Program) -> ScratchSize {
+        ScratchSize { labels: lower::labels_needed(program), fixups: lower::fixups_needed(program) }
+    }
 }
 
-/// Compiles `program` for `isa` into `buffer`. `labels` is scratch of at least
-/// [`labels_needed`] entries. Works for any ISA on any host (cross-emission).
-/// With `alloc`, the lowering runs once and is replayed for emission; without it, twice.
-pub fn compile(
+/// Where generated code starts: a cache line.
+const CODE_ALIGN: usize = 64;
+
+/// Emits `program` for `isa` into `buffer` (any ISA, from any host), then makes it visible
+/// to instruction fetch if the buffer is executable. On error the buffer is as it was.
+pub fn emit<'m>(
     program: &Program,
     isa: Isa,
-    labels: &mut [u32],
-    buffer: &mut CodeBuffer,
-) -> Result<CompiledCode, Error> {
-    let needed = labels_needed(program);
-    let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
-    #[cfg(feature = "alloc")]
-    let generator = crate::emitter::Recorded::record(&Lowering(program))?;
-    #[cfg(not(feature = "alloc"))]
-    let generator = Lowering(program);
-    let emitter = Emitter::new(isa);
-    let size = emitter.layout(&generator, labels)?;
-    let alloc = buffer.alloc(size, 16)?;
-    let written = emitter.emit(&generator, labels, alloc.bytes, alloc.address)?;
-    debug_assert_eq!(written, size);
-    Ok(CompiledCode { isa, offset: alloc.offset, len: size, address: alloc.address })
+    buffer: &mut CodeBuffer<'m>,
+    scratch: Scratch<'_>,
+) -> Result<Allocation<'m>, CompileError> {
+    emit_observed(program, isa, buffer, scratch, &mut ())
 }
 
-/// Pass 1 of [`compile`] on its own (regenerating, no allocator needed): the exact code
-/// size, with `labels` filled in, so a caller can size executable memory before emitting.
-pub fn layout(program: &Program, isa: Isa, labels: &mut [u32]) -> Result<usize, Error> {
-    let needed = labels_needed(program);
-    let labels = labels.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: needed as u32 })?;
-    Emitter::new(isa).layout(&Lowering(program), labels)
-}
-
-/// Pass 2 of [`compile`]: emits into `out`, which will execute at `address`, using the
-/// labels [`layout`] filled in. Returns the bytes written.
-pub fn emit(program: &Program, isa: Isa, labels: &[u32], out: &mut [u8], address: u64) -> Result<usize, Error> {
-    Emitter::new(isa).emit(&Lowering(program), labels, out, address)
-}
-
-/// Every run needs at least one frame: frame-relative stencils rely on `[r10 - FRAME_SIZE,
-/// r10)` lying in the stack (see `lower::in_frame`). Both run modes check it up front.
-pub fn check_stack(memory: &Memory) -> Result<(), Error> {
-    if (memory.stack.len() as u64) < FRAME_SIZE {
-        return Err(Error::StackTooSmall { len: memory.stack.len() as u32, needed: FRAME_SIZE as u32 });
+/// [`emit`], telling `observer` about every stencil placed (for listings).
+pub fn emit_observed<'m, O: Observer>(
+    program: &Program,
+    isa: Isa,
+    buffer: &mut CodeBuffer<'m>,
+    scratch: Scratch<'_>,
+    observer: &mut O,
+) -> Result<Allocation<'m>, CompileError> {
+    let table = tessera_stencils::table(isa).ok_or(CompileError::IsaNotLinked { isa })?;
+    let need = ScratchSize::of(program);
+    if scratch.labels.len() < need.labels || scratch.fixups.len() < need.fixups {
+        return Err(CompileError::ScratchTooSmall { labels: need.labels as u32, fixups: need.fixups as u32 });
     }
-    Ok(())
+    struct Job<'a, 'b, 'm, O> {
+        program: &'a Program<'a>,
+        table: &'static tessera_jit::StencilTable,
+        buffer: &'a mut CodeBuffer<'m>,
+        scratch: Scratch<'b>,
+        observer: &'a mut O,
+    }
+    impl<'m, O: Observer> WithPatcher for Job<'_, '_, 'm, O> {
+        type Output = Result<Allocation<'m>, CompileError>;
+        fn call<P: Patcher>(self) -> Self::Output {
+            let Job { program, table, buffer, scratch, observer } = self;
+            let (allocation, ()) = buffer.append(
+                CODE_ALIGN,
+                |out, base| {
+                    let mut emitter = Emitter::<P>::new(table, out, base, scratch)?;
+                    lower::lower(program, &mut emitter, observer)?;
+                    Ok((emitter.finish()?, ()))
+                },
+                |e: &CompileError| matches!(e, CompileError::Emit(tessera_jit::Error::CodeBufferFull { .. })),
+            )?;
+            Ok(allocation)
+        }
+    }
+    let allocation = isa.with_patcher(Job { program, table, buffer, scratch, observer })?;
+    allocation.sync_icache();
+    Ok(allocation)
+}
+
+/// Where a compiled program's code lives.
+#[derive(Debug)]
+enum Code<'c> {
+    /// In caller memory (a [`CodeBuffer`]).
+    Buffer(&'c [u8]),
+    /// In a [`tessera_jit::exec::CodeArena`].
+    #[cfg(all(feature = "std", target_os = "linux"))]
+    Arena(tessera_jit::exec::ArenaCode),
+}
+
+/// A program compiled for this machine, with its helpers and limits: call [`JitProgram::run`].
+/// The code stays valid as long as the handle lives.
+#[derive(Debug)]
+pub struct JitProgram<'p, 'h, 'c> {
+    program: Program<'p>,
+    helpers: Helpers<'h>,
+    config: Config,
+    code: Code<'c>,
+    address: u64,
+    isa: Isa,
+    runnable: bool,
+}
+
+impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
+    /// A handle for code emitted into a [`CodeBuffer`] by [`emit`].
+    pub(crate) fn in_buffer(
+        program: Program<'p>,
+        helpers: Helpers<'h>,
+        config: Config,
+        isa: Isa,
+        allocation: Allocation<'c>,
+    ) -> JitProgram<'p, 'h, 'c> {
+        let runnable = allocation.executable && Some(isa) == Isa::host();
+        let address = allocation.address;
+        JitProgram { program, helpers, config, code: Code::Buffer(allocation.bytes), address, isa, runnable }
+    }
+
+    #[cfg(all(feature = "std", target_os = "linux"))]
+    pub(crate) fn in_arena(
+        program: Program<'p>,
+        helpers: Helpers<'h>,
+        config: Config,
+        isa: Isa,
+        code: tessera_jit::exec::ArenaCode,
+        address: u64,
+    ) -> JitProgram<'p, 'h, 'c> {
+        JitProgram { program, helpers, config, code: Code::Arena(code), address, isa, runnable: true }
+    }
+
+    /// Runs the program with r1 = the context's address and r2 = its length.
+    pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        if !self.runnable {
+            return Err(RunError::NotRunnable);
+        }
+        let (r1, r2) = (memory.context_start(), memory.context.len() as u64);
+        // SAFETY: `runnable` says the code was emitted by `emit` for this machine's ISA from
+        // the validated `self.program` into memory this machine executes (a `CodeBuffer`
+        // built with the unsafe `executable` contract, or the arena), with its instruction
+        // cache synchronised; `self.code` keeps it alive and unmodified while we run.
+        unsafe { run_compiled(self.address, &self.helpers, memory, r1, r2, &self.config) }
+    }
+
+    /// The address the code starts at (its entry stencil).
+    pub fn address(&self) -> u64 {
+        self.address
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn program(&self) -> &Program<'p> {
+        &self.program
+    }
+
+    /// The generated code.
+    pub fn code(&self) -> &[u8] {
+        match &self.code {
+            Code::Buffer(bytes) => bytes,
+            #[cfg(all(feature = "std", target_os = "linux"))]
+            Code::Arena(code) => code.bytes(),
+        }
+    }
+
+    /// Whether [`JitProgram::run`] can run it (host ISA, executable memory).
+    pub fn is_runnable(&self) -> bool {
+        self.runnable
+    }
 }
 
 /// The runtime side of `call_helper` and `callx`.
@@ -89,39 +185,47 @@ unsafe extern "C" fn call_helper(ctx: *mut JitContext, id: u64, a1: u64, a2: u64
     }
 }
 
-/// Runs compiled code whose entry stencil is at `entry` (host memory, executable).
+/// Runs compiled code whose entry stencil is at `entry`.
 ///
 /// # Safety
-/// `entry` must be the address of an entry stencil produced by [`compile`] for the host ISA
-/// from a validated program, in memory that is executable and whose instruction cache has
-/// been synchronised; the code must not be modified while it runs.
-pub unsafe fn run_compiled(
+/// `entry` must be the address of an entry stencil emitted by [`emit`] for this machine's
+/// ISA from a validated program, in memory that is executable and whose instruction cache
+/// has been synchronised; the code must not be modified while it runs.
+unsafe fn run_compiled(
     entry: u64,
     helpers: &Helpers,
     memory: &mut Memory,
     r1: u64,
     r2: u64,
     config: &Config,
-) -> Result<u64, Error> {
-    check_stack(memory)?;
+) -> Result<u64, RunError> {
+    memory.check_stack()?;
     if memory.regions.len() > MAX_GRANTED {
-        return Err(Error::TooManyRegions { max: MAX_GRANTED as u32 });
+        return Err(RunError::TooManyRegions { max: MAX_GRANTED as u32 });
     }
     let mut granted = [GrantedRegion::default(); MAX_GRANTED];
-    for (g, r) in granted.iter_mut().zip(memory.regions.iter()) {
-        *g = GrantedRegion { start: r.start(), len: r.len(), writable: r.writable() as u64 };
+    for (g, r) in granted.iter_mut().zip(memory.regions.iter_mut()) {
+        let writable = r.writable() as u64;
+        // Pointers come from the mutable borrows generated code writes through.
+        let (start, len) = match r.bytes_mut() {
+            Some(bytes) => (bytes.as_mut_ptr() as u64, bytes.len() as u64),
+            None => (r.bytes().as_ptr() as u64, r.len()),
+        };
+        *g = GrantedRegion { start, len, writable };
     }
     // The same depth rule as the interpreter: the configured limit, and no deeper than
     // the stack can hold frames for.
     let frames = (memory.stack.len() as u64 / FRAME_SIZE).saturating_sub(1);
     let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
+    let stack_start = memory.stack.as_mut_ptr() as u64;
+    let stack_len = memory.stack.len() as u64;
     let mut ctx = JitContext {
-        stack_start: memory.stack.as_ptr() as u64,
-        stack_len: memory.stack.len() as u64,
-        mem_start: memory.context.as_ptr() as u64,
+        stack_start,
+        stack_len,
+        mem_start: memory.context.as_mut_ptr() as u64,
         mem_len: memory.context.len() as u64,
-        frame_pointer: memory.stack_end(),
-        fuel: config.fuel,
+        frame_pointer: stack_start.wrapping_add(stack_len),
+        fuel_complement: !config.fuel,
         depth: 0,
         max_depth,
         trap: trap::NONE,
@@ -144,26 +248,27 @@ pub unsafe fn run_compiled(
     let pc = ctx.trap_insn as u32;
     match ctx.trap {
         trap::NONE => Ok(r0),
-        trap::MEMORY => Err(Error::MemoryFault { pc, addr: ctx.trap_addr }),
-        trap::FUEL => Err(Error::OutOfFuel { pc }),
-        trap::CALL_DEPTH => Err(Error::CallDepthExceeded { pc }),
-        trap::MISALIGNED => Err(Error::MisalignedAtomic { pc, addr: ctx.trap_addr }),
-        _ => Err(Error::HelperNotFound { pc, id: ctx.trap_addr }),
+        trap::MEMORY => Err(RunError::MemoryFault { pc, addr: ctx.trap_addr }),
+        trap::FUEL => Err(RunError::OutOfFuel { pc }),
+        trap::CALL_DEPTH => Err(RunError::CallDepthExceeded { pc }),
+        trap::MISALIGNED => Err(RunError::MisalignedAtomic { pc, addr: ctx.trap_addr }),
+        _ => Err(RunError::HelperNotFound { pc, id: ctx.trap_addr }),
     }
 }
 
-#[cfg(all(test, feature = "std", unix, any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64")))]
+#[cfg(all(test, feature = "std", target_os = "linux"))]
 mod tests {
     use super::*;
+    use crate::ebpf::Vm;
     use crate::ebpf::insn::{Insn, alu, class, jmp, op, source};
-    use crate::exec::ExecutableMemory;
     use std::vec::Vec;
+    use tessera_jit::emitter::OwnedScratch;
 
     fn bytes(insns: &[Insn]) -> Vec<u8> {
         insns.iter().flat_map(|i| i.encode()).collect()
     }
 
-    /// r0 = 10 + 9 + ... + 1, through a counting loop.
+    /// r0 = 10 + 9 + ... + 1, through a counting loop (a 3-instruction body).
     fn counting_loop() -> Vec<u8> {
         bytes(&[
             Insn::new(class::ALU64 | alu::MOV | source::K, 0, 0, 0, 0),
@@ -175,51 +280,80 @@ mod tests {
         ])
     }
 
-    fn run_host(code: &[u8], fuel: u64) -> Result<u64, Error> {
-        let program = Program::new(code, |_| false)?;
-        let isa = Isa::host().expect("supported host");
-        let mut exec = ExecutableMemory::new(1 << 16)?;
-        let mut labels = [0u32; 64];
-        let compiled = {
-            let mem = exec.writable()?;
-            let mut buffer = CodeBuffer::new(mem);
-            compile(&program, isa, &mut labels, &mut buffer)?
-        };
-        exec.make_executable()?;
+    fn run_both(code: &[u8], fuel: u64) -> (Result<u64, RunError>, Result<u64, RunError>) {
+        let mut vm = Vm::new(code, Helpers::empty()).unwrap();
+        vm.set_fuel(fuel);
+        let jit = vm.compile().unwrap();
         let mut stack = [0u8; 512 * 9];
         let mut ctx = [0u8; 8];
         let mut memory = Memory::new(&mut stack, &mut ctx, &mut []);
-        let entry = exec.address() + compiled.offset as u64;
-        // SAFETY: just compiled for the host ISA into memory made executable above.
-        unsafe { run_compiled(entry, &Helpers::empty(), &mut memory, 0, 0, &Config { fuel, max_call_depth: 8 }) }
-    }
-
-    #[test]
-    fn regenerating_and_recorded_emission_agree() {
-        // `compile` replays a recorded lowering (alloc); `layout` + `emit` regenerate it, as
-        // embedders without an allocator do. Both must produce the same bytes on every ISA.
-        let code = counting_loop();
-        let program = Program::new(&code, |_| false).unwrap();
-        for isa in Isa::ALL {
-            let mut labels = [0u32; 64];
-            let mut memory = [0u8; 4096];
-            let mut buffer = CodeBuffer::with_base(&mut memory, 0x1000);
-            let compiled = compile(&program, isa, &mut labels, &mut buffer).unwrap();
-            let recorded = buffer.as_slice()[compiled.offset..compiled.offset + compiled.len].to_vec();
-            let size = layout(&program, isa, &mut labels).unwrap();
-            let mut out = std::vec![0u8; size];
-            assert_eq!(emit(&program, isa, &labels, &mut out, compiled.address).unwrap(), size);
-            assert_eq!(out, recorded, "{isa}");
-        }
+        (jit.run(&mut memory), vm.interpret(&mut memory))
     }
 
     #[test]
     fn counting_loop_runs_natively() {
-        assert_eq!(run_host(&counting_loop(), u64::MAX), Ok(55));
+        assert_eq!(run_both(&counting_loop(), 1000), (Ok(55), Ok(55)));
     }
 
     #[test]
-    fn fuel_stops_the_loop_at_the_back_edge() {
-        assert_eq!(run_host(&counting_loop(), 3), Err(Error::OutOfFuel { pc: 4 }));
+    fn fuel_is_charged_per_loop_body_identically() {
+        // Ten back edges of 3 instructions each: 30 units.
+        assert_eq!(run_both(&counting_loop(), 30), (Ok(55), Ok(55)));
+        let out = Err(RunError::OutOfFuel { pc: 4 });
+        assert_eq!(run_both(&counting_loop(), 29), (out, out));
+    }
+
+    #[test]
+    fn arena_and_caller_buffer_emit_identical_bytes() {
+        let code = counting_loop();
+        let vm = Vm::new(&code, Helpers::empty()).unwrap();
+        let jit = vm.compile().unwrap();
+        let need = vm.scratch_size();
+        let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+        let mut memory = std::vec![0u8; 4096];
+        // The same execution address, so that every absolute and relative field agrees.
+        let mut buffer = CodeBuffer::with_base(&mut memory, jit.address());
+        let allocation = vm.emit_for(jit.isa(), &mut buffer, scratch.scratch()).unwrap();
+        assert_eq!(allocation.address, jit.address());
+        assert_eq!(&allocation.bytes[..], jit.code());
+    }
+
+    #[test]
+    fn code_in_a_plain_buffer_is_not_runnable() {
+        let code = counting_loop();
+        let vm = Vm::new(&code, Helpers::empty()).unwrap();
+        let need = vm.scratch_size();
+        let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+        let mut memory = std::vec![0u8; 4096];
+        let mut buffer = CodeBuffer::new(&mut memory);
+        let jit = vm.compile_into(&mut buffer, scratch.scratch()).unwrap();
+        assert!(!jit.is_runnable());
+        let (mut stack, mut ctx) = ([0u8; 512], [0u8; 0]);
+        assert_eq!(jit.run(&mut Memory::new(&mut stack, &mut ctx, &mut [])), Err(RunError::NotRunnable));
+    }
+
+    #[test]
+    fn a_full_buffer_fails_cleanly_and_stays_usable() {
+        let code = counting_loop();
+        let vm = Vm::new(&code, Helpers::empty()).unwrap();
+        let need = vm.scratch_size();
+        let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+        let mut memory = std::vec![0u8; 4096];
+        let mut buffer = CodeBuffer::with_base(&mut memory, 0x1000);
+        let mut tiny = [0u8; 40];
+        let mut tiny = CodeBuffer::with_base(&mut tiny, 0x1000);
+        let err = vm.emit_for(Isa::X86_64, &mut tiny, scratch.scratch()).map(|a| a.address);
+        assert!(matches!(err, Err(CompileError::Emit(tessera_jit::Error::CodeBufferFull { .. }))), "{err:?}");
+        assert!(tiny.ran_out() && tiny.used() == 0);
+        // Scratch smaller than needed is a typed error, not a panic.
+        let small = Scratch { labels: &mut [0; 2], fixups: &mut [] };
+        assert_eq!(
+            vm.emit_for(Isa::X86_64, &mut buffer, small).unwrap_err(),
+            CompileError::ScratchTooSmall { labels: need.labels as u32, fixups: need.fixups as u32 }
+        );
+        assert_eq!(buffer.used(), 0, "failed emissions leave the buffer as it was");
+        for isa in Isa::ALL {
+            assert!(vm.emit_for(isa, &mut buffer, scratch.scratch()).is_ok(), "{isa}");
+        }
     }
 }

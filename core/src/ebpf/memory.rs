@@ -6,7 +6,10 @@
 //! order; the first that contains the whole access decides). Every bounds check goes
 //! through [`semantics::in_region`], the same function the memory stencils use.
 
+use tessera_stencils::abi::FRAME_SIZE;
 use tessera_stencils::semantics;
+
+use super::error::RunError;
 
 /// Memory the embedder grants to a program besides its stack and context.
 #[derive(Debug)]
@@ -123,6 +126,16 @@ fn write_le(bytes: &mut [u8], off: usize, size: u64, value: u64) -> Option<()> {
 impl<'r, 'm> Memory<'r, 'm> {
     pub fn new(stack: &'r mut [u8], context: &'r mut [u8], regions: &'r mut [Region<'m>]) -> Memory<'r, 'm> {
         Memory { stack, context, regions }
+    }
+
+    /// Every run needs at least one frame: frame-relative stencils rely on `[r10 -
+    /// FRAME_SIZE, r10)` lying in the stack. Both run modes check it up front.
+    pub fn check_stack(&self) -> Result<(), RunError> {
+        if (self.stack.len() as u64) < FRAME_SIZE {
+            let len = u32::try_from(self.stack.len()).unwrap_or(u32::MAX);
+            return Err(RunError::StackTooSmall { len, needed: FRAME_SIZE as u32 });
+        }
+        Ok(())
     }
 
     /// The address `r10` holds at entry: one past the last stack byte.

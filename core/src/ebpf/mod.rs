@@ -1,21 +1,30 @@
 //! The eBPF (RFC 9669) front end: program model, validation, text syntax, interpreter and
 //! JIT lowering.
 
+#[cfg(feature = "asm")]
 pub mod asm;
+#[cfg(feature = "asm")]
 pub mod disasm;
 pub mod error;
+pub mod fuel;
 pub mod helpers;
 pub mod insn;
 pub mod interp;
+#[cfg(feature = "jit")]
 pub mod jit;
-pub mod lower;
+#[cfg(feature = "jit")]
+mod lower;
 pub mod memory;
 pub mod program;
 pub mod vm;
 
-pub use error::Error;
+pub use error::{CompileError, Error, LoadError, RunError};
 pub use helpers::{Helper, HelperFn, HelperRegistry, Helpers};
 pub use insn::Insn;
+#[cfg(feature = "jit")]
+pub use jit::{JitProgram, ScratchSize};
+#[cfg(feature = "jit")]
+pub use lower::Observer;
 pub use memory::{Memory, Region};
 pub use program::Program;
-pub use vm::{Mode, Vm};
+pub use vm::Vm;

@@ -5,7 +5,7 @@
 //! helper ids and that execution cannot fall off the end. Everything downstream (the
 //! interpreter, the JIT lowering) relies on these facts and does not re-check them.
 
-use super::error::Error;
+use super::error::LoadError as Error;
 use super::insn::{FRAME_POINTER, Insn, REGISTER_COUNT, alu, atomic, class, jmp, mem, op, pseudo, source};
 
 /// The largest program accepted, in 8-byte slots.

@@ -1,58 +1,48 @@
-//! The embedder API: load a program, register helpers, set limits, run it interpreted or
-//! compiled, and get `Result<u64, Error>`.
+//! The embedder API: load a program, register helpers, set limits, and run it interpreted
+//! or compiled.
 //!
 //! ```
-//! # #[cfg(feature = "std")] {
-//! use tessera::ebpf::{Helper, Helpers, Memory, Mode, Vm, asm};
-//! let code = asm::assemble_to_vec("mov %r0, %r2\nadd %r0, 1\nexit").unwrap();
-//! let bytes: Vec<u8> = code.iter().flat_map(|i| i.encode()).collect();
-//! let mut vm = Vm::new(&bytes, Helpers::empty()).unwrap();
-//! vm.compile().unwrap();
+//! # #[cfg(all(feature = "std", feature = "asm", target_os = "linux"))] {
+//! use tessera::ebpf::{Helpers, Memory, Vm, asm};
+//! let bytes = asm::assemble_to_bytes("mov %r0, %r2\nadd %r0, 1\nexit").unwrap();
+//! let vm = Vm::new(&bytes, Helpers::empty()).unwrap();   // validates
+//! let jit = vm.compile().unwrap();                      // into the process's code arena
 //! let (mut stack, mut ctx) = ([0u8; 512 * 9], [0u8; 4]);
 //! let mut memory = Memory::new(&mut stack, &mut ctx, &mut []);
-//! assert_eq!(vm.run(Mode::Jit, &mut memory), Ok(5));
-//! assert_eq!(vm.run(Mode::Interpreter, &mut memory), Ok(5));
+//! assert_eq!(jit.run(&mut memory), Ok(5));
+//! assert_eq!(vm.interpret(&mut memory), Ok(5));
 //! # }
 //! ```
 //!
-//! Without `std`, compile into caller memory with [`Vm::compile_into`] and run with
-//! [`jit::run_compiled`] (the caller vouches that the memory is executable).
+//! Without `std`, compile into caller memory with [`Vm::compile_into`] (a [`CodeBuffer`]
+//! the embedder vouches is executable, and [`Scratch`] sized by [`Vm::scratch_size`]); the
+//! [`JitProgram`] it returns runs the same way. [`Vm::emit_for`] emits for any ISA, from any
+//! host, without running.
 
-use tessera_arch::Isa;
+#[cfg(feature = "jit")]
+use tessera_jit::{Allocation, CodeBuffer, Isa, Scratch};
 
+#[cfg(feature = "jit")]
+use super::error::CompileError;
+use super::error::{LoadError, RunError};
 use super::interp::{self, Config};
-use super::jit::{self, CompiledCode};
-use super::{Error, Helpers, Memory, Program};
-use crate::code_buffer::CodeBuffer;
-
-/// Interpreter or generated code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Mode {
-    Interpreter,
-    Jit,
-}
+#[cfg(feature = "jit")]
+use super::jit::{self, JitProgram, ScratchSize};
+use super::{Helpers, Memory, Program};
 
 /// A validated program with its helpers and limits.
+#[derive(Debug)]
 pub struct Vm<'p, 'h> {
     program: Program<'p>,
     helpers: Helpers<'h>,
     config: Config,
-    #[cfg(all(feature = "std", unix))]
-    native: Option<(crate::exec::ExecutableMemory, CompiledCode)>,
 }
 
 impl<'p, 'h> Vm<'p, 'h> {
     /// Validates `bytecode` against the helper ids in `helpers`.
-    pub fn new(bytecode: &'p [u8], helpers: Helpers<'h>) -> Result<Vm<'p, 'h>, Error> {
+    pub fn new(bytecode: &'p [u8], helpers: Helpers<'h>) -> Result<Vm<'p, 'h>, LoadError> {
         let program = Program::new(bytecode, |id| helpers.contains(id))?;
-        Ok(Vm {
-            program,
-            helpers,
-            config: Config::default(),
-            #[cfg(all(feature = "std", unix))]
-            native: None,
-        })
+        Ok(Vm { program, helpers, config: Config::default() })
     }
 
     pub fn program(&self) -> &Program<'p> {
@@ -63,7 +53,8 @@ impl<'p, 'h> Vm<'p, 'h> {
         &self.config
     }
 
-    /// Units of fuel for each run: one per back edge and per local call.
+    /// The execution budget of each run (see [`super::fuel`]; default
+    /// [`super::fuel::DEFAULT_FUEL`]).
     pub fn set_fuel(&mut self, fuel: u64) {
         self.config.fuel = fuel;
     }
@@ -72,65 +63,70 @@ impl<'p, 'h> Vm<'p, 'h> {
         self.config.max_call_depth = depth;
     }
 
-    /// Scratch entries [`Vm::compile_into`] needs.
-    pub fn labels_needed(&self) -> usize {
-        jit::labels_needed(&self.program)
+    /// The scratch [`Vm::compile_into`] and [`Vm::emit_for`] need.
+    #[cfg(feature = "jit")]
+    pub fn scratch_size(&self) -> ScratchSize {
+        ScratchSize::of(&self.program)
     }
 
-    /// Emits code for `isa` (any ISA, from any host) into `buffer`.
-    pub fn compile_into(&self, isa: Isa, labels: &mut [u32], buffer: &mut CodeBuffer) -> Result<CompiledCode, Error> {
-        jit::compile(&self.program, isa, labels, buffer)
-    }
-
-    /// Runs the interpreter with r1 = context address, r2 = context length.
-    pub fn interpret(&self, memory: &mut Memory) -> Result<u64, Error> {
-        jit::check_stack(memory)?;
+    /// Runs the reference interpreter with r1 = the context's address, r2 = its length.
+    pub fn interpret(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        memory.check_stack()?;
         let (r1, r2) = (memory.context_start(), memory.context.len() as u64);
         interp::run(&self.program, &self.helpers, memory, r1, r2, &self.config)
     }
 
-    /// Compiles for the host into fresh executable memory (W^X: written, then sealed).
-    #[cfg(all(feature = "std", unix))]
-    pub fn compile(&mut self) -> Result<(), Error> {
-        let isa = Isa::host().ok_or(Error::NotHostIsa)?;
-        let mut labels = std::vec![0u32; self.labels_needed()];
-        // Lower once, size the mapping exactly, then replay into it.
-        let lowered = crate::emitter::Recorded::record(&super::lower::Lowering(&self.program))?;
-        let emitter = crate::emitter::Emitter::new(isa);
-        let len = emitter.layout(&lowered, &mut labels)?;
-        let mut exec = crate::exec::ExecutableMemory::new(len)?;
-        let address = exec.address();
-        emitter.emit(&lowered, &labels, exec.writable()?, address)?;
-        let compiled = CompiledCode { isa, offset: 0, len, address };
-        exec.make_executable()?;
-        self.native = Some((exec, compiled));
-        Ok(())
+    /// Emits code for `isa` (any ISA, from any host) into `buffer`, without a way to run it:
+    /// cross-emission, listings, golden tests.
+    #[cfg(feature = "jit")]
+    pub fn emit_for<'m>(
+        &self,
+        isa: Isa,
+        buffer: &mut CodeBuffer<'m>,
+        scratch: Scratch<'_>,
+    ) -> Result<Allocation<'m>, CompileError> {
+        jit::emit(&self.program, isa, buffer, scratch)
     }
 
-    /// Size in bytes of the code [`Vm::compile`] generated.
-    #[cfg(all(feature = "std", unix))]
-    pub fn compiled_len(&self) -> Option<usize> {
-        self.native.as_ref().map(|(_, c)| c.len)
+    /// Compiles for this machine into `buffer`. The result runs if the buffer is executable
+    /// ([`CodeBuffer::executable`]); otherwise its `run` reports [`RunError::NotRunnable`].
+    #[cfg(feature = "jit")]
+    pub fn compile_into<'m>(
+        &self,
+        buffer: &mut CodeBuffer<'m>,
+        scratch: Scratch<'_>,
+    ) -> Result<JitProgram<'p, 'h, 'm>, CompileError> {
+        let isa = Isa::host().ok_or(CompileError::UnsupportedHost)?;
+        let allocation = jit::emit(&self.program, isa, buffer, scratch)?;
+        Ok(JitProgram::in_buffer(self.program, self.helpers, self.config, isa, allocation))
     }
 
-    /// Runs in `mode` with r1 = context address, r2 = context length. `Mode::Jit` compiles
-    /// first if [`Vm::compile`] has not been called.
-    #[cfg(all(feature = "std", unix))]
-    pub fn run(&mut self, mode: Mode, memory: &mut Memory) -> Result<u64, Error> {
-        match mode {
-            Mode::Interpreter => self.interpret(memory),
-            Mode::Jit => {
-                if self.native.is_none() {
-                    self.compile()?;
-                }
-                let (exec, compiled) = self.native.as_ref().ok_or(Error::ExecutableMemory)?;
-                let (r1, r2) = (memory.context_start(), memory.context.len() as u64);
-                let entry = exec.address() + compiled.offset as u64;
-                // SAFETY: `compile` emitted this code for the host ISA from `self.program`
-                // into memory it sealed read+execute and synchronised; it is not modified
-                // while `exec` lives, and `exec` outlives this call.
-                unsafe { jit::run_compiled(entry, &self.helpers, memory, r1, r2, &self.config) }
-            }
+    /// Compiles for this machine into the process's code arena
+    /// ([`tessera_jit::exec::CodeArena::global`]): no system call per program.
+    #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+    pub fn compile(&self) -> Result<JitProgram<'p, 'h, 'static>, CompileError> {
+        self.compile_in(tessera_jit::exec::CodeArena::global())
+    }
+
+    /// Compiles for this machine into `arena`.
+    #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+    pub fn compile_in(
+        &self,
+        arena: &std::sync::Arc<tessera_jit::exec::CodeArena>,
+    ) -> Result<JitProgram<'p, 'h, 'static>, CompileError> {
+        use core::cell::RefCell;
+        use tessera_jit::emitter::OwnedScratch;
+        std::thread_local! {
+            // Reused across compilations: no allocation per program once warm.
+            static SCRATCH: RefCell<OwnedScratch> = RefCell::new(OwnedScratch::default());
         }
+        let isa = Isa::host().ok_or(CompileError::UnsupportedHost)?;
+        let need = self.scratch_size();
+        let (code, address) = SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            scratch.ensure(need.labels, need.fixups);
+            arena.emit(|buffer| jit::emit(&self.program, isa, buffer, scratch.scratch()).map(|a| a.address))
+        })?;
+        Ok(JitProgram::in_arena(self.program, self.helpers, self.config, isa, code, address))
     }
 }

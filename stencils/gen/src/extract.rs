@@ -7,44 +7,7 @@ use object::elf;
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionIndex};
 use tessera_arch::{BranchUse, Isa, RelocKind};
-
-/// What a hole symbol stands for (mirrors `tessera_stencils::HoleValue`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HoleValue {
-    Continue,
-    Jump,
-    Imm,
-    ImmHi,
-    Insn,
-}
-
-impl HoleValue {
-    fn from_symbol(name: &str) -> Option<HoleValue> {
-        Some(match name {
-            "_HOLE_CONTINUE" => HoleValue::Continue,
-            "_HOLE_JUMP" => HoleValue::Jump,
-            "_HOLE_IMM" => HoleValue::Imm,
-            "_HOLE_IMM_HI" => HoleValue::ImmHi,
-            "_HOLE_INSN" => HoleValue::Insn,
-            _ => return None,
-        })
-    }
-
-    pub fn rust_name(self) -> &'static str {
-        match self {
-            HoleValue::Continue => "Continue",
-            HoleValue::Jump => "Jump",
-            HoleValue::Imm => "Imm",
-            HoleValue::ImmHi => "ImmHi",
-            HoleValue::Insn => "Insn",
-        }
-    }
-
-    /// Value holes carry numbers, not code addresses: they must use absolute relocations.
-    fn is_number(self) -> bool {
-        matches!(self, HoleValue::Imm | HoleValue::ImmHi | HoleValue::Insn)
-    }
-}
+use tessera_jit::HoleValue;
 
 #[derive(Clone, Debug)]
 pub struct Hole {
@@ -134,12 +97,13 @@ fn extract_one(
                 format!("{isa}: stencil `{name}`: references `{symbol_name}` at {offset:#x}: data or code outside the stencil")
             }
         })?;
-        if value == HoleValue::Imm && kind == RelocKind::X86Abs32 {
-            // x86-64 stencils use the `_HOLE_IMM` address untruncated (see `imm()` in
-            // stencils/ops): a zero-extending load would turn negative immediates positive.
-            return Err(fail(format!("immediate hole zero-extended by R_X86_64_32 at {offset:#x}")));
+        let is_operand = value.operand_index().is_some();
+        if is_operand && kind == RelocKind::X86Abs32 {
+            // x86-64 stencils use an operand hole's address untruncated (the kernel code
+            // model sign-extends it): a zero-extending load would turn negative values positive.
+            return Err(fail(format!("operand hole {symbol_name} zero-extended by R_X86_64_32 at {offset:#x}")));
         }
-        if value.is_number() && kind.is_pc_relative() {
+        if is_operand && kind.is_pc_relative() {
             return Err(fail(format!("value hole {symbol_name} uses PC-relative {kind:?}")));
         }
         let offset = usize::try_from(offset).map_err(|e| fail(e.to_string()))?;
@@ -173,16 +137,15 @@ fn extract_one(
     Ok(Stencil { name: name.to_string(), code, holes, stripped, nopped })
 }
 
-/// AArch64's large code model builds every hole value with `movz` + three `movk`. Value
-/// holes are 32-bit numbers that every stencil truncates (`as u32`, see `imm()` in
-/// stencils/ops), so instructions that only set bits 32..63 are dead: they become `nop`s,
+/// AArch64's large code model builds every hole value with `movz` + three `movk`. Operand
+/// holes are 32-bit numbers that every stencil truncates (`as u32`), so instructions that only set bits 32..63 are dead: they become `nop`s,
 /// which shortens the dependency chain and leaves fewer holes to patch. Returns how many
 /// instructions were replaced.
 fn nop_dead_high_halves(isa: Isa, code: &mut [u8], holes: &mut Vec<Hole>) -> usize {
     let nop = isa.nop();
     let before = holes.len();
     holes.retain(|h| {
-        let dead = h.value.is_number() && h.kind.sets_only_high_half();
+        let dead = h.value.operand_index().is_some() && h.kind.sets_only_high_half();
         if dead {
             let at = h.offset as usize;
             code[at..at + nop.len()].copy_from_slice(nop);

@@ -1,10 +1,17 @@
-//! `tessera-stencil-gen`: builds `stencils/ops` for every ISA with the pinned nightly, reads
-//! the objects with `object`, and writes the committed tables under `stencils/src/generated`
-//! plus human-readable listings under `stencils/listing`.
+//! `tessera-stencil-gen`: builds one front end's stencil source for every ISA with the
+//! pinned nightly, reads the objects with `object`, and writes that front end's committed
+//! tables and listings.
 //!
-//! `--check` verifies the committed tables: always by digest of the inputs (needs no
+//! ```text
+//! tessera-stencil-gen [--check] --source DIR/lib.rs --out DIR --listing DIR
+//! ```
+//! The source's directory is the front end's whole generator input: every file in it is
+//! hashed into the tables' input digest (and a nightly build checks that the source reads
+//! no file outside it). `--check` verifies the committed files: always by input digest and
+//! by a digest of each file's own rendered contents (so a hand edit is caught without the
 //! nightly), and byte for byte by regenerating when the pinned nightly is installed.
 
+mod digest;
 mod extract;
 mod render;
 
@@ -21,12 +28,12 @@ pub struct TargetSpec {
     pub isa: Isa,
     pub triple: &'static str,
     /// Code model and target features, chosen so that holes are absolute and small:
-    /// x86-64 kernel (symbols are sign-extended 32-bit, so an imm32 hole is one
-    /// `R_X86_64_32S` operand), AArch64 large (`MOVW_UABS_G0..G3`,
-    /// four instructions per hole, the price of position independence from the hole value),
-    /// RISC-V medlow (`HI20`/`LO12`). AArch64 drops `strict-align` and RISC-V adds
-    /// `unaligned-scalar-mem`: eBPF loads and stores may be unaligned, so the embedder's
-    /// memory must allow unaligned scalar access (normal memory with the MMU on, on AArch64).
+    /// x86-64 kernel (symbols are sign-extended 32-bit, so an operand hole is one
+    /// `R_X86_64_32S` field), AArch64 large (`MOVW_UABS_G0..G3`; the dead high groups of
+    /// 32-bit operands become nops), RISC-V medlow (`HI20`/`LO12`). AArch64 drops
+    /// `strict-align` and RISC-V adds `unaligned-scalar-mem`: eBPF loads and stores may be
+    /// unaligned, so the embedder's memory must allow unaligned scalar access (normal memory
+    /// with the MMU on, on AArch64).
     pub flags: &'static [&'static str],
 }
 
@@ -48,7 +55,7 @@ pub const TARGETS: [TargetSpec; 3] = [
 const COMMON_FLAGS: &[&str] = &[
     "--edition=2024",
     "--crate-type=lib",
-    "--crate-name=tessera_stencil_ops",
+    "--crate-name=stencils",
     "-Copt-level=s",
     "-Cpanic=abort",
     "-Crelocation-model=static",
@@ -57,44 +64,43 @@ const COMMON_FLAGS: &[&str] = &[
     "-Zfunction-sections=yes",
 ];
 
-/// Files whose contents determine the tables, relative to the workspace root.
-const INPUTS: &[&str] = &[
-    "stencils/ops/lib.rs",
-    "stencils/src/abi.rs",
-    "stencils/src/semantics.rs",
-    "stencils/gen/src/main.rs",
-    "stencils/gen/src/extract.rs",
-    "stencils/gen/src/render.rs",
-    // Relocation decoding, branch recognition and nops come from the per-ISA arch files.
-    "arch/src/lib.rs",
-    "arch/src/x86_64.rs",
-    "arch/src/aarch64.rs",
-    "arch/src/riscv64.rs",
-];
+/// Directories besides the front end's own whose files determine every table: the
+/// generator itself and the per-ISA relocation decoding it uses.
+const GENERATOR_INPUTS: &[&str] = &["stencils/gen/src", "arch/src"];
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+/// One front end's generator job.
+pub struct Job {
+    /// The stencil source's crate root; its directory is the front end's input directory.
+    pub source: PathBuf,
+    /// Where `{isa}.rs` and `ids.rs` go.
+    pub out: PathBuf,
+    /// Where `{isa}.lst` go.
+    pub listing: PathBuf,
 }
 
-/// FNV-1a, 64-bit: a change detector for the inputs (not a security hash).
-pub fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(state, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+impl Job {
+    fn input_dirs(&self, root: &Path) -> Result<Vec<PathBuf>, String> {
+        let source_dir = self.source.parent().ok_or("the stencil source has no directory")?.to_path_buf();
+        let mut dirs = vec![source_dir];
+        dirs.extend(GENERATOR_INPUTS.iter().map(|d| root.join(d)));
+        Ok(dirs)
+    }
+
+    fn table_path(&self, isa: Isa) -> PathBuf {
+        self.out.join(format!("{isa}.rs"))
+    }
+
+    fn listing_path(&self, isa: Isa) -> PathBuf {
+        self.listing.join(format!("{isa}.lst"))
+    }
+
+    fn ids_path(&self) -> PathBuf {
+        self.out.join("ids.rs")
+    }
 }
 
-/// Digest of every input: source files, flags, and the toolchain name.
-fn input_digest(root: &Path, spec: &TargetSpec) -> Result<u64, String> {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for rel in INPUTS {
-        let text = std::fs::read(root.join(rel)).map_err(|e| format!("reading {rel}: {e}"))?;
-        h = fnv1a(h, rel.as_bytes());
-        h = fnv1a(h, &(text.len() as u64).to_le_bytes());
-        h = fnv1a(h, &text);
-    }
-    for flag in COMMON_FLAGS.iter().chain(spec.flags) {
-        h = fnv1a(h, flag.as_bytes());
-    }
-    h = fnv1a(h, spec.triple.as_bytes());
-    Ok(fnv1a(h, STENCIL_TOOLCHAIN.as_bytes()))
+fn workspace_root() -> Result<PathBuf, String> {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().map_err(|e| format!("workspace root: {e}"))
 }
 
 fn toolchain_installed() -> bool {
@@ -115,24 +121,27 @@ fn toolchain_version() -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Compiles the stencil sources for one ISA and returns the object file's path.
-fn compile(root: &Path, spec: &TargetSpec, out_dir: &Path) -> Result<PathBuf, String> {
+/// Compiles the stencil source for one ISA; returns the object's path and every source
+/// file rustc read (from its dep-info).
+fn compile(job: &Job, spec: &TargetSpec, out_dir: &Path) -> Result<(PathBuf, Vec<PathBuf>), String> {
     let obj = out_dir.join(format!("stencils-{}.o", spec.isa));
+    let dep = out_dir.join(format!("stencils-{}.d", spec.isa));
     let status = Command::new("rustc")
         .arg(format!("+{STENCIL_TOOLCHAIN}"))
         .args(COMMON_FLAGS)
         .args(spec.flags)
         .args(["--target", spec.triple, "--emit"])
-        .arg(format!("obj={}", obj.display()))
-        .arg(root.join("stencils/ops/lib.rs"))
+        .arg(format!("obj={},dep-info={}", obj.display(), dep.display()))
+        .arg(&job.source)
         .env_remove("RUSTFLAGS")
         .env("RUSTUP_TOOLCHAIN", STENCIL_TOOLCHAIN)
         .status()
         .map_err(|e| format!("running rustc +{STENCIL_TOOLCHAIN}: {e}"))?;
     if !status.success() {
-        return Err(format!("compiling stencils for {} failed", spec.triple));
+        return Err(format!("compiling {} for {} failed", job.source.display(), spec.triple));
     }
-    Ok(obj)
+    let deps = std::fs::read_to_string(&dep).map_err(|e| format!("{}: {e}", dep.display()))?;
+    Ok((obj, digest::dep_info_sources(&deps)))
 }
 
 /// Disassembly of the object with the pinned toolchain's llvm-objdump, for the listing.
@@ -156,15 +165,24 @@ fn objdump(obj: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Generated files for all ISAs: (path relative to the root, contents).
-fn generate(root: &Path) -> Result<Vec<(String, String)>, String> {
-    let out_dir = root.join("target/stencil-gen");
+/// Every generated file of `job`: (path, contents).
+fn generate(root: &Path, job: &Job) -> Result<Vec<(PathBuf, String)>, String> {
+    let out_dir =
+        root.join("target/stencil-gen").join(job.source.parent().and_then(Path::file_name).unwrap_or_default());
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let version = toolchain_version()?;
+    let dirs = job.input_dirs(root)?;
     let mut files = Vec::new();
     let mut names: Option<Vec<String>> = None;
     for spec in &TARGETS {
-        let obj = compile(root, spec, &out_dir)?;
+        let (obj, sources) = compile(job, spec, &out_dir)?;
+        if let Some(outside) = sources.iter().find(|s| !dirs.iter().any(|d| s.starts_with(d))) {
+            return Err(format!(
+                "the stencil source reads {}, outside its input directory {}: move it there so the digest covers it",
+                outside.display(),
+                dirs[0].display()
+            ));
+        }
         let bytes = std::fs::read(&obj).map_err(|e| e.to_string())?;
         let stencils = extract::extract(spec.isa, &bytes)?;
         let these: Vec<String> = stencils.iter().map(|s| s.name.clone()).collect();
@@ -175,85 +193,105 @@ fn generate(root: &Path) -> Result<Vec<(String, String)>, String> {
             }
             Some(_) => {}
         }
-        let digest = input_digest(root, spec)?;
-        files.push((
-            format!("stencils/src/generated/{}.rs", spec.isa),
-            render::table(spec, &stencils, digest, &version),
-        ));
-        files.push((
-            format!("stencils/listing/{}.lst", spec.isa),
-            render::listing(spec, &stencils, &objdump(&obj)?, digest, &version),
-        ));
+        let digest = digest::inputs(&dirs, spec)?;
+        files.push((job.table_path(spec.isa), render::table(spec, &stencils, digest, &version)));
+        files.push((job.listing_path(spec.isa), render::listing(spec, &stencils, &objdump(&obj)?, digest, &version)));
     }
-    let names = names.unwrap_or_default();
-    files.push(("stencils/src/generated/ids.rs".into(), render::ids(&names)?));
+    files.push((job.ids_path(), render::ids(&names.unwrap_or_default())?));
     Ok(files)
 }
 
-/// The digest recorded in a committed table, if it has one.
-fn committed_digest(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("// inputs digest: "))?;
-    u64::from_str_radix(line.trim_start_matches("// inputs digest: ").trim_start_matches("0x"), 16).ok()
-}
-
-fn check(root: &Path) -> Result<(), String> {
-    let mut stale = Vec::new();
+/// The checks that need no nightly: every table's input digest matches the sources, and
+/// every generated file's contents match the digest in its own header.
+fn check_committed(root: &Path, job: &Job) -> Result<(), String> {
+    let dirs = job.input_dirs(root)?;
+    let mut problems = Vec::new();
+    let mut files: Vec<PathBuf> = vec![job.ids_path()];
     for spec in &TARGETS {
-        let path = root.join(format!("stencils/src/generated/{}.rs", spec.isa));
+        files.push(job.table_path(spec.isa));
+        files.push(job.listing_path(spec.isa));
+        let path = job.table_path(spec.isa);
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let want = input_digest(root, spec)?;
-        match committed_digest(&text) {
-            Some(have) if have == want => println!("stencils {}: digest {want:#018x} matches the sources", spec.isa),
-            Some(have) => stale.push(format!("{}: table digest {have:#018x}, sources {want:#018x}", spec.isa)),
-            None => stale.push(format!("{}: no digest header", spec.isa)),
+        let want = digest::inputs(&dirs, spec)?;
+        match digest::committed_inputs(&text) {
+            Some(have) if have == want => {}
+            Some(have) => {
+                problems.push(format!("{}: inputs digest {have:#018x}, sources {want:#018x}", path.display()))
+            }
+            None => problems.push(format!("{}: no inputs digest", path.display())),
         }
     }
-    if !stale.is_empty() {
-        return Err(format!("stencil tables are stale (run `cargo xtask stencils`):\n  {}", stale.join("\n  ")));
+    for path in &files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Err(e) = digest::verify_contents(&text) {
+            problems.push(format!("{}: {e}", path.display()));
+        }
     }
+    if problems.is_empty() {
+        println!("stencils {}: input and contents digests match", job.source.display());
+        Ok(())
+    } else {
+        Err(format!("stencil files are stale or edited (run `cargo xtask stencils`):\n  {}", problems.join("\n  ")))
+    }
+}
+
+fn check(root: &Path, job: &Job) -> Result<(), String> {
+    check_committed(root, job)?;
     if !toolchain_installed() {
         println!(
-            "stencils: byte-exact regeneration skipped ({STENCIL_TOOLCHAIN} with the bare-metal targets is not installed); digest check passed"
+            "stencils {}: byte-exact regeneration skipped ({STENCIL_TOOLCHAIN} with the bare-metal targets is not installed)",
+            job.source.display()
         );
         return Ok(());
     }
-    let mut differ = Vec::new();
-    for (rel, text) in generate(root)? {
-        let committed = std::fs::read_to_string(root.join(&rel)).unwrap_or_default();
-        if committed != text {
-            differ.push(rel);
-        }
-    }
+    let differ: Vec<String> = generate(root, job)?
+        .into_iter()
+        .filter(|(path, text)| std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()))
+        .map(|(path, _)| path.display().to_string())
+        .collect();
     if !differ.is_empty() {
         return Err(format!("regenerated stencil files differ from the committed ones: {}", differ.join(", ")));
     }
-    println!("stencils: byte-exact regeneration with {STENCIL_TOOLCHAIN} matches the committed tables");
+    println!("stencils {}: byte-exact regeneration with {STENCIL_TOOLCHAIN} matches", job.source.display());
     Ok(())
 }
 
-fn run() -> Result<(), String> {
-    let root = workspace_root();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["--check"] => check(&root),
-        [] => {
-            if !toolchain_installed() {
-                return Err(format!(
-                    "{STENCIL_TOOLCHAIN} is needed to regenerate stencils: rustup toolchain install {STENCIL_TOOLCHAIN} \
-                     --profile minimal -c llvm-tools -t x86_64-unknown-none,aarch64-unknown-none,riscv64gc-unknown-none-elf"
-                ));
-            }
-            for (rel, text) in generate(&root)? {
-                let path = root.join(&rel);
-                std::fs::create_dir_all(path.parent().expect("generated files live in a directory"))
-                    .map_err(|e| e.to_string())?;
-                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-                println!("wrote {rel}");
-            }
-            Ok(())
-        }
-        _ => Err("usage: tessera-stencil-gen [--check]".into()),
+fn write(root: &Path, job: &Job) -> Result<(), String> {
+    if !toolchain_installed() {
+        return Err(format!(
+            "{STENCIL_TOOLCHAIN} is needed to regenerate stencils: rustup toolchain install {STENCIL_TOOLCHAIN} \
+             --profile minimal -c llvm-tools -t x86_64-unknown-none,aarch64-unknown-none,riscv64gc-unknown-none-elf"
+        ));
     }
+    // Everything is generated before anything is written: a failure leaves the old files.
+    for (path, text) in generate(root, job)? {
+        digest::write_atomically(&path, &text)?;
+        println!("wrote {}", path.strip_prefix(root).unwrap_or(&path).display());
+    }
+    Ok(())
+}
+
+const USAGE: &str = "usage: tessera-stencil-gen [--check] --source DIR/lib.rs --out DIR --listing DIR";
+
+fn run() -> Result<(), String> {
+    let root = workspace_root()?;
+    let mut args = std::env::args().skip(1);
+    let (mut check_only, mut source, mut out, mut listing) = (false, None, None, None);
+    while let Some(arg) = args.next() {
+        let mut path = || args.next().map(|p| root.join(p)).ok_or_else(|| format!("{arg} needs a path\n{USAGE}"));
+        match arg.as_str() {
+            "--check" => check_only = true,
+            "--source" => source = Some(path()?),
+            "--out" => out = Some(path()?),
+            "--listing" => listing = Some(path()?),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    let (Some(source), Some(out), Some(listing)) = (source, out, listing) else {
+        return Err(USAGE.into());
+    };
+    let job = Job { source, out, listing };
+    if check_only { check(&root, &job) } else { write(&root, &job) }
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,7 @@
 //! The contract between generated code and the runtime: the context block every stencil
 //! receives in its first argument, the trap codes it reports, and the frame layout.
 //!
-//! Shared verbatim by the stencil sources (`stencils/ops`, built with the pinned nightly)
+//! Shared verbatim by the stencil sources (this directory, built with the pinned nightly)
 //! and the runtime (`tessera`, built with stable), so both agree on every offset.
 
 /// Bytes of eBPF stack per call frame (`r10` points at the top of the running frame).
@@ -47,9 +47,10 @@ pub struct JitContext {
     pub mem_len: u64,
     /// `r10` of the running frame.
     pub frame_pointer: u64,
-    /// Units left: one is spent before every backward jump (taken or not) and every local
-    /// call, exactly as the interpreter charges.
-    pub fuel: u64,
+    /// `!fuel_left` (that is, `u64::MAX - fuel_left`): every back edge (taken or not) and
+    /// local call charges what `tessera::ebpf::fuel` says, exactly as the interpreter does;
+    /// kept complemented so that a charge is one add whose carry means "out of fuel".
+    pub fuel_complement: u64,
     /// Current and maximum local-call depth.
     pub depth: u64,
     pub max_depth: u64,

@@ -1,0 +1,207 @@
+//! Stencil tables: the const data the generator writes per front end and ISA.
+//!
+//! A table is one code array (every stencil's bytes back to back, then [`CODE_PADDING`]
+//! zero bytes so the emitter may copy whole 16-byte chunks), one array of hole records, and
+//! an index of entries. Stencil ids are the same in every ISA's table of a front end.
+
+use tessera_arch::{Isa, RelocKind};
+
+use crate::Error;
+
+/// Zero bytes after the last stencil's code: the emitter copies in 16-byte chunks and may
+/// read up to 15 bytes past a stencil's end.
+pub const CODE_PADDING: usize = 16;
+
+/// Index of a stencil in every ISA's table of one front end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StencilId(pub u16);
+
+/// Stencils specialised per register (or any small index): variant `k` is `first + k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Family {
+    pub first: u16,
+    pub count: u16,
+}
+
+impl Family {
+    /// The variant for index `k`, if the family has one.
+    #[inline]
+    pub const fn variant(self, k: u8) -> Option<StencilId> {
+        if (k as u16) < self.count { Some(StencilId(self.first + k as u16)) } else { None }
+    }
+}
+
+/// Which value a hole takes. Stencil sources name holes by extern symbols: `_HOLE_CONTINUE`,
+/// `_HOLE_JUMP`, `_HOLE_COLD`, `_HOLE_OPERAND0` … `_HOLE_OPERAND3`; the symbol's *address*
+/// is the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum HoleValue {
+    /// The address of the next stencil (a branch to the continuation that is not the
+    /// stencil's trailing jump, which the generator removes).
+    Continue = 0,
+    /// The branch or call target the front end gives ([`crate::Holes::jump`]).
+    Jump = 1,
+    /// The out-of-line slow path the front end gives ([`crate::Holes::cold`]), as CPython's
+    /// `ERROR_TARGET`: kept apart from `Jump` so a stencil can have both.
+    Cold = 2,
+    /// A 32-bit number the front end gives ([`crate::Holes::operands`]`[0]` … `[3]`); the
+    /// stencil reads the low 32 bits of the symbol's address.
+    Operand0 = 3,
+    Operand1 = 4,
+    Operand2 = 5,
+    Operand3 = 6,
+}
+
+impl HoleValue {
+    /// Every value, in discriminant order.
+    pub const ALL: [HoleValue; 7] = [
+        HoleValue::Continue,
+        HoleValue::Jump,
+        HoleValue::Cold,
+        HoleValue::Operand0,
+        HoleValue::Operand1,
+        HoleValue::Operand2,
+        HoleValue::Operand3,
+    ];
+
+    /// The extern symbol stencil sources use for this hole.
+    pub const fn symbol(self) -> &'static str {
+        match self {
+            HoleValue::Continue => "_HOLE_CONTINUE",
+            HoleValue::Jump => "_HOLE_JUMP",
+            HoleValue::Cold => "_HOLE_COLD",
+            HoleValue::Operand0 => "_HOLE_OPERAND0",
+            HoleValue::Operand1 => "_HOLE_OPERAND1",
+            HoleValue::Operand2 => "_HOLE_OPERAND2",
+            HoleValue::Operand3 => "_HOLE_OPERAND3",
+        }
+    }
+
+    /// The hole named by `symbol`, if it is one.
+    pub fn from_symbol(symbol: &str) -> Option<HoleValue> {
+        HoleValue::ALL.into_iter().find(|v| v.symbol() == symbol)
+    }
+
+    /// The index into [`crate::Holes::operands`] of an operand hole.
+    #[inline]
+    pub const fn operand_index(self) -> Option<usize> {
+        match self {
+            HoleValue::Operand0 => Some(0),
+            HoleValue::Operand1 => Some(1),
+            HoleValue::Operand2 => Some(2),
+            HoleValue::Operand3 => Some(3),
+            _ => None,
+        }
+    }
+
+    /// Whether the hole holds a code address (and so takes a branch relocation).
+    pub const fn is_code_address(self) -> bool {
+        matches!(self, HoleValue::Continue | HoleValue::Jump | HoleValue::Cold)
+    }
+}
+
+/// One hole: where it is, how it is encoded, and what goes in it. Eight bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Hole {
+    /// Byte offset in the stencil's code.
+    pub offset: u16,
+    pub kind: RelocKind,
+    pub value: HoleValue,
+    /// The relocation addend (`A` in `S + A`).
+    pub addend: i32,
+}
+
+/// Where one stencil's code and holes are in its table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StencilEntry {
+    pub code_start: u32,
+    pub code_len: u16,
+    pub holes_start: u16,
+    pub holes_len: u16,
+}
+
+/// A stencil: machine code with holes.
+#[derive(Clone, Copy, Debug)]
+pub struct Stencil {
+    pub code: &'static [u8],
+    pub holes: &'static [Hole],
+}
+
+/// Every stencil of one front end for one ISA, as compact const data.
+#[derive(Debug)]
+pub struct StencilTable {
+    pub isa: Isa,
+    /// Digest of the generator inputs (sources, flags, toolchain) the table was built from.
+    pub digest: u64,
+    /// All stencils' code, then [`CODE_PADDING`] zero bytes.
+    pub code: &'static [u8],
+    pub holes: &'static [Hole],
+    pub entries: &'static [StencilEntry],
+}
+
+impl StencilTable {
+    /// The stencil with id `id`, if the table has it.
+    pub fn get(&self, id: StencilId) -> Option<Stencil> {
+        let e = self.entries.get(id.0 as usize)?;
+        let code_start = e.code_start as usize;
+        let holes_start = e.holes_start as usize;
+        Some(Stencil {
+            code: self.code.get(code_start..code_start + e.code_len as usize)?,
+            holes: self.holes.get(holes_start..holes_start + e.holes_len as usize)?,
+        })
+    }
+
+    /// Number of stencils.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of const data this table occupies (code with padding, hole records, index).
+    pub fn size_bytes(&self) -> usize {
+        self.code.len() + core::mem::size_of_val(self.holes) + core::mem::size_of_val(self.entries)
+    }
+
+    /// The longest stencil, in bytes.
+    pub fn max_stencil_len(&self) -> usize {
+        self.entries.iter().map(|e| e.code_len as usize).max().unwrap_or(0)
+    }
+
+    /// Checks what the emitter relies on: every entry's code and holes inside the table, the
+    /// code padding present, every hole inside its stencil with a relocation kind of the
+    /// table's ISA, and operand holes not PC-relative.
+    pub fn check(&self) -> Result<(), Error> {
+        let padding = self.code.get(self.code.len().saturating_sub(CODE_PADDING)..).ok_or(Error::CorruptTable)?;
+        if padding.len() != CODE_PADDING || padding.iter().any(|&b| b != 0) {
+            return Err(Error::CorruptTable);
+        }
+        let code_end = self.code.len() - CODE_PADDING;
+        for (i, e) in self.entries.iter().enumerate() {
+            let stencil = self.get(StencilId(i as u16)).ok_or(Error::CorruptTable)?;
+            if e.code_start as usize + e.code_len as usize > code_end {
+                return Err(Error::CorruptTable);
+            }
+            for hole in stencil.holes {
+                if hole.kind.isa() != self.isa {
+                    return Err(Error::WrongTable);
+                }
+                if hole.offset as usize >= stencil.code.len() {
+                    return Err(Error::CorruptTable);
+                }
+                if hole.value.operand_index().is_some() && hole.kind.is_pc_relative() {
+                    return Err(Error::CorruptTable);
+                }
+            }
+        }
+        Ok(())
+    }
+}
