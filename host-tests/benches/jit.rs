@@ -6,11 +6,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use tessera::code_buffer::CodeBuffer;
-use tessera::ebpf::lower::Lowering;
-use tessera::ebpf::lower::lower;
-use tessera::ebpf::{Helpers, Insn, Memory, Mode, Vm, asm};
-use tessera::emitter::{Emitter, Item, Recorded};
+use tessera::CodeBuffer;
+use tessera::ebpf::{Helpers, Insn, Memory, Mode, Observer, Vm, asm};
+use tessera::jit::StencilId;
+use tessera::jit::emitter::OwnedScratch;
 use tessera_arch::Isa;
 use tessera_host_tests::program_gen::{self as program_gen, Rng};
 
@@ -71,7 +70,7 @@ fn main() {
     // --- Stencil tables.
     println!("stencil tables:");
     for isa in Isa::ALL {
-        let t = tessera_stencils::table(isa);
+        let t = tessera_stencils::table(isa).expect("linked");
         println!(
             "  {isa:8} {} stencils, {} code bytes, {} hole records, table total {} bytes",
             t.entries.len(),
@@ -81,41 +80,40 @@ fn main() {
         );
     }
 
-    // --- Compile speed and code size, per ISA, by cross-emission into a plain buffer.
-    let big = big_program();
-    let vm =
-        Vm::new(&big, Helpers::new(&[tessera::ebpf::Helper { id: program_gen::HELPER_ID, func: program_gen::helper }]))
-            .expect("valid program");
-    let n = vm.program().len();
-    let mut stencils = 0usize;
-    lower(vm.program(), &mut |item| {
-        if let Item::Place(_) = item {
-            stencils += 1;
+    // --- Compile speed and code size, per ISA, by cross-emission into a reused buffer.
+    struct Count(usize);
+    impl Observer for Count {
+        fn placed(&mut self, _: Option<usize>, _: bool, _: StencilId, _: usize, _: usize) {
+            self.0 += 1;
         }
-        Ok(())
-    })
-    .expect("lowers");
-    println!("\ncompile: {n}-slot program, {stencils} stencils placed");
-    let mut labels = vec![0u32; vm.labels_needed()];
+    }
+    let big = big_program();
+    let helper = [tessera::ebpf::Helper { id: program_gen::HELPER_ID, func: program_gen::helper }];
+    let vm = Vm::new(&big, Helpers::new(&helper)).expect("valid program");
+    let n = vm.program().len();
+    let need = vm.scratch_size();
+    let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
     let mut memory = vec![0u8; 64 << 20];
-    let recorded = Recorded::record(&Lowering(vm.program())).expect("lowers");
+    let mut stencils = Count(0);
+    vm.emit_observed(
+        Isa::X86_64,
+        &mut CodeBuffer::with_base(&mut memory, 0x4000_0000),
+        scratch.scratch(),
+        &mut stencils,
+    )
+    .expect("emits");
+    println!("\ncompile: {n}-slot program, {} stencils placed", stencils.0);
     for isa in Isa::ALL {
         let mut len = 0;
         let compile_ns = median_ns(21, || {
             let mut buffer = CodeBuffer::with_base(&mut memory, 0x4000_0000);
-            len = vm.compile_into(isa, &mut labels, &mut buffer).expect("compiles").len;
+            len = vm.emit_for(isa, &mut buffer, scratch.scratch()).expect("compiles").bytes.len();
             black_box(&buffer);
         });
-        // Emission alone: the recorded stencil stream copied and patched (pass 2).
-        let emitter = Emitter::new(isa);
-        let size = emitter.layout(&recorded, &mut labels).expect("layout");
-        let emit_ns = median_ns(21, || {
-            black_box(emitter.emit(&recorded, &labels, &mut memory[..size], 0x4000_0000).expect("emits"));
-        });
         println!(
-            "  {isa:8} compile {:6.1} ns per eBPF instruction; copy-and-patch alone {:5.1} ns per stencil; {:5.1} bytes per eBPF instruction",
+            "  {isa:8} compile {:6.1} ns per eBPF instruction, {:5.1} ns per stencil; {:5.1} bytes per eBPF instruction",
             compile_ns / n as f64,
-            emit_ns / stencils as f64,
+            compile_ns / stencils.0 as f64,
             len as f64 / n as f64
         );
     }
@@ -130,9 +128,7 @@ fn main() {
         for program in &programs {
             let helpers = [tessera::ebpf::Helper { id: 5, func: |a, _, _, _, _| a }];
             let Ok(vm) = Vm::new(program, Helpers::new(&helpers)) else { continue };
-            let mut labels = vec![0u32; vm.labels_needed()];
-            let mut buffer = CodeBuffer::with_base(&mut memory, 0x4000_0000);
-            bytes += vm.compile_into(isa, &mut labels, &mut buffer).expect("compiles").len;
+            bytes += tessera_host_tests::emit_at(&vm, isa, 0x4000_0000).expect("compiles").len();
             slots += vm.program().len();
         }
         println!(
@@ -144,7 +140,10 @@ fn main() {
     // --- Run time: JIT vs interpreter on the host.
     let bytes = asm::assemble_to_bytes(LOOP).expect("assembles");
     let mut vm = Vm::new(&bytes, Helpers::empty()).expect("valid");
-    let compile_ns = median_ns(21, || vm.compile().expect("compiles"));
+    vm.set_fuel(u64::MAX);
+    let compile_ns = median_ns(21, || {
+        black_box(vm.compile().expect("compiles"));
+    });
     let (mut stack, mut ctx) = (vec![0u8; 512 * 9], vec![0u8; 8]);
     let mut result = [0u64; 2];
     let mut times = [0f64; 2];
@@ -156,7 +155,7 @@ fn main() {
     }
     assert_eq!(result[0], result[1], "JIT and interpreter disagree");
     println!(
-        "\nloop kernel (1,000,000 iterations, {} slots, host {}): compile {:.1} us (incl. mmap/mprotect)",
+        "\nloop kernel (1,000,000 iterations, {} slots, host {}): compile {:.1} us (into the code arena)",
         vm.program().len(),
         std::env::consts::ARCH,
         compile_ns / 1e3

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use tessera::code_buffer::CodeBuffer;
 use tessera::ebpf::{Helpers, Vm, asm};
 use tessera_arch::Isa;
 
@@ -25,11 +24,7 @@ const BASE: u64 = 0x1000_0000;
 fn emit(isa: Isa) -> Vec<u8> {
     let bytes = asm::assemble_to_bytes(PROGRAM).expect("assembles");
     let vm = Vm::new(&bytes, Helpers::empty()).expect("valid");
-    let mut labels = vec![0u32; vm.labels_needed()];
-    let mut memory = vec![0u8; 4096];
-    let mut buffer = CodeBuffer::with_base(&mut memory, BASE);
-    let compiled = vm.compile_into(isa, &mut labels, &mut buffer).expect("emits");
-    buffer.as_slice()[compiled.offset..compiled.offset + compiled.len].to_vec()
+    tessera_host_tests::emit_at(&vm, isa, BASE).expect("emits")
 }
 
 fn golden_path(isa: Isa) -> PathBuf {

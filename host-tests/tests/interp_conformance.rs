@@ -8,7 +8,7 @@
 //! the validator.
 
 use tessera::ebpf::interp::{self, Config};
-use tessera::ebpf::{Error, Helper, Helpers, Memory, Program};
+use tessera::ebpf::{Helper, Helpers, Memory, Program};
 use tessera_host_tests::conformance::{self, TestCase};
 use tessera_stencils::abi::FRAME_SIZE;
 
@@ -27,7 +27,7 @@ fn run_case(case: &TestCase) -> Result<u64, String> {
     let r1 = context.as_ptr() as u64;
     let r2 = context.len() as u64;
     let mut memory = Memory::new(&mut stack, &mut context, &mut []);
-    interp::run(&program, &helpers, &mut memory, r1, r2, &Config::default()).map_err(|e: Error| format!("error: {e}"))
+    interp::run(&program, &helpers, &mut memory, r1, r2, &Config::default()).map_err(|e| format!("error: {e}"))
 }
 
 #[test]

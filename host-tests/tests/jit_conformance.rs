@@ -2,7 +2,7 @@
 //! AArch64 and RISC-V under qemu-user in the xtask's second tier), checked against the
 //! expected results and against the interpreter.
 
-use tessera::ebpf::{Error, Helper, Helpers, Memory, Mode, Vm};
+use tessera::ebpf::{Helper, Helpers, Memory, Mode, Vm};
 use tessera_host_tests::conformance::{TestCase, load_dir, program_bytes, tests_dir};
 
 /// The suite's helper 5 ("unwind" in its runners): returns its first argument.
@@ -10,7 +10,7 @@ pub const CONFORMANCE_HELPERS: [Helper; 1] = [Helper { id: 5, func: |a, _, _, _,
 
 fn run(case: &TestCase, mode: Mode) -> Result<u64, String> {
     let bytes = program_bytes(case)?;
-    let mut vm = Vm::new(&bytes, Helpers::new(&CONFORMANCE_HELPERS)).map_err(|e: Error| e.to_string())?;
+    let mut vm = Vm::new(&bytes, Helpers::new(&CONFORMANCE_HELPERS)).map_err(|e| e.to_string())?;
     let mut stack = vec![0u8; 512 * 9];
     let mut context = case.mem.clone();
     let mut memory = Memory::new(&mut stack, &mut context, &mut []);

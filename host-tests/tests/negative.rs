@@ -13,7 +13,7 @@
 //!   tessera every register starts at 0, so the program is valid and must run.
 
 use tessera::ebpf::asm::{self, AsmErrorKind};
-use tessera::ebpf::{Error, Helpers, Memory, Mode, Program, Vm};
+use tessera::ebpf::{Error, Helpers, LoadError, Memory, Mode, Program, Vm};
 use tessera_host_tests::conformance::{self, TestCase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +106,7 @@ fn validator_cases_are_well_formed_programs() {
         // The validator rejects it, naming slot 0: a reserved field, or (where the field
         // selects a variant, like mov's offset picking movsx) an undefined combination.
         match Program::new(&bytes, |_| true) {
-            Err(Error::ReservedField { pc: 0 } | Error::UnknownOpcode { pc: 0, .. }) => {}
+            Err(LoadError::ReservedField { pc: 0 } | LoadError::UnknownOpcode { pc: 0, .. }) => {}
             other => panic!("{}: expected a rejection at slot 0, got {other:?}", case.name),
         }
         if case.name.starts_with("unused-") {
@@ -130,7 +130,7 @@ fn no_program_cases_have_no_program() {
         if expected(&case.name) == Some(Kind::NoProgram) {
             assert!(!case.has_program(), "{}", case.name);
             assert!(conformance::program_bytes(&case).is_err(), "{}", case.name);
-            assert_eq!(Program::new(&[], |_| true).err(), Some(Error::EmptyProgram));
+            assert_eq!(Program::new(&[], |_| true).err(), Some(LoadError::EmptyProgram));
         }
     }
 }

@@ -119,8 +119,10 @@ enum Rule {
     Exit,
 }
 
-const fn alu(code: u8) -> Option<(Family, Family, Option<(Family, Family)>)> {
-    // (64-bit family, 32-bit family, immediate forms (64, 32))
+/// A binary ALU operation's families: 64-bit, 32-bit, and the immediate forms (64, 32).
+type AluFamilies = (Family, Family, Option<(Family, Family)>);
+
+const fn alu(code: u8) -> Option<AluFamilies> {
     Some(match code {
         0x00 => (ids::ADD64, ids::ADD32, Some((ids::ADD64_IMM, ids::ADD32_IMM))),
         0x10 => (ids::SUB64, ids::SUB32, Some((ids::SUB64_IMM, ids::SUB32_IMM))),

@@ -27,4 +27,4 @@ pub use jit::{JitProgram, ScratchSize};
 pub use lower::Observer;
 pub use memory::{Memory, Region};
 pub use program::Program;
-pub use vm::Vm;
+pub use vm::{Mode, Vm};

@@ -30,19 +30,36 @@ use super::interp::{self, Config};
 use super::jit::{self, JitProgram, ScratchSize};
 use super::{Helpers, Memory, Program};
 
+/// Interpreter or generated code, for [`Vm::run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Mode {
+    Interpreter,
+    Jit,
+}
+
 /// A validated program with its helpers and limits.
 #[derive(Debug)]
 pub struct Vm<'p, 'h> {
     program: Program<'p>,
     helpers: Helpers<'h>,
     config: Config,
+    /// The code [`Vm::run`] compiled on first use in `Mode::Jit`.
+    #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+    compiled: Option<JitProgram<'p, 'h, 'static>>,
 }
 
 impl<'p, 'h> Vm<'p, 'h> {
     /// Validates `bytecode` against the helper ids in `helpers`.
     pub fn new(bytecode: &'p [u8], helpers: Helpers<'h>) -> Result<Vm<'p, 'h>, LoadError> {
         let program = Program::new(bytecode, |id| helpers.contains(id))?;
-        Ok(Vm { program, helpers, config: Config::default() })
+        Ok(Vm {
+            program,
+            helpers,
+            config: Config::default(),
+            #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+            compiled: None,
+        })
     }
 
     pub fn program(&self) -> &Program<'p> {
@@ -57,10 +74,38 @@ impl<'p, 'h> Vm<'p, 'h> {
     /// [`super::fuel::DEFAULT_FUEL`]).
     pub fn set_fuel(&mut self, fuel: u64) {
         self.config.fuel = fuel;
+        self.forget_compiled();
     }
 
     pub fn set_max_call_depth(&mut self, depth: u32) {
         self.config.max_call_depth = depth;
+        self.forget_compiled();
+    }
+
+    /// Limits live in compiled handles too: a change takes a fresh compile.
+    fn forget_compiled(&mut self) {
+        #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+        {
+            self.compiled = None;
+        }
+    }
+
+    /// Runs in `mode` with r1 = the context's address, r2 = its length; `Mode::Jit`
+    /// compiles into the process's code arena on first use and keeps the code.
+    #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+    pub fn run(&mut self, mode: Mode, memory: &mut Memory) -> Result<u64, super::Error> {
+        match mode {
+            Mode::Interpreter => Ok(self.interpret(memory)?),
+            Mode::Jit => {
+                let compiled = match self.compiled.take() {
+                    Some(compiled) => compiled,
+                    None => self.compile()?,
+                };
+                let result = compiled.run(memory);
+                self.compiled = Some(compiled);
+                Ok(result?)
+            }
+        }
     }
 
     /// The scratch [`Vm::compile_into`] and [`Vm::emit_for`] need.
@@ -86,6 +131,18 @@ impl<'p, 'h> Vm<'p, 'h> {
         scratch: Scratch<'_>,
     ) -> Result<Allocation<'m>, CompileError> {
         jit::emit(&self.program, isa, buffer, scratch)
+    }
+
+    /// [`Vm::emit_for`], telling `observer` where every stencil went (for listings).
+    #[cfg(feature = "jit")]
+    pub fn emit_observed<'m>(
+        &self,
+        isa: Isa,
+        buffer: &mut CodeBuffer<'m>,
+        scratch: Scratch<'_>,
+        observer: &mut impl super::Observer,
+    ) -> Result<Allocation<'m>, CompileError> {
+        jit::emit_observed(&self.program, isa, buffer, scratch, observer)
     }
 
     /// Compiles for this machine into `buffer`. The result runs if the buffer is executable
