@@ -87,7 +87,8 @@ pub fn ids(names: &[String]) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(out, "//{BANNER}");
     let _ = writeln!(out, "//! Stencil ids, identical for every ISA's table of this front end.\n");
-    let _ = writeln!(out, "use tessera_jit::{{Family, StencilId}};\n");
+    let has_family = order.iter().any(|(_, is_variant)| *is_variant);
+    let _ = writeln!(out, "use tessera_jit::{{{}StencilId}};\n", if has_family { "Family, " } else { "" });
     for (family, is_variant) in &order {
         let (first, ks) = &families[family];
         let konst = family.to_uppercase();
