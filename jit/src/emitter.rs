@@ -14,7 +14,7 @@ use core::marker::PhantomData;
 use tessera_arch::Patcher;
 
 use crate::Error;
-use crate::table::{CODE_PADDING, HoleValue, StencilId, StencilTable};
+use crate::table::{Hole, HoleValue, StencilId, StencilTable};
 
 /// A position in the code that branches can target. Labels index the caller's label table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +79,46 @@ pub struct Fixup {
 
 /// Label value of a label not bound yet.
 const UNBOUND: u32 = u32::MAX;
+
+/// Stencils up to this many bytes take the emitter's fast path (see [`Emitter::place`]).
+const WINDOW: usize = crate::table::CODE_PADDING;
+/// Room past the window's last hole offset for the widest field a patch writes.
+const SLACK: usize = 16;
+
+/// A hole's value: a 32-bit operand, or an address (of code, for branches).
+#[derive(Clone, Copy)]
+enum HoleNumber {
+    Operand(u32),
+    Address(u64),
+}
+
+/// Writes `value` into `hole` at `offset` of `code`, which executes at `place`.
+#[inline(always)]
+fn patch_hole<P: Patcher>(
+    hole: &Hole,
+    code: &mut [u8],
+    offset: usize,
+    value: HoleNumber,
+    place: u64,
+) -> Result<(), Error> {
+    match value {
+        HoleNumber::Operand(v) => P::patch_imm32(hole.kind, code, offset, (v as i32).wrapping_add(hole.addend), place)?,
+        HoleNumber::Address(a) => P::patch(hole.kind, code, offset, a.wrapping_add(hole.addend as i64 as u64), place)?,
+    }
+    Ok(())
+}
+
+/// Copies the first `len` bytes (at most `WINDOW`) of `code` as whole 64-byte blocks.
+#[inline(always)]
+fn copy_blocks(window: &mut [u8; WINDOW + SLACK], code: &[u8; WINDOW], len: usize) {
+    const BLOCK: usize = 64;
+    let mut at = 0;
+    while at < len && at + BLOCK <= WINDOW {
+        let (dst, src) = (&mut window[at..at + BLOCK], &code[at..at + BLOCK]);
+        dst.copy_from_slice(src);
+        at += BLOCK;
+    }
+}
 
 /// The caller's tables for one emission: one entry per label the front end uses, and room
 /// for every forward branch.
@@ -190,69 +230,71 @@ impl<'a, P: Patcher> Emitter<'a, P> {
     }
 
     /// Copies stencil `id` to the current offset and patches its holes with `holes`.
-    #[inline]
-    pub fn place(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
-        let entry = *self.table.entries.get(id.0 as usize).ok_or(Error::UnknownStencil { id: id.0 })?;
-        let start = self.at;
-        let len = entry.code_len as usize;
-        self.copy(entry.code_start as usize, len)?;
-        let end = start + len;
-        self.at = end;
-        let first = entry.holes_start as usize;
-        let records = self.table.holes.get(first..first + entry.holes_len as usize).ok_or(Error::CorruptTable)?;
-        for (index, hole) in records.iter().enumerate() {
-            let offset = start + hole.offset as usize;
-            let place = self.base.wrapping_add(offset as u64);
-            let addend = hole.addend as i64 as u64;
-            match hole.value {
-                HoleValue::Continue => {
-                    let value = self.base.wrapping_add(end as u64).wrapping_add(addend);
-                    P::patch(hole.kind, self.out, offset, value, place)?;
-                }
-                HoleValue::Jump | HoleValue::Cold => {
-                    let label = if hole.value == HoleValue::Jump { holes.jump } else { holes.cold };
-                    if label == Label::NONE {
-                        return Err(Error::MissingTarget { id: id.0 });
-                    }
-                    let labels = self.labels.len() as u32;
-                    let target =
-                        *self.labels.get(label.0 as usize).ok_or(Error::LabelOutOfRange { label: label.0, labels })?;
-                    if target == UNBOUND {
-                        let capacity = self.fixups.len() as u32;
-                        let slot = self.fixups.get_mut(self.fixup_count).ok_or(Error::FixupsFull { capacity })?;
-                        *slot = Fixup { at: start as u32, hole: (first + index) as u32, label: label.0 };
-                        self.fixup_count += 1;
-                    } else {
-                        let value = self.base.wrapping_add(target as u64).wrapping_add(addend);
-                        P::patch(hole.kind, self.out, offset, value, place)?;
-                    }
-                }
-                HoleValue::Operand0 | HoleValue::Operand1 | HoleValue::Operand2 | HoleValue::Operand3 => {
-                    let operand = holes.operands[hole.value as usize - HoleValue::Operand0 as usize];
-                    P::patch_imm32(hole.kind, self.out, offset, (operand as i32).wrapping_add(hole.addend), place)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies `len` bytes of table code from `from` to the current offset: whole 16-byte
-    /// chunks when the output has room for the last one (the table's padding makes the
-    /// source side always readable), so the copy is a few vector moves, not a call.
+    ///
+    /// The fast path works on a fixed-size window of the output: the copy is a few
+    /// fixed-size block moves and every hole offset is masked into the window, so the
+    /// compiler proves each store in bounds and emits no checks. Stencils longer than the
+    /// window, and the last bytes of the output, take the exact path.
     #[inline(always)]
-    fn copy(&mut self, from: usize, len: usize) -> Result<(), Error> {
-        const CHUNK: usize = CODE_PADDING;
-        let padded = len.next_multiple_of(CHUNK);
-        let at = self.at;
-        if let (Some(dst), Some(src)) = (self.out.get_mut(at..at + padded), self.table.code.get(from..from + padded)) {
-            for (d, s) in dst.chunks_exact_mut(CHUNK).zip(src.chunks_exact(CHUNK)) {
-                d.copy_from_slice(s);
+    pub fn place(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
+        let Emitter { table, out, base, at, labels, fixups, fixup_count, .. } = self;
+        let entry = *table.entries.get(id.0 as usize).ok_or(Error::UnknownStencil { id: id.0 })?;
+        let start = *at;
+        let len = entry.code_len as usize;
+        let from = entry.code_start as usize;
+        let first = entry.holes_start as usize;
+        let records = table.holes.get(first..first + entry.holes_len as usize).ok_or(Error::CorruptTable)?;
+        let end = start + len;
+        // The value of a hole, or `None` for a forward branch (recorded as a fix-up).
+        let mut value = |index: usize, hole: &Hole| -> Result<Option<HoleNumber>, Error> {
+            let label = match hole.value {
+                HoleValue::Continue => return Ok(Some(HoleNumber::Address(base.wrapping_add(end as u64)))),
+                HoleValue::Jump => holes.jump,
+                HoleValue::Cold => holes.cold,
+                operand => {
+                    let operand = holes.operands[(operand as usize - HoleValue::Operand0 as usize) & 3];
+                    return Ok(Some(HoleNumber::Operand(operand)));
+                }
+            };
+            match labels.get(label.0 as usize) {
+                Some(&target) if target != UNBOUND => Ok(Some(HoleNumber::Address(base.wrapping_add(target as u64)))),
+                Some(_) => {
+                    let capacity = fixups.len() as u32;
+                    let slot = fixups.get_mut(*fixup_count).ok_or(Error::FixupsFull { capacity })?;
+                    *slot = Fixup { at: start as u32, hole: (first + index) as u32, label: label.0 };
+                    *fixup_count += 1;
+                    Ok(None)
+                }
+                None if label == Label::NONE => Err(Error::MissingTarget { id: id.0 }),
+                None => Err(Error::LabelOutOfRange { label: label.0, labels: labels.len() as u32 }),
             }
+        };
+        let stencil_base = base.wrapping_add(start as u64);
+        if len <= WINDOW
+            && let Some(window) = out.get_mut(start..).and_then(<[u8]>::first_chunk_mut::<{ WINDOW + SLACK }>)
+            && let Some(code) = table.code.get(from..).and_then(<[u8]>::first_chunk::<WINDOW>)
+        {
+            copy_blocks(window, code, len);
+            for (index, hole) in records.iter().enumerate() {
+                let offset = hole.offset as usize & (WINDOW - 1);
+                if let Some(v) = value(index, hole)? {
+                    patch_hole::<P>(hole, &mut window[..], offset, v, stencil_base.wrapping_add(offset as u64))?;
+                }
+            }
+            *at = end;
             return Ok(());
         }
-        let available = self.out.len().saturating_sub(at) as u64;
-        let dst = self.out.get_mut(at..at + len).ok_or(Error::CodeBufferFull { needed: len as u64, available })?;
-        dst.copy_from_slice(self.table.code.get(from..from + len).ok_or(Error::CorruptTable)?);
+        // Exact path: long stencils, or the end of the output.
+        let available = out.len().saturating_sub(start) as u64;
+        let dst = out.get_mut(start..end).ok_or(Error::CodeBufferFull { needed: len as u64, available })?;
+        dst.copy_from_slice(table.code.get(from..from + len).ok_or(Error::CorruptTable)?);
+        for (index, hole) in records.iter().enumerate() {
+            let offset = hole.offset as usize;
+            if let Some(v) = value(index, hole)? {
+                patch_hole::<P>(hole, dst, offset, v, stencil_base.wrapping_add(offset as u64))?;
+            }
+        }
+        *at = end;
         Ok(())
     }
 
@@ -267,8 +309,8 @@ impl<'a, P: Patcher> Emitter<'a, P> {
             }
             let hole = self.table.holes.get(fixup.hole as usize).ok_or(Error::CorruptTable)?;
             let offset = fixup.at as usize + hole.offset as usize;
-            let value = self.base.wrapping_add(target as u64).wrapping_add(hole.addend as i64 as u64);
-            P::patch(hole.kind, self.out, offset, value, self.base.wrapping_add(offset as u64))?;
+            let value = HoleNumber::Address(self.base.wrapping_add(target as u64));
+            patch_hole::<P>(hole, self.out, offset, value, self.base.wrapping_add(offset as u64))?;
         }
         Ok(self.at)
     }

@@ -8,9 +8,9 @@ use tessera_arch::{Isa, RelocKind};
 
 use crate::Error;
 
-/// Zero bytes after the last stencil's code: the emitter copies in 16-byte chunks and may
-/// read up to 15 bytes past a stencil's end.
-pub const CODE_PADDING: usize = 16;
+/// Zero bytes after the last stencil's code: the emitter reads a fixed-size window of this
+/// many bytes from a stencil's start (see `Emitter::place`).
+pub const CODE_PADDING: usize = 256;
 
 /// Index of a stencil in every ISA's table of one front end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -277,17 +277,18 @@ static RULES: [Rule; 256] = {
     rules
 };
 
-/// Places stencils for one instruction, naming it in every stencil's operand 2.
-struct Out<'o, 'e, P: Patcher, O: Observer> {
+/// Places one instruction's stencils; operand 2 of each names the instruction (for trap
+/// reports).
+struct Ops<'o, 'e, P: Patcher, O: Observer> {
     emitter: &'o mut Emitter<'e, P>,
     observer: &'o mut O,
     pc: usize,
     cold: bool,
 }
 
-impl<P: Patcher, O: Observer> Out<'_, '_, P, O> {
+impl<P: Patcher, O: Observer> Ops<'_, '_, P, O> {
     #[inline(always)]
-    fn place(&mut self, id: StencilId, holes: Holes) -> Result<(), CompileError> {
+    fn push(&mut self, id: StencilId, holes: Holes) -> Result<(), CompileError> {
         let at = self.emitter.offset();
         self.emitter.place(id, &holes.operand(2, self.pc as u32))?;
         self.observer.placed(Some(self.pc), self.cold, id, at, self.emitter.offset() - at);
@@ -304,12 +305,12 @@ impl<P: Patcher, O: Observer> Out<'_, '_, P, O> {
     #[inline(always)]
     fn stage_reg(&mut self, r: u8) -> Result<(), CompileError> {
         let id = self.variant(ids::TMP_FROM_REG, r)?;
-        self.place(id, Holes::NONE)
+        self.push(id, Holes::NONE)
     }
 
     #[inline(always)]
     fn stage_imm(&mut self, imm: i32) -> Result<(), CompileError> {
-        self.place(ids::TMP_FROM_IMM, Holes::NONE.operand(0, imm as u32))
+        self.push(ids::TMP_FROM_IMM, Holes::NONE.operand(0, imm as u32))
     }
 }
 
@@ -340,15 +341,27 @@ pub(crate) fn lower<P: Patcher, O: Observer>(
     let len = program.len();
     for (pc, insn) in program.iter() {
         emitter.bind(insn_label(pc))?;
-        let mut out = Out { emitter, observer, pc, cold: false };
-        lower_insn(program, len, pc, insn, &mut out)?;
+        lower_insn(program, len, pc, insn, &mut Ops { emitter, observer, pc, cold: false })?;
     }
     for (pc, insn) in program.iter() {
-        let mut out = Out { emitter, observer, pc, cold: true };
-        lower_stub(len, pc, insn, &mut out)?;
+        if NEEDS_STUB[insn.opcode as usize] {
+            lower_stub(len, pc, insn, &mut Ops { emitter, observer, pc, cold: true })?;
+        }
     }
     Ok(())
 }
+
+/// Opcodes whose instructions may have an out-of-line stub (loads, stores, jumps).
+static NEEDS_STUB: [bool; 256] = {
+    let mut needs = [false; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        needs[opcode] =
+            matches!(RULES[opcode], Rule::Load { .. } | Rule::Store { .. } | Rule::Jump { .. } | Rule::Ja | Rule::Ja32);
+        opcode += 1;
+    }
+    needs
+};
 
 #[inline(always)]
 fn lower_insn<P: Patcher, O: Observer>(
@@ -356,7 +369,7 @@ fn lower_insn<P: Patcher, O: Observer>(
     len: usize,
     pc: usize,
     insn: Insn,
-    out: &mut Out<'_, '_, P, O>,
+    out: &mut Ops<'_, '_, P, O>,
 ) -> Result<(), CompileError> {
     let (dst, src, imm) = (insn.dst, insn.src, insn.imm);
     let stub = stub_label(len, pc);
@@ -364,12 +377,12 @@ fn lower_insn<P: Patcher, O: Observer>(
         Rule::Invalid => return Err(CompileError::Unlowerable { pc: pc as u32 }),
         Rule::AluReg(family) => {
             out.stage_reg(src)?;
-            out.place(out.variant(family, dst)?, Holes::NONE)?;
+            out.push(out.variant(family, dst)?, Holes::NONE)?;
         }
-        Rule::AluImm(family) => out.place(out.variant(family, dst)?, Holes::NONE.operand(0, imm as u32))?,
+        Rule::AluImm(family) => out.push(out.variant(family, dst)?, Holes::NONE.operand(0, imm as u32))?,
         Rule::AluImmStaged(family) => {
             out.stage_imm(imm)?;
-            out.place(out.variant(family, dst)?, Holes::NONE)?;
+            out.push(out.variant(family, dst)?, Holes::NONE)?;
         }
         Rule::DivMod { from_reg, unsigned, signed } => {
             if from_reg {
@@ -378,15 +391,15 @@ fn lower_insn<P: Patcher, O: Observer>(
                 out.stage_imm(imm)?;
             }
             let family = if insn.off == 1 { signed } else { unsigned };
-            out.place(out.variant(family, dst)?, Holes::NONE)?;
+            out.push(out.variant(family, dst)?, Holes::NONE)?;
         }
         // A 64-bit move, or a 32-bit one whose zero extension is the sign extension.
         Rule::MovImm { wide } if wide || imm >= 0 => {
-            out.place(out.variant(ids::MOV_IMM, dst)?, Holes::NONE.operand(0, imm as u32))?
+            out.push(out.variant(ids::MOV_IMM, dst)?, Holes::NONE.operand(0, imm as u32))?
         }
         Rule::MovImm { .. } => {
             out.stage_imm(imm)?;
-            out.place(out.variant(ids::MOV32, dst)?, Holes::NONE)?;
+            out.push(out.variant(ids::MOV32, dst)?, Holes::NONE)?;
         }
         Rule::MovReg { wide } => {
             out.stage_reg(src)?;
@@ -399,9 +412,9 @@ fn lower_insn<P: Patcher, O: Observer>(
                 (false, 16) => ids::MOVSX32_16,
                 (false, _) => ids::MOV32,
             };
-            out.place(out.variant(family, dst)?, Holes::NONE)?;
+            out.push(out.variant(family, dst)?, Holes::NONE)?;
         }
-        Rule::Neg(family) => out.place(out.variant(family, dst)?, Holes::NONE)?,
+        Rule::Neg(family) => out.push(out.variant(family, dst)?, Holes::NONE)?,
         Rule::End { to_be } => {
             let family = match (to_be, imm) {
                 (false, 16) => Some(ids::ZEXT16),
@@ -413,20 +426,20 @@ fn lower_insn<P: Patcher, O: Observer>(
                 (true, _) => Some(ids::BSWAP64),
             };
             if let Some(family) = family {
-                out.place(out.variant(family, dst)?, Holes::NONE)?;
+                out.push(out.variant(family, dst)?, Holes::NONE)?;
             }
         }
         Rule::Lddw => {
             let hi = program.insn(pc + 1).imm;
-            out.place(out.variant(ids::LDDW, dst)?, Holes::NONE.operand(0, imm as u32).operand(1, hi as u32))?;
+            out.push(out.variant(ids::LDDW, dst)?, Holes::NONE.operand(0, imm as u32).operand(1, hi as u32))?;
         }
         Rule::Load { fast, frame, size, .. } => {
             let off = Holes::NONE.operand(0, insn.off as i32 as u32);
             if in_frame(src, insn.off, size) {
-                out.place(out.variant(frame, dst)?, off)?;
+                out.push(out.variant(frame, dst)?, off)?;
             } else {
                 out.stage_reg(src)?;
-                out.place(out.variant(fast, dst)?, off.cold(stub))?;
+                out.push(out.variant(fast, dst)?, off.cold(stub))?;
             }
         }
         Rule::Store { from_reg, fast, frame, size, .. } => {
@@ -437,9 +450,9 @@ fn lower_insn<P: Patcher, O: Observer>(
             }
             let off = Holes::NONE.operand(0, insn.off as i32 as u32);
             if in_frame(dst, insn.off, size) {
-                out.place(frame, off)?;
+                out.push(frame, off)?;
             } else {
-                out.place(out.variant(fast, dst)?, off.cold(stub))?;
+                out.push(out.variant(fast, dst)?, off.cold(stub))?;
             }
         }
         Rule::Atomic { wide } => {
@@ -459,10 +472,10 @@ fn lower_insn<P: Patcher, O: Observer>(
                 (0xf0, false) => ids::ATOMIC32_CMPXCHG,
                 _ => return Err(CompileError::Unlowerable { pc: pc as u32 }),
             };
-            out.place(out.variant(family, dst)?, Holes::NONE.operand(0, insn.off as i32 as u32))?;
+            out.push(out.variant(family, dst)?, Holes::NONE.operand(0, insn.off as i32 as u32))?;
             // Fetch forms (and xchg) return the old value in `src`; cmpxchg writes r0 itself.
             if imm & atomic::FETCH != 0 && imm != atomic::CMPXCHG {
-                out.place(out.variant(ids::MOV64, src)?, Holes::NONE)?;
+                out.push(out.variant(ids::MOV64, src)?, Holes::NONE)?;
             }
         }
         Rule::Jump { from_reg, forward, backward } => {
@@ -472,8 +485,8 @@ fn lower_insn<P: Patcher, O: Observer>(
             }
             let holes = Holes::NONE.operand(0, imm as u32).jump(insn_label(target));
             match fuel::back_edge_charge(pc, target) {
-                Some(charge) => out.place(out.variant(backward, dst)?, holes.operand(1, charge as u32).cold(stub))?,
-                None => out.place(out.variant(forward, dst)?, holes)?,
+                Some(charge) => out.push(out.variant(backward, dst)?, holes.operand(1, charge as u32).cold(stub))?,
+                None => out.push(out.variant(forward, dst)?, holes)?,
             }
         }
         Rule::Ja | Rule::Ja32 => {
@@ -481,23 +494,23 @@ fn lower_insn<P: Patcher, O: Observer>(
             let target = jump_target(pc, delta);
             let holes = Holes::NONE.jump(insn_label(target));
             match fuel::back_edge_charge(pc, target) {
-                Some(charge) => out.place(ids::JA_BACK, holes.operand(1, charge as u32).cold(stub))?,
+                Some(charge) => out.push(ids::JA_BACK, holes.operand(1, charge as u32).cold(stub))?,
                 // A jump to the next instruction is a no-op.
                 None if target == pc + 1 => {}
-                None => out.place(ids::JA, holes)?,
+                None => out.push(ids::JA, holes)?,
             }
         }
         Rule::Call if src == pseudo::CALL_LOCAL => {
             let target = jump_target(pc, imm as i64);
             let charge = fuel::call_charge(len, target);
-            out.place(ids::CALL_LOCAL, Holes::NONE.operand(1, charge as u32).jump(insn_label(target)))?;
+            out.push(ids::CALL_LOCAL, Holes::NONE.operand(1, charge as u32).jump(insn_label(target)))?;
         }
-        Rule::Call => out.place(ids::CALL_HELPER, Holes::NONE.operand(0, imm as u32))?,
+        Rule::Call => out.push(ids::CALL_HELPER, Holes::NONE.operand(0, imm as u32))?,
         Rule::Callx => {
             out.stage_reg(dst)?;
-            out.place(ids::CALLX, Holes::NONE)?;
+            out.push(ids::CALLX, Holes::NONE)?;
         }
-        Rule::Exit => out.place(ids::EXIT, Holes::NONE)?,
+        Rule::Exit => out.push(ids::EXIT, Holes::NONE)?,
     }
     Ok(())
 }
@@ -508,34 +521,33 @@ fn lower_stub<P: Patcher, O: Observer>(
     len: usize,
     pc: usize,
     insn: Insn,
-    out: &mut Out<'_, '_, P, O>,
+    out: &mut Ops<'_, '_, P, O>,
 ) -> Result<(), CompileError> {
-    let stub = stub_label(len, pc);
     let back = Holes::NONE.jump(insn_label(pc + 1));
+    let off = Holes::NONE.operand(0, insn.off as i32 as u32);
     match RULES[insn.opcode as usize] {
         Rule::Load { checked, size, .. } if !in_frame(insn.src, insn.off, size) => {
-            out.emitter.bind(stub)?;
+            out.emitter.bind(stub_label(len, pc))?;
             // `tmp` still holds the base address the hot stencil staged.
-            out.place(out.variant(checked, insn.dst)?, Holes::NONE.operand(0, insn.off as i32 as u32))?;
-            out.place(ids::JA, back)?;
+            out.push(out.variant(checked, insn.dst)?, off)?;
+            out.push(ids::JA, back)
         }
         Rule::Store { checked, size, .. } if !in_frame(insn.dst, insn.off, size) => {
-            out.emitter.bind(stub)?;
-            out.place(out.variant(checked, insn.dst)?, Holes::NONE.operand(0, insn.off as i32 as u32))?;
-            out.place(ids::JA, back)?;
+            out.emitter.bind(stub_label(len, pc))?;
+            out.push(out.variant(checked, insn.dst)?, off)?;
+            out.push(ids::JA, back)
         }
         // Back edges: the fuel trap.
         Rule::Jump { .. } | Rule::Ja if insn.off < 0 => {
-            out.emitter.bind(stub)?;
-            out.place(ids::TRAP_FUEL, Holes::NONE)?;
+            out.emitter.bind(stub_label(len, pc))?;
+            out.push(ids::TRAP_FUEL, Holes::NONE)
         }
         Rule::Ja32 if insn.imm < 0 => {
-            out.emitter.bind(stub)?;
-            out.place(ids::TRAP_FUEL, Holes::NONE)?;
+            out.emitter.bind(stub_label(len, pc))?;
+            out.push(ids::TRAP_FUEL, Holes::NONE)
         }
-        _ => {}
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(all(test, feature = "std"))]

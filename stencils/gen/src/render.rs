@@ -39,8 +39,10 @@ pub fn table(spec: &TargetSpec, stencils: &[Stencil], digest: u64, version: &str
             let _ = writeln!(out, "    {},", line.join(", "));
         }
     }
-    let _ = writeln!(out, "    // padding: the emitter copies whole 16-byte chunks");
-    let _ = writeln!(out, "    {}", "0x00, ".repeat(CODE_PADDING).trim_end());
+    let _ = writeln!(out, "    // padding: the emitter reads a {CODE_PADDING}-byte window from each stencil's start");
+    for _ in 0..CODE_PADDING / 16 {
+        let _ = writeln!(out, "    {}", "0x00, ".repeat(16).trim_end());
+    }
     let _ = writeln!(out, "];\n");
     let _ = writeln!(out, "static HOLES: [Hole; {hole_len}] = [");
     for s in stencils {
