@@ -34,6 +34,17 @@ pub enum Error {
     UnknownHelper { pc: u32, id: i32 },
     /// Execution can run past the last instruction (it is not `exit` or `ja`).
     FallsOffEnd { pc: u32 },
+    /// The last instruction of a function is not `exit` or `ja`, so execution can run on
+    /// into the next function (the local-call target `function`).
+    FallsIntoFunction { pc: u32, function: u32 },
+    /// A jump lands outside the function it is in (functions: the entry at 0 and every
+    /// local-call target, each up to the next).
+    JumpOutOfFunction { pc: u32, target: u32 },
+    /// No path from the entry (through jumps, fall-through and local calls) reaches `pc`.
+    Unreachable { pc: u32 },
+    /// A shift by an immediate outside `0..width` (32 or 64 bits), as the Linux verifier
+    /// rejects.
+    ShiftOutOfRange { pc: u32, amount: i32, width: u8 },
 
     // --- running ---
     /// A load, store or atomic outside every allowed region.
@@ -90,6 +101,16 @@ impl fmt::Display for Error {
             Error::BadLddwSecondSlot { pc } => write!(f, "instruction {pc}: malformed second slot of lddw"),
             Error::UnknownHelper { pc, id } => write!(f, "instruction {pc}: unknown helper id {id}"),
             Error::FallsOffEnd { pc } => write!(f, "instruction {pc}: execution can fall off the end of the program"),
+            Error::FallsIntoFunction { pc, function } => {
+                write!(f, "instruction {pc}: execution can fall through into the function at {function}")
+            }
+            Error::JumpOutOfFunction { pc, target } => {
+                write!(f, "instruction {pc}: jump target {target} is outside the function of the jump")
+            }
+            Error::Unreachable { pc } => write!(f, "instruction {pc}: unreachable"),
+            Error::ShiftOutOfRange { pc, amount, width } => {
+                write!(f, "instruction {pc}: shift by {amount} is outside 0..{width}")
+            }
             Error::MemoryFault { pc, addr } => write!(f, "instruction {pc}: memory access at {addr:#x} out of bounds"),
             Error::OutOfFuel { pc } => write!(f, "instruction {pc}: out of fuel"),
             Error::CallDepthExceeded { pc } => write!(f, "instruction {pc}: call depth limit exceeded"),
