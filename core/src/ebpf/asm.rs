@@ -254,9 +254,10 @@ fn find_label(labels: &[Label], name: &str) -> Option<usize> {
 #[cfg(feature = "alloc")]
 pub fn assemble_to_vec(text: &str) -> Result<alloc::vec::Vec<Insn>, AsmError> {
     let (mut slots, mut label_count) = (0usize, 0usize);
-    for (idx, raw) in text.lines().enumerate() {
-        let line = line_number(idx);
-        let parsed = split_line(raw).map_err(|kind| AsmError { line, kind })?;
+    for raw in text.lines() {
+        // A line that does not split is left to `assemble`, which reports the first error
+        // in text order.
+        let Ok(parsed) = split_line(raw) else { continue };
         label_count += usize::from(parsed.label.is_some());
         if let Some(body) = parsed.body {
             slots += slot_count(body);
@@ -344,9 +345,10 @@ fn is_label_name(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$')
 }
 
-/// The first token of an instruction body.
+/// The first token of an instruction body, as [`tokenize`] finds it (leading separators
+/// skipped).
 fn mnemonic(body: &str) -> &str {
-    body.split(|c: char| c.is_whitespace() || c == ',').next().unwrap_or("")
+    body.split(|c: char| c.is_whitespace() || c == ',').find(|t| !t.is_empty()).unwrap_or("")
 }
 
 /// Slots an (already validated) instruction body occupies.
@@ -910,6 +912,14 @@ mod tests {
         assert_eq!(error("call far 1").kind, BadCallMode);
         assert_eq!(error("ja 5").kind, BadJumpTarget);
         assert_eq!(error("mov %r0, 99999999999999999999999").kind, ImmediateOutOfRange);
+        // Found by the assembler property: a leading comma before `lddw` still makes two
+        // slots, and the first error in text order wins even when a later line does not split.
+        #[cfg(feature = "alloc")]
+        {
+            let p = assemble_to_vec(", lddw %r3, 2\n, exit\nja exit").expect("assembles");
+            assert_eq!((p.len(), p[3].off), (4, -2));
+        }
+        assert_eq!(error("]x\n--a"), AsmError { line: 1, kind: UnknownMnemonic });
         let mut small = [Insn::default(); 1];
         assert_eq!(assemble("lddw %r0, 1", &mut small, &mut []).map_err(|e| e.kind), Err(OutputFull));
         let mut out = [Insn::default(); 4];
