@@ -205,30 +205,39 @@ impl Program<'_> {
     }
 
     /// Every instruction is reachable from the entry through fall-through, jumps and local
-    /// calls. Each slot enters the worklist at most once and the worklist inserts and takes
-    /// in constant time, so this is linear too.
+    /// calls. From each slot taken off the worklist, the walk follows fall-through until it
+    /// meets a reached slot or an `exit`/`ja`, putting only branch targets on the worklist;
+    /// every slot is walked once and the worklist inserts and takes in constant time, so this
+    /// is linear too. The second slot of a reached `lddw` is marked reached with it, so the
+    /// first clear bit is the first unreachable instruction.
     fn check_reachable(&self, reached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
         let len = self.len();
         set_bit(reached, 0);
         pending.insert(0);
-        while let Some(pc) = pending.take() {
-            let insn = self.insn(pc);
-            let next = pc + insn_slots(insn);
-            let target = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok());
-            let successors = match insn.opcode {
-                op::EXIT => [None, None],
-                op::JA | op::JA32 => [target, None],
-                _ => [Some(next), target],
-            };
-            for s in successors.into_iter().flatten() {
-                if s < len && !bit(reached, s) {
-                    set_bit(reached, s);
-                    pending.insert(s);
+        while let Some(start) = pending.take() {
+            let mut pc = start;
+            loop {
+                let insn = self.insn(pc);
+                if insn.opcode == op::LDDW {
+                    set_bit(reached, pc + 1);
                 }
+                if let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
+                    && target < len
+                    && !bit(reached, target)
+                {
+                    set_bit(reached, target);
+                    pending.insert(target);
+                }
+                let next = pc + insn_slots(insn);
+                if is_unconditional_exit_or_jump(insn) || next >= len || bit(reached, next) {
+                    break;
+                }
+                set_bit(reached, next);
+                pc = next;
             }
         }
-        match self.iter().find(|&(pc, _)| !bit(reached, pc)) {
-            Some((pc, _)) => Err(Error::Unreachable { pc: pc as u32 }),
+        match first_clear_bit(reached, len) {
+            Some(pc) => Err(Error::Unreachable { pc: pc as u32 }),
             None => Ok(()),
         }
     }
@@ -275,6 +284,13 @@ fn set_bit(words: &mut [u64], i: usize) {
     if let Some(w) = words.get_mut(i / 64) {
         *w |= 1 << (i % 64);
     }
+}
+
+/// The lowest clear bit below `len`.
+fn first_clear_bit(words: &[u64], len: usize) -> Option<usize> {
+    let (index, word) = words.iter().enumerate().find(|(_, w)| **w != u64::MAX)?;
+    let bit = index * 64 + word.trailing_ones() as usize;
+    (bit < len).then_some(bit)
 }
 
 /// The lowest set bit at or after `from`.
