@@ -27,18 +27,27 @@ fn median_ns(reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-/// A 10,000-instruction program: random valid code (every ALU op, branches, loads, stores,
-/// atomics, calls) from the differential-test generator, cut to size and closed by `exit`.
+/// A program of about 10,000 instructions: random valid code (every ALU op, branches, loads,
+/// stores, atomics, calls) from the differential-test generator.
 fn big_program() -> Vec<u8> {
-    let mut insns: Vec<Insn> = Vec::new();
+    // Each generated chunk is a self-contained program (ending in exit, plus a local function
+    // it calls) whose jumps stay inside it; a dispatcher calls every chunk as a function, so
+    // all of them are reachable.
+    let mut chunks: Vec<Vec<Insn>> = Vec::new();
     let mut seed = 1u64;
-    while insns.len() < 10_000 {
+    while chunks.iter().map(Vec::len).sum::<usize>() < 10_000 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        // Each generated chunk is a self-contained program ending in exit plus a local
-        // function; concatenated, every chunk's jumps stay inside it.
-        insns.extend(program_gen::program(&mut rng, 200));
+        chunks.push(program_gen::program(&mut rng, 200));
         seed += 1;
     }
+    let mut insns: Vec<Insn> = Vec::new();
+    let mut start = chunks.len() + 1;
+    for (i, chunk) in chunks.iter().enumerate() {
+        insns.push(Insn::new(tessera::ebpf::insn::op::CALL, 0, 1, 0, (start - i - 1) as i32));
+        start += chunk.len();
+    }
+    insns.push(Insn::new(tessera::ebpf::insn::op::EXIT, 0, 0, 0, 0));
+    insns.extend(chunks.into_iter().flatten());
     program_gen::to_bytes(&insns)
 }
 
@@ -122,14 +131,18 @@ fn main() {
 
     // --- Code size over the whole conformance suite (every ISA, by cross-emission).
     let cases = tessera_host_tests::conformance::load_dir(tessera_host_tests::conformance::tests_dir());
-    let programs: Vec<Vec<u8>> =
-        cases.iter().filter_map(|c| tessera_host_tests::conformance::program_bytes(c).ok()).collect();
-    println!("\ngenerated code over the {} conformance programs (entry stencil included):", programs.len());
+    let helpers = [tessera::ebpf::Helper { id: 5, func: |a, _, _, _, _| a }];
+    // The programs that validate (not the 12 that shift by an out-of-range immediate).
+    let programs: Vec<Vec<u8>> = cases
+        .iter()
+        .filter_map(|c| tessera_host_tests::conformance::program_bytes(c).ok())
+        .filter(|p| Vm::new(p, Helpers::new(&helpers)).is_ok())
+        .collect();
+    println!("\ngenerated code over the {} valid conformance programs (entry stencil included):", programs.len());
     for isa in Isa::ALL {
         let (mut slots, mut bytes) = (0usize, 0usize);
         for program in &programs {
-            let helpers = [tessera::ebpf::Helper { id: 5, func: |a, _, _, _, _| a }];
-            let Ok(vm) = Vm::new(program, Helpers::new(&helpers)) else { continue };
+            let vm = Vm::new(program, Helpers::new(&helpers)).expect("valid");
             let mut labels = vec![0u32; vm.labels_needed()];
             let mut buffer = CodeBuffer::with_base(&mut memory, 0x4000_0000);
             bytes += vm.compile_into(isa, &mut labels, &mut buffer).expect("compiles").len;
@@ -140,6 +153,8 @@ fn main() {
             bytes as f64 / slots as f64
         );
     }
+
+    front_end();
 
     // --- Run time: JIT vs interpreter on the host.
     let bytes = asm::assemble_to_bytes(LOOP).expect("assembles");
@@ -164,6 +179,63 @@ fn main() {
     println!("  interpreter {:8.2} ms", times[0] / 1e6);
     println!("  tessera JIT {:8.2} ms   ({:.1}x faster than the interpreter)", times[1] / 1e6, times[0] / times[1]);
     peers::run(&bytes, times[1], result[0]);
+}
+
+/// The front end at scale: the assembler on labelled text and the validator on long
+/// programs, at two sizes 10x (16x) apart. Time per line (slot) stays about flat when the
+/// work is linear (cache effects aside: 2^20 slots are 8 MiB of bytecode); it would grow
+/// with the size, a ratio of ~10 (~16), if it were quadratic, as the assembler was (40,000
+/// labelled lines took 48 s).
+fn front_end() {
+    let labelled = |n: usize| {
+        let mut text = String::with_capacity(n * 32);
+        for i in 0..n {
+            let target = if i % 2 == 0 { i - i % 1000 } else { (i + 500).min(n) };
+            text.push_str(&format!("l{i}: jne %r0, {i}, l{target}\n"));
+        }
+        text.push_str(&format!("l{n}: exit\n"));
+        text
+    };
+    let (small, large) = (labelled(10_000), labelled(100_000));
+    let per_line = |text: &str, n: usize| {
+        median_ns(5, || {
+            black_box(asm::assemble_to_vec(text).expect("assembles"));
+        }) / n as f64
+    };
+    let (a, b) = (per_line(&small, 10_000), per_line(&large, 100_000));
+    println!(
+        "
+assembler, labelled lines (each a jump to a label):"
+    );
+    println!("  10,000 lines {a:6.1} ns/line; 100,000 lines {b:6.1} ns/line (ratio {:.2})", b / a);
+
+    // Functions of four slots, each calling the next, with a loop: every rule has work to do.
+    let program = |slots: usize| {
+        let mut insns = Vec::with_capacity(slots);
+        for f in 0..slots / 4 {
+            let call = if f + 1 == slots / 4 {
+                Insn::new(0xb7, 0, 0, 0, 0)
+            } else {
+                Insn::new(tessera::ebpf::insn::op::CALL, 0, 1, 0, 2)
+            };
+            insns.extend([
+                Insn::new(0x15, 1, 0, 2, 0),
+                call,
+                Insn::new(0x55, 1, 0, -3, 0),
+                Insn::new(0x95, 0, 0, 0, 0),
+            ]);
+        }
+        program_gen::to_bytes(&insns)
+    };
+    let per_slot = |slots: usize| {
+        let code = program(slots);
+        median_ns(5, || {
+            black_box(tessera::ebpf::Program::new(&code, |_| false).expect("valid"));
+        }) / slots as f64
+    };
+    let (a, b) = (per_slot(1 << 16), per_slot(1 << 20));
+    println!("validator, functions with loops and calls:");
+    println!("  2^16 slots {a:6.1} ns/slot; 2^20 slots {b:6.1} ns/slot (ratio {:.2})", b / a);
 }
 
 mod peers {
