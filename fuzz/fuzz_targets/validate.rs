@@ -1,21 +1,24 @@
-//! Arbitrary bytes through the validator, and (when valid) both run modes: no panic, and
-//! the JIT agrees with the interpreter. `cargo +nightly fuzz run validate`.
+//! The validator property (`tessera_host_tests::validator_fuzz`): the fuzzer's bytes are the
+//! bytecode itself (first byte even) or drive the generator of program-shaped inputs (odd).
+//! Validation never panics, agrees with the slow reference on control flow, and accepted
+//! programs run alike in the interpreter and the JIT. The same check runs for a bounded
+//! number of cases in `cargo test` (`host-tests/tests/fuzz_properties.rs`).
+//! `cargo +nightly fuzz run validate`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera::ebpf::{Helpers, Memory, Mode, Vm};
+use tessera::ebpf::Insn;
+use tessera_host_tests::program_gen::Bytes;
+use tessera_host_tests::validator_fuzz;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut vm) = Vm::new(data, Helpers::empty()) else { return };
-    vm.set_fuel(1000);
-    // One set of buffers for both runs, so addresses (and faults naming them) compare equal.
-    let (mut stack, mut context) = (vec![0u8; 512 * 9], vec![0u8; 64]);
-    let mut results = Vec::new();
-    for mode in [Mode::Interpreter, Mode::Jit] {
-        stack.iter_mut().for_each(|b| *b = 0);
-        context.iter_mut().for_each(|b| *b = 0);
-        let result = vm.run(mode, &mut Memory::new(&mut stack, &mut context, &mut []));
-        results.push((result, stack.clone(), context.clone()));
+    let insns = match data.split_first() {
+        Some((mode, rest)) if mode % 2 == 0 => {
+            rest.chunks_exact(Insn::SIZE).map(|c| Insn::decode(c.try_into().expect("8 bytes"))).collect()
+        }
+        _ => validator_fuzz::input(&mut Bytes(data)),
+    };
+    if let Err(e) = validator_fuzz::check(&insns) {
+        panic!("{e}");
     }
-    assert!(results[0] == results[1], "JIT and interpreter disagree: {:?} vs {:?}", results[0].0, results[1].0);
 });

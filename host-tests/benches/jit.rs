@@ -26,18 +26,27 @@ fn median_ns(reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-/// A 10,000-instruction program: random valid code (every ALU op, branches, loads, stores,
-/// atomics, calls) from the differential-test generator, cut to size and closed by `exit`.
+/// A program of about 10,000 instructions: random valid code (every ALU op, branches, loads,
+/// stores, atomics, calls) from the differential-test generator.
 fn big_program() -> Vec<u8> {
-    let mut insns: Vec<Insn> = Vec::new();
+    // Each generated chunk is a self-contained program (ending in exit, plus a local function
+    // it calls) whose jumps stay inside it; a dispatcher calls every chunk as a function, so
+    // all of them are reachable.
+    let mut chunks: Vec<Vec<Insn>> = Vec::new();
     let mut seed = 1u64;
-    while insns.len() < 10_000 {
+    while chunks.iter().map(Vec::len).sum::<usize>() < 10_000 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        // Each generated chunk is a self-contained program ending in exit plus a local
-        // function; concatenated, every chunk's jumps stay inside it.
-        insns.extend(program_gen::program(&mut rng, 200));
+        chunks.push(program_gen::program(&mut rng, 200));
         seed += 1;
     }
+    let mut insns: Vec<Insn> = Vec::new();
+    let mut start = chunks.len() + 1;
+    for (i, chunk) in chunks.iter().enumerate() {
+        insns.push(Insn::new(tessera::ebpf::insn::op::CALL, 0, 1, 0, (start - i - 1) as i32));
+        start += chunk.len();
+    }
+    insns.push(Insn::new(tessera::ebpf::insn::op::EXIT, 0, 0, 0, 0));
+    insns.extend(chunks.into_iter().flatten());
     program_gen::to_bytes(&insns)
 }
 

@@ -1,7 +1,9 @@
 //! Shared test support.
 
+pub mod asm_fuzz;
 pub mod conformance;
 pub mod program_gen;
+pub mod validator_fuzz;
 
 use tessera::ebpf::{CompileError, Vm};
 use tessera::jit::emitter::OwnedScratch;

@@ -105,7 +105,12 @@ fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
             // sdiv/smod use off = 1.
             let off = if matches!(code, alu::DIV | alu::MOD) && s.below(2) == 0 { 1 } else { 0 };
             if s.below(2) == 0 {
-                out.push(Insn::new(cls | code | source::K, dst, 0, off, s.imm()));
+                let mut imm = s.imm();
+                if matches!(code, alu::LSH | alu::RSH | alu::ARSH) {
+                    // The validator rejects immediate shifts outside the operand width.
+                    imm &= if cls == class::ALU64 { 63 } else { 31 };
+                }
+                out.push(Insn::new(cls | code | source::K, dst, 0, off, imm));
             } else {
                 out.push(Insn::new(cls | code | source::X, dst, s.below(11) as u8, off, 0));
             }
@@ -136,7 +141,12 @@ fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
             let cls = if s.below(2) == 0 { class::JMP } else { class::JMP32 };
             let code = JMP_OPS[s.below(JMP_OPS.len() as u32) as usize];
             if s.below(2) == 0 {
-                out.push(Insn::new(cls | code | source::K, dst, 0, off, s.imm()));
+                let mut imm = s.imm();
+                if matches!(code, alu::LSH | alu::RSH | alu::ARSH) {
+                    // The validator rejects immediate shifts outside the operand width.
+                    imm &= if cls == class::ALU64 { 63 } else { 31 };
+                }
+                out.push(Insn::new(cls | code | source::K, dst, 0, off, imm));
             } else {
                 out.push(Insn::new(cls | code | source::X, dst, s.below(11) as u8, off, 0));
             }
@@ -183,8 +193,8 @@ fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
     }
 }
 
-/// A random valid program: a main body, then a local function the body may call (which
-/// may call itself, so deep recursion reaches the depth limit).
+/// A random valid program: a main body, then a local function the body calls (which may
+/// call itself, so deep recursion reaches the depth limit).
 pub fn program(s: &mut impl Source, max_len: usize) -> Vec<Insn> {
     let len = 4 + s.below(max_len.max(5) as u32 - 4) as usize;
     let mut main = Vec::new();
@@ -202,6 +212,11 @@ pub fn program(s: &mut impl Source, max_len: usize) -> Vec<Insn> {
         } else {
             body_insn(s, pc, len, &mut main);
         }
+    }
+    if calls.is_empty() {
+        // At least one call, so the function is reachable (the validator rejects dead code).
+        calls.push(main.len());
+        main.push(Insn::new(op::CALL, 0, 1, 0, 0));
     }
     // Jumps must not land on lddw second slots or past the end: clamp them to the exit.
     let exit_pc = main.len();

@@ -2,13 +2,12 @@
 //!
 //! Every `tests/*.data` program is validated and run with its `-- mem` bytes as context
 //! memory (r1 = their address, r2 = their length), a stack of `FRAME_SIZE * 9` bytes and
-//! helper 5 (the suite's "unwind" helper, `|a, ..| a`). `r0` must equal `-- result`, or the
-//! program must be rejected (at load or run time) when the file expects `-- error`.
-//! Every `negative/unused-*.data` program (RFC 9669 reserved fields set) must be rejected by
-//! the validator.
+//! helper 5 (the suite's "unwind" helper, `|a, ..| a`). The outcome must equal
+//! [`conformance::expected_outcome`] exactly: `Ok(-- result)`, or the typed error the
+//! case's entry in [`conformance::EXPECTED_ERRORS`] names.
 
 use tessera::ebpf::interp::{self, Config};
-use tessera::ebpf::{Helper, Helpers, Memory, Program};
+use tessera::ebpf::{Error, Helper, Helpers, Memory, Program};
 use tessera_host_tests::conformance::{self, TestCase};
 use tessera_stencils::abi::FRAME_SIZE;
 
@@ -18,16 +17,20 @@ fn unwind(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
 
 const HELPERS: [Helper; 1] = [Helper { id: 5, func: unwind }];
 
-fn run_case(case: &TestCase) -> Result<u64, String> {
+/// The outcome of validating and interpreting the case; `Err` if it does not assemble.
+fn run_case(case: &TestCase) -> Result<Result<u64, Error>, String> {
     let bytes = conformance::program_bytes(case)?;
     let helpers = Helpers::new(&HELPERS);
-    let program = Program::new(&bytes, |id| helpers.contains(id)).map_err(|e| format!("rejected: {e}"))?;
+    let program = match Program::new(&bytes, |id| helpers.contains(id)) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e.into())),
+    };
     let mut stack = vec![0u8; FRAME_SIZE as usize * 9];
     let mut context = case.mem.clone();
     let r1 = context.as_ptr() as u64;
     let r2 = context.len() as u64;
     let mut memory = Memory::new(&mut stack, &mut context, &mut []);
-    interp::run(&program, &helpers, &mut memory, r1, r2, &Config::default()).map_err(|e| format!("error: {e}"))
+    Ok(interp::run(&program, &helpers, &mut memory, r1, r2, &Config::default()).map_err(Into::into))
 }
 
 #[test]
@@ -37,25 +40,16 @@ fn interp_conformance() {
     let mut passed = 0;
     let mut failures = Vec::new();
     for case in &cases {
-        let outcome = run_case(case);
-        let ok = match (&case.error, case.result, &outcome) {
-            (Some(_), _, Err(_)) => true,
-            (None, Some(expected), Ok(r0)) => *r0 == expected,
-            _ => false,
+        let failure = match (conformance::expected_outcome(case), run_case(case)) {
+            (Err(e), _) | (_, Err(e)) => Some(e),
+            (Ok(want), Ok(got)) if want == got => None,
+            (Ok(want), Ok(got)) => {
+                Some(format!("expected {}, got {}", conformance::describe(&want), conformance::describe(&got)))
+            }
         };
-        if ok {
-            passed += 1;
-        } else {
-            let expected = match (&case.error, case.result) {
-                (Some(_), _) => "an error".to_string(),
-                (None, Some(r)) => format!("{r:#x}"),
-                (None, None) => "no expectation in the file".to_string(),
-            };
-            let got = match &outcome {
-                Ok(r0) => format!("{r0:#x}"),
-                Err(e) => e.clone(),
-            };
-            failures.push(format!("{}: expected {expected}, got {got}", case.name));
+        match failure {
+            None => passed += 1,
+            Some(f) => failures.push(format!("{}: {f}", case.name)),
         }
     }
     println!("\ninterp conformance ({}): {passed} passed, {} failed", std::env::consts::ARCH, failures.len());
@@ -66,19 +60,9 @@ fn interp_conformance() {
 }
 
 #[test]
-fn reserved_field_programs_are_rejected() {
-    let cases: Vec<TestCase> = conformance::load_dir(conformance::negative_dir())
-        .into_iter()
-        .filter(|c| c.name.starts_with("unused-"))
-        .collect();
-    assert!(cases.len() >= 45, "expected the unused-* negative cases, found {}", cases.len());
-    let accepted: Vec<&str> = cases
-        .iter()
-        .filter(|c| {
-            let bytes = conformance::program_bytes(c).unwrap_or_else(|e| panic!("{e}"));
-            Program::new(&bytes, |_| true).is_ok()
-        })
-        .map(|c| c.name.as_str())
-        .collect();
-    assert!(accepted.is_empty(), "validator accepted: {accepted:?}");
+fn every_expected_error_names_a_case_of_the_suite() {
+    let cases = conformance::load_dir(conformance::tests_dir());
+    for (name, _) in conformance::EXPECTED_ERRORS {
+        assert!(cases.iter().any(|c| c.name == *name), "conformance::EXPECTED_ERRORS names no file {name}.data");
+    }
 }

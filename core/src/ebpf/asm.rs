@@ -1,8 +1,11 @@
 //! Assembler for the text syntax of the bpf_conformance suite (the `-- asm` sections).
 //!
-//! No allocator is needed: [`assemble`] writes into a caller-provided slice. Labels are
-//! resolved in a second pass by rescanning the text, so assembly costs O(lines × label
-//! references) time and O(1) extra memory.
+//! No allocator is needed: [`assemble`] writes into a caller-provided slice and keeps its
+//! label table in another ([`labels_needed`] entries; [`assemble_to_vec`] allocates both).
+//! Two passes over the text: the first encodes every line and collects the labels, which
+//! are then sorted by name; the second resolves each label reference by binary search. So
+//! assembly takes O(n log n) time in the number of lines, whatever the text (sorting, unlike
+//! a hash table, has no adversarial worst case).
 //!
 //! # Syntax
 //! One instruction per line; operands separated by commas and/or spaces; `#` and `//` start a
@@ -89,6 +92,8 @@ pub enum AsmErrorKind {
     UnknownDirective,
     /// The output slice has no room for the program.
     OutputFull,
+    /// The label table has no room for another label (see [`labels_needed`]).
+    LabelTableFull,
 }
 
 impl AsmErrorKind {
@@ -110,6 +115,7 @@ impl AsmErrorKind {
             AsmErrorKind::BadCallMode => "invalid call mode",
             AsmErrorKind::UnknownDirective => "unknown directive",
             AsmErrorKind::OutputFull => "output buffer full",
+            AsmErrorKind::LabelTableFull => "label table full",
         }
     }
 }
@@ -130,31 +136,70 @@ impl core::error::Error for AsmError {}
 
 type Res<T> = Result<T, AsmErrorKind>;
 
+/// One entry of the label table [`assemble`] fills: a label's name, the slot it names and
+/// the line that defines it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Label<'a> {
+    name: &'a str,
+    pc: usize,
+    line: u32,
+}
+
+impl Label<'_> {
+    /// An unused entry, to initialise a table: `[Label::EMPTY; N]`.
+    pub const EMPTY: Label<'static> = Label { name: "", pc: 0, line: 0 };
+}
+
+/// Entries of the label table [`assemble`] needs for `text`: one per label definition.
+pub fn labels_needed(text: &str) -> usize {
+    text.lines().filter(|raw| matches!(split_line(raw), Ok(Line { label: Some(_), .. }))).count()
+}
+
 /// Assembles `text` into `out`; returns the number of slots written (`lddw` takes two).
-pub fn assemble(text: &str, out: &mut [Insn]) -> Result<usize, AsmError> {
-    // Pass 1: encode every instruction (label targets left as 0), check label definitions.
+/// `labels` is scratch for the label table, at least [`labels_needed`]`(text)` entries.
+/// Errors name the first bad line: the first pass reports malformed lines and labels
+/// defined twice in text order, the second unknown labels and out-of-range distances.
+pub fn assemble<'a>(text: &'a str, out: &mut [Insn], labels: &mut [Label<'a>]) -> Result<usize, AsmError> {
+    // Pass 1: encode every instruction (label targets left as 0), collect the labels.
     let mut pc = 0usize;
+    let mut defined = 0usize;
+    let mut first_exit = None;
     for (idx, raw) in text.lines().enumerate() {
         let line = line_number(idx);
         let err = |kind| AsmError { line, kind };
-        let parsed = split_line(raw).map_err(err)?;
-        if let Some(name) = parsed.label {
-            if !is_label_name(name) {
-                return Err(err(AsmErrorKind::BadLabel));
+        let encoded = split_line(raw).and_then(|parsed| {
+            if let Some(name) = parsed.label {
+                if !is_label_name(name) {
+                    return Err(AsmErrorKind::BadLabel);
+                }
+                let slot = labels.get_mut(defined).ok_or(AsmErrorKind::LabelTableFull)?;
+                *slot = Label { name, pc, line };
+                defined += 1;
             }
-            if label_defined_before(text, idx, name) {
-                return Err(err(AsmErrorKind::DuplicateLabel));
+            parsed.body.map(|body| Ok((encode(body)?, mnemonic(body) == "exit"))).transpose()
+        });
+        let encoded = match encoded {
+            Ok(e) => e,
+            // A label defined twice on an earlier line (or this one) is the first error.
+            Err(kind) => return Err(first_duplicate(labels, defined).unwrap_or(err(kind))),
+        };
+        if let Some((enc, is_exit)) = encoded {
+            if is_exit && first_exit.is_none() {
+                first_exit = Some(pc);
             }
-        }
-        if let Some(body) = parsed.body {
-            let enc = encode(body).map_err(err)?;
             for insn in enc.slots() {
-                let slot = out.get_mut(pc).ok_or(err(AsmErrorKind::OutputFull))?;
+                let Some(slot) = out.get_mut(pc) else {
+                    return Err(first_duplicate(labels, defined).unwrap_or(err(AsmErrorKind::OutputFull)));
+                };
                 *slot = *insn;
                 pc += 1;
             }
         }
     }
+    if let Some(e) = first_duplicate(labels, defined) {
+        return Err(e);
+    }
+    let labels = labels.get(..defined).unwrap_or(&[]);
     // Pass 2: resolve label targets.
     let mut pc = 0usize;
     for (idx, raw) in text.lines().enumerate() {
@@ -165,7 +210,9 @@ pub fn assemble(text: &str, out: &mut [Insn]) -> Result<usize, AsmError> {
         };
         let enc = encode(body).map_err(err)?;
         if let Some((name, field)) = enc.target {
-            let target = find_label(text, name).ok_or(err(AsmErrorKind::UnknownLabel))?;
+            let target = find_label(labels, name)
+                .or(if name == "exit" { first_exit } else { None })
+                .ok_or(err(AsmErrorKind::UnknownLabel))?;
             let rel = target as i64 - pc as i64 - 1;
             let slot = out.get_mut(pc).ok_or(err(AsmErrorKind::OutputFull))?;
             match field {
@@ -182,18 +229,43 @@ pub fn assemble(text: &str, out: &mut [Insn]) -> Result<usize, AsmError> {
     Ok(pc)
 }
 
+/// Sorts the first `defined` labels by name (then line) and returns the error for the
+/// earliest line that defines a name a second time.
+fn first_duplicate(labels: &mut [Label], defined: usize) -> Option<AsmError> {
+    let labels = labels.get_mut(..defined)?;
+    labels.sort_unstable_by(|a, b| a.name.cmp(b.name).then(a.line.cmp(&b.line)));
+    let line = labels
+        .windows(2)
+        .filter_map(|pair| match pair {
+            [a, b] if a.name == b.name => Some(b.line),
+            _ => None,
+        })
+        .min()?;
+    Some(AsmError { line, kind: AsmErrorKind::DuplicateLabel })
+}
+
+/// The slot a label names, in a table sorted by name with no name twice.
+fn find_label(labels: &[Label], name: &str) -> Option<usize> {
+    let i = labels.binary_search_by(|l| l.name.cmp(name)).ok()?;
+    labels.get(i).map(|l| l.pc)
+}
+
 /// Assembles `text` into a new vector.
 #[cfg(feature = "alloc")]
 pub fn assemble_to_vec(text: &str) -> Result<alloc::vec::Vec<Insn>, AsmError> {
-    let mut slots = 0usize;
-    for (idx, raw) in text.lines().enumerate() {
-        let line = line_number(idx);
-        if let Some(body) = split_line(raw).map_err(|kind| AsmError { line, kind })?.body {
+    let (mut slots, mut label_count) = (0usize, 0usize);
+    for raw in text.lines() {
+        // A line that does not split is left to `assemble`, which reports the first error
+        // in text order.
+        let Ok(parsed) = split_line(raw) else { continue };
+        label_count += usize::from(parsed.label.is_some());
+        if let Some(body) = parsed.body {
             slots += slot_count(body);
         }
     }
     let mut out = alloc::vec![Insn::default(); slots];
-    let n = assemble(text, &mut out)?;
+    let mut labels = alloc::vec![Label::EMPTY; label_count];
+    let n = assemble(text, &mut out, &mut labels)?;
     out.truncate(n);
     Ok(out)
 }
@@ -273,33 +345,16 @@ fn is_label_name(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$')
 }
 
-fn label_defined_before(text: &str, line_idx: usize, name: &str) -> bool {
-    text.lines().take(line_idx).any(|raw| matches!(split_line(raw), Ok(Line { label: Some(l), .. }) if l == name))
+/// The first token of an instruction body, as [`tokenize`] finds it (leading separators
+/// skipped).
+fn mnemonic(body: &str) -> &str {
+    body.split(|c: char| c.is_whitespace() || c == ',').find(|t| !t.is_empty()).unwrap_or("")
 }
 
 /// Slots an (already validated) instruction body occupies.
+#[cfg(feature = "alloc")]
 fn slot_count(body: &str) -> usize {
-    let mnemonic = body.split(|c: char| c.is_whitespace() || c == ',').next().unwrap_or("");
-    if mnemonic == "lddw" { 2 } else { 1 }
-}
-
-/// The slot index a label names; the first `exit` is the implicit label `exit`.
-fn find_label(text: &str, name: &str) -> Option<usize> {
-    let mut pc = 0usize;
-    let mut first_exit = None;
-    for raw in text.lines() {
-        let Ok(line) = split_line(raw) else { continue };
-        if line.label == Some(name) {
-            return Some(pc);
-        }
-        if let Some(body) = line.body {
-            if first_exit.is_none() && body.split(|c: char| c.is_whitespace() || c == ',').next() == Some("exit") {
-                first_exit = Some(pc);
-            }
-            pc += slot_count(body);
-        }
-    }
-    if name == "exit" { first_exit } else { None }
+    if mnemonic(body) == "lddw" { 2 } else { 1 }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -789,14 +844,14 @@ mod tests {
 
     fn one(text: &str) -> Insn {
         let mut out = [Insn::default(); 4];
-        let n = assemble(text, &mut out).expect("assembles");
+        let n = assemble(text, &mut out, &mut [Label::EMPTY; 4]).expect("assembles");
         assert_eq!(n, 1, "{text}");
         out[0]
     }
 
     fn error(text: &str) -> AsmError {
         let mut out = [Insn::default(); 16];
-        assemble(text, &mut out).expect_err("must fail")
+        assemble(text, &mut out, &mut [Label::EMPTY; 4]).expect_err("must fail")
     }
 
     #[test]
@@ -829,7 +884,9 @@ mod tests {
     fn labels_and_exit() {
         let text = "ja end\nmid: lddw %r0, -1\nend:\njne %r0, 0, exit\ncall local mid\nexit\n";
         let mut out = [Insn::default(); 8];
-        let n = assemble(text, &mut out).expect("assembles");
+        let mut labels = [Label::EMPTY; 2];
+        assert_eq!(labels_needed(text), 2);
+        let n = assemble(text, &mut out, &mut labels).expect("assembles");
         assert_eq!(n, 6);
         assert_eq!(out[0].off, 2);
         assert_eq!((out[1].imm, out[2].imm), (-1, -1));
@@ -855,7 +912,20 @@ mod tests {
         assert_eq!(error("call far 1").kind, BadCallMode);
         assert_eq!(error("ja 5").kind, BadJumpTarget);
         assert_eq!(error("mov %r0, 99999999999999999999999").kind, ImmediateOutOfRange);
+        // Found by the assembler property: a leading comma before `lddw` still makes two
+        // slots, and the first error in text order wins even when a later line does not split.
+        #[cfg(feature = "alloc")]
+        {
+            let p = assemble_to_vec(", lddw %r3, 2\n, exit\nja exit").expect("assembles");
+            assert_eq!((p.len(), p[3].off), (4, -2));
+        }
+        assert_eq!(error("]x\n--a"), AsmError { line: 1, kind: UnknownMnemonic });
         let mut small = [Insn::default(); 1];
-        assert_eq!(assemble("lddw %r0, 1", &mut small).map_err(|e| e.kind), Err(OutputFull));
+        assert_eq!(assemble("lddw %r0, 1", &mut small, &mut []).map_err(|e| e.kind), Err(OutputFull));
+        let mut out = [Insn::default(); 4];
+        assert_eq!(
+            assemble("a:\nb: exit", &mut out, &mut [Label::EMPTY; 1]),
+            Err(AsmError { line: 2, kind: LabelTableFull })
+        );
     }
 }

@@ -38,6 +38,19 @@ pub enum LoadError {
     UnknownHelper { pc: u32, id: i32 },
     /// Execution can run past the last instruction (it is not `exit` or `ja`).
     FallsOffEnd { pc: u32 },
+    /// The last instruction of a function is not `exit` or `ja`, so execution can run on
+    /// into the next function (the local-call target `function`).
+    FallsIntoFunction { pc: u32, function: u32 },
+    /// A jump lands outside the function it is in (functions: the entry at 0 and every
+    /// local-call target, each up to the next).
+    JumpOutOfFunction { pc: u32, target: u32 },
+    /// No path from the entry (through jumps, fall-through and local calls) reaches `pc`.
+    Unreachable { pc: u32 },
+    /// A shift by an immediate outside `0..width` (32 or 64 bits), as the Linux verifier
+    /// rejects.
+    ShiftOutOfRange { pc: u32, amount: i32, width: u8 },
+    /// The caller's validation scratch is smaller than `needed` words.
+    ScratchTooSmall { needed: u32 },
     /// A helper id was registered twice.
     DuplicateHelper { id: u32 },
     /// A fixed-capacity helper registry is full.
@@ -120,6 +133,17 @@ impl fmt::Display for LoadError {
             LoadError::FallsOffEnd { pc } => {
                 write!(f, "instruction {pc}: execution can fall off the end of the program")
             }
+            LoadError::FallsIntoFunction { pc, function } => {
+                write!(f, "instruction {pc}: execution can fall through into the function at {function}")
+            }
+            LoadError::JumpOutOfFunction { pc, target } => {
+                write!(f, "instruction {pc}: jump target {target} is outside the function of the jump")
+            }
+            LoadError::Unreachable { pc } => write!(f, "instruction {pc}: unreachable"),
+            LoadError::ShiftOutOfRange { pc, amount, width } => {
+                write!(f, "instruction {pc}: shift by {amount} is outside 0..{width}")
+            }
+            LoadError::ScratchTooSmall { needed } => write!(f, "validation scratch too small: {needed} words needed"),
             LoadError::DuplicateHelper { id } => write!(f, "helper id {id} registered twice"),
             LoadError::HelperTableFull { capacity } => write!(f, "helper registry full ({capacity} helpers)"),
         }

@@ -2,14 +2,33 @@
 //!
 //! [`Program::new`] checks every slot once: opcodes and field combinations, reserved fields,
 //! register numbers, writes to the frame pointer, `lddw` structure, jump and call targets,
-//! helper ids and that execution cannot fall off the end. Everything downstream (the
+//! helper ids, shift immediates, and the control flow: functions (the entry at 0 and every
+//! local-call target, each up to the next) end in `exit` or `ja`, jumps stay inside their
+//! function, and every instruction is reachable from the entry. Everything downstream (the
 //! interpreter, the JIT lowering) relies on these facts and does not re-check them.
+//!
+//! Validation takes time linear in the program length and [`scratch_words`] words of
+//! scratch (three bits per slot): from the heap with the `alloc` feature, from the stack for
+//! programs up to [`MAX_INSNS_ON_STACK`] slots without it, or from the caller through
+//! [`Program::new_in`].
 
 use super::error::LoadError as Error;
 use super::insn::{FRAME_POINTER, Insn, REGISTER_COUNT, alu, atomic, class, jmp, mem, op, pseudo, source};
 
 /// The largest program accepted, in 8-byte slots.
 pub const MAX_INSNS: usize = 1 << 20;
+
+/// Without the `alloc` feature, [`Program::new`] validates programs up to this many slots
+/// with scratch on the stack (about 1.5 KiB; Linux's classic instruction limit) and rejects
+/// longer ones with [`Error::ProgramTooLong`]; [`Program::new_in`] takes any length.
+pub const MAX_INSNS_ON_STACK: usize = 4096;
+
+/// Scratch words (`u64`) [`Program::new_in`] needs for a program of `len` slots: a bitmap
+/// of function starts, one of reached slots and a three-level bitmap of pending slots.
+pub const fn scratch_words(len: usize) -> usize {
+    let (l0, l1, l2) = worklist_words(len);
+    3 * l0 + l1 + l2
+}
 
 /// Bytecode that passed validation. Instruction indices (`pc`) count 8-byte slots, so the
 /// second slot of `lddw` has its own index.
@@ -21,20 +40,32 @@ pub struct Program<'a> {
 
 impl<'a> Program<'a> {
     /// Validates `bytes`; `is_helper(id)` says whether `call id` (helper form) names a helper
-    /// the embedder registers.
+    /// the embedder registers. Scratch comes from the heap (`alloc`) or the stack (see
+    /// [`MAX_INSNS_ON_STACK`]).
     pub fn new(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool) -> Result<Program<'a>, Error> {
-        if !bytes.len().is_multiple_of(Insn::SIZE) {
-            return Err(Error::BytecodeLength { len: clamp_u32(bytes.len()) });
-        }
-        let len = bytes.len() / Insn::SIZE;
-        if len == 0 {
-            return Err(Error::EmptyProgram);
-        }
-        if len > MAX_INSNS {
-            return Err(Error::ProgramTooLong { len: clamp_u32(len), max: MAX_INSNS as u32 });
-        }
+        let len = slot_count(bytes)?;
+        #[cfg(feature = "alloc")]
+        let mut scratch = alloc::vec![0u64; scratch_words(len)];
+        #[cfg(not(feature = "alloc"))]
+        let mut scratch = {
+            if len > MAX_INSNS_ON_STACK {
+                return Err(Error::ProgramTooLong { len: clamp_u32(len), max: MAX_INSNS_ON_STACK as u32 });
+            }
+            [0u64; scratch_words(MAX_INSNS_ON_STACK)]
+        };
+        Program::new_in(bytes, is_helper, &mut scratch)
+    }
+
+    /// [`Program::new`] with caller-provided scratch of at least
+    /// [`scratch_words`]`(bytes.len() / 8)` words (its contents do not matter).
+    pub fn new_in(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool, scratch: &mut [u64]) -> Result<Program<'a>, Error> {
+        let len = slot_count(bytes)?;
+        let needed = scratch_words(len);
+        let scratch = scratch.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: clamp_u32(needed) })?;
+        scratch.fill(0);
         let program = Program { bytes };
         program.validate(&is_helper)?;
+        program.validate_control_flow(scratch)?;
         Ok(program)
     }
 
@@ -121,6 +152,196 @@ impl<'a> Program<'a> {
             return Err(Error::FallsOffEnd { pc: last as u32 });
         }
         Ok(())
+    }
+}
+
+impl Program<'_> {
+    /// Functions, then reachability (needs the facts `validate` established: targets are in
+    /// range and are instruction starts, and the last instruction does not fall off the end).
+    fn validate_control_flow(&self, scratch: &mut [u64]) -> Result<(), Error> {
+        let (l0, l1, _) = worklist_words(self.len());
+        let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(self.len())) };
+        let (starts, rest) = scratch.split_at_mut_checked(l0).ok_or(too_small)?;
+        let (reached, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
+        let (pending0, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
+        let (pending1, pending2) = rest.split_at_mut_checked(l1).ok_or(too_small)?;
+        self.check_functions(starts)?;
+        self.check_reachable(reached, Worklist { levels: [pending0, pending1, pending2] })
+    }
+
+    /// Each function (the entry at 0 and every local-call target, up to the next one) ends in
+    /// `exit` or `ja`, and every jump stays in its function. One sweep: the function of the
+    /// current instruction is known from the start bitmap, whose next set bit is found by a
+    /// forward scan that never goes back (linear overall).
+    fn check_functions(&self, starts: &mut [u64]) -> Result<(), Error> {
+        let len = self.len();
+        set_bit(starts, 0);
+        for (pc, insn) in self.iter() {
+            if is_local_call(insn)
+                && let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
+            {
+                set_bit(starts, target);
+            }
+        }
+        let mut function = 0;
+        let mut next_function = next_set_bit(starts, 1).unwrap_or(len);
+        for (pc, insn) in self.iter() {
+            if pc >= next_function {
+                function = next_function;
+                next_function = next_set_bit(starts, pc + 1).unwrap_or(len);
+            }
+            if !is_local_call(insn)
+                && let Some(target) = branch_target(pc, insn)
+                && (target < function as i64 || target >= next_function as i64)
+            {
+                return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
+            }
+            let next = pc + insn_slots(insn);
+            if next == next_function && next < len && !is_unconditional_exit_or_jump(insn) {
+                return Err(Error::FallsIntoFunction { pc: pc as u32, function: next as u32 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every instruction is reachable from the entry through fall-through, jumps and local
+    /// calls. From each slot taken off the worklist, the walk follows fall-through until it
+    /// meets a reached slot or an `exit`/`ja`, putting only branch targets on the worklist;
+    /// every slot is walked once and the worklist inserts and takes in constant time, so this
+    /// is linear too. The second slot of a reached `lddw` is marked reached with it, so the
+    /// first clear bit is the first unreachable instruction.
+    fn check_reachable(&self, reached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
+        let len = self.len();
+        set_bit(reached, 0);
+        pending.insert(0);
+        while let Some(start) = pending.take() {
+            let mut pc = start;
+            loop {
+                let insn = self.insn(pc);
+                if insn.opcode == op::LDDW {
+                    set_bit(reached, pc + 1);
+                }
+                if let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
+                    && target < len
+                    && !bit(reached, target)
+                {
+                    set_bit(reached, target);
+                    pending.insert(target);
+                }
+                let next = pc + insn_slots(insn);
+                if is_unconditional_exit_or_jump(insn) || next >= len || bit(reached, next) {
+                    break;
+                }
+                set_bit(reached, next);
+                pc = next;
+            }
+        }
+        match first_clear_bit(reached, len) {
+            Some(pc) => Err(Error::Unreachable { pc: pc as u32 }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn slot_count(bytes: &[u8]) -> Result<usize, Error> {
+    if !bytes.len().is_multiple_of(Insn::SIZE) {
+        return Err(Error::BytecodeLength { len: clamp_u32(bytes.len()) });
+    }
+    let len = bytes.len() / Insn::SIZE;
+    if len == 0 {
+        return Err(Error::EmptyProgram);
+    }
+    if len > MAX_INSNS {
+        return Err(Error::ProgramTooLong { len: clamp_u32(len), max: MAX_INSNS as u32 });
+    }
+    Ok(len)
+}
+
+fn insn_slots(insn: Insn) -> usize {
+    if insn.opcode == op::LDDW { 2 } else { 1 }
+}
+
+fn is_local_call(insn: Insn) -> bool {
+    insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL
+}
+
+fn is_unconditional_exit_or_jump(insn: Insn) -> bool {
+    matches!(insn.opcode, op::EXIT | op::JA | op::JA32)
+}
+
+/// Words of the three levels of a [`Worklist`] over `len` slots.
+const fn worklist_words(len: usize) -> (usize, usize, usize) {
+    let l0 = len.div_ceil(64);
+    let l1 = l0.div_ceil(64);
+    (l0, l1, l1.div_ceil(64))
+}
+
+fn bit(words: &[u64], i: usize) -> bool {
+    words.get(i / 64).is_some_and(|w| (w >> (i % 64)) & 1 != 0)
+}
+
+fn set_bit(words: &mut [u64], i: usize) {
+    if let Some(w) = words.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+/// The lowest clear bit below `len`.
+fn first_clear_bit(words: &[u64], len: usize) -> Option<usize> {
+    let (index, word) = words.iter().enumerate().find(|(_, w)| **w != u64::MAX)?;
+    let bit = index * 64 + word.trailing_ones() as usize;
+    (bit < len).then_some(bit)
+}
+
+/// The lowest set bit at or after `from`.
+fn next_set_bit(words: &[u64], from: usize) -> Option<usize> {
+    let mut index = from / 64;
+    let mut word = words.get(index)? & (u64::MAX << (from % 64));
+    loop {
+        if word != 0 {
+            return Some(index * 64 + word.trailing_zeros() as usize);
+        }
+        index += 1;
+        word = *words.get(index)?;
+    }
+}
+
+/// A set of slots with constant-time insert and take: a bitmap (level 0) under a bitmap of
+/// its non-zero words (level 1) under one of those (level 2). At most 2^20 slots make at
+/// most 4 words at level 2, the only level scanned.
+struct Worklist<'s> {
+    levels: [&'s mut [u64]; 3],
+}
+
+impl Worklist<'_> {
+    fn insert(&mut self, slot: usize) {
+        let mut i = slot;
+        for level in self.levels.iter_mut() {
+            set_bit(level, i);
+            i /= 64;
+        }
+    }
+
+    /// Removes and returns the lowest slot in the set.
+    fn take(&mut self) -> Option<usize> {
+        let [l0, l1, l2] = &mut self.levels;
+        // Descend: a set bit at one level names a non-zero word of the level below.
+        let mut i = next_set_bit(l2, 0)?;
+        for level in [&**l1, &**l0] {
+            let word = *level.get(i)?;
+            i = i * 64 + word.trailing_zeros() as usize;
+        }
+        let slot = i;
+        // Clear upwards while words become empty.
+        for level in [&mut **l0, &mut **l1, &mut **l2] {
+            let word = level.get_mut(i / 64)?;
+            *word &= !(1 << (i % 64));
+            if *word != 0 {
+                break;
+            }
+            i /= 64;
+        }
+        Some(slot)
     }
 }
 
@@ -300,6 +521,12 @@ fn check_alu(pc: usize, insn: Insn) -> Result<(), Error> {
                         return Err(reserved(pc));
                     }
                 }
+            }
+            // RFC 9669 masks the shift amount, but an immediate outside the operand width is
+            // a compiler bug the Linux verifier rejects ("invalid shift").
+            let width: u8 = if is64 { 64 } else { 32 };
+            if matches!(code, alu::LSH | alu::RSH | alu::ARSH) && !x && !(0..i32::from(width)).contains(&insn.imm) {
+                return Err(Error::ShiftOutOfRange { pc: pc as u32, amount: insn.imm, width });
             }
         }
         _ => return Err(unknown(pc, insn)),
@@ -588,7 +815,163 @@ mod tests {
         assert_eq!(check(&[Insn::new(op::CALL, 0, 0, 0, 2), EXIT]), Err(Error::UnknownHelper { pc: 0, id: 2 }));
         assert_eq!(check(&[Insn::new(MOV64_K, 0, 0, 0, 0)]), Err(Error::FallsOffEnd { pc: 0 }));
         assert_eq!(check(&[EXIT, Insn::new(op::CALL, 0, 1, 0, -2)]), Err(Error::FallsOffEnd { pc: 1 }));
-        assert_eq!(check(&[EXIT, Insn::new(op::JA32, 0, 0, 0, -2)]), Ok(()));
+        assert_eq!(check(&[Insn::new(MOV64_K, 0, 0, 0, 0), Insn::new(op::JA32, 0, 0, 0, -2)]), Ok(()));
+    }
+
+    const CALL_LOCAL: u8 = pseudo::CALL_LOCAL;
+
+    #[test]
+    fn functions_end_in_exit_or_ja() {
+        // The example: `mov r0, 1; call next; next: add r0, 1; exit` ran into `next`.
+        let add = Insn::new(class::ALU64 | alu::ADD | source::K, 0, 0, 0, 1);
+        assert_eq!(
+            check(&[Insn::new(MOV64_K, 0, 0, 0, 1), Insn::new(op::CALL, 0, CALL_LOCAL, 0, 0), add, EXIT]),
+            Err(Error::FallsIntoFunction { pc: 1, function: 2 })
+        );
+        // The same with an exit before the function: accepted.
+        let call = Insn::new(op::CALL, 0, CALL_LOCAL, 0, 1);
+        assert_eq!(check(&[call, EXIT, add, EXIT]), Ok(()));
+        // A function may end in ja (a loop, or a jump back inside it).
+        assert_eq!(check(&[call, EXIT, add, Insn::new(op::JA, 0, 0, -2, 0)]), Ok(()));
+        // ... but not in a conditional jump, a call or an lddw.
+        let jeq_back = Insn::new(class::JMP | jmp::JEQ | source::K, 0, 0, -2, 0);
+        assert_eq!(check(&[call, add, jeq_back, EXIT]), Err(Error::FallsIntoFunction { pc: 1, function: 2 }));
+        let lddw_function = [
+            Insn::new(op::CALL, 0, CALL_LOCAL, 0, 2),
+            Insn::new(op::CALL, 0, CALL_LOCAL, 0, 3),
+            EXIT,
+            Insn::new(op::LDDW, 0, 0, 0, 0),
+            Insn::default(),
+            EXIT,
+        ];
+        assert_eq!(check(&lddw_function), Err(Error::FallsIntoFunction { pc: 3, function: 5 }));
+    }
+
+    #[test]
+    fn jumps_stay_in_their_function() {
+        let call = Insn::new(op::CALL, 0, CALL_LOCAL, 0, 1);
+        // The callee (2..4) jumps back into its caller's exit.
+        let ja_to_1 = Insn::new(op::JA, 0, 0, -3, 0);
+        assert_eq!(check(&[call, EXIT, ja_to_1, EXIT]), Err(Error::JumpOutOfFunction { pc: 2, target: 0 }));
+        // The caller jumps forward into the callee's body (a conditional jump: both ways).
+        let jeq = Insn::new(class::JMP32 | jmp::JEQ | source::K, 0, 0, 2, 0);
+        assert_eq!(
+            check(&[call, jeq, EXIT, Insn::new(MOV64_K, 0, 0, 0, 1), EXIT]),
+            Err(Error::JumpOutOfFunction { pc: 1, target: 4 })
+        );
+        // A jump to a function's first instruction is a jump out of the jumping function.
+        assert_eq!(
+            check(&[call, Insn::new(op::JA32, 0, 0, 0, 0), EXIT]),
+            Err(Error::JumpOutOfFunction { pc: 1, target: 2 })
+        );
+        // Jumps inside the callee are fine, the last slot of a function included.
+        let jne = Insn::new(class::JMP | jmp::JNE | source::K, 0, 0, 1, 7);
+        assert_eq!(check(&[call, EXIT, jne, Insn::new(MOV64_K, 0, 0, 0, 1), EXIT]), Ok(()));
+    }
+
+    #[test]
+    fn every_instruction_is_reachable() {
+        let mov = Insn::new(MOV64_K, 0, 0, 0, 1);
+        assert_eq!(check(&[EXIT, mov, EXIT]), Err(Error::Unreachable { pc: 1 }));
+        // Skipped by a jump.
+        assert_eq!(check(&[Insn::new(op::JA, 0, 0, 1, 0), mov, EXIT]), Err(Error::Unreachable { pc: 1 }));
+        // A function nobody calls (a call from unreachable code does not count).
+        let call = Insn::new(op::CALL, 0, CALL_LOCAL, 0, 1);
+        assert_eq!(check(&[EXIT, call, EXIT, mov, EXIT]), Err(Error::Unreachable { pc: 1 }));
+        // A loop nothing enters, reported at its first slot; lddw second slots are not
+        // instructions of their own.
+        assert_eq!(
+            check(&[EXIT, Insn::new(op::LDDW, 1, 0, 0, 0), Insn::default(), Insn::new(op::JA, 0, 0, -3, 0)]),
+            Err(Error::Unreachable { pc: 1 })
+        );
+        // Reached through a backward branch only.
+        assert_eq!(
+            check(&[
+                Insn::new(op::JA, 0, 0, 2, 0),
+                mov,
+                EXIT,
+                Insn::new(class::JMP | jmp::JEQ | source::K, 0, 0, -3, 0),
+                EXIT,
+            ]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn shift_immediates_fit_the_width() {
+        for (opcode, width) in [(0x64u8, 32u8), (0x74, 32), (0xc4, 32), (0x67, 64), (0x77, 64), (0xc7, 64)] {
+            let max = i32::from(width) - 1;
+            assert_eq!(check(&[Insn::new(opcode, 1, 0, 0, 0), EXIT]), Ok(()));
+            assert_eq!(check(&[Insn::new(opcode, 1, 0, 0, max), EXIT]), Ok(()));
+            for amount in [max + 1, -1, i32::MIN, i32::MAX] {
+                assert_eq!(
+                    check(&[Insn::new(opcode, 1, 0, 0, amount), EXIT]),
+                    Err(Error::ShiftOutOfRange { pc: 0, amount, width }),
+                    "{opcode:#x} {amount}"
+                );
+            }
+            // The register form masks at run time (RFC 9669): nothing to check statically.
+            assert_eq!(check(&[Insn::new(opcode | source::X, 1, 2, 0, 0), EXIT]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn scratch_from_the_caller() {
+        let b = bytes(&[Insn::new(op::CALL, 0, CALL_LOCAL, 0, 1), EXIT, EXIT]);
+        let code = &b[..24];
+        let needed = scratch_words(3);
+        assert_eq!(needed, 5);
+        let mut scratch = [u64::MAX; 5];
+        assert!(Program::new_in(code, |_| false, &mut scratch).is_ok());
+        // Dirty scratch is cleared first: the same call again gives the same answer.
+        assert!(Program::new_in(code, |_| false, &mut scratch).is_ok());
+        assert_eq!(
+            Program::new_in(code, |_| false, &mut scratch[..4]).err(),
+            Some(Error::ScratchTooSmall { needed: 5 })
+        );
+    }
+
+    #[test]
+    fn worklist_takes_each_slot_once_lowest_first() {
+        let len = 300_000;
+        let (l0, l1, l2) = worklist_words(len);
+        assert_eq!((l0, l1, l2), (4688, 74, 2));
+        let (mut a, mut b, mut c) = (std::vec![0u64; l0], std::vec![0u64; l1], std::vec![0u64; l2]);
+        let mut w = Worklist { levels: [&mut a, &mut b, &mut c] };
+        extern crate std;
+        for slot in [299_999, 5, 64, 4096, 5, 262_144, 0, 63] {
+            w.insert(slot);
+        }
+        let mut taken = std::vec::Vec::new();
+        while let Some(s) = w.take() {
+            taken.push(s);
+        }
+        assert_eq!(taken, [0, 5, 63, 64, 4096, 262_144, 299_999]);
+        assert!(a.iter().chain(&b).chain(&c).all(|&w| w == 0));
+    }
+
+    #[test]
+    fn long_programs_validate_in_linear_time() {
+        // 2^20 slots: a chain of functions, each calling the next, with a backward loop
+        // jump in each (the shape that makes naive per-jump scans quadratic).
+        extern crate std;
+        let per = 4;
+        let functions = MAX_INSNS / per;
+        let mut code = std::vec::Vec::with_capacity(MAX_INSNS * 8);
+        for f in 0..functions {
+            let last = f + 1 == functions;
+            let call = if last { Insn::new(MOV64_K, 0, 0, 0, 0) } else { Insn::new(op::CALL, 0, CALL_LOCAL, 0, 2) };
+            for insn in [
+                Insn::new(class::JMP | jmp::JEQ | source::K, 1, 0, 2, 0),
+                call,
+                Insn::new(class::JMP | jmp::JNE | source::K, 1, 0, -3, 0),
+                EXIT,
+            ] {
+                code.extend_from_slice(&insn.encode());
+            }
+        }
+        assert_eq!(code.len(), MAX_INSNS * 8);
+        assert!(Program::new(&code, |_| false).is_ok());
     }
 
     #[test]

@@ -1,21 +1,23 @@
 //! The bpf_conformance suite through `tessera-bpf-plugin`, driven from outside as the suite's
 //! own runner does: program hex on stdin, memory hex as the argument, r0 in hex on stdout.
+//! Every case must end exactly as [`conformance::expected_outcome`] says: `-- result` printed,
+//! or exit status 1 with our typed error on stderr.
 //!
-//! Runs the plugin binary built for each of x86_64, aarch64 and riscv64 Linux, in `--interp`
-//! and `--jit` mode; foreign ones go through qemu-user. This test cannot build the binaries
-//! (host-tests cannot depend on a binary crate's artifact), so it runs what exists:
-//! `<target dir>/<triple>/debug/tessera-bpf-plugin` (and `<target dir>/debug/` for the host),
-//! where the target dir is `$CARGO_TARGET_DIR`, the one this test binary lives in, or
-//! `<workspace>/target`. Build them first:
+//! The plugin built for the host by this very `cargo test` (`CARGO_BIN_EXE_…`) always runs,
+//! in `--interp` and `--jit` mode, so the suite cannot pass by skipping everything. The
+//! plugins for the other Linux targets (x86_64, aarch64, riscv64: whichever are foreign) run
+//! through qemu-user when built, from `<target dir>/<triple>/debug/tessera-bpf-plugin`
+//! (the target dir is `$CARGO_TARGET_DIR`, the one this test binary lives in, or
+//! `<workspace>/target`):
 //!
 //! ```text
-//! cargo build -p tessera-cli
 //! cargo build -p tessera-cli --target aarch64-unknown-linux-gnu
 //! cargo build -p tessera-cli --target riscv64gc-unknown-linux-gnu
 //! ```
 //!
-//! A target whose plugin is missing (or whose qemu is missing) is reported as skipped and
-//! never counted as passed; set `TESSERA_REQUIRE_PLUGINS=1` to make a skip fail the test.
+//! A foreign plugin that is missing (or whose qemu is missing) is reported as skipped and
+//! never counted as passed; `cargo xtask test` builds them and sets
+//! `TESSERA_REQUIRE_PLUGINS=1`, which makes such a skip a failure.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,9 +26,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tessera::ebpf::Error;
 use tessera_host_tests::conformance::{self, TestCase};
 
 const PLUGIN: &str = "tessera-bpf-plugin";
+/// The plugin cargo built for the host along with this test.
+const HOST_PLUGIN: &str = env!("CARGO_BIN_EXE_tessera-bpf-plugin");
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A target triple, and how to run its binaries on this machine (none: natively).
@@ -82,15 +87,12 @@ fn target_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The plugin built for `t`, if any.
+/// The plugin built for `t`, if any: for the host, the one built with this test.
 fn find_plugin(t: &Target) -> Option<PathBuf> {
-    target_dirs().into_iter().find_map(|dir| {
-        let mut candidates = vec![dir.join(t.triple).join("debug").join(PLUGIN)];
-        if is_native(t) {
-            candidates.push(dir.join("debug").join(PLUGIN));
-        }
-        candidates.into_iter().find(|p| p.is_file())
-    })
+    if is_native(t) {
+        return Some(PathBuf::from(HOST_PLUGIN));
+    }
+    target_dirs().into_iter().map(|dir| dir.join(t.triple).join("debug").join(PLUGIN)).find(|p| p.is_file())
 }
 
 /// The command that runs `plugin` (through qemu-user for a foreign target).
@@ -116,7 +118,12 @@ fn runnable(t: &Target) -> bool {
 }
 
 /// Runs one case; `Err` describes a failure.
-fn run_case(t: &Target, plugin: &Path, mode: &str, case: &TestCase, program: &[u8]) -> Result<(), String> {
+fn run_case(
+    t: &Target,
+    plugin: &Path,
+    mode: &str,
+    (case, program, expected): &(TestCase, Vec<u8>, Result<u64, Error>),
+) -> Result<(), String> {
     let mut child = command(t, plugin)
         .arg(mode)
         .arg(hex(&case.mem))
@@ -145,18 +152,18 @@ fn run_case(t: &Target, plugin: &Path, mode: &str, case: &TestCase, program: &[u
     let out = child.wait_with_output().map_err(|e| format!("output: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    match (case.result, &case.error) {
-        (Some(expected), _) => {
-            let want = format!("{expected:x}\n");
-            if out.status.success() && stdout == want {
-                Ok(())
-            } else {
-                Err(format!("expected {want:?}, got {stdout:?} ({}) {}", out.status, stderr.trim()))
-            }
-        }
-        (None, Some(_)) if out.status.success() => Err(format!("expected an error, got {stdout:?}")),
-        (None, Some(_)) => Ok(()),
-        (None, None) => Err("no expectation".to_string()),
+    let (want_stdout, want_stderr, want_code) = match expected {
+        Ok(r0) => (format!("{r0:x}\n"), String::new(), 0),
+        Err(e) => (String::new(), format!("error: {e}\n"), 1),
+    };
+    if out.status.code() == Some(want_code) && stdout == want_stdout && stderr == want_stderr {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {} (stdout {want_stdout:?}, stderr {want_stderr:?}), got {} with stdout {stdout:?}, stderr {stderr:?}",
+            conformance::describe(expected),
+            out.status
+        ))
     }
 }
 
@@ -166,7 +173,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Runs every case on `t` in `mode`, in parallel; returns (passed, failures).
-fn run_all(t: &Target, plugin: &Path, mode: &str, cases: &[(TestCase, Vec<u8>)]) -> (usize, Vec<String>) {
+fn run_all(
+    t: &Target,
+    plugin: &Path,
+    mode: &str,
+    cases: &[(TestCase, Vec<u8>, Result<u64, Error>)],
+) -> (usize, Vec<String>) {
     let next = AtomicUsize::new(0);
     let passed = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -174,12 +186,12 @@ fn run_all(t: &Target, plugin: &Path, mode: &str, cases: &[(TestCase, Vec<u8>)])
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                while let Some((case, program)) = cases.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    match run_case(t, plugin, mode, case, program) {
+                while let Some(case) = cases.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match run_case(t, plugin, mode, case) {
                         Ok(()) => {
                             passed.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) => failures.lock().unwrap().push(format!("{}: {e}", case.name)),
+                        Err(e) => failures.lock().unwrap().push(format!("{}: {e}", case.0.name)),
                     }
                 }
             });
@@ -191,32 +203,23 @@ fn run_all(t: &Target, plugin: &Path, mode: &str, cases: &[(TestCase, Vec<u8>)])
 }
 
 #[test]
-#[cfg_attr(
-    not(target_arch = "x86_64"),
-    ignore = "the outside harness runs on the x86-64 host and drives the other targets through qemu-user"
-)]
 fn plugin_conformance() {
     let dir = conformance::tests_dir();
     let mut cases = Vec::new();
     let mut problems = Vec::new();
     for case in conformance::load_dir(&dir) {
-        if case.result.is_none() && case.error.is_none() {
-            println!("{}: no `-- result` or `-- error`; not run", case.name);
-            continue;
-        }
-        match conformance::program_bytes(&case) {
-            Ok(bytes) => cases.push((case, bytes)),
-            // A program the assembler rejects never reaches the plugin: fine for an `-- error`
-            // case (rejected, as required), a failure otherwise.
-            Err(_) if case.error.is_some() => {}
-            Err(e) => problems.push(e),
+        match (conformance::expected_outcome(&case), conformance::program_bytes(&case)) {
+            (Ok(expected), Ok(bytes)) => cases.push((case, bytes, expected)),
+            (Err(e), _) => problems.push(format!("{}: {e}", case.name)),
+            (_, Err(e)) => problems.push(e),
         }
     }
-    assert!(!cases.is_empty(), "no conformance cases in {}", dir.display());
-    assert!(problems.is_empty(), "cases that do not assemble: {problems:#?}");
+    assert_eq!(cases.len(), 313, "expected the full suite in {}", dir.display());
+    assert!(problems.is_empty(), "cases without a runnable expectation: {problems:#?}");
 
     let require = std::env::var_os("TESSERA_REQUIRE_PLUGINS").is_some_and(|v| v != "0" && !v.is_empty());
     let mut failed = Vec::new();
+    let mut host_runs = 0;
     for t in &TARGETS {
         let Some(plugin) = find_plugin(t) else {
             println!("plugin {}: skipped (not built)", t.triple);
@@ -237,11 +240,16 @@ fn plugin_conformance() {
             let mode_name = mode.trim_start_matches('-');
             println!("\nplugin {} ({}) {mode_name}:", t.triple, plugin.display());
             println!("plugin {} {mode_name}: {passed} passed, {} failed", t.triple, failures.len());
+            assert_eq!(passed + failures.len(), cases.len(), "every case is counted once");
             for f in &failures {
                 println!("  {f}");
                 failed.push(format!("{} {mode_name}: {f}", t.triple));
             }
+            if is_native(t) {
+                host_runs += 1;
+            }
         }
     }
+    assert_eq!(host_runs, 2, "the host plugin must run in both modes");
     assert!(failed.is_empty(), "{} failures:\n{}", failed.len(), failed.join("\n"));
 }
