@@ -9,6 +9,7 @@ pub mod insn;
 pub mod interp;
 pub mod jit;
 pub mod lower;
+pub mod maps;
 pub mod memory;
 pub mod program;
 pub mod vm;
