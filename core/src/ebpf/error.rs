@@ -34,6 +34,10 @@ pub enum Error {
     UnknownHelper { pc: u32, id: i32 },
     /// Execution can run past the last instruction (it is not `exit` or `ja`).
     FallsOffEnd { pc: u32 },
+    /// A pseudo `lddw` (src 1 or 2) names a map index the program was not given.
+    UnknownMap { pc: u32, map: u32 },
+    /// A `lddw` of a map value (src 2) with an offset at or past the value's size.
+    MapValueOffset { pc: u32, map: u32, offset: u32 },
 
     // --- running ---
     /// A load, store or atomic outside every allowed region.
@@ -90,6 +94,10 @@ impl fmt::Display for Error {
             Error::BadLddwSecondSlot { pc } => write!(f, "instruction {pc}: malformed second slot of lddw"),
             Error::UnknownHelper { pc, id } => write!(f, "instruction {pc}: unknown helper id {id}"),
             Error::FallsOffEnd { pc } => write!(f, "instruction {pc}: execution can fall off the end of the program"),
+            Error::UnknownMap { pc, map } => write!(f, "instruction {pc}: no map with index {map}"),
+            Error::MapValueOffset { pc, map, offset } => {
+                write!(f, "instruction {pc}: offset {offset} is past the value of map {map}")
+            }
             Error::MemoryFault { pc, addr } => write!(f, "instruction {pc}: memory access at {addr:#x} out of bounds"),
             Error::OutOfFuel { pc } => write!(f, "instruction {pc}: out of fuel"),
             Error::CallDepthExceeded { pc } => write!(f, "instruction {pc}: call depth limit exceeded"),
