@@ -2,6 +2,7 @@
 //! JIT lowering.
 
 pub mod asm;
+pub mod btf;
 pub mod disasm;
 pub mod error;
 pub mod helpers;
