@@ -4,6 +4,7 @@
 pub mod asm;
 pub mod btf;
 pub mod disasm;
+pub mod elf;
 pub mod error;
 pub mod helpers;
 pub mod insn;
