@@ -1,4 +1,5 @@
 //! Shared test support.
 
 pub mod conformance;
+pub mod elf_check;
 pub mod program_gen;

@@ -214,7 +214,10 @@ fn pseudo_loads_and_calls_are_placed_where_the_object_says() {
     assert_eq!(insns[19], Insn::new(0, 0, 0, 0, 4));
 
     let rate = decode(&object("rate_limit", 0).load(Select::Only).unwrap().code);
-    assert_eq!(pseudo_loads(&rate), [(9, 2, 2, 0), (18, 1, 0, 0), (37, 2, 2, 8), (54, 2, 1, 0), (60, 2, 1, 8), (67, 2, 1, 8)]);
+    assert_eq!(
+        pseudo_loads(&rate),
+        [(9, 2, 2, 0), (18, 1, 0, 0), (37, 2, 2, 8), (54, 2, 1, 0), (60, 2, 1, 8), (67, 2, 1, 8)]
+    );
     assert_eq!(local_calls(&rate), [(34, 48)]);
     assert_eq!(rate[18], Insn::new(op::LDDW, 1, pseudo::LDDW_MAP_FD, 0, 0));
 
@@ -240,7 +243,13 @@ fn maps_and_data_images() {
         assert_eq!(
             maps,
             [
-                ObjectMap { def: def(1, 4, 8, 64, 0, "counts"), origin: MapOrigin::Btf, section: 7, offset: 0, data: &[] },
+                ObjectMap {
+                    def: def(1, 4, 8, 64, 0, "counts"),
+                    origin: MapOrigin::Btf,
+                    section: 7,
+                    offset: 0,
+                    data: &[]
+                },
                 ObjectMap {
                     def: def(2, 4, 8, 1, 0, "overflow"),
                     origin: MapOrigin::Btf,

@@ -603,6 +603,16 @@ impl<'data> Object<'data> {
         name.and_then(|n| core::str::from_utf8(n).ok()).unwrap_or_default()
     }
 
+    /// Index of the first section named `name`.
+    pub fn section_by_name(&self, name: &str) -> Option<u32> {
+        (0..clamp_u32(self.sections.len())).find(|&s| self.section_name(s) == name)
+    }
+
+    /// Index of the first symbol named `name`.
+    pub fn symbol_by_name(&self, name: &str) -> Option<u32> {
+        (1..clamp_u32(self.symbols.len())).find(|&s| self.symbol_name(s) == name)
+    }
+
     /// Contents of section `section` (empty for `SHT_NOBITS` or a missing section).
     fn section_data(&self, section: u32) -> &'data [u8] {
         self.section_header(section).and_then(|s| s.data(LittleEndian, self.data).ok()).unwrap_or_default()
