@@ -42,7 +42,8 @@ pub fn exercise(bytes: &[u8]) -> Outcome {
                 assert!(program.functions.len() <= object.max_functions());
                 let mut code = vec![0u8; object.max_code_len()];
                 let mut functions = vec![Function::default(); object.max_functions()];
-                let linked = object.load_into(select, &mut code, &mut functions).expect("same result in caller buffers");
+                let linked =
+                    object.load_into(select, &mut code, &mut functions).expect("same result in caller buffers");
                 assert_eq!(linked.code, &program.code[..]);
                 assert_eq!(linked.functions, &program.functions[..]);
                 let value_size = |i: u32| object.map(i).map(|m| m.def.value_size());

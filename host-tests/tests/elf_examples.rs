@@ -237,7 +237,7 @@ fn def(map_type: u32, key: u32, value: u32, max: u32, flags: u32, name: &str) ->
 fn maps_and_data_images() {
     const RODATA: u32 = flags::BPF_F_RDONLY_PROG | flags::BPF_F_MMAPABLE;
     const DATA: u32 = flags::BPF_F_MMAPABLE;
-    for cpu in 0..CPUS.len() {
+    for (cpu, cpu_name) in CPUS.iter().enumerate() {
         let counter = object("counter", cpu);
         let maps: Vec<ObjectMap> = counter.maps().collect();
         assert_eq!(
@@ -258,8 +258,7 @@ fn maps_and_data_images() {
                     data: &[]
                 },
             ],
-            "counter {}",
-            CPUS[cpu]
+            "counter {cpu_name}"
         );
 
         let legacy = object("counter_legacy", cpu);

@@ -439,24 +439,12 @@ mod tests {
     /// Builds a BTF section from type records and a string area.
     fn section(types: &[u8], strings: &[u8]) -> [u8; 512] {
         let mut out = [0u8; 512];
-        let header = [
-            0x9f,
-            0xeb,
-            1,
-            0,
-            24,
-            0,
-            0,
-            0, // hdr_len
-            0,
-            0,
-            0,
-            0, // type_off
-        ];
-        out[..12].copy_from_slice(&header);
-        out[12..16].copy_from_slice(&(types.len() as u32).to_le_bytes());
-        out[16..20].copy_from_slice(&(types.len() as u32).to_le_bytes());
-        out[20..24].copy_from_slice(&(strings.len() as u32).to_le_bytes());
+        // magic, version 1, flags 0; then hdr_len, type_off, type_len, str_off, str_len.
+        out[..4].copy_from_slice(&[0x9f, 0xeb, 1, 0]);
+        let (types_len, strings_len) = (types.len() as u32, strings.len() as u32);
+        for (i, word) in [24, 0, types_len, types_len, strings_len].into_iter().enumerate() {
+            out[4 + 4 * i..8 + 4 * i].copy_from_slice(&word.to_le_bytes());
+        }
         out[24..24 + types.len()].copy_from_slice(types);
         out[24 + types.len()..24 + types.len() + strings.len()].copy_from_slice(strings);
         out

@@ -187,7 +187,9 @@ impl fmt::Display for ElfError {
             }
             ElfError::BadSectionTable => f.write_str("malformed section header table"),
             ElfError::BadSectionName { section } => write!(f, "section {section}: invalid name"),
-            ElfError::SectionOutOfBounds { section } => write!(f, "section {section}: contents past the end of the file"),
+            ElfError::SectionOutOfBounds { section } => {
+                write!(f, "section {section}: contents past the end of the file")
+            }
             ElfError::NoSymbolTable => f.write_str("no symbol table"),
             ElfError::BadSymbolTable => f.write_str("malformed symbol table"),
             ElfError::BadSymbol { symbol } => write!(f, "symbol {symbol}: invalid name or section"),
@@ -214,10 +216,9 @@ impl fmt::Display for ElfError {
             ElfError::UndefinedSymbol { section, offset, symbol } => {
                 write!(f, "section {section} offset {offset:#x}: symbol {symbol} is undefined")
             }
-            ElfError::UnsupportedRelocationTarget { section, offset, symbol } => write!(
-                f,
-                "section {section} offset {offset:#x}: symbol {symbol} is not a map, global data or function"
-            ),
+            ElfError::UnsupportedRelocationTarget { section, offset, symbol } => {
+                write!(f, "section {section} offset {offset:#x}: symbol {symbol} is not a map, global data or function")
+            }
             ElfError::RelocationNotLddw { section, offset } => {
                 write!(f, "section {section} offset {offset:#x}: data relocation on an instruction that is not lddw")
             }
@@ -486,8 +487,8 @@ impl<'data> Object<'data> {
         }
         let symtab = symtab.ok_or(ElfError::NoSymbolTable)?;
         let shdr = self.sections.section(symtab).map_err(|_| ElfError::NoSymbolTable)?;
-        self.symbols =
-            SymbolTable::parse(endian, self.data, &self.sections, symtab, shdr).map_err(|_| ElfError::BadSymbolTable)?;
+        self.symbols = SymbolTable::parse(endian, self.data, &self.sections, symtab, shdr)
+            .map_err(|_| ElfError::BadSymbolTable)?;
         self.symtab = clamp_u32(symtab.0);
         if let Some(maps) = self.btf_maps {
             // The BTF is only read when it is needed: for BTF-defined maps.
@@ -529,9 +530,8 @@ impl<'data> Object<'data> {
                 return Err(bad);
             }
             let is_code = self.is_code(target);
-            let is_data = self.data_origin(target).is_some()
-                || Some(target) == self.legacy_maps
-                || Some(target) == self.btf_maps;
+            let is_data =
+                self.data_origin(target).is_some() || Some(target) == self.legacy_maps || Some(target) == self.btf_maps;
             if kind == e::SHT_RELA {
                 if is_code || is_data {
                     return Err(bad);
@@ -544,14 +544,14 @@ impl<'data> Object<'data> {
             }
             // Pointers inside initialised data or map definitions (map-in-map) cannot be
             // represented: refuse them rather than leave them zero.
-            if is_data {
-                if let Some(rel) = rels.first() {
-                    return Err(ElfError::UnsupportedRelocation {
-                        section: target,
-                        offset: rel.r_offset(endian),
-                        kind: rel.r_type(endian),
-                    });
-                }
+            if let Some(rel) = rels.first()
+                && is_data
+            {
+                return Err(ElfError::UnsupportedRelocation {
+                    section: target,
+                    offset: rel.r_offset(endian),
+                    kind: rel.r_type(endian),
+                });
             }
         }
         Ok(())
@@ -815,7 +815,14 @@ impl<'data> Object<'data> {
             MapSource::Legacy { symbol } => {
                 let section = self.legacy_maps.unwrap_or_default();
                 let offset = self.symbol_value(symbol);
-                (self.legacy_definition(index, symbol)?, self.symbol_name(symbol), MapOrigin::Legacy, section, offset, &[][..])
+                (
+                    self.legacy_definition(index, symbol)?,
+                    self.symbol_name(symbol),
+                    MapOrigin::Legacy,
+                    section,
+                    offset,
+                    &[][..],
+                )
             }
             MapSource::Btf { var } => {
                 let (var_type, name, symbol) = self.btf_map_var(index, var)?;
@@ -838,8 +845,9 @@ impl<'data> Object<'data> {
                 (raw, self.section_name(section), origin, section, 0, data)
             }
         };
-        let def = MapDef::new(raw.map_type, raw.key_size, raw.value_size, raw.max_entries, raw.flags, MapName::new(name))
-            .map_err(|error| ElfError::Map { map: index, error })?;
+        let def =
+            MapDef::new(raw.map_type, raw.key_size, raw.value_size, raw.max_entries, raw.flags, MapName::new(name))
+                .map_err(|error| ElfError::Map { map: index, error })?;
         Ok(ObjectMap { def, origin, section, offset, data })
     }
 
@@ -928,7 +936,12 @@ impl<'data> Object<'data> {
         Ok(LoadedProgram { code, functions })
     }
 
-    fn link(&self, select: Select, code: &mut dyn Buffer<u8>, funcs: &mut dyn Buffer<Function>) -> Result<(), ElfError> {
+    fn link(
+        &self,
+        select: Select,
+        code: &mut dyn Buffer<u8>,
+        funcs: &mut dyn Buffer<Function>,
+    ) -> Result<(), ElfError> {
         let program = self.select(select)?;
         self.place_function(program.symbol, program.section, code, funcs)?;
         let mut next = 0;
@@ -1031,9 +1044,9 @@ impl<'data> Object<'data> {
             }
             if insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL {
                 let (target_section, target) = self.call_target(function, offset, insn)?;
-                let out_target = self.locate(target_section, target, code, funcs).ok_or(
-                    ElfError::CallTargetNotFound { section, offset },
-                )??;
+                let out_target = self
+                    .locate(target_section, target, code, funcs)
+                    .ok_or(ElfError::CallTargetNotFound { section, offset })??;
                 let imm = out_target as i64 - (out_pc as i64 + 1);
                 let imm = i32::try_from(imm).map_err(|_| ElfError::CallTargetNotFound { section, offset })?;
                 write_insn(code.items_mut(), out_pc, Insn { imm, ..insn });
@@ -1071,9 +1084,8 @@ impl<'data> Object<'data> {
             return Ok((pseudo::LDDW_MAP_FD, map, 0));
         }
         if self.data_origin(target).is_some() {
-            let map = self
-                .map_index(target, 0)
-                .ok_or(ElfError::UnsupportedRelocationTarget { section, offset, symbol })?;
+            let map =
+                self.map_index(target, 0).ok_or(ElfError::UnsupportedRelocationTarget { section, offset, symbol })?;
             // The addend is the first slot's imm (REL relocations); the second slot holds
             // the address's upper half, which must be zero.
             let at = (value as i128) + (insn.imm as i128);
@@ -1161,7 +1173,8 @@ impl fmt::Display for Explained<'_, '_> {
         let at = |f: &mut fmt::Formatter<'_>, section: u32, offset: u64| {
             write!(f, "section `{}` ({section}) offset {offset:#x}", o.section_name(section))
         };
-        let symbol = |f: &mut fmt::Formatter<'_>, symbol: u32| write!(f, "`{}` (symbol {symbol})", o.symbol_name(symbol));
+        let symbol =
+            |f: &mut fmt::Formatter<'_>, symbol: u32| write!(f, "`{}` (symbol {symbol})", o.symbol_name(symbol));
         match self.error {
             ElfError::UnsupportedRelocation { section, offset, kind } => {
                 at(f, section, offset)?;

@@ -123,7 +123,9 @@ pub enum MapError {
 impl fmt::Display for MapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            MapError::UnsupportedType { map_type } => write!(f, "map type {map_type} is not supported (hash 1, array 2)"),
+            MapError::UnsupportedType { map_type } => {
+                write!(f, "map type {map_type} is not supported (hash 1, array 2)")
+            }
             MapError::KeySize { size } => write!(f, "key size {size} not accepted for this map type"),
             MapError::ValueSize { size } => write!(f, "value size {size} not accepted (1..={MAX_VALUE_SIZE})"),
             MapError::MaxEntries { count } => write!(f, "max_entries {count} not accepted"),
@@ -487,10 +489,9 @@ impl<'s> Map<'s> {
             return Err(MapError::StorageMisaligned);
         }
         let available = storage.len();
-        let storage = storage.get_mut(..layout.total).ok_or(MapError::StorageTooSmall {
-            needed: layout.total as u64,
-            available: available as u64,
-        })?;
+        let storage = storage
+            .get_mut(..layout.total)
+            .ok_or(MapError::StorageTooSmall { needed: layout.total as u64, available: available as u64 })?;
         Ok(Map::init(def, layout, Storage::Borrowed(storage)))
     }
 

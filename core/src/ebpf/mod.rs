@@ -2,8 +2,10 @@
 //! JIT lowering.
 
 pub mod asm;
+#[cfg(feature = "elf")]
 pub mod btf;
 pub mod disasm;
+#[cfg(feature = "elf")]
 pub mod elf;
 pub mod error;
 pub mod helpers;

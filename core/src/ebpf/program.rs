@@ -627,7 +627,8 @@ mod tests {
             let sizes = [8u32, 16];
             Program::with_maps(&b[..insns.len() * 8], |_| false, |i| sizes.get(i as usize).copied()).map(|_| ())
         };
-        let lddw = |src: u8, imm: i32, second: i32| [Insn::new(op::LDDW, 1, src, 0, imm), Insn::new(0, 0, 0, 0, second)];
+        let lddw =
+            |src: u8, imm: i32, second: i32| [Insn::new(op::LDDW, 1, src, 0, imm), Insn::new(0, 0, 0, 0, second)];
         let prog = |pair: [Insn; 2]| [pair[0], pair[1], EXIT];
         assert_eq!(with_maps(&prog(lddw(1, 1, 0))), Ok(()));
         assert_eq!(with_maps(&prog(lddw(2, 0, 7))), Ok(()));
