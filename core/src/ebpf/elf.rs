@@ -22,6 +22,22 @@
 //! [`Object::explain`] renders one with the names from the object. Malformed input gets an
 //! error, never a panic.
 //!
+//! # For the runtime
+//! - Create one [`Map`] per [`ObjectMap`], in index order ([`ObjectMap::create`] /
+//!   [`ObjectMap::create_in`] copy the initial image of data sections).
+//! - Grant each map's value area ([`Map::values`], [`MapDef::values_len`] bytes) as one
+//!   memory region: read-only when [`MapDef::read_only_for_program`] (`.rodata*`),
+//!   read-write otherwise. Accesses into it are bounded to one value by
+//!   [`MapDef::value_access_ok`] (`(offset & (stride - 1)) + size <= value_size`).
+//! - `lddw` src 2 (map `m`, offset `k`): the register gets the address of map `m`'s value
+//!   area plus `k` (the value of a data map is its whole section, slot 0).
+//! - `lddw` src 1 (map `m`): the register gets a handle of the runtime's choosing that
+//!   helpers 1–3 map back to `m`; programs only pass it to helpers.
+//! - Helper 1 (`lookup(map, key)`) reads `key_size` bytes at `key`, calls [`Map::lookup`]
+//!   and returns the value area's address plus [`MapDef::value_offset`] of the slot, or 0;
+//!   helpers 2 and 3 copy the key (and value) out of program memory first, call
+//!   [`Map::update`] / [`Map::delete`] and return 0 or [`super::maps::Errno::helper_return`].
+//!
 //! # Allocation
 //! Parsing and linking allocate nothing (the `object` crate's low-level ELF API over the
 //! input bytes): [`Object::load_into`] writes into caller buffers, sized by
