@@ -16,7 +16,7 @@ pub enum Outcome {
 }
 
 /// Maps larger than this are not created (a mutated `max_entries` can ask for gigabytes).
-const MAX_MAP_STORAGE: usize = 1 << 20;
+const MAX_MAP_STORAGE: usize = 1 << 16;
 
 /// Parses `bytes`, creates its maps, and links and validates every program; checks that
 /// the allocation-free path links the same program as the `Vec` one.

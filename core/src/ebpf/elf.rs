@@ -391,6 +391,8 @@ pub struct Object<'data> {
     legacy_maps: Option<u32>,
     btf_maps: Option<u32>,
     btf: Option<Btf<'data>>,
+    /// The BTF `DATASEC` describing `.maps`.
+    maps_datasec: Option<btf::Type<'data>>,
     legacy_map_count: u32,
     btf_map_count: u32,
     map_count: u32,
@@ -465,6 +467,7 @@ impl<'data> Object<'data> {
             legacy_maps: None,
             btf_maps: None,
             btf: None,
+            maps_datasec: None,
             legacy_map_count: 0,
             btf_map_count: 0,
             map_count: 0,
@@ -598,6 +601,7 @@ impl<'data> Object<'data> {
         if let Some(btf) = &self.btf {
             let datasec = btf.find(btf::kind::DATASEC, ".maps")?.ok_or(ElfError::MissingBtf)?;
             self.btf_map_count = clamp_u32(btf.datasec_vars(&datasec).count());
+            self.maps_datasec = Some(datasec);
         }
         let data_maps = clamp_u32(self.data_sections().count());
         self.map_count = self.legacy_map_count.saturating_add(self.btf_map_count).saturating_add(data_maps);
@@ -810,8 +814,8 @@ impl<'data> Object<'data> {
     fn btf_map_var(&self, map: u32, var: u32) -> Result<(u32, &'data str, u32), ElfError> {
         let btf = self.btf.as_ref().ok_or(ElfError::MissingBtf)?;
         let section = self.btf_maps.ok_or(ElfError::MissingBtf)?;
-        let datasec = btf.find(btf::kind::DATASEC, ".maps")?.ok_or(ElfError::MissingBtf)?;
-        let info = btf.datasec_vars(&datasec).nth(var as usize).ok_or(ElfError::MissingBtf)?;
+        let datasec = self.maps_datasec.as_ref().ok_or(ElfError::MissingBtf)?;
+        let info = btf.datasec_vars(datasec).nth(var as usize).ok_or(ElfError::MissingBtf)?;
         let var_type = btf.get(info.type_id)?;
         if var_type.kind != btf::kind::VAR {
             return Err(ElfError::BadMapDefinition { map, reason: "a .maps entry is not a variable" });
