@@ -73,8 +73,20 @@ fn section(b: &[u8], name: &str) -> u32 {
         .unwrap_or_else(|| panic!("no section {name}"))
 }
 
+/// Index of symbol `name`, read from the raw symbol table (so it works on objects the
+/// loader refuses).
 fn symbol(b: &[u8], name: &str) -> u32 {
-    parse(b).unwrap().symbol_by_name(name).unwrap_or_else(|| panic!("no symbol {name}"))
+    let count = u16_at(b, 0x3c) as u32;
+    let symtab = (0..count).find(|&i| u32_at(b, shdr(b, i) + 4) == 2).expect("a symbol table");
+    let strings = section_offset(b, u32_at(b, shdr(b, symtab) + 40));
+    let symbols = u64_at(b, shdr(b, symtab) + 32) as u32 / 24;
+    (0..symbols)
+        .find(|&i| {
+            let start = strings + u32_at(b, sym(b, i)) as usize;
+            let end = start + b[start..].iter().position(|&c| c == 0).unwrap();
+            &b[start..end] == name.as_bytes()
+        })
+        .unwrap_or_else(|| panic!("no symbol {name}"))
 }
 
 /// File offset of symbol `index` (24 bytes each) in the symbol table.
@@ -549,6 +561,15 @@ fn program_errors() {
     assert_eq!(load_err(&two, Select::Section("xdp")), ElfError::AmbiguousProgram { matches: 2 });
     assert_eq!(parse(&two).unwrap().load(Select::Function("second")).unwrap().code.len(), 16);
     assert_eq!(load_err(&two, Select::Function("third")), ElfError::ProgramNotFound { candidates: 2 });
+
+    // Functions that partly overlap; aliases (one range, two names) are fine.
+    let mut b = Builder::new();
+    let code = b.code("xdp", &[MOV_R0_1, EXIT, MOV_R0_1, EXIT]);
+    b.function("first", code, 0, 2);
+    b.function("alias", code, 0, 2);
+    b.function("second", code, 1, 3);
+    let bytes = b.build();
+    assert_eq!(parse(&bytes).err(), Some(ElfError::BadFunction { symbol: symbol(&bytes, "second") }));
 
     // With no program section, the global functions of .text are the programs.
     let mut b = Builder::new();

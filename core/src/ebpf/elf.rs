@@ -130,7 +130,8 @@ pub enum ElfError {
     /// A relocation section is malformed, not linked to the symbol table, applies to no
     /// section, or is `SHT_RELA` for code.
     BadRelocationSection { section: u32 },
-    /// A function symbol's range is empty, not whole instructions, or outside its section.
+    /// A function symbol's range is empty, not whole instructions, outside its section, or
+    /// partly overlaps another function.
     BadFunction { symbol: u32 },
 
     // --- maps ---
@@ -576,10 +577,22 @@ impl<'data> Object<'data> {
         Ok(())
     }
 
+    /// Function ranges lie in their sections and do not partly overlap (aliases share one
+    /// range), so linking places each instruction at most once.
     fn check_functions(&self) -> Result<(), ElfError> {
-        for symbol in 0..clamp_u32(self.symbols.len()) {
-            if let Some(section) = self.function_section(symbol) {
-                self.function_range(symbol, section)?;
+        let count = clamp_u32(self.symbols.len());
+        for symbol in 0..count {
+            let Some(section) = self.function_section(symbol) else { continue };
+            let (start, len) = self.function_range(symbol, section)?;
+            for other in 0..symbol {
+                if self.function_section(other) != Some(section) {
+                    continue;
+                }
+                let (other_start, other_len) = self.function_range(other, section)?;
+                let overlap = start < other_start + other_len && other_start < start + len;
+                if overlap && (start, len) != (other_start, other_len) {
+                    return Err(ElfError::BadFunction { symbol });
+                }
             }
         }
         Ok(())
