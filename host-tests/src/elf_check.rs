@@ -15,7 +15,7 @@ pub enum Outcome {
     Parsed { loaded: u32, refused: u32 },
 }
 
-/// Maps larger than this are not created (a mutated `max_entries` can ask for gigabytes).
+/// Maps larger than this are not created (a mutated `max_entries` can ask for 256 MiB).
 const MAX_MAP_STORAGE: usize = 1 << 16;
 
 /// Parses `bytes`, creates its maps, and links and validates every program; checks that

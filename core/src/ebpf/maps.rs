@@ -58,8 +58,9 @@ pub mod flags {
 pub const MAX_KEY_SIZE: u32 = 512;
 /// The largest value a map accepts, in bytes.
 pub const MAX_VALUE_SIZE: u32 = 1 << 26;
-/// The largest storage a map may need, in bytes (values, keys and bookkeeping).
-pub const MAX_STORAGE_LEN: u64 = u32::MAX as u64;
+/// The largest storage a map may need, in bytes (values, keys and bookkeeping): 256 MiB,
+/// so a definition read from an object cannot ask for an absurd allocation.
+pub const MAX_STORAGE_LEN: u64 = 1 << 28;
 /// The alignment of a map's storage and of its value area.
 pub const STORAGE_ALIGN: usize = 8;
 
@@ -118,6 +119,8 @@ pub enum MapError {
     StorageTooSmall { needed: u64, available: u64 },
     /// The caller's storage does not start at a multiple of [`STORAGE_ALIGN`].
     StorageMisaligned,
+    /// The allocator could not provide the storage.
+    OutOfMemory { needed: u64 },
 }
 
 impl fmt::Display for MapError {
@@ -135,6 +138,7 @@ impl fmt::Display for MapError {
                 write!(f, "map storage of {available} bytes, {needed} needed")
             }
             MapError::StorageMisaligned => write!(f, "map storage is not {STORAGE_ALIGN}-byte aligned"),
+            MapError::OutOfMemory { needed } => write!(f, "cannot allocate {needed} bytes of map storage"),
         }
     }
 }
@@ -492,12 +496,12 @@ impl<'s> Map<'s> {
         let storage = storage
             .get_mut(..layout.total)
             .ok_or(MapError::StorageTooSmall { needed: layout.total as u64, available: available as u64 })?;
+        storage.fill(0);
         Ok(Map::init(def, layout, Storage::Borrowed(storage)))
     }
 
-    fn init(def: MapDef, layout: Layout, mut storage: Storage<'s>) -> Map<'s> {
-        let bytes = storage.bytes_mut();
-        bytes.fill(0);
+    /// A map over zeroed `storage`.
+    fn init(def: MapDef, layout: Layout, storage: Storage<'s>) -> Map<'s> {
         let mut map = Map { def, layout, storage, len: 0, free_head: NO_SLOT };
         if def.map_type == MapType::Hash {
             // Free list 0 -> 1 -> ... -> max_entries - 1.
@@ -744,7 +748,11 @@ impl Map<'static> {
         let layout = def.layout().ok_or(MapError::TooLarge)?;
         // Over-allocate so the storage can start at an aligned address; a boxed slice's
         // heap block does not move when the map does.
-        let buf = alloc::vec![0u8; layout.total + STORAGE_ALIGN - 1].into_boxed_slice();
+        let len = layout.total + STORAGE_ALIGN - 1;
+        let mut buf = alloc::vec::Vec::new();
+        buf.try_reserve_exact(len).map_err(|_| MapError::OutOfMemory { needed: len as u64 })?;
+        buf.resize(len, 0u8);
+        let buf = buf.into_boxed_slice();
         let start = buf.as_ptr().align_offset(STORAGE_ALIGN);
         if start >= STORAGE_ALIGN {
             return Err(MapError::StorageMisaligned);
@@ -820,6 +828,9 @@ mod tests {
         assert_eq!(MapDef::new(1, 4, 8, 1, 1 << 15, name), Err(MapError::Flags { flags: 1 << 15 }));
         assert_eq!(MapDef::new(2, 4, 1 << 26, 1 << 20, 0, name), Err(MapError::TooLarge));
         assert_eq!(MapDef::new(1, 512, 8, u32::MAX, 0, name), Err(MapError::TooLarge));
+        // At most 256 MiB of storage.
+        assert_eq!(MapDef::new(2, 4, 1 << 20, (1 << 8) + 1, 0, name), Err(MapError::TooLarge));
+        assert_eq!(MapDef::new(2, 4, 1 << 20, 1 << 8, 0, name).map(|d| d.storage_len()), Ok(1 << 28));
         assert!(MapDef::new(1, 4, 8, 1, flags::BPF_F_NO_PREALLOC, name).is_ok());
     }
 
