@@ -2,6 +2,7 @@
 //!
 //! Plain std, no dependencies. See README.md for the commands.
 
+mod examples;
 mod setup;
 mod tiers;
 mod toolchain_file;
@@ -24,6 +25,9 @@ commands:
   stencils [--check]     regenerate every front end's stencil tables with the pinned
                          nightly (--check: verify the committed ones instead)
   bench [args]           cargo bench -p tessera-host-tests [args]
+  examples [--check]     rebuild the eBPF objects in examples/ from their C sources with
+                         clang >= 18 (default CPU and -mcpu=v1..v4); --check fails when a
+                         committed object differs from a rebuild
 ";
 
 /// The workspace root (the parent of this crate's directory).
@@ -83,6 +87,22 @@ fn main() -> ExitCode {
             let mut args = vec!["bench", "-p", "tessera-host-tests"];
             args.extend(rest.iter().map(String::as_str));
             delegate(&root, "bench", &args)
+        }
+        Some("examples") => {
+            let mut check = false;
+            for a in &rest {
+                match a.as_str() {
+                    "--check" => check = true,
+                    other => return usage_error(&format!("unknown argument to examples: `{other}`")),
+                }
+            }
+            match examples::run(&root, check) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xtask examples FAILED: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");

@@ -143,14 +143,15 @@ fn plan(host_only: bool) -> Vec<Tier> {
                 BARE_METAL_TARGETS
                     .iter()
                     .map(|t| args(&["build", "-p", "tessera", "--no-default-features", "--target", t]))
-                    // The additive `defmt` feature, on one bare-metal target.
+                    // The additive `defmt` and `elf` (ELF loader) features, on one bare-metal
+                    // target.
                     .chain(std::iter::once(args(&[
                         "build",
                         "-p",
                         "tessera",
                         "--no-default-features",
                         "--features",
-                        "defmt",
+                        "defmt,elf",
                         "--target",
                         "aarch64-unknown-none",
                     ])))

@@ -49,6 +49,10 @@ pub enum LoadError {
     /// A shift by an immediate outside `0..width` (32 or 64 bits), as the Linux verifier
     /// rejects.
     ShiftOutOfRange { pc: u32, amount: i32, width: u8 },
+    /// A pseudo `lddw` (src 1 or 2) names a map index the program was not given.
+    UnknownMap { pc: u32, map: u32 },
+    /// A `lddw` of a map value (src 2) with an offset at or past the value's size.
+    MapValueOffset { pc: u32, map: u32, offset: u32 },
     /// The caller's validation scratch is smaller than `needed` words.
     ScratchTooSmall { needed: u32 },
     /// A helper id was registered twice.
@@ -132,6 +136,10 @@ impl fmt::Display for LoadError {
             LoadError::UnknownHelper { pc, id } => write!(f, "instruction {pc}: unknown helper id {id}"),
             LoadError::FallsOffEnd { pc } => {
                 write!(f, "instruction {pc}: execution can fall off the end of the program")
+            }
+            LoadError::UnknownMap { pc, map } => write!(f, "instruction {pc}: no map with index {map}"),
+            LoadError::MapValueOffset { pc, map, offset } => {
+                write!(f, "instruction {pc}: offset {offset} is past the value of map {map}")
             }
             LoadError::FallsIntoFunction { pc, function } => {
                 write!(f, "instruction {pc}: execution can fall through into the function at {function}")

@@ -128,6 +128,13 @@ pub mod pseudo {
     pub const CALL_LOCAL: u8 = 1;
     /// `call imm`: helper by BTF id (not supported).
     pub const CALL_BTF: u8 = 2;
+    /// `lddw`: the 64-bit immediate itself.
+    pub const LDDW_IMM64: u8 = 0;
+    /// `lddw` (`BPF_PSEUDO_MAP_FD`): the map whose index is imm.
+    pub const LDDW_MAP_FD: u8 = 1;
+    /// `lddw` (`BPF_PSEUDO_MAP_VALUE`): the address of the value of map imm, plus the byte
+    /// offset in the second slot's imm.
+    pub const LDDW_MAP_VALUE: u8 = 2;
 }
 
 /// Commonly used full opcodes.

@@ -3,8 +3,12 @@
 
 #[cfg(feature = "asm")]
 pub mod asm;
+#[cfg(feature = "elf")]
+pub mod btf;
 #[cfg(feature = "asm")]
 pub mod disasm;
+#[cfg(feature = "elf")]
+pub mod elf;
 pub mod error;
 pub mod fuel;
 pub mod helpers;
@@ -14,6 +18,7 @@ pub mod interp;
 pub mod jit;
 #[cfg(feature = "jit")]
 mod lower;
+pub mod maps;
 pub mod memory;
 pub mod program;
 pub mod vm;

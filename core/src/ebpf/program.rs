@@ -43,6 +43,28 @@ impl<'a> Program<'a> {
     /// the embedder registers. Scratch comes from the heap (`alloc`) or the stack (see
     /// [`MAX_INSNS_ON_STACK`]).
     pub fn new(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool) -> Result<Program<'a>, Error> {
+        Program::checked(bytes, &is_helper, None)
+    }
+
+    /// Like [`Program::new`], and also accepts the pseudo loads of maps (Linux's encoding):
+    /// `lddw` with src 1 (`BPF_PSEUDO_MAP_FD`: imm = map index, second imm 0) or src 2
+    /// (`BPF_PSEUDO_MAP_VALUE`: imm = map index, second imm = byte offset in the value).
+    /// `map_value_size(index)` gives the value size of map `index`, or `None` when there is
+    /// no such map; a value offset must be below the value size.
+    pub fn with_maps(
+        bytes: &'a [u8],
+        is_helper: impl Fn(i32) -> bool,
+        map_value_size: impl Fn(u32) -> Option<u32>,
+    ) -> Result<Program<'a>, Error> {
+        Program::checked(bytes, &is_helper, Some(&map_value_size))
+    }
+
+    /// Validation with scratch from the heap (`alloc`) or the stack.
+    fn checked(
+        bytes: &'a [u8],
+        is_helper: &dyn Fn(i32) -> bool,
+        maps: Option<MapValueSize>,
+    ) -> Result<Program<'a>, Error> {
         let len = slot_count(bytes)?;
         #[cfg(feature = "alloc")]
         let mut scratch = alloc::vec![0u64; scratch_words(len)];
@@ -53,18 +75,37 @@ impl<'a> Program<'a> {
             }
             [0u64; scratch_words(MAX_INSNS_ON_STACK)]
         };
-        Program::new_in(bytes, is_helper, &mut scratch)
+        Program::checked_in(bytes, is_helper, maps, &mut scratch)
     }
 
     /// [`Program::new`] with caller-provided scratch of at least
     /// [`scratch_words`]`(bytes.len() / 8)` words (its contents do not matter).
     pub fn new_in(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool, scratch: &mut [u64]) -> Result<Program<'a>, Error> {
+        Program::checked_in(bytes, &is_helper, None, scratch)
+    }
+
+    /// [`Program::with_maps`] with caller-provided scratch (see [`Program::new_in`]).
+    pub fn with_maps_in(
+        bytes: &'a [u8],
+        is_helper: impl Fn(i32) -> bool,
+        map_value_size: impl Fn(u32) -> Option<u32>,
+        scratch: &mut [u64],
+    ) -> Result<Program<'a>, Error> {
+        Program::checked_in(bytes, &is_helper, Some(&map_value_size), scratch)
+    }
+
+    fn checked_in(
+        bytes: &'a [u8],
+        is_helper: &dyn Fn(i32) -> bool,
+        maps: Option<MapValueSize>,
+        scratch: &mut [u64],
+    ) -> Result<Program<'a>, Error> {
         let len = slot_count(bytes)?;
         let needed = scratch_words(len);
         let scratch = scratch.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: clamp_u32(needed) })?;
         scratch.fill(0);
         let program = Program { bytes };
-        program.validate(&is_helper)?;
+        program.validate(is_helper, maps)?;
         program.validate_control_flow(scratch)?;
         Ok(program)
     }
@@ -117,7 +158,7 @@ impl<'a> Program<'a> {
         pc > 0 && self.insn(pc - 1).opcode == op::LDDW
     }
 
-    fn validate(&self, is_helper: &dyn Fn(i32) -> bool) -> Result<(), Error> {
+    fn validate(&self, is_helper: &dyn Fn(i32) -> bool, maps: Option<MapValueSize>) -> Result<(), Error> {
         let len = self.len();
         // Pass 1: every instruction on its own, and lddw structure.
         let mut pc = 0;
@@ -126,7 +167,7 @@ impl<'a> Program<'a> {
             let insn = self.insn(pc);
             last = pc;
             if insn.opcode == op::LDDW {
-                check_lddw(self, pc, insn)?;
+                check_lddw(self, pc, insn, maps)?;
                 pc += 2;
             } else {
                 check_insn(pc, insn, is_helper)?;
@@ -429,13 +470,29 @@ fn dst_reg(pc: usize, r: u8) -> Result<(), Error> {
     if r == FRAME_POINTER { Err(Error::FrameRegisterWrite { pc: pc as u32 }) } else { Ok(()) }
 }
 
-fn check_lddw(program: &Program, pc: usize, insn: Insn) -> Result<(), Error> {
+/// The value size of map `index`, `None` when there is no such map.
+type MapValueSize<'m> = &'m dyn Fn(u32) -> Option<u32>;
+
+fn check_lddw(program: &Program, pc: usize, insn: Insn, maps: Option<MapValueSize>) -> Result<(), Error> {
     let Some(second) = program.get(pc + 1) else {
         return Err(Error::TruncatedLddw { pc: pc as u32 });
     };
-    if insn.src != 0 {
-        // Pseudo loads (map fds, map values, BTF ids...) are not supported.
-        return Err(unknown(pc, insn));
+    match (insn.src, maps) {
+        (pseudo::LDDW_IMM64, _) => {}
+        (pseudo::LDDW_MAP_FD | pseudo::LDDW_MAP_VALUE, Some(value_size)) => {
+            let map = insn.imm as u32;
+            let size = value_size(map).ok_or(Error::UnknownMap { pc: pc as u32, map })?;
+            let offset = second.imm as u32;
+            if insn.src == pseudo::LDDW_MAP_FD && offset != 0 {
+                return Err(Error::BadLddwSecondSlot { pc: (pc + 1) as u32 });
+            }
+            if insn.src == pseudo::LDDW_MAP_VALUE && offset >= size {
+                return Err(Error::MapValueOffset { pc: pc as u32, map, offset });
+            }
+        }
+        // Other pseudo loads (BTF ids, map indices by fd array...) are not supported, nor
+        // map loads where the embedder gives no maps.
+        _ => return Err(unknown(pc, insn)),
     }
     if insn.off != 0 {
         return Err(reserved(pc));
@@ -807,6 +864,42 @@ mod tests {
         assert_eq!(check(&[Insn::new(op::LDDW, 0, 0, 0, 0), Insn::new(0, 0, 0, 0, 5), EXIT]), Ok(()));
         // lddw last: falls off the end
         assert_eq!(check(&[EXIT, Insn::new(op::LDDW, 0, 0, 0, 0), Insn::default()]), Err(Error::FallsOffEnd { pc: 1 }));
+    }
+
+    #[test]
+    fn pseudo_map_loads() {
+        // Two maps, with values of 8 and 16 bytes.
+        let with_maps = |insns: &[Insn]| {
+            let b = bytes(insns);
+            let sizes = [8u32, 16];
+            Program::with_maps(&b[..insns.len() * 8], |_| false, |i| sizes.get(i as usize).copied()).map(|_| ())
+        };
+        let lddw =
+            |src: u8, imm: i32, second: i32| [Insn::new(op::LDDW, 1, src, 0, imm), Insn::new(0, 0, 0, 0, second)];
+        let prog = |pair: [Insn; 2]| [pair[0], pair[1], EXIT];
+        assert_eq!(with_maps(&prog(lddw(1, 1, 0))), Ok(()));
+        assert_eq!(with_maps(&prog(lddw(2, 0, 7))), Ok(()));
+        assert_eq!(with_maps(&prog(lddw(2, 1, 15))), Ok(()));
+        assert_eq!(with_maps(&prog(lddw(0, 5, 5))), Ok(()));
+        assert_eq!(with_maps(&prog(lddw(1, 2, 0))), Err(Error::UnknownMap { pc: 0, map: 2 }));
+        assert_eq!(with_maps(&prog(lddw(2, -1, 0))), Err(Error::UnknownMap { pc: 0, map: u32::MAX }));
+        assert_eq!(with_maps(&prog(lddw(2, 0, 8))), Err(Error::MapValueOffset { pc: 0, map: 0, offset: 8 }));
+        assert_eq!(with_maps(&prog(lddw(2, 1, -1))), Err(Error::MapValueOffset { pc: 0, map: 1, offset: u32::MAX }));
+        assert_eq!(with_maps(&prog(lddw(1, 0, 4))), Err(Error::BadLddwSecondSlot { pc: 1 }));
+        for src in [3, 4, 5, 6, 15] {
+            assert_eq!(with_maps(&prog(lddw(src, 0, 0))), Err(Error::UnknownOpcode { pc: 0, opcode: op::LDDW }));
+        }
+        // Without maps (Program::new) every pseudo load stays rejected.
+        assert_eq!(check(&prog(lddw(2, 0, 0))), Err(Error::UnknownOpcode { pc: 0, opcode: op::LDDW }));
+        // The other lddw checks still apply.
+        assert_eq!(
+            with_maps(&[Insn::new(op::LDDW, 10, 1, 0, 0), Insn::default(), EXIT]),
+            Err(Error::FrameRegisterWrite { pc: 0 })
+        );
+        assert_eq!(
+            with_maps(&[Insn::new(op::LDDW, 1, 2, 0, 0), Insn::new(0, 1, 0, 0, 0), EXIT]),
+            Err(Error::BadLddwSecondSlot { pc: 1 })
+        );
     }
 
     #[test]
