@@ -19,6 +19,8 @@ use core::arch::{asm, global_asm};
 use super::linker_address;
 
 pub const ARCH: &str = "aarch64";
+/// The instruction counter the benches read.
+pub const COUNTER: &str = "PMU event counter 0 on INST_RETIRED";
 pub const NAME: &str = "aarch64 (QEMU virt, EL1)";
 pub const MEMORY_SETUP: &str = "MMU on, identity map: RAM normal memory, code region RWX";
 pub const ISA: tessera::Isa = tessera::Isa::Aarch64;
@@ -224,6 +226,17 @@ pub fn instructions_retired() -> u64 {
     unsafe { asm!("isb", "mrs {}, pmevcntr0_el0", out(reg) count, options(nomem, nostack)) };
     count
 }
+
+/// Runs a loop of exactly [`CALIBRATION_LOOP_INSTRUCTIONS`] instructions per iteration,
+/// `iterations` (at least 1) times: a known count to check the counter against.
+#[inline(never)]
+pub fn calibration_loop(iterations: u64) {
+    // SAFETY: a register-only loop; no memory access.
+    unsafe { asm!("1: subs {n}, {n}, #1", "b.ne 1b", n = inout(reg) iterations.max(1) => _, options(nomem, nostack)) };
+}
+
+/// Instructions per iteration of [`calibration_loop`].
+pub const CALIBRATION_LOOP_INSTRUCTIONS: u64 = 2;
 
 /// Instructions between two [`instructions_retired`] readings (the counter wraps at 2^32).
 pub fn counter_delta(start: u64, end: u64) -> u64 {

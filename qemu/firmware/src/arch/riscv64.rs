@@ -17,6 +17,8 @@ use core::arch::{asm, global_asm};
 use super::linker_address;
 
 pub const ARCH: &str = "riscv64";
+/// The instruction counter the benches read.
+pub const COUNTER: &str = "minstret";
 pub const NAME: &str = "riscv64 (QEMU virt, M-mode)";
 pub const MEMORY_SETUP: &str = "locked PMP: text RX, rodata R, data RW, code region RWX";
 pub const ISA: tessera::Isa = tessera::Isa::Riscv64;
@@ -131,6 +133,17 @@ pub fn instructions_retired() -> u64 {
     unsafe { asm!("csrr {}, minstret", out(reg) count, options(nomem, nostack)) };
     count
 }
+
+/// Runs a loop of exactly [`CALIBRATION_LOOP_INSTRUCTIONS`] instructions per iteration,
+/// `iterations` (at least 1) times: a known count to check the counter against.
+#[inline(never)]
+pub fn calibration_loop(iterations: u64) {
+    // SAFETY: a register-only loop; no memory access.
+    unsafe { asm!("1: addi {n}, {n}, -1", "bnez {n}, 1b", n = inout(reg) iterations.max(1) => _, options(nomem, nostack)) };
+}
+
+/// Instructions per iteration of [`calibration_loop`].
+pub const CALIBRATION_LOOP_INSTRUCTIONS: u64 = 2;
 
 /// Instructions between two [`instructions_retired`] readings.
 pub fn counter_delta(start: u64, end: u64) -> u64 {
