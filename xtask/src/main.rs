@@ -2,6 +2,7 @@
 //!
 //! Plain std, no dependencies. See README.md for the commands.
 
+mod qemu;
 mod setup;
 mod tiers;
 mod toolchain_file;
@@ -21,6 +22,10 @@ commands:
   test [--host-only]     run setup, then every test tier (stencils check, host tests,
                          qemu-user aarch64/riscv64, no_std builds, clippy) and print a
                          summary; --host-only skips the cross tiers
+  qemu                   build the bare-metal images in qemu/ and boot them under QEMU
+                         (aarch64, riscv64): conformance summaries and instruction counts
+  size                   footprint of the bare-metal images per ISA (sections, stencil
+                         table, JIT core, interpreter-only image for comparison)
   stencils [--check] ... cargo run -p tessera-stencil-gen --release -- [args]
   bench [args]           cargo bench -p tessera-host-tests [args]
 ";
@@ -62,6 +67,13 @@ fn main() -> ExitCode {
                 }
             }
             if tiers::test(&root, host_only) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Some(command @ ("qemu" | "size")) => {
+            if let Some(a) = rest.first() {
+                return usage_error(&format!("{command} takes no arguments, got `{a}`"));
+            }
+            let ok = if command == "qemu" { qemu::qemu(&root) } else { qemu::size(&root) };
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Some("stencils") => {
             let mut args = vec!["run", "-p", tiers::STENCIL_GEN_PACKAGE, "--release", "--"];

@@ -41,6 +41,52 @@ fn elf_machine(elf: &[u8]) -> Option<u16> {
     (elf.get(..4)? == b"\x7fELF").then(|| u16::from_le_bytes([elf[18], elf[19]]))
 }
 
+/// A copy of `elf` whose `.defmt` symbols have the value the image sends for them: their
+/// address truncated to 16 bits. The riscv64 image places them at 0x7fff_0000 + index
+/// (qemu/firmware/link/riscv64.x); elsewhere they are already below 0x10000.
+fn defmt_indices_as_addresses(elf: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = || "malformed ELF section table".to_string();
+    let read = |at: usize, n: usize| -> Result<u64, String> {
+        let bytes = elf.get(at..at + n).ok_or_else(bad)?;
+        Ok(bytes.iter().rev().fold(0u64, |v, &b| (v << 8) | b as u64))
+    };
+    if elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
+        return Err("not a little-endian 64-bit ELF file".into());
+    }
+    let (shoff, shentsize, shnum) = (read(0x28, 8)? as usize, read(0x3a, 2)? as usize, read(0x3c, 2)? as usize);
+    let shstrndx = read(0x3e, 2)? as usize;
+    let section = |i: usize| shoff + i * shentsize;
+    let names_at = read(section(shstrndx) + 24, 8)? as usize;
+    let name_of = |i: usize| -> Result<&[u8], String> {
+        let start = names_at + read(section(i), 4)? as usize;
+        let tail = elf.get(start..).ok_or_else(bad)?;
+        Ok(&tail[..tail.iter().position(|&b| b == 0).ok_or_else(bad)?])
+    };
+    let mut defmt_index = None;
+    for i in 0..shnum {
+        if name_of(i)? == b".defmt" {
+            defmt_index = Some(i as u64);
+        }
+    }
+    let mut out = elf.to_vec();
+    let Some(defmt_index) = defmt_index else { return Ok(out) };
+    for i in 0..shnum {
+        const SHT_SYMTAB: u64 = 2;
+        if read(section(i) + 4, 4)? != SHT_SYMTAB {
+            continue;
+        }
+        let (offset, size) = (read(section(i) + 24, 8)? as usize, read(section(i) + 32, 8)? as usize);
+        const SYMBOL_SIZE: usize = 24;
+        for sym in (offset..offset + size).step_by(SYMBOL_SIZE) {
+            if read(sym + 6, 2)? == defmt_index {
+                let value = read(sym + 8, 8)? & 0xffff;
+                out[sym + 8..sym + 16].copy_from_slice(&value.to_le_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(image) = args.next() else {
@@ -59,7 +105,7 @@ fn main() -> ExitCode {
 fn run(image: &str, extra: Vec<String>) -> Result<u8, String> {
     let elf = std::fs::read(image).map_err(|e| format!("cannot read {image}: {e}"))?;
     let machine = elf_machine(&elf).ok_or_else(|| format!("{image} is not an ELF file"))?;
-    let table = Table::parse(&elf)
+    let table = Table::parse(&defmt_indices_as_addresses(&elf)?)
         .map_err(|e| format!("{image}: bad defmt data: {e}"))?
         .ok_or_else(|| format!("{image} has no defmt data (.defmt section)"))?;
     let timeout = std::env::var("TESSERA_QEMU_TIMEOUT")
