@@ -81,11 +81,12 @@ fn boot(runner: &Path, elf: &Path) -> Result<Vec<String>, String> {
 /// `(passed, failed)` from a line `… <label>: N passed, M failed`.
 fn summary(lines: &[String], label: &str) -> Option<(u32, u32)> {
     let prefix = format!("{label}: ");
-    let line = lines.iter().find_map(|l| l.strip_prefix(&prefix))?;
-    let mut words = line.split_whitespace();
-    let passed = words.next()?.parse().ok()?;
-    let failed = (words.next()? == "passed,").then(|| words.next())??.parse().ok()?;
-    (words.next()? == "failed").then_some((passed, failed))
+    lines.iter().filter_map(|l| l.strip_prefix(&prefix)).find_map(|line| {
+        let mut words = line.split_whitespace();
+        let passed = words.next()?.parse().ok()?;
+        let failed = (words.next()? == "passed,").then(|| words.next())??.parse().ok()?;
+        (words.next()? == "failed" && words.next().is_none()).then_some((passed, failed))
+    })
 }
 
 /// The number of programs in the conformance suite the images embed.
@@ -378,6 +379,9 @@ mod tests {
         assert_eq!(summary(&lines, "conformance aarch64 heap interpreter"), Some((312, 1)));
         assert_eq!(summary(&lines, "conformance riscv64 heap jit"), None);
         assert_eq!(summary(&["x: 3 passed".to_string()], "x"), None);
+        // Other lines with the same prefix are skipped.
+        let bench = ["bench riscv64: counter exact".to_string(), "bench riscv64: 4 passed, 0 failed".to_string()];
+        assert_eq!(summary(&bench, "bench riscv64"), Some((4, 0)));
     }
 
     #[test]
