@@ -60,4 +60,3 @@ fn encode(cases: &[TestCase]) -> Vec<u8> {
     }
     blob
 }
-

@@ -180,7 +180,10 @@ pub fn qemu(root: &Path) -> bool {
 fn run_all(root: &Path) -> Result<(), String> {
     let missing = missing_qemu();
     if !missing.is_empty() {
-        return Err(format!("{} not found (cargo xtask setup installs qemu-system-arm and qemu-system-misc)", missing.join(", ")));
+        return Err(format!(
+            "{} not found (cargo xtask setup installs qemu-system-arm and qemu-system-misc)",
+            missing.join(", ")
+        ));
     }
     let expected = suite_size(root)?;
     let runner = build_runner(root)?;
@@ -238,7 +241,8 @@ fn run_all(root: &Path) -> Result<(), String> {
 
 /// Sizes of the sections `size` reports, from `llvm-size -A`.
 fn section_sizes(elf: &Path) -> Result<BTreeMap<String, u64>, String> {
-    let out = Command::new("llvm-size").arg("-A").arg(elf).output().map_err(|e| format!("cannot run llvm-size: {e}"))?;
+    let out =
+        Command::new("llvm-size").arg("-A").arg(elf).output().map_err(|e| format!("cannot run llvm-size: {e}"))?;
     if !out.status.success() {
         return Err(format!("llvm-size {} failed", elf.display()));
     }
@@ -273,9 +277,15 @@ fn symbol_groups(elf: &Path) -> Result<BTreeMap<&'static str, u64>, String> {
                 Some("x86_64") => "stencil table x86_64",
                 _ => "stencil table (other)",
             }
-        } else if ["tessera::emitter", "tessera::ebpf::jit", "tessera::ebpf::lower", "tessera::code_buffer", "tessera_arch::"]
-            .iter()
-            .any(|p| name.starts_with(p) || name.starts_with(&format!("<{p}")))
+        } else if [
+            "tessera::emitter",
+            "tessera::ebpf::jit",
+            "tessera::ebpf::lower",
+            "tessera::code_buffer",
+            "tessera_arch::",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p) || name.starts_with(&format!("<{p}")))
         {
             "jit core"
         } else {

@@ -240,8 +240,7 @@ fn ensure_apt_packages() -> Result<(), String> {
         install_args.push("--allow-downgrades");
         install_args.push(pin);
     }
-    apt(&install_args)
-        .map_err(|e| format!("installing Debian packages {} failed: {e}", missing.join(" ")))?;
+    apt(&install_args).map_err(|e| format!("installing Debian packages {} failed: {e}", missing.join(" ")))?;
 
     let still = missing_apt_packages();
     if !still.is_empty() {

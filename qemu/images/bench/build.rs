@@ -43,7 +43,11 @@ fn ebpf_side(dir: &Path, name: &str, c_file: &Path, out: &Path) -> Bench {
         }
     }
     let object = out.join(format!("{name}.bpf.o"));
-    run(Command::new("clang").args(["-target", "bpf", "-O2", "-ffunction-sections", "-c"]).arg(c_file).arg("-o").arg(&object));
+    run(Command::new("clang")
+        .args(["-target", "bpf", "-O2", "-ffunction-sections", "-c"])
+        .arg(c_file)
+        .arg("-o")
+        .arg(&object));
     let section = format!(".text.{name}");
     let relocations = Command::new("llvm-readelf").arg("-r").arg(&object).output().expect("run llvm-readelf");
     let listing = String::from_utf8_lossy(&relocations.stdout);

@@ -117,9 +117,8 @@ fn run(image: &str, extra: Vec<String>) -> Result<u8, String> {
     let mut cmd = qemu_command(machine, image)?;
     cmd.args(&extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let line: Vec<String> = std::iter::once(program.clone())
-        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
-        .collect();
+    let line: Vec<String> =
+        std::iter::once(program.clone()).chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned())).collect();
     eprintln!("tessera-qemu-runner: {}", line.join(" "));
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {program}: {e} (is QEMU installed?)"))?;
 

@@ -111,7 +111,7 @@ const BLOCK_2M: usize = 1 << 21;
 const VALID_BLOCK: u64 = 0b01;
 const VALID_TABLE: u64 = 0b11;
 /// `AttrIndx` 0 (MAIR byte 0: Device-nGnRnE) and 1 (MAIR byte 1: Normal write-back).
-const ATTR_DEVICE: u64 = 0 << 2;
+const ATTR_DEVICE: u64 = 0;
 const ATTR_NORMAL: u64 = 1 << 2;
 /// `AP[2]`: read-only.
 const READ_ONLY: u64 = 1 << 7;
@@ -120,7 +120,8 @@ const ACCESS_FLAG: u64 = 1 << 10;
 const PXN: u64 = 1 << 53;
 const UXN: u64 = 1 << 54;
 
-const MAIR: u64 = 0x00 | (0xff << 8);
+/// Byte 0: 0x00, Device-nGnRnE; byte 1: 0xff, Normal inner/outer write-back.
+const MAIR: u64 = 0xff << 8;
 /// T0SZ = 25 (39-bit VA, walks start at level 1), inner/outer write-back walks,
 /// inner shareable, 4 KiB granule, TTBR1 walks off (EPD1), 32-bit PA.
 const TCR: u64 = 25 | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (1 << 23);

@@ -139,7 +139,9 @@ pub fn instructions_retired() -> u64 {
 #[inline(never)]
 pub fn calibration_loop(iterations: u64) {
     // SAFETY: a register-only loop; no memory access.
-    unsafe { asm!("1: addi {n}, {n}, -1", "bnez {n}, 1b", n = inout(reg) iterations.max(1) => _, options(nomem, nostack)) };
+    unsafe {
+        asm!("1: addi {n}, {n}, -1", "bnez {n}, 1b", n = inout(reg) iterations.max(1) => _, options(nomem, nostack))
+    };
 }
 
 /// Instructions per iteration of [`calibration_loop`].

@@ -46,10 +46,19 @@ fn calibrate() -> Option<u64> {
     let (short, long) = (loop_cost(1000), loop_cost(2000));
     let want = 1000 * arch::CALIBRATION_LOOP_INSTRUCTIONS;
     if long.wrapping_sub(short) != want {
-        defmt::error!("counter check: 1000 more loop iterations counted {=u64} instructions, not {=u64}", long.wrapping_sub(short), want);
+        defmt::error!(
+            "counter check: 1000 more loop iterations counted {=u64} instructions, not {=u64}",
+            long.wrapping_sub(short),
+            want
+        );
         return None;
     }
-    defmt::println!("bench {=str}: counter exact ({=str}); an empty measurement counts {=u64}", arch::ARCH, arch::COUNTER, empty);
+    defmt::println!(
+        "bench {=str}: counter exact ({=str}); an empty measurement counts {=u64}",
+        arch::ARCH,
+        arch::COUNTER,
+        empty
+    );
     Some(empty)
 }
 
