@@ -18,10 +18,11 @@ usage: cargo xtask <command> [args]
 
 commands:
   setup                  install missing Rust targets/components (from rust-toolchain.toml)
-                         and Debian packages (qemu-user, cross gcc/libc, llvm for llvm-objdump)
+                         and Debian packages (qemu-user, qemu-system, cross gcc/libc,
+                         clang, llvm)
   test [--host-only]     run setup, then every test tier (stencils check, host tests,
-                         qemu-user aarch64/riscv64, no_std builds, clippy) and print a
-                         summary; --host-only skips the cross tiers
+                         qemu-user aarch64/riscv64, no_std builds, qemu-system bare metal,
+                         clippy) and print a summary; --host-only skips the cross tiers
   qemu                   build the bare-metal images in qemu/ and boot them under QEMU
                          (aarch64, riscv64): conformance summaries and instruction counts
   size                   footprint of the bare-metal images per ISA (sections, stencil
