@@ -44,7 +44,7 @@ fn ebpf_side(dir: &Path, name: &str, c_file: &Path, out: &Path) -> Bench {
     }
     let object = out.join(format!("{name}.bpf.o"));
     run(Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-ffunction-sections", "-c"])
+        .args(["-target", "bpf", "-O2", "-ffreestanding", "-ffunction-sections", "-c"])
         .arg(c_file)
         .arg("-o")
         .arg(&object));
