@@ -61,13 +61,13 @@ fn context_for(case: &Case) -> Result<ContextBuffer, ()> {
 }
 
 fn interpret(case: &Case, mut context: ContextBuffer) -> Result<u64, Error> {
-    engine::load(case.program)?.interpret(&mut context)
+    engine::load(case.program)?.interpret(&mut context, &mut engine::Stack::new())
 }
 
 #[cfg(feature = "jit")]
 fn jit(case: &Case, mut context: ContextBuffer, region: &mut engine::CodeRegion) -> Result<u64, Error> {
     let loaded = engine::load(case.program)?;
-    loaded.compile(region)?.run(&mut context)
+    loaded.compile(region)?.run(&mut context, &mut engine::Stack::new())
 }
 
 /// Runs the suite; returns the exit status (0 when every case passed in every mode).

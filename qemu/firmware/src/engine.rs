@@ -9,6 +9,22 @@ use tessera::ebpf::{Helper, Helpers, Memory, Vm, interp};
 
 /// Nine 512-byte frames: the entry frame and eight nested local calls.
 pub const STACK_SIZE: usize = 512 * 9;
+
+/// A program's stack, zeroed; provided by the caller so that benches can set it up
+/// outside the measured window.
+pub struct Stack([u8; STACK_SIZE]);
+
+impl Stack {
+    pub const fn new() -> Stack {
+        Stack([0; STACK_SIZE])
+    }
+}
+
+impl Default for Stack {
+    fn default() -> Stack {
+        Stack::new()
+    }
+}
 /// Label scratch for one compilation (caller memory: no heap needed).
 #[cfg(feature = "jit")]
 const MAX_LABELS: usize = 4096;
@@ -27,18 +43,16 @@ pub fn load(bytecode: &[u8]) -> Result<Loaded<'_>, Error> {
 }
 
 impl Loaded<'_> {
-    /// Runs the interpreter with r1 = `context`, r2 = its length.
-    pub fn interpret(&self, context: &mut [u8]) -> Result<u64, Error> {
-        let mut stack = [0u8; STACK_SIZE];
-        let mut memory = Memory::new(&mut stack, context, &mut []);
+    /// Runs the interpreter with r1 = `context`, r2 = its length, on `stack`.
+    pub fn interpret(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
         self.vm.interpret(&mut memory)
     }
 
     /// [`Loaded::interpret`], also returning the number of eBPF instructions executed.
-    pub fn count_executed(&self, context: &mut [u8]) -> (Result<u64, Error>, u64) {
-        let mut stack = [0u8; STACK_SIZE];
+    pub fn count_executed(&self, context: &mut [u8], stack: &mut Stack) -> (Result<u64, Error>, u64) {
         let (r1, r2) = (context.as_ptr() as u64, context.len() as u64);
-        let mut memory = Memory::new(&mut stack, context, &mut []);
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
         interp::run_counting(self.vm.program(), &Helpers::new(&HELPERS), &mut memory, r1, r2, self.vm.config())
     }
 
@@ -94,10 +108,9 @@ impl Compiled<'_> {
     }
 
     /// Runs the generated code with r1 = `context`, r2 = its length.
-    pub fn run(&self, context: &mut [u8]) -> Result<u64, Error> {
-        let mut stack = [0u8; STACK_SIZE];
+    pub fn run(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
         let (r1, r2) = (context.as_ptr() as u64, context.len() as u64);
-        let mut memory = Memory::new(&mut stack, context, &mut []);
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
         // SAFETY: `entry` is the entry stencil `compile` emitted for this machine's ISA from
         // a validated program into the code region, which the boot code maps executable;
         // the instruction cache was synchronised after emission, and the region stays

@@ -74,9 +74,10 @@ fn run_bench(bench: &Bench, region: &mut engine::CodeRegion, overhead: u64) -> b
             return false;
         }
     };
-    let (reference, executed) = loaded.count_executed(&mut context.clone());
-    let mut interp_context = context.clone();
-    let (interpreted, interp_count) = counted(|| loaded.interpret(&mut interp_context));
+    let (reference, executed) = loaded.count_executed(&mut context.clone(), &mut engine::Stack::new());
+    // Context and stack are set up outside the measured windows.
+    let (mut interp_context, mut interp_stack) = (context.clone(), engine::Stack::new());
+    let (interpreted, interp_count) = counted(|| loaded.interpret(&mut interp_context, &mut interp_stack));
     let compiled = match loaded.compile(region) {
         Ok(c) => c,
         Err(e) => {
@@ -84,8 +85,8 @@ fn run_bench(bench: &Bench, region: &mut engine::CodeRegion, overhead: u64) -> b
             return false;
         }
     };
-    let mut jit_context = context.clone();
-    let (jitted, jit_count) = counted(|| compiled.run(&mut jit_context));
+    let (mut jit_context, mut jit_stack) = (context.clone(), engine::Stack::new());
+    let (jitted, jit_count) = counted(|| compiled.run(&mut jit_context, &mut jit_stack));
     let mut native_context = context.clone();
     let (len, ptr) = (native_context.len() as u64, native_context.as_mut_ptr());
     // SAFETY: a bench kernel reads at most `len` bytes at `ptr` (the contract in
