@@ -13,7 +13,7 @@
 use crate::{Branch, BranchUse, Field, PatchError, RelocKind, patch_field32, write};
 
 /// Patches one AArch64 hole; see [`crate::patch`] for the meaning of the arguments.
-#[inline(always)]
+#[inline]
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
     let delta = value.wrapping_sub(place) as i64;
     match kind {
@@ -80,14 +80,14 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
 
 impl Field {
     /// A contiguous field: the low `width` bits of `value`, moved to bit `shift`.
-    #[inline(always)]
+    #[inline]
     fn new(value: u32, shift: u32, width: u32) -> Field {
         let mask = ((1u32 << width) - 1) << shift;
         Field { bits: (value << shift) & mask, mask }
     }
 
     /// A field in several pieces, with its bits already in position.
-    #[inline(always)]
+    #[inline]
     fn split(bits: u32, mask: u32) -> Field {
         Field { bits: bits & mask, mask }
     }
@@ -95,7 +95,7 @@ impl Field {
 
 /// The word offset of a branch to `delta` bytes away, as an unsigned field of
 /// `range_bits - 2` bits, for a branch reaching `±2^(range_bits - 1)` bytes.
-#[inline(always)]
+#[inline]
 fn branch_field(delta: i64, range_bits: u32) -> Result<u32, PatchError> {
     if delta & 3 != 0 {
         return Err(PatchError::Misaligned);
@@ -107,7 +107,7 @@ fn branch_field(delta: i64, range_bits: u32) -> Result<u32, PatchError> {
 }
 
 /// Whether `v` is representable as a signed `bits`-bit number.
-#[inline(always)]
+#[inline]
 fn fits_signed(v: i64, bits: u32) -> bool {
     let half = 1i64 << (bits - 1);
     (-half..half).contains(&v)
@@ -115,7 +115,7 @@ fn fits_signed(v: i64, bits: u32) -> bool {
 
 /// LDR/STR (immediate, unsigned offset), including the SIMD&FP registers and PRFM: the
 /// 12-bit field at bits 10..21 holds the offset scaled by the access size `1 << log2_size`.
-#[inline(always)]
+#[inline]
 fn patch_ldst(code: &mut [u8], offset: usize, value: u64, log2_size: u32) -> Result<(), PatchError> {
     let expected = |insn: u32| insn & 0x3b00_0000 == 0x3900_0000 && ldst_log2_size(insn) == log2_size;
     patch_field32(code, offset, expected, || {
@@ -129,7 +129,7 @@ fn patch_ldst(code: &mut [u8], offset: usize, value: u64, log2_size: u32) -> Res
 
 /// The access size (log2 of bytes) of a load/store with unsigned offset: `size` (bits
 /// 30..31) except for 128-bit SIMD&FP accesses (V = 1, size = 0, opc = 1x).
-#[inline(always)]
+#[inline]
 fn ldst_log2_size(insn: u32) -> u32 {
     let size = insn >> 30;
     let simd = insn & (1 << 26) != 0;
@@ -140,7 +140,7 @@ fn ldst_log2_size(insn: u32) -> u32 {
 /// MOVZ/MOVK with `hw` = `group`: the 16-bit field at bits 5..20 takes bits
 /// `16 * group..16 * group + 16` of `value`. `checked` forms require the value to fit in the
 /// groups up to this one, so that the sequence builds it entirely.
-#[inline(always)]
+#[inline]
 fn patch_movw(code: &mut [u8], offset: usize, value: u64, group: u32, checked: bool) -> Result<(), PatchError> {
     let expected = |insn: u32| {
         let is_movz_or_movk = insn & 0x1f80_0000 == 0x1280_0000 && insn & 0x4000_0000 != 0;
@@ -165,7 +165,7 @@ pub struct Aarch64;
 impl crate::Patcher for Aarch64 {
     const ISA: crate::Isa = crate::Isa::Aarch64;
 
-    #[inline(always)]
+    #[inline]
     fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
         patch(kind, code, offset, value, place)
     }

@@ -267,7 +267,7 @@ pub trait Patcher {
 
     /// Patches a hole whose stencil reads only the low 32 bits of its value; see
     /// [`patch_imm32`].
-    #[inline(always)]
+    #[inline]
     fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
         Self::patch(kind, code, offset, kind.imm32_value(v), place)
     }
@@ -282,7 +282,7 @@ pub trait WithPatcher {
 
 impl Isa {
     /// Runs `f` with this ISA's [`Patcher`].
-    #[inline(always)]
+    #[inline]
     pub fn with_patcher<F: WithPatcher>(self, f: F) -> F::Output {
         match self {
             Isa::X86_64 => f.call::<x86_64::X86_64>(),
@@ -362,7 +362,7 @@ pub(crate) struct Field {
 /// Reads the 32-bit instruction at `offset`, checks it with `expected`, computes the field
 /// and writes it, leaving the other bits as they were. Checks run in the order bounds,
 /// instruction, value, so the error names the first thing wrong; nothing is written on error.
-#[inline(always)]
+#[inline]
 pub(crate) fn patch_field32(
     code: &mut [u8],
     offset: usize,
@@ -378,7 +378,7 @@ pub(crate) fn patch_field32(
 }
 
 /// Reads `N` bytes at `offset`, or reports that they lie outside `code`.
-#[inline(always)]
+#[inline]
 pub(crate) fn read<const N: usize>(code: &[u8], offset: usize) -> Result<[u8; N], PatchError> {
     let end = offset.checked_add(N).ok_or(PatchError::OutOfBounds)?;
     let bytes = code.get(offset..end).ok_or(PatchError::OutOfBounds)?;
@@ -388,7 +388,7 @@ pub(crate) fn read<const N: usize>(code: &[u8], offset: usize) -> Result<[u8; N]
 }
 
 /// Writes `N` bytes at `offset`, or reports that they lie outside `code`.
-#[inline(always)]
+#[inline]
 pub(crate) fn write<const N: usize>(code: &mut [u8], offset: usize, bytes: [u8; N]) -> Result<(), PatchError> {
     let end = offset.checked_add(N).ok_or(PatchError::OutOfBounds)?;
     code.get_mut(offset..end).ok_or(PatchError::OutOfBounds)?.copy_from_slice(&bytes);

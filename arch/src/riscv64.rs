@@ -13,7 +13,7 @@
 use crate::{Branch, BranchUse, Field, PatchError, RelocKind, patch_field32, read, write};
 
 /// Patches one RISC-V hole; see [`crate::patch`] for the meaning of the arguments.
-#[inline(always)]
+#[inline]
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
     let delta = value.wrapping_sub(place) as i64;
     match kind {
@@ -111,13 +111,13 @@ struct Field16 {
 /// `lui` for a hole whose stencil keeps only the low 32 bits of the `lui`+`addi` result
 /// (eBPF immediates are truncated then sign-extended): any 32-bit pattern fits, including
 /// those in `[2^31 - 0x800, 2^31)` that a full-value `HI20` cannot express.
-#[inline(always)]
+#[inline]
 pub(crate) fn patch_hi20_low32(code: &mut [u8], offset: usize, v: i32) -> Result<(), PatchError> {
     patch_field32(code, offset, is_lui, || Ok(u_imm(hi20(v as i64))))
 }
 
 /// [`patch_field32`] for a 16-bit instruction.
-#[inline(always)]
+#[inline]
 fn patch16(
     code: &mut [u8],
     offset: usize,
@@ -133,7 +133,7 @@ fn patch16(
 }
 
 /// `auipc` + `jalr` at `offset`: both instructions are checked before either is written.
-#[inline(always)]
+#[inline]
 fn patch_call(code: &mut [u8], offset: usize, delta: i64) -> Result<(), PatchError> {
     let jalr_offset = offset.checked_add(4).ok_or(PatchError::OutOfBounds)?;
     let auipc = u32::from_le_bytes(read(code, offset)?);
@@ -147,38 +147,38 @@ fn patch_call(code: &mut [u8], offset: usize, delta: i64) -> Result<(), PatchErr
     write(code, jalr_offset, ((jalr & !lo.mask) | lo.bits).to_le_bytes())
 }
 
-#[inline(always)]
+#[inline]
 fn is_lui(insn: u32) -> bool {
     insn & 0x7f == 0x37
 }
 
-#[inline(always)]
+#[inline]
 fn is_auipc(insn: u32) -> bool {
     insn & 0x7f == 0x17
 }
 
 /// The I-type instructions a low part can complete: loads (integer and FP), `addi`, `addiw`
 /// and `jalr`.
-#[inline(always)]
+#[inline]
 fn is_i_type(insn: u32) -> bool {
     matches!(insn & 0x7f, 0x03 | 0x07 | 0x13 | 0x1b | 0x67)
 }
 
 /// The S-type instructions: integer and FP stores.
-#[inline(always)]
+#[inline]
 fn is_s_type(insn: u32) -> bool {
     matches!(insn & 0x7f, 0x23 | 0x27)
 }
 
 /// Conditional branches (`beq` … `bgeu`; funct3 010 and 011 are reserved).
-#[inline(always)]
+#[inline]
 fn is_branch(insn: u32) -> bool {
     insn & 0x7f == 0x63 && !matches!((insn >> 12) & 7, 2 | 3)
 }
 
 /// The upper 20 bits of a `hi20`/`lo12` split: rounds so that the sign-extended low 12 bits
 /// added back give `v`.
-#[inline(always)]
+#[inline]
 fn hi20(v: i64) -> u32 {
     (v.wrapping_add(0x800) >> 12) as u32 & 0xf_ffff
 }
@@ -186,7 +186,7 @@ fn hi20(v: i64) -> u32 {
 /// The PC-relative upper part of `delta`, for `auipc`. Address arithmetic is 64-bit here, so
 /// the whole ±2GiB reach of `auipc` + a signed 12-bit low part is usable:
 /// `delta + 0x800` must be a signed 32-bit number.
-#[inline(always)]
+#[inline]
 fn pcrel_hi20(delta: i64) -> Result<u32, PatchError> {
     let rounded = delta.checked_add(0x800).ok_or(PatchError::OutOfRange)?;
     if i32::try_from(rounded).is_err() {
@@ -196,26 +196,26 @@ fn pcrel_hi20(delta: i64) -> Result<u32, PatchError> {
 }
 
 /// U-type immediate field (bits 12..31) holding `hi20`.
-#[inline(always)]
+#[inline]
 fn u_imm(hi20: u32) -> Field {
     Field { bits: hi20 << 12, mask: 0xffff_f000 }
 }
 
 /// I-type immediate field (bits 20..31) holding the low 12 bits of `v`.
-#[inline(always)]
+#[inline]
 fn i_imm(v: i64) -> Field {
     Field { bits: ((v as u32) & 0xfff) << 20, mask: 0xfff0_0000 }
 }
 
 /// S-type immediate field: imm[11:5] in bits 25..31, imm[4:0] in bits 7..11.
-#[inline(always)]
+#[inline]
 fn s_imm(v: i64) -> Field {
     let lo = (v as u32) & 0xfff;
     Field { bits: (lo & 0xfe0) << 20 | (lo & 0x1f) << 7, mask: 0xfe00_0f80 }
 }
 
 /// Checks a branch offset: even, and within `±2^(bits - 1)` bytes.
-#[inline(always)]
+#[inline]
 fn check_branch(delta: i64, bits: u32) -> Result<(), PatchError> {
     if delta & 1 != 0 {
         return Err(PatchError::Misaligned);
@@ -234,12 +234,12 @@ pub struct Riscv64;
 impl crate::Patcher for Riscv64 {
     const ISA: crate::Isa = crate::Isa::Riscv64;
 
-    #[inline(always)]
+    #[inline]
     fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
         patch(kind, code, offset, value, place)
     }
 
-    #[inline(always)]
+    #[inline]
     fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
         match kind {
             RelocKind::RvHi20 => patch_hi20_low32(code, offset, v),

@@ -9,7 +9,7 @@
 use crate::{Branch, BranchUse, PatchError, RelocKind, read, write};
 
 /// Patches one x86-64 hole; see [`crate::patch`] for the meaning of the arguments.
-#[inline(always)]
+#[inline]
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
     match kind {
         RelocKind::X86Abs64 => write(code, offset, value.to_le_bytes()),
@@ -25,7 +25,7 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
 }
 
 /// Writes a 32-bit field, after checking that it exists and that the value fitted.
-#[inline(always)]
+#[inline]
 fn patch_imm32<E>(code: &mut [u8], offset: usize, field: Result<u32, E>) -> Result<(), PatchError> {
     // Bounds first, so that an out-of-bounds hole is reported as such whatever its value.
     read::<4>(code, offset)?;
@@ -40,7 +40,7 @@ pub struct X86_64;
 impl crate::Patcher for X86_64 {
     const ISA: crate::Isa = crate::Isa::X86_64;
 
-    #[inline(always)]
+    #[inline]
     fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
         patch(kind, code, offset, value, place)
     }

@@ -14,7 +14,7 @@ use core::marker::PhantomData;
 use tessera_arch::Patcher;
 
 use crate::Error;
-use crate::table::{Hole, HoleValue, StencilId, StencilTable};
+use crate::table::{HoleValue, StencilId, StencilTable};
 
 /// A position in the code that branches can target. Labels index the caller's label table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +77,11 @@ pub struct Fixup {
     label: u32,
 }
 
+impl Fixup {
+    /// An unused entry, for statically allocated fix-up tables.
+    pub const EMPTY: Fixup = Fixup { at: 0, hole: 0, label: 0 };
+}
+
 /// Label value of a label not bound yet.
 const UNBOUND: u32 = u32::MAX;
 
@@ -85,27 +90,23 @@ const WINDOW: usize = crate::table::CODE_PADDING;
 /// Room past the window's last hole offset for the widest field a patch writes.
 const SLACK: usize = 16;
 
-/// A hole's value: a 32-bit operand, or an address (of code, for branches).
-#[derive(Clone, Copy)]
-enum HoleNumber {
-    Operand(u32),
-    Address(u64),
+#[cold]
+fn unknown_stencil(id: StencilId) -> Error {
+    Error::UnknownStencil { id: id.0 }
 }
 
-/// Writes `value` into `hole` at `offset` of `code`, which executes at `place`.
-#[inline(always)]
-fn patch_hole<P: Patcher>(
-    hole: &Hole,
-    code: &mut [u8],
-    offset: usize,
-    value: HoleNumber,
-    place: u64,
-) -> Result<(), Error> {
-    match value {
-        HoleNumber::Operand(v) => P::patch_imm32(hole.kind, code, offset, (v as i32).wrapping_add(hole.addend), place)?,
-        HoleNumber::Address(a) => P::patch(hole.kind, code, offset, a.wrapping_add(hole.addend as i64 as u64), place)?,
+#[cold]
+fn fixups_full(fixups: &[Fixup]) -> Error {
+    Error::FixupsFull { capacity: fixups.len() as u32 }
+}
+
+#[cold]
+fn bad_label(id: StencilId, label: Label, labels: &[u32]) -> Error {
+    if label == Label::NONE {
+        Error::MissingTarget { id: id.0 }
+    } else {
+        Error::LabelOutOfRange { label: label.0, labels: labels.len() as u32 }
     }
-    Ok(())
 }
 
 /// Copies the first `len` bytes (at most `WINDOW`) of `code` as whole 64-byte blocks.
@@ -234,67 +235,100 @@ impl<'a, P: Patcher> Emitter<'a, P> {
     /// The fast path works on a fixed-size window of the output: the copy is a few
     /// fixed-size block moves and every hole offset is masked into the window, so the
     /// compiler proves each store in bounds and emits no checks. Stencils longer than the
-    /// window, and the last bytes of the output, take the exact path.
-    #[inline(always)]
+    /// window, and the last bytes of the output, take [`Emitter::place_exact`].
+    #[inline]
     pub fn place(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
         let Emitter { table, out, base, at, labels, fixups, fixup_count, .. } = self;
-        let entry = *table.entries.get(id.0 as usize).ok_or(Error::UnknownStencil { id: id.0 })?;
+        let Some(&entry) = table.entries.get(id.0 as usize) else { return Err(unknown_stencil(id)) };
+        let start = *at;
+        let len = entry.code_len as usize;
+        let first = entry.holes_start as usize;
+        let (Some(window), Some(code), Some(records)) = (
+            out.get_mut(start..).and_then(<[u8]>::first_chunk_mut::<{ WINDOW + SLACK }>),
+            table.code.get(entry.code_start as usize..).and_then(<[u8]>::first_chunk::<WINDOW>),
+            table.holes.get(first..first + entry.holes_len as usize),
+        ) else {
+            return self.place_exact(id, holes);
+        };
+        if len > WINDOW {
+            return self.place_exact(id, holes);
+        }
+        copy_blocks(window, code, len);
+        let stencil_base = base.wrapping_add(start as u64);
+        for (index, hole) in records.iter().enumerate() {
+            let offset = hole.offset as usize & (WINDOW - 1);
+            let place = stencil_base.wrapping_add(offset as u64);
+            let target = match hole.value {
+                HoleValue::Continue => stencil_base.wrapping_add(len as u64),
+                HoleValue::Jump | HoleValue::Cold => {
+                    let label = if hole.value == HoleValue::Jump { holes.jump } else { holes.cold };
+                    match labels.get(label.0 as usize) {
+                        Some(&bound) if bound != UNBOUND => base.wrapping_add(bound as u64),
+                        Some(_) => {
+                            let Some(slot) = fixups.get_mut(*fixup_count) else { return Err(fixups_full(fixups)) };
+                            *slot = Fixup { at: start as u32, hole: (first + index) as u32, label: label.0 };
+                            *fixup_count += 1;
+                            continue;
+                        }
+                        None => return Err(bad_label(id, label, labels)),
+                    }
+                }
+                operand => {
+                    let v = holes.operands[(operand as usize - HoleValue::Operand0 as usize) & 3] as i32;
+                    P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend), place)?;
+                    continue;
+                }
+            };
+            P::patch(hole.kind, &mut window[..], offset, target.wrapping_add(hole.addend as i64 as u64), place)?;
+        }
+        *at = start + len;
+        Ok(())
+    }
+
+    /// [`Emitter::place`] for a stencil longer than the window or near the end of the
+    /// output: exact copies and bounds-checked patches.
+    #[cold]
+    #[inline(never)]
+    fn place_exact(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
+        let Emitter { table, out, base, at, labels, fixups, fixup_count, .. } = self;
+        let entry = *table.entries.get(id.0 as usize).ok_or(unknown_stencil(id))?;
         let start = *at;
         let len = entry.code_len as usize;
         let from = entry.code_start as usize;
         let first = entry.holes_start as usize;
         let records = table.holes.get(first..first + entry.holes_len as usize).ok_or(Error::CorruptTable)?;
-        let end = start + len;
-        // The value of a hole, or `None` for a forward branch (recorded as a fix-up).
-        let mut value = |index: usize, hole: &Hole| -> Result<Option<HoleNumber>, Error> {
-            let label = match hole.value {
-                HoleValue::Continue => return Ok(Some(HoleNumber::Address(base.wrapping_add(end as u64)))),
-                HoleValue::Jump => holes.jump,
-                HoleValue::Cold => holes.cold,
-                operand => {
-                    let operand = holes.operands[(operand as usize - HoleValue::Operand0 as usize) & 3];
-                    return Ok(Some(HoleNumber::Operand(operand)));
-                }
-            };
-            match labels.get(label.0 as usize) {
-                Some(&target) if target != UNBOUND => Ok(Some(HoleNumber::Address(base.wrapping_add(target as u64)))),
-                Some(_) => {
-                    let capacity = fixups.len() as u32;
-                    let slot = fixups.get_mut(*fixup_count).ok_or(Error::FixupsFull { capacity })?;
-                    *slot = Fixup { at: start as u32, hole: (first + index) as u32, label: label.0 };
-                    *fixup_count += 1;
-                    Ok(None)
-                }
-                None if label == Label::NONE => Err(Error::MissingTarget { id: id.0 }),
-                None => Err(Error::LabelOutOfRange { label: label.0, labels: labels.len() as u32 }),
-            }
-        };
-        let stencil_base = base.wrapping_add(start as u64);
-        if len <= WINDOW
-            && let Some(window) = out.get_mut(start..).and_then(<[u8]>::first_chunk_mut::<{ WINDOW + SLACK }>)
-            && let Some(code) = table.code.get(from..).and_then(<[u8]>::first_chunk::<WINDOW>)
-        {
-            copy_blocks(window, code, len);
-            for (index, hole) in records.iter().enumerate() {
-                let offset = hole.offset as usize & (WINDOW - 1);
-                if let Some(v) = value(index, hole)? {
-                    patch_hole::<P>(hole, &mut window[..], offset, v, stencil_base.wrapping_add(offset as u64))?;
-                }
-            }
-            *at = end;
-            return Ok(());
-        }
-        // Exact path: long stencils, or the end of the output.
         let available = out.len().saturating_sub(start) as u64;
-        let dst = out.get_mut(start..end).ok_or(Error::CodeBufferFull { needed: len as u64, available })?;
+        let dst = out.get_mut(start..start + len).ok_or(Error::CodeBufferFull { needed: len as u64, available })?;
         dst.copy_from_slice(table.code.get(from..from + len).ok_or(Error::CorruptTable)?);
+        let stencil_base = base.wrapping_add(start as u64);
         for (index, hole) in records.iter().enumerate() {
             let offset = hole.offset as usize;
-            if let Some(v) = value(index, hole)? {
-                patch_hole::<P>(hole, dst, offset, v, stencil_base.wrapping_add(offset as u64))?;
-            }
+            let place = stencil_base.wrapping_add(offset as u64);
+            let target = match hole.value {
+                HoleValue::Continue => stencil_base.wrapping_add(len as u64),
+                HoleValue::Jump | HoleValue::Cold => {
+                    let label = if hole.value == HoleValue::Jump { holes.jump } else { holes.cold };
+                    match labels.get(label.0 as usize) {
+                        Some(&bound) if bound != UNBOUND => base.wrapping_add(bound as u64),
+                        Some(_) => {
+                            let capacity = fixups.len() as u32;
+                            let slot = fixups.get_mut(*fixup_count).ok_or(Error::FixupsFull { capacity })?;
+                            *slot = Fixup { at: start as u32, hole: (first + index) as u32, label: label.0 };
+                            *fixup_count += 1;
+                            continue;
+                        }
+                        None => return Err(bad_label(id, label, labels)),
+                    }
+                }
+                operand => {
+                    let v = holes.operands[(operand as usize - HoleValue::Operand0 as usize) & 3] as i32;
+                    P::patch_imm32(hole.kind, dst, offset, v.wrapping_add(hole.addend), place)?;
+                    continue;
+                }
+            };
+            P::patch(hole.kind, dst, offset, target.wrapping_add(hole.addend as i64 as u64), place)?;
         }
-        *at = end;
+        *at = start + len;
         Ok(())
     }
 
@@ -309,8 +343,8 @@ impl<'a, P: Patcher> Emitter<'a, P> {
             }
             let hole = self.table.holes.get(fixup.hole as usize).ok_or(Error::CorruptTable)?;
             let offset = fixup.at as usize + hole.offset as usize;
-            let value = HoleNumber::Address(self.base.wrapping_add(target as u64));
-            patch_hole::<P>(hole, self.out, offset, value, self.base.wrapping_add(offset as u64))?;
+            let value = self.base.wrapping_add(target as u64).wrapping_add(hole.addend as i64 as u64);
+            P::patch(hole.kind, self.out, offset, value, self.base.wrapping_add(offset as u64))?;
         }
         Ok(self.at)
     }

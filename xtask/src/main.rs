@@ -3,6 +3,7 @@
 //! Plain std, no dependencies. See README.md for the commands.
 
 mod examples;
+mod qemu;
 mod setup;
 mod tiers;
 mod toolchain_file;
@@ -18,10 +19,15 @@ usage: cargo xtask <command> [args]
 
 commands:
   setup                  install missing Rust targets/components (from rust-toolchain.toml)
-                         and Debian packages (qemu-user, cross gcc/libc, llvm for llvm-objdump)
+                         and Debian packages (qemu-user, qemu-system, cross gcc/libc,
+                         clang, llvm)
   test [--host-only]     run setup, then every test tier (stencils check, host tests,
-                         qemu-user aarch64/riscv64, no_std builds, clippy) and print a
-                         summary; --host-only skips the cross tiers
+                         qemu-user aarch64/riscv64, no_std builds, qemu-system bare metal,
+                         clippy) and print a summary; --host-only skips the cross tiers
+  qemu                   build the bare-metal images in qemu/ and boot them under QEMU
+                         (aarch64, riscv64): conformance summaries and instruction counts
+  size                   footprint of the bare-metal images per ISA (sections, stencil
+                         table, JIT core, interpreter-only image for comparison)
   stencils [--check]     regenerate every front end's stencil tables with the pinned
                          nightly (--check: verify the committed ones instead)
   bench [args]           cargo bench -p tessera-host-tests [args]
@@ -67,6 +73,13 @@ fn main() -> ExitCode {
                 }
             }
             if tiers::test(&root, host_only) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Some(command @ ("qemu" | "size")) => {
+            if let Some(a) = rest.first() {
+                return usage_error(&format!("{command} takes no arguments, got `{a}`"));
+            }
+            let ok = if command == "qemu" { qemu::qemu(&root) } else { qemu::size(&root) };
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Some("stencils") => {
             let check = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {

@@ -30,9 +30,33 @@ const APT_PACKAGES: &[AptPackage] = &[
         commands: &[],
         files: &["/usr/riscv64-linux-gnu/lib/crt1.o", "/usr/riscv64-linux-gnu/lib/libc.so.6"],
     },
-    // llvm-objdump: the golden-emission tests compare disassembly when it is installed.
-    AptPackage { name: "llvm", commands: &["llvm-objdump"], files: &[] },
+    // llvm-objdump: the golden-emission tests compare disassembly when it is installed; the
+    // others build the bare-metal benches and measure the images (qemu tier, `xtask size`).
+    AptPackage {
+        name: "llvm",
+        commands: &["llvm-objdump", "llvm-ar", "llvm-objcopy", "llvm-readelf", "llvm-size", "llvm-nm"],
+        files: &[],
+    },
+    // The qemu-system tier: the bare-metal images, and the bench kernels in C.
+    AptPackage { name: "qemu-system-arm", commands: &["qemu-system-aarch64"], files: &[] },
+    AptPackage { name: "qemu-system-misc", commands: &["qemu-system-riscv64"], files: &[] },
+    AptPackage { name: "clang", commands: &["clang"], files: &[] },
 ];
+
+/// qemu-system from Debian needs qemu-utils of its own version: a newer qemu-utils (e.g.
+/// from backports) breaks it, so the install pins qemu-utils to qemu-system's candidate.
+fn qemu_utils_pin(missing: &[&str]) -> Option<String> {
+    if !missing.iter().any(|p| p.starts_with("qemu-system")) || !dpkg_installed("qemu-utils") {
+        return None;
+    }
+    let out = Command::new("apt-cache").args(["policy", "qemu-system-arm"]).output().ok()?;
+    let candidate = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+        .filter(|v| v != "(none)")?;
+    let installed = Command::new("dpkg-query").args(["-W", "-f=${Version}", "qemu-utils"]).output().ok()?;
+    (String::from_utf8_lossy(&installed.stdout).trim() != candidate).then(|| format!("qemu-utils={candidate}"))
+}
 
 /// What `setup` managed to ensure; the test driver skips tiers whose prerequisites failed.
 #[derive(Debug)]
@@ -207,11 +231,16 @@ fn ensure_apt_packages() -> Result<(), String> {
             Err(e) => Err(e),
         }
     };
+    apt(&["update"]).map_err(|e| format!("installing Debian packages {} failed: {e}", missing.join(" ")))?;
     let mut install_args = vec!["install", "-y", "--no-install-recommends"];
     install_args.extend(&missing);
-    apt(&["update"])
-        .and_then(|()| apt(&install_args))
-        .map_err(|e| format!("installing Debian packages {} failed: {e}", missing.join(" ")))?;
+    let pin = qemu_utils_pin(&missing);
+    if let Some(pin) = &pin {
+        println!("setup: qemu-system needs qemu-utils of its own version: {pin}");
+        install_args.push("--allow-downgrades");
+        install_args.push(pin);
+    }
+    apt(&install_args).map_err(|e| format!("installing Debian packages {} failed: {e}", missing.join(" ")))?;
 
     let still = missing_apt_packages();
     if !still.is_empty() {

@@ -100,6 +100,8 @@ enum Kind {
     Setup,
     /// Cargo invocations (argument lists); all of them run even if one fails.
     Cargo(Vec<Vec<String>>, Needs),
+    /// `cargo xtask qemu`: the bare-metal images under qemu-system.
+    Qemu,
     Skip(String),
 }
 
@@ -160,7 +162,10 @@ fn plan(host_only: bool) -> Vec<Tier> {
             )
         },
     });
-    tiers.push(Tier { name: "qemu-system bare metal".into(), kind: Kind::Skip("not implemented yet (tier 3)".into()) });
+    tiers.push(Tier {
+        name: "qemu-system bare metal".into(),
+        kind: if host_only { Kind::Skip("--host-only".into()) } else { Kind::Qemu },
+    });
     tiers.push(Tier {
         name: "lint".into(),
         kind: Kind::Cargo(
@@ -209,7 +214,13 @@ pub fn test(root: &Path, host_only: bool) -> bool {
                 Some(reason) => Status::Skipped(reason),
                 None => run_cargo_all(root, &cmds),
             },
+            Kind::Qemu => match unmet(Needs::RustTargetsAndPackages, setup_outcome.as_ref()) {
+                Some(reason) => Status::Skipped(reason),
+                None if crate::qemu::qemu(root) => Status::Passed,
+                None => Status::Failed("`cargo xtask qemu` failed (see its output above)".into()),
+            },
         };
+        let status = fail_skip_under_ci(status, std::env::var_os("CI").is_some());
         let duration = (!matches!(status, Status::Skipped(_))).then(|| start.elapsed());
         match (&status, duration) {
             (Status::Passed, Some(d)) => {
@@ -225,6 +236,16 @@ pub fn test(root: &Path, host_only: bool) -> bool {
     }
 
     print_summary(&results)
+}
+
+/// Under CI a tier that cannot run fails the run (only `--host-only` skips on purpose).
+fn fail_skip_under_ci(status: Status, ci: bool) -> Status {
+    match status {
+        Status::Skipped(reason) if ci && reason != "--host-only" => {
+            Status::Failed(format!("cannot run ({reason}), and CI is set"))
+        }
+        other => other,
+    }
 }
 
 fn run_cargo_all(root: &Path, cmds: &[Vec<String>]) -> Status {
@@ -312,6 +333,22 @@ mod tests {
         assert!(unmet(Needs::Nothing, Some(&s)).is_none());
         assert!(unmet(Needs::RustTargets, Some(&s)).is_none());
         assert!(unmet(Needs::RustTargetsAndPackages, Some(&s)).is_some());
+    }
+
+    #[test]
+    fn qemu_tier_runs_unless_host_only() {
+        let find = |tiers: Vec<Tier>| tiers.into_iter().find(|t| t.name == "qemu-system bare metal").unwrap().kind;
+        assert!(matches!(find(plan(false)), Kind::Qemu));
+        assert!(matches!(find(plan(true)), Kind::Skip(_)));
+    }
+
+    #[test]
+    fn a_tier_that_cannot_run_fails_under_ci() {
+        let skipped = || Status::Skipped("setup failed (Debian packages)".into());
+        assert!(matches!(fail_skip_under_ci(skipped(), true), Status::Failed(_)));
+        assert!(matches!(fail_skip_under_ci(skipped(), false), Status::Skipped(_)));
+        assert!(matches!(fail_skip_under_ci(Status::Skipped("--host-only".into()), true), Status::Skipped(_)));
+        assert!(matches!(fail_skip_under_ci(Status::Passed, true), Status::Passed));
     }
 
     #[test]

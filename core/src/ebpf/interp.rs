@@ -62,6 +62,34 @@ pub fn run(
     r2: u64,
     config: &Config,
 ) -> Result<u64, RunError> {
+    run_inner::<false>(program, helpers, memory, r1, r2, config, &mut 0)
+}
+
+/// [`run`], also returning how many instructions were executed (an `lddw` counts once).
+/// Benchmarks divide measured costs by this; the counter is compiled out of [`run`].
+pub fn run_counting(
+    program: &Program,
+    helpers: &Helpers,
+    memory: &mut Memory,
+    r1: u64,
+    r2: u64,
+    config: &Config,
+) -> (Result<u64, RunError>, u64) {
+    let mut executed = 0;
+    let result = run_inner::<true>(program, helpers, memory, r1, r2, config, &mut executed);
+    (result, executed)
+}
+
+#[inline(always)]
+fn run_inner<const COUNT: bool>(
+    program: &Program,
+    helpers: &Helpers,
+    memory: &mut Memory,
+    r1: u64,
+    r2: u64,
+    config: &Config,
+    executed: &mut u64,
+) -> Result<u64, RunError> {
     // 16 registers so that indexing by a 4-bit field can never go out of bounds; the
     // validator guarantees only r0..r10 are named.
     let mut reg = [0u64; 16];
@@ -95,6 +123,9 @@ pub fn run(
     }
 
     loop {
+        if COUNT {
+            *executed += 1;
+        }
         let Some(insn) = program.get(pc) else {
             // Unreachable for a validated program; reported, never a panic.
             return Err(RunError::InvalidInstruction { pc: pc as u32 });
@@ -498,6 +529,31 @@ mod tests {
         assert_eq!(exec_with(&prog, &mut [], &mut [], &ok), Ok(10));
         let short = Config { fuel: 19, max_call_depth: 8 };
         assert_eq!(exec_with(&prog, &mut [], &mut [], &short), Err(RunError::OutOfFuel { pc: 2 }));
+    }
+
+    #[test]
+    fn counting_counts_every_executed_instruction_once() {
+        // mov; 10 x (add; jne); exit = 22, and an lddw (two slots) counts once.
+        let prog = [mov(0, 0), Insn::new(0x07, 0, 0, 0, 1), Insn::new(0x55, 0, 0, -2, 10), EXIT];
+        let lddw = [Insn::new(op::LDDW, 0, 0, 0, 5), Insn::new(0, 0, 0, 0, 0), EXIT];
+        for (insns, want) in [(&prog[..], (Ok(10), 22)), (&lddw[..], (Ok(5), 2))] {
+            let mut buf = [0u8; 64];
+            let n = encode(insns, &mut buf);
+            let program = Program::new(&buf[..n], |_| false).unwrap();
+            let mut stack = [0u8; FRAME_SIZE as usize];
+            let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+            let got = run_counting(&program, &Helpers::empty(), &mut memory, 0, 0, &Config::default());
+            assert_eq!(got, want);
+        }
+        // An error still reports what ran before it: mov, then the faulting load.
+        let fault = [mov(1, 8), Insn::new(0x79, 0, 1, 0, 0), EXIT];
+        let mut buf = [0u8; 64];
+        let n = encode(&fault, &mut buf);
+        let program = Program::new(&buf[..n], |_| false).unwrap();
+        let mut stack = [0u8; FRAME_SIZE as usize];
+        let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+        let got = run_counting(&program, &Helpers::empty(), &mut memory, 0, 0, &Config::default());
+        assert_eq!(got, (Err(RunError::MemoryFault { pc: 1, addr: 8 }), 2));
     }
 
     #[test]

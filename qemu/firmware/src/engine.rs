@@ -1,0 +1,122 @@
+//! Every use of tessera's API in the images, in one place: load (validate) a program, run
+//! it through the interpreter, count what it executes, compile it into the code region and
+//! run the generated code. The rest of the firmware sees only these types.
+
+pub use tessera::ebpf::Error;
+use tessera::ebpf::{Helper, Helpers, Memory, Vm, interp};
+#[cfg(feature = "jit")]
+use tessera::jit::{CodeBuffer, Fixup, Scratch};
+
+/// Nine 512-byte frames: the entry frame and eight nested local calls.
+pub const STACK_SIZE: usize = 512 * 9;
+
+/// A program's stack, zeroed; provided by the caller so that benches can set it up
+/// outside the measured window.
+pub struct Stack([u8; STACK_SIZE]);
+
+impl Stack {
+    pub const fn new() -> Stack {
+        Stack([0; STACK_SIZE])
+    }
+}
+
+impl Default for Stack {
+    fn default() -> Stack {
+        Stack::new()
+    }
+}
+
+/// Label and fix-up scratch for one compilation, in static memory (no heap, and off the
+/// stack): enough for programs of `MAX_SLOTS` slots.
+#[cfg(feature = "jit")]
+const MAX_SLOTS: usize = 2048;
+#[cfg(feature = "jit")]
+static SCRATCH: spin::Mutex<([u32; 2 * MAX_SLOTS], [Fixup; 2 * MAX_SLOTS + 1])> =
+    spin::Mutex::new(([0; 2 * MAX_SLOTS], [Fixup::EMPTY; 2 * MAX_SLOTS + 1]));
+
+/// The conformance suite's helper 5: returns its first argument.
+static HELPERS: [Helper; 1] = [Helper { id: 5, func: |a, _, _, _, _| a }];
+
+/// A validated program.
+pub struct Loaded<'p> {
+    vm: Vm<'p, 'static>,
+}
+
+/// Validates `bytecode`.
+pub fn load(bytecode: &[u8]) -> Result<Loaded<'_>, Error> {
+    Ok(Loaded { vm: Vm::new(bytecode, Helpers::new(&HELPERS))? })
+}
+
+impl Loaded<'_> {
+    /// Runs the interpreter with r1 = `context`, r2 = its length, on `stack`.
+    pub fn interpret(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
+        Ok(self.vm.interpret(&mut memory)?)
+    }
+
+    /// [`Loaded::interpret`], also returning the number of eBPF instructions executed.
+    pub fn count_executed(&self, context: &mut [u8], stack: &mut Stack) -> (Result<u64, Error>, u64) {
+        let (r1, r2) = (context.as_ptr() as u64, context.len() as u64);
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
+        let (result, executed) =
+            interp::run_counting(self.vm.program(), &Helpers::new(&HELPERS), &mut memory, r1, r2, self.vm.config());
+        (result.map_err(Error::from), executed)
+    }
+
+    /// Compiles for this machine into `region` (replacing what it held before).
+    #[cfg(feature = "jit")]
+    pub fn compile<'r>(&self, region: &'r mut CodeRegion) -> Result<Compiled<'_, 'r>, Error> {
+        // SAFETY: the code region is mapped executable (and writable) by the boot code
+        // (`arch::take_code_region`: AArch64 page tables with WXN off for it, RISC-V PMP) for
+        // the whole run, and only buffers made here write it; `Compiled` borrows the region,
+        // so code is never rewritten while a handle to it exists.
+        let mut buffer = unsafe { CodeBuffer::executable(&mut region.memory[..]) };
+        let mut scratch = SCRATCH.lock();
+        let (labels, fixups) = &mut *scratch;
+        let jit = self.vm.compile_into(&mut buffer, Scratch { labels, fixups })?;
+        Ok(Compiled { jit })
+    }
+}
+
+/// The executable memory the linker script reserves.
+#[cfg(feature = "jit")]
+pub struct CodeRegion {
+    memory: &'static mut [u8],
+}
+
+#[cfg(feature = "jit")]
+impl CodeRegion {
+    /// The image's code region; `None` after the first call.
+    pub fn take() -> Option<CodeRegion> {
+        crate::arch::take_code_region().map(|memory| CodeRegion { memory })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.memory.len()
+    }
+}
+
+/// Generated code for this machine, in a [`CodeRegion`] it borrows (so the code cannot be
+/// overwritten while this exists).
+#[cfg(feature = "jit")]
+pub struct Compiled<'p, 'r> {
+    jit: tessera::ebpf::JitProgram<'p, 'static, 'r>,
+}
+
+#[cfg(feature = "jit")]
+impl Compiled<'_, '_> {
+    /// Bytes of generated code.
+    pub fn len(&self) -> usize {
+        self.jit.code().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jit.code().is_empty()
+    }
+
+    /// Runs the generated code with r1 = `context`, r2 = its length.
+    pub fn run(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
+        Ok(self.jit.run(&mut memory)?)
+    }
+}

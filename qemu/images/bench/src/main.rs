@@ -1,0 +1,144 @@
+//! QEMU virt image: exact guest instruction counts (under `-icount shift=0`) for each bench
+//! in `qemu/bench/`, through the interpreter, the JIT and the kernel compiled natively with
+//! clang -O2, with the number of eBPF instructions executed; `cargo xtask qemu` turns them
+//! into the per-instruction table. Results of the three must agree. No global allocator.
+#![no_std]
+#![no_main]
+
+use tessera_firmware::{arch, engine};
+
+/// One bench: the eBPF program and its context, and the native kernel.
+pub struct Bench {
+    name: &'static str,
+    program: &'static [u8],
+    memory: &'static [u8],
+    expect: Option<u64>,
+    native: unsafe extern "C" fn(*mut u8, u64) -> u64,
+}
+
+include!(concat!(env!("OUT_DIR"), "/benches.rs"));
+
+type Context = heapless::Vec<u8, 1024>;
+
+/// Runs `f` between two counter readings; returns its result and the raw count.
+#[inline(always)]
+fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let start = arch::instructions_retired();
+    let result = f();
+    let end = arch::instructions_retired();
+    (result, arch::counter_delta(start, end))
+}
+
+/// The count around a calibration loop: one out-of-line copy of the code, so that the two
+/// measurements differ only in the loop's trip count.
+#[inline(never)]
+fn loop_cost(iterations: u64) -> u64 {
+    counted(|| arch::calibration_loop(core::hint::black_box(iterations))).1
+}
+
+/// Checks the counter on a loop of known length; returns the cost of an empty measurement.
+fn calibrate() -> Option<u64> {
+    if !arch::instruction_counter_exact() {
+        defmt::error!("the instruction counter is not exact: run under -icount shift=0");
+        return None;
+    }
+    let ((), empty) = counted(|| ());
+    let (short, long) = (loop_cost(1000), loop_cost(2000));
+    let want = 1000 * arch::CALIBRATION_LOOP_INSTRUCTIONS;
+    if long.wrapping_sub(short) != want {
+        defmt::error!(
+            "counter check: 1000 more loop iterations counted {=u64} instructions, not {=u64}",
+            long.wrapping_sub(short),
+            want
+        );
+        return None;
+    }
+    defmt::println!(
+        "bench {=str}: counter exact ({=str}); an empty measurement counts {=u64}",
+        arch::ARCH,
+        arch::COUNTER,
+        empty
+    );
+    Some(empty)
+}
+
+fn run_bench(bench: &Bench, region: &mut engine::CodeRegion, overhead: u64) -> bool {
+    let Ok(context) = Context::from_slice(bench.memory) else {
+        defmt::error!("bench {=str}: {=usize} bytes of memory exceed the buffer", bench.name, bench.memory.len());
+        return false;
+    };
+    let loaded = match engine::load(bench.program) {
+        Ok(l) => l,
+        Err(e) => {
+            defmt::error!("bench {=str}: rejected: {}", bench.name, e);
+            return false;
+        }
+    };
+    let (reference, executed) = loaded.count_executed(&mut context.clone(), &mut engine::Stack::new());
+    // Context and stack are set up outside the measured windows.
+    let (mut interp_context, mut interp_stack) = (context.clone(), engine::Stack::new());
+    let (interpreted, interp_count) = counted(|| loaded.interpret(&mut interp_context, &mut interp_stack));
+    let compiled = match loaded.compile(region) {
+        Ok(c) => c,
+        Err(e) => {
+            defmt::error!("bench {=str}: compilation failed: {}", bench.name, e);
+            return false;
+        }
+    };
+    let (mut jit_context, mut jit_stack) = (context.clone(), engine::Stack::new());
+    let (jitted, jit_count) = counted(|| compiled.run(&mut jit_context, &mut jit_stack));
+    let mut native_context = context.clone();
+    let (len, ptr) = (native_context.len() as u64, native_context.as_mut_ptr());
+    // SAFETY: a bench kernel reads at most `len` bytes at `ptr` (the contract in
+    // qemu/bench/README.md), which `native_context` holds for the call.
+    let (native, native_count) = counted(|| unsafe { (bench.native)(ptr, len) });
+
+    let agree = reference.is_ok()
+        && interpreted == reference
+        && jitted == reference
+        && reference == Ok(native)
+        && bench.expect.is_none_or(|want| reference == Ok(want));
+    if !agree {
+        defmt::error!(
+            "bench {=str}: results differ: counting interpreter {}, interpreter {}, jit {}, native {=u64:#x}, expected {}",
+            bench.name,
+            reference,
+            interpreted,
+            jitted,
+            native,
+            bench.expect
+        );
+        return false;
+    }
+    defmt::println!(
+        "bench {=str} {=str}: ebpf {=u64} interpreter {=u64} jit {=u64} native {=u64} code {=usize}",
+        arch::ARCH,
+        bench.name,
+        executed,
+        interp_count - overhead,
+        jit_count - overhead,
+        native_count - overhead,
+        compiled.len()
+    );
+    true
+}
+
+fn main() -> u32 {
+    let Some(overhead) = calibrate() else { return 1 };
+    let Some(mut region) = engine::CodeRegion::take() else {
+        defmt::error!("the code region was already taken");
+        return 1;
+    };
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for bench in &BENCHES {
+        if run_bench(bench, &mut region, overhead) {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    defmt::println!("bench {=str}: {=u32} passed, {=u32} failed", arch::ARCH, passed, failed);
+    u32::from(failed != 0)
+}
+
+tessera_firmware::image_main!(main);
