@@ -238,7 +238,7 @@ mod rbpf_peer {
 
     #[cfg(target_arch = "x86_64")]
     fn compile_jit(vm: &mut rbpf::EbpfVmRaw<'_>) -> Result<(), String> {
-        catch_panic("rbpf's JIT", || vm.jit_compile().map_err(|e| e.to_string()))
+        catch_panic("rbpf's JIT (it emits into one fixed 4 KiB page)", || vm.jit_compile().map_err(|e| e.to_string()))
     }
 
     #[cfg(not(target_arch = "x86_64"))]

@@ -8,7 +8,9 @@
 //! - ALU64 and ALU32 operations, except 32-bit add/sub/mul (solana-sbpf v3 sign-extends
 //!   their results where eBPF zero-extends), shifts by immediates only, division and modulo
 //!   by non-zero immediates only (sbpf faults on a zero divisor where eBPF yields 0);
-//! - byte swaps, forward branches (64- and 32-bit, register and immediate), `lddw`;
+//! - byte swaps, forward branches (64- and 32-bit, register and immediate; 64-bit unsigned
+//!   comparisons only with non-negative immediates, which rbpf's interpreter zero-extends),
+//!   `lddw`;
 //! - loads from the context memory in bounds (through r9, a copy of r1), loads and stores in
 //!   16 stack slots the prologue initialises (rbpf's stack is 512 bytes; the JITs' native
 //!   stacks start with garbage);
@@ -101,8 +103,11 @@ pub fn long_program(slots: usize, seed: u64) -> Vec<u8> {
                 let code = JMP_OPS[s.below(JMP_OPS.len() as u32) as usize];
                 let off = s.below(room.min(24) as u32) as i16;
                 branches.push(p.len());
+                let signed = matches!(code, jmp::JSGT | jmp::JSGE | jmp::JSLT | jmp::JSLE);
+                // rbpf's interpreter zero-extends the immediate of 64-bit unsigned jumps.
+                let imm = if cls == class::JMP && !signed { s.imm() & i32::MAX } else { s.imm() };
                 p.push(if s.below(2) == 0 {
-                    Insn::new(cls | code | source::K, dst, 0, off, s.imm())
+                    Insn::new(cls | code | source::K, dst, 0, off, imm)
                 } else {
                     Insn::new(cls | code | source::X, dst, value_reg(&mut s), off, 0)
                 });

@@ -5,7 +5,7 @@
 //!   --quick   few repetitions (a smoke run; figures are not meaningful)
 //!   --out DIR where results.csv and results.svg go (default: <workspace>/target/bench)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -15,7 +15,8 @@ use tessera_bench::{programs, report};
 
 fn main() -> ExitCode {
     let mut settings = Settings::FULL;
-    let mut out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    let mut out_dir = workspace.join("target").join("bench");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -73,10 +73,10 @@ pub const C_PROGRAMS: [CProgram; 9] = [
     },
     CProgram {
         name: "packet",
-        about: "Ethernet/IPv4/TCP header parser over 256 packets",
+        about: "Ethernet/IPv4/TCP header parser over 1024 packets",
         object: object!("packet"),
         native: bench_packet,
-        input: || inputs::capture(6, 256),
+        input: || inputs::capture(6, 1024),
     },
     CProgram {
         name: "memcpy",

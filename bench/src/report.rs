@@ -147,7 +147,7 @@ pub fn render(reports: &[ProgramReport]) -> String {
         }
     }
     if !rejected.is_empty() {
-        let _ = writeln!(out, "\nnot measured:\n{rejected}");
+        let _ = write!(out, "\nnot measured:\n{rejected}");
     }
 
     let _ = writeln!(out, "\ngeometric means over the programs where both were measured:");
@@ -251,7 +251,16 @@ pub fn write_svg(path: &Path, reports: &[ProgramReport]) -> Result<(), Box<dyn s
         native.iter().map(|r| VS_NATIVE.iter().map(|&e| r.run_ratio(e, Engine::Native)).collect()).collect();
     let names: Vec<&str> = native.iter().map(|r| r.name.as_str()).collect();
     let labels: Vec<&str> = VS_NATIVE.iter().map(|e| e.name()).collect();
-    grouped_bars(&top, "run time as a multiple of native C (log scale, lower is faster)", "× native", &names, &labels, &bars)?;
+    let colors: Vec<RGBColor> = VS_NATIVE.iter().map(|&e| engine_color(e)).collect();
+    grouped_bars(
+        &top,
+        "run time as a multiple of native C (log scale, lower is faster)",
+        "× native",
+        &names,
+        &labels,
+        &colors,
+        &bars,
+    )?;
 
     let compile_bars: Vec<Vec<Option<f64>>> = reports
         .iter()
@@ -259,27 +268,41 @@ pub fn write_svg(path: &Path, reports: &[ProgramReport]) -> Result<(), Box<dyn s
         .collect();
     let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
     let labels: Vec<&str> = Compiler::ALL.iter().map(|c| c.name()).collect();
+    let colors: Vec<RGBColor> = Compiler::ALL
+        .iter()
+        .map(|c| match c {
+            Compiler::TesseraJit => engine_color(Engine::TesseraJit),
+            Compiler::RbpfJit => engine_color(Engine::RbpfJit),
+            Compiler::SbpfJit => engine_color(Engine::SbpfJit),
+            Compiler::TesseraEmit => engine_color(Engine::TesseraInterp),
+        })
+        .collect();
     grouped_bars(
         &bottom,
-        "compile time per instruction, bytecode to runnable code (log scale, lower is faster)",
+        "compile time per instruction, bytecode to runnable code (log scale, lower is faster; \
+         tessera-emit: compile_into, not runnable)",
         "ns per instruction",
         &names,
         &labels,
+        &colors,
         &compile_bars,
     )?;
     root.present()?;
     Ok(())
 }
 
-const COLORS: [RGBColor; 7] = [
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0xae, 0xc7, 0xe8),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0xff, 0x98, 0x96),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0x98, 0xdf, 0x8a),
-    RGBColor(0x7f, 0x7f, 0x7f),
-];
+/// One hue per project, dark for the JIT, light for the interpreter.
+fn engine_color(engine: Engine) -> RGBColor {
+    match engine {
+        Engine::TesseraJit => RGBColor(0x1f, 0x77, 0xb4),
+        Engine::TesseraInterp => RGBColor(0xae, 0xc7, 0xe8),
+        Engine::RbpfJit => RGBColor(0xd6, 0x27, 0x28),
+        Engine::RbpfInterp => RGBColor(0xff, 0x98, 0x96),
+        Engine::SbpfJit => RGBColor(0x2c, 0xa0, 0x2c),
+        Engine::SbpfInterp => RGBColor(0x98, 0xdf, 0x8a),
+        Engine::Native => RGBColor(0x7f, 0x7f, 0x7f),
+    }
+}
 
 /// One bar per (group, series); missing values are left out.
 fn grouped_bars<DB: DrawingBackend>(
@@ -288,6 +311,7 @@ fn grouped_bars<DB: DrawingBackend>(
     y_desc: &str,
     groups: &[&str],
     series: &[&str],
+    colors: &[RGBColor],
     values: &[Vec<Option<f64>>],
 ) -> Result<(), Box<dyn std::error::Error>>
 where
@@ -295,7 +319,8 @@ where
 {
     let all = values.iter().flatten().flatten().copied().filter(|v| *v > 0.0);
     let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if lo <= hi { (lo / 2.0, hi * 2.0) } else { (0.1, 10.0) };
+    // Whole decades, so that the axis is labelled at powers of ten.
+    let (lo, hi) = if lo <= hi { (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil())) } else { (0.1, 10.0) };
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(12)
@@ -314,7 +339,7 @@ where
         .draw()?;
     let width = 0.8 / series.len() as f64;
     for (k, name) in series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
+        let color = colors[k];
         let rects = values.iter().enumerate().filter_map(|(g, row)| {
             let v = row.get(k).copied().flatten()?;
             let x0 = g as f64 - 0.4 + k as f64 * width;
