@@ -124,7 +124,9 @@ pub fn prepare_and_check<'p>(
             Ok(r0) => r0,
             Err(e) => return Err(Mismatch(format!("{}: reference {} failed: {e}", program.name, reference.name()))),
         },
-        Some((_, Err(e))) => return Err(Mismatch(format!("{}: reference {} rejects it: {e}", program.name, reference.name()))),
+        Some((_, Err(e))) => {
+            return Err(Mismatch(format!("{}: reference {} rejects it: {e}", program.name, reference.name())));
+        }
         None => return Err(Mismatch(format!("{}: reference engine {} not selected", program.name, reference.name()))),
     };
     // rbpf's JIT code has no bounds checks: it runs only after the checked engines agreed.

@@ -11,7 +11,10 @@ pub enum LoadError {
     /// `.text` has relocations (a call or data reference left for a loader to resolve).
     Relocations(usize),
     /// No symbol `entry`, or it is not at offset 0 of `.text`.
-    EntryNotFirst { entry: String, offset: Option<u64> },
+    EntryNotFirst {
+        entry: String,
+        offset: Option<u64>,
+    },
     /// `.text` is not a whole number of 8-byte slots.
     Length(usize),
 }

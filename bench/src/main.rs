@@ -171,6 +171,9 @@ fn conformance_code_size() {
                 slots += program.slots();
             }
         }
-        println!("  {isa:8} {:5.1} bytes per eBPF instruction ({bytes} bytes for {slots} slots)", bytes as f64 / slots as f64);
+        println!(
+            "  {isa:8} {:5.1} bytes per eBPF instruction ({bytes} bytes for {slots} slots)",
+            bytes as f64 / slots as f64
+        );
     }
 }

@@ -128,10 +128,8 @@ pub fn render(reports: &[ProgramReport]) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(
-        out,
-        "(names: t = tessera, r = rbpf, s = sbpf; -jit/-int = JIT/interpreter; -emit = compile_into)"
-    );
+    let _ =
+        writeln!(out, "(names: t = tessera, r = rbpf, s = sbpf; -jit/-int = JIT/interpreter; -emit = compile_into)");
 
     let mut rejected = String::new();
     for r in reports {
@@ -152,7 +150,11 @@ pub fn render(reports: &[ProgramReport]) -> String {
 
     let _ = writeln!(out, "\ngeometric means over the programs where both were measured:");
     for e in VS_NATIVE {
-        line(&mut out, &format!("run {}/native", e.name()), reports.iter().filter_map(|r| r.run_ratio(e, Engine::Native)));
+        line(
+            &mut out,
+            &format!("run {}/native", e.name()),
+            reports.iter().filter_map(|r| r.run_ratio(e, Engine::Native)),
+        );
     }
     for (a, b) in RUN_RATIOS {
         line(&mut out, &format!("run {}/{}", a.name(), b.name()), reports.iter().filter_map(|r| r.run_ratio(a, b)));
@@ -173,8 +175,14 @@ pub fn render(reports: &[ProgramReport]) -> String {
     }
     out.push('\n');
     let summary = [
-        ("compile rbpf-jit/tessera-jit", geomean(reports.iter().filter_map(|r| r.compile_ratio(Compiler::RbpfJit, Compiler::TesseraJit)))),
-        ("run tessera-jit/rbpf-jit", geomean(reports.iter().filter_map(|r| r.run_ratio(Engine::TesseraJit, Engine::RbpfJit)))),
+        (
+            "compile rbpf-jit/tessera-jit",
+            geomean(reports.iter().filter_map(|r| r.compile_ratio(Compiler::RbpfJit, Compiler::TesseraJit))),
+        ),
+        (
+            "run tessera-jit/rbpf-jit",
+            geomean(reports.iter().filter_map(|r| r.run_ratio(Engine::TesseraJit, Engine::RbpfJit))),
+        ),
         (
             "run tessera-interp/sbpf-interp",
             geomean(reports.iter().filter_map(|r| r.run_ratio(Engine::TesseraInterp, Engine::SbpfInterp))),
@@ -204,11 +212,10 @@ fn line(out: &mut String, what: &str, values: impl Iterator<Item = f64>) {
 
 /// One row per (program, engine or compiler, measure).
 pub fn write_csv(path: &Path, reports: &[ProgramReport]) -> std::io::Result<()> {
-    let mut csv = String::from(
-        "program,slots,engine,measure,median_ns,q1_ns,q3_ns,samples,ns_per_slot,x_native,status\n",
-    );
-    let mut row = |r: &ProgramReport, engine: &str, measure: &str, m: &Result<Stats, String>, x_native: Option<f64>| {
-        match m {
+    let mut csv =
+        String::from("program,slots,engine,measure,median_ns,q1_ns,q3_ns,samples,ns_per_slot,x_native,status\n");
+    let mut row =
+        |r: &ProgramReport, engine: &str, measure: &str, m: &Result<Stats, String>, x_native: Option<f64>| match m {
             Ok(s) => {
                 let _ = writeln!(
                     csv,
@@ -226,8 +233,7 @@ pub fn write_csv(path: &Path, reports: &[ProgramReport]) -> std::io::Result<()> 
             Err(why) => {
                 let _ = writeln!(csv, "{},{},{engine},{measure},,,,0,,,\"{}\"", r.name, r.slots, why.replace('"', "'"));
             }
-        }
-    };
+        };
     for r in reports {
         for (c, m) in &r.compile {
             row(r, c.name(), "compile", m, None);
@@ -333,7 +339,11 @@ where
         .x_labels(groups.len())
         .x_label_formatter(&|x| {
             let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 { groups.get(i as usize).map(|s| s.to_string()).unwrap_or_default() } else { String::new() }
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                groups.get(i as usize).map(|s| s.to_string()).unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc(y_desc)
         .draw()?;
@@ -350,6 +360,11 @@ where
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //!
 //! Plain std, no dependencies. See README.md for the commands.
 
+mod bench;
 mod setup;
 mod tiers;
 mod toolchain_file;
@@ -17,12 +18,17 @@ usage: cargo xtask <command> [args]
 
 commands:
   setup                  install missing Rust targets/components (from rust-toolchain.toml)
-                         and Debian packages (qemu-user, cross gcc/libc, llvm for llvm-objdump)
+                         and Debian packages (clang; qemu-user, cross gcc/libc, llvm for
+                         llvm-objdump)
   test [--host-only]     run setup, then every test tier (stencils check, host tests,
                          qemu-user aarch64/riscv64, no_std builds, clippy) and print a
                          summary; --host-only skips the cross tiers
   stencils [--check] ... cargo run -p tessera-stencil-gen --release -- [args]
-  bench [args]           cargo bench -p tessera-host-tests [args]
+  bench [--quick] [--out DIR]
+                         install clang if missing, then run the benchmark suite in release
+                         (tessera, rbpf, solana-sbpf and native C side by side); writes
+                         results.csv and results.svg to DIR (default target/bench)
+  bench --build-programs recompile bench/programs/*.c into the committed eBPF objects
 ";
 
 /// The workspace root (the parent of this crate's directory).
@@ -68,11 +74,10 @@ fn main() -> ExitCode {
             args.extend(rest.iter().map(String::as_str));
             delegate(&root, "stencils", &args)
         }
-        Some("bench") => {
-            let mut args = vec!["bench", "-p", "tessera-host-tests"];
-            args.extend(rest.iter().map(String::as_str));
-            delegate(&root, "bench", &args)
-        }
+        Some("bench") => match bench::parse(&rest) {
+            Ok(command) => bench::bench(&root, command),
+            Err(e) => usage_error(&e),
+        },
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
