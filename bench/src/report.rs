@@ -131,21 +131,28 @@ pub fn render(reports: &[ProgramReport]) -> String {
     let _ =
         writeln!(out, "(names: t = tessera, r = rbpf, s = sbpf; -jit/-int = JIT/interpreter; -emit = compile_into)");
 
-    let mut rejected = String::new();
+    // Why an engine did not take part, once per program and reason.
+    let mut rejected: Vec<(String, Vec<String>, String)> = Vec::new();
     for r in reports {
         let failures = r
             .compile
             .iter()
             .map(|(c, m)| (format!("{} compile", c.name()), m))
-            .chain(r.run.iter().map(|(e, m)| (e.name().to_string(), m)));
+            .chain(r.run.iter().map(|(e, m)| (format!("{} run", e.name()), m)));
         for (what, m) in failures {
             if let Err(why) = m {
-                let _ = writeln!(rejected, "  {}: {what}: {why}", r.name);
+                match rejected.iter_mut().find(|(p, _, w)| *p == r.name && w == why) {
+                    Some((_, whats, _)) => whats.push(what),
+                    None => rejected.push((r.name.clone(), vec![what], why.clone())),
+                }
             }
         }
     }
     if !rejected.is_empty() {
-        let _ = write!(out, "\nnot measured:\n{rejected}");
+        let _ = writeln!(out, "\nnot measured:");
+        for (program, whats, why) in rejected {
+            let _ = writeln!(out, "  {program}: {}: {why}", whats.join(", "));
+        }
     }
 
     let _ = writeln!(out, "\ngeometric means over the programs where both were measured:");
