@@ -78,6 +78,22 @@ impl Compiler {
             Compiler::TesseraEmit => "tessera-emit",
         }
     }
+
+    /// What one measured compilation includes (teardown is outside the measurement for all).
+    pub fn includes(self) -> &'static str {
+        match self {
+            Compiler::TesseraJit => "Vm::new (validation) + Vm::compile (lowering, emission, mmap, mprotect)",
+            Compiler::RbpfJit => {
+                "EbpfVmRaw::new (verifier, stack-usage pass) + register_helper + jit_compile (page allocation, mprotect, emission)"
+            }
+            Compiler::SbpfJit => {
+                "Executable::from_text_bytes (copies the text) + verify (RequisiteVerifier) + jit_compile (mmap, emission, mprotect)"
+            }
+            Compiler::TesseraEmit => {
+                "Vm::new + compile_into a reused buffer for the host ISA (no executable memory: not runnable)"
+            }
+        }
+    }
 }
 
 /// A prepared program in one engine.
@@ -124,7 +140,7 @@ pub fn prepare<'p>(engine: Engine, program: &'p Program) -> Result<Box<dyn Runne
             let jit = engine == Engine::TesseraJit;
             let compiled =
                 if jit { tessera_api::compile(&program.bytecode)? } else { tessera_api::validate(&program.bytecode)? };
-            Ok(Box::new(TesseraRunner { compiled, jit, input }))
+            Ok(Box::new(TesseraRunner { compiled, jit, input, stack: tessera_api::new_stack() }))
         }
         Engine::RbpfJit | Engine::RbpfInterp => rbpf_peer::prepare(engine == Engine::RbpfJit, program, input),
         Engine::SbpfJit | Engine::SbpfInterp => sbpf_peer::prepare(engine == Engine::SbpfJit, program, input),
@@ -173,13 +189,14 @@ struct TesseraRunner<'p> {
     compiled: tessera_api::Compiled<'p>,
     jit: bool,
     input: InputBuffer,
+    stack: Vec<u8>,
 }
 
 impl Runner for TesseraRunner<'_> {
     fn run(&mut self, input: &[u8]) -> (Result<u64, String>, Duration) {
         let context = self.input.load(input);
         let start = Instant::now();
-        let r0 = self.compiled.run(self.jit, context);
+        let r0 = self.compiled.run(self.jit, context, &mut self.stack);
         (r0, start.elapsed())
     }
 }

@@ -69,9 +69,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let text = report::render(&reports);
-    let (table, summary) = text.rsplit_once("\n\n").unwrap_or((&text, ""));
-    println!("{table}\n");
+    println!("{}", report::render_tables(&reports));
     if let Err(e) = std::fs::create_dir_all(&out_dir) {
         eprintln!("error: cannot create {}: {e}", out_dir.display());
         return ExitCode::FAILURE;
@@ -87,7 +85,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!("wrote {} and {} ({:.0} s in all)\n", csv.display(), svg.display(), started.elapsed().as_secs_f64());
-    print!("{summary}");
+    print!("{}", report::render_summary(&reports));
     ExitCode::SUCCESS
 }
 

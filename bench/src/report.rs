@@ -61,17 +61,19 @@ fn cell(stats: Option<&Stats>) -> String {
     }
 }
 
-/// The three tables (compile, run, ratios), the rejections, and the geometric means,
-/// ending with the three summary lines.
-pub fn render(reports: &[ProgramReport]) -> String {
+/// The three tables (compile, run, ratios), the rejections, and the geometric means.
+pub fn render_tables(reports: &[ProgramReport]) -> String {
     let mut out = String::new();
     let w = reports.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
 
     let _ = writeln!(
         out,
         "\ncompile: bytecode to runnable code, validation included (µs per program, ns per instruction slot;\n\
-         median ±half the interquartile range). tessera-emit is compile_into a reused buffer, not runnable."
+         median ±half the interquartile range). One compilation is:"
     );
+    for c in Compiler::ALL {
+        let _ = writeln!(out, "  {:13} {}", c.name(), c.includes());
+    }
     let _ = write!(out, "{:w$} {:>6}", "program", "slots");
     for c in Compiler::ALL {
         let _ = write!(out, " | {:>20}", format!("{} µs  ns/insn", c.name()));
@@ -180,7 +182,12 @@ pub fn render(reports: &[ProgramReport]) -> String {
             reports.iter().filter_map(|r| Some(r.compile_of(c)?.median / r.slots as f64)),
         );
     }
-    out.push('\n');
+    out
+}
+
+/// The three closing lines.
+pub fn render_summary(reports: &[ProgramReport]) -> String {
+    let mut out = String::new();
     let summary = [
         (
             "compile rbpf-jit/tessera-jit",

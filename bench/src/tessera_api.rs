@@ -37,7 +37,11 @@ const STACK_LEN: usize = FRAME_SIZE as usize * 9;
 /// A validated program compiled for the host, ready to run in either mode.
 pub struct Compiled<'p> {
     vm: Vm<'p, 'static>,
-    stack: Vec<u8>,
+}
+
+/// A zeroed stack for [`Compiled::run`] (allocated by the caller, outside compile timing).
+pub fn new_stack() -> Vec<u8> {
+    vec![0; STACK_LEN]
 }
 
 /// Validates `bytecode` and compiles it into fresh executable memory: what an embedder
@@ -46,20 +50,21 @@ pub fn compile(bytecode: &[u8]) -> Result<Compiled<'_>, String> {
     let mut vm = Vm::new(bytecode, Helpers::new(&HELPERS)).map_err(|e| e.to_string())?;
     vm.set_fuel(u64::MAX);
     vm.compile().map_err(|e| e.to_string())?;
-    Ok(Compiled { vm, stack: vec![0; STACK_LEN] })
+    Ok(Compiled { vm })
 }
 
 /// Validates `bytecode` only (for the interpreter, which needs no compilation).
 pub fn validate(bytecode: &[u8]) -> Result<Compiled<'_>, String> {
     let mut vm = Vm::new(bytecode, Helpers::new(&HELPERS)).map_err(|e| e.to_string())?;
     vm.set_fuel(u64::MAX);
-    Ok(Compiled { vm, stack: vec![0; STACK_LEN] })
+    Ok(Compiled { vm })
 }
 
 impl Compiled<'_> {
-    /// Runs the generated code (`jit`) or the interpreter with r1 = `context`, r2 = its length.
-    pub fn run(&mut self, jit: bool, context: &mut [u8]) -> Result<u64, String> {
-        let mut memory = Memory::new(&mut self.stack, context, &mut []);
+    /// Runs the generated code (`jit`) or the interpreter with r1 = `context`, r2 = its
+    /// length, on `stack` (from [`new_stack`]).
+    pub fn run(&mut self, jit: bool, context: &mut [u8], stack: &mut [u8]) -> Result<u64, String> {
+        let mut memory = Memory::new(stack, context, &mut []);
         let mode = if jit { Mode::Jit } else { Mode::Interpreter };
         self.vm.run(mode, &mut memory).map_err(|e| e.to_string())
     }
