@@ -339,8 +339,9 @@ where
 {
     let all = values.iter().flatten().flatten().copied().filter(|v| *v > 0.0);
     let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    // Whole decades, so that the axis is labelled at powers of ten.
-    let (lo, hi) = if lo <= hi { (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil())) } else { (0.1, 10.0) };
+    // Whole decades (labelled at powers of ten) with room below the smallest bar.
+    let (lo, hi) =
+        if lo <= hi { (10f64.powf((lo * 0.8).log10().floor()), 10f64.powf(hi.log10().ceil())) } else { (0.1, 10.0) };
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(12)
