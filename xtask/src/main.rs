@@ -2,6 +2,7 @@
 //!
 //! Plain std, no dependencies. See README.md for the commands.
 
+mod bench;
 mod examples;
 mod qemu;
 mod setup;
@@ -30,7 +31,11 @@ commands:
                          table, JIT core, interpreter-only image for comparison)
   stencils [--check]     regenerate every front end's stencil tables with the pinned
                          nightly (--check: verify the committed ones instead)
-  bench [args]           cargo bench -p tessera-host-tests [args]
+  bench [--quick] [--out DIR]
+                         install clang if missing, then run the benchmark suite in release
+                         (tessera, rbpf, solana-sbpf and native C side by side); writes
+                         results.csv and results.svg to DIR (default target/bench)
+  bench --build-programs recompile bench/programs/*.c into the committed eBPF objects
   examples [--check]     rebuild the eBPF objects in examples/ from their C sources with
                          clang >= 18 (default CPU and -mcpu=v1..v4); --check fails when a
                          committed object differs from a rebuild
@@ -96,11 +101,10 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Some("bench") => {
-            let mut args = vec!["bench", "-p", "tessera-host-tests"];
-            args.extend(rest.iter().map(String::as_str));
-            delegate(&root, "bench", &args)
-        }
+        Some("bench") => match bench::parse(&rest) {
+            Ok(command) => bench::bench(&root, command),
+            Err(e) => usage_error(&e),
+        },
         Some("examples") => {
             let mut check = false;
             for a in &rest {

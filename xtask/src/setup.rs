@@ -1,5 +1,6 @@
 //! `cargo xtask setup`: make sure the Rust targets/components from `rust-toolchain.toml`
-//! and the Debian packages for the cross tiers are installed.
+//! and the Debian packages for the host tier (clang, for the benchmark suite's native
+//! baseline) and the cross tiers are installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -7,16 +8,21 @@ use std::process::Command;
 use crate::toolchain_file::ToolchainFile;
 use crate::util::{command_line, find_in_path, run_status};
 
-/// A Debian package the cross tiers need, with what proves it is usable without dpkg.
-struct AptPackage {
-    name: &'static str,
+/// A Debian package a tier needs, with what proves it is usable without dpkg.
+pub struct AptPackage {
+    pub name: &'static str,
     /// Executables that must be on `PATH`.
-    commands: &'static [&'static str],
+    pub commands: &'static [&'static str],
     /// Files that must exist.
-    files: &'static [&'static str],
+    pub files: &'static [&'static str],
 }
 
-const APT_PACKAGES: &[AptPackage] = &[
+/// Packages the host tier needs: the benchmark crate builds its native baseline with clang,
+/// and the workspace's tests and lints build every crate.
+const HOST_APT_PACKAGES: &[&AptPackage] = &[&crate::bench::CLANG];
+
+/// Packages the cross tiers need.
+const CROSS_APT_PACKAGES: &[AptPackage] = &[
     AptPackage { name: "qemu-user", commands: &["qemu-aarch64", "qemu-riscv64"], files: &[] },
     AptPackage { name: "gcc-aarch64-linux-gnu", commands: &["aarch64-linux-gnu-gcc"], files: &[] },
     AptPackage { name: "gcc-riscv64-linux-gnu", commands: &["riscv64-linux-gnu-gcc"], files: &[] },
@@ -75,22 +81,22 @@ impl SetupOutcome {
     }
 }
 
-/// `host_only`: only the components needed by the host tiers (no cross targets, no apt).
+/// `host_only`: only what the host tiers need (no cross targets, no cross packages).
 pub fn setup(root: &Path, host_only: bool) -> SetupOutcome {
     let rust = ensure_rust(root, host_only);
     if let Err(e) = &rust {
         println!("setup: ERROR: {e}");
     }
-    let apt = if host_only {
-        println!("setup: --host-only: not checking cross targets or Debian packages");
-        Ok(())
+    let mut packages: Vec<&AptPackage> = HOST_APT_PACKAGES.to_vec();
+    if host_only {
+        println!("setup: --host-only: not checking cross targets or cross-tier Debian packages");
     } else {
-        let r = ensure_apt_packages();
-        if let Err(e) = &r {
-            println!("setup: ERROR: {e}");
-        }
-        r
-    };
+        packages.extend(CROSS_APT_PACKAGES);
+    }
+    let apt = ensure_apt(&packages);
+    if let Err(e) = &apt {
+        println!("setup: ERROR: {e}");
+    }
     SetupOutcome { rust, apt }
 }
 
@@ -189,13 +195,14 @@ fn probes_pass(p: &AptPackage) -> bool {
     p.commands.iter().all(|c| find_in_path(c).is_some()) && p.files.iter().all(|f| Path::new(f).exists())
 }
 
-fn missing_apt_packages() -> Vec<&'static str> {
-    APT_PACKAGES.iter().filter(|p| !dpkg_installed(p.name) && !probes_pass(p)).map(|p| p.name).collect()
+fn missing_apt_packages(packages: &[&AptPackage]) -> Vec<&'static str> {
+    packages.iter().filter(|p| !dpkg_installed(p.name) && !probes_pass(p)).map(|p| p.name).collect()
 }
 
-fn ensure_apt_packages() -> Result<(), String> {
-    let all: Vec<&str> = APT_PACKAGES.iter().map(|p| p.name).collect();
-    let missing = missing_apt_packages();
+/// Installs those of `packages` that are missing, with apt-get.
+pub fn ensure_apt(packages: &[&AptPackage]) -> Result<(), String> {
+    let all: Vec<&str> = packages.iter().map(|p| p.name).collect();
+    let missing = missing_apt_packages(packages);
     if missing.is_empty() {
         println!("setup: Debian packages already installed: {}", all.join(" "));
         return Ok(());
@@ -242,7 +249,7 @@ fn ensure_apt_packages() -> Result<(), String> {
     }
     apt(&install_args).map_err(|e| format!("installing Debian packages {} failed: {e}", missing.join(" ")))?;
 
-    let still = missing_apt_packages();
+    let still = missing_apt_packages(packages);
     if !still.is_empty() {
         return Err(format!("still missing after apt-get install: {}", still.join(" ")));
     }

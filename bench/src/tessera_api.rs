@@ -1,0 +1,130 @@
+//! Every use of tessera's compile and run API, in one place, so that the reshaped API (code
+//! arena, compiled-program handle, errors split by stage) is cheap to adopt.
+
+use tessera::CodeBuffer;
+use tessera::ebpf::{Helper, Helpers, JitProgram, Memory, Vm};
+use tessera::jit::emitter::OwnedScratch;
+pub use tessera_arch::Isa;
+use tessera_stencils::abi::FRAME_SIZE;
+
+use crate::helper::{BENCH_MIX_ID, mix};
+
+static HELPERS: [Helper; 1] = [Helper { id: BENCH_MIX_ID, func: mix }];
+/// The bpf_conformance suite's helper (id 5 returns its first argument).
+static CONFORMANCE_HELPERS: [Helper; 1] = [Helper { id: 5, func: |a, _, _, _, _| a }];
+
+/// Which helper table a program is validated against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelperSet {
+    /// `bench_mix`, for the suite.
+    Bench,
+    /// The conformance suite's helper.
+    Conformance,
+}
+
+impl HelperSet {
+    fn helpers(self) -> Helpers<'static> {
+        match self {
+            HelperSet::Bench => Helpers::new(&HELPERS),
+            HelperSet::Conformance => Helpers::new(&CONFORMANCE_HELPERS),
+        }
+    }
+}
+
+/// The stack every run gets: one frame per call level (tessera's default depth limit is 8)
+/// plus the entry frame.
+const STACK_LEN: usize = FRAME_SIZE as usize * 9;
+
+/// A validated program compiled for the host, ready to run in either mode.
+pub struct Compiled<'p> {
+    vm: Vm<'p, 'static>,
+    jit: Option<JitProgram<'p, 'static, 'static>>,
+}
+
+/// A zeroed stack for [`Compiled::run`] (allocated by the caller, outside compile timing).
+pub fn new_stack() -> Vec<u8> {
+    vec![0; STACK_LEN]
+}
+
+/// Validates `bytecode` and compiles it into the process's code arena: what an embedder
+/// with `std` does to get runnable code from bytes (validation, lowering, emission; no
+/// system call per program).
+pub fn compile(bytecode: &[u8]) -> Result<Compiled<'_>, String> {
+    let mut vm = Vm::new(bytecode, Helpers::new(&HELPERS)).map_err(|e| e.to_string())?;
+    vm.set_fuel(u64::MAX);
+    let jit = vm.compile().map_err(|e| e.to_string())?;
+    Ok(Compiled { vm, jit: Some(jit) })
+}
+
+/// Validates `bytecode` only (for the interpreter, which needs no compilation).
+pub fn validate(bytecode: &[u8]) -> Result<Compiled<'_>, String> {
+    let mut vm = Vm::new(bytecode, Helpers::new(&HELPERS)).map_err(|e| e.to_string())?;
+    vm.set_fuel(u64::MAX);
+    Ok(Compiled { vm, jit: None })
+}
+
+impl Compiled<'_> {
+    /// Runs the generated code (`jit`) or the interpreter with r1 = `context`, r2 = its
+    /// length, on `stack` (from [`new_stack`]).
+    pub fn run(&mut self, jit: bool, context: &mut [u8], stack: &mut [u8]) -> Result<u64, String> {
+        let mut memory = Memory::new(stack, context, &mut []);
+        match (jit, &self.jit) {
+            (true, Some(compiled)) => compiled.run(&mut memory).map_err(|e| e.to_string()),
+            (true, None) => Err("not compiled".into()),
+            (false, _) => self.vm.interpret(&mut memory).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Bytes of generated code.
+    pub fn code_len(&self) -> Option<usize> {
+        self.jit.as_ref().map(|jit| jit.code().len())
+    }
+}
+
+/// A program validated once, for repeated cross-emission into a caller buffer.
+pub struct Emittable<'p> {
+    vm: Vm<'p, 'static>,
+    scratch: OwnedScratch,
+}
+
+pub fn emittable(bytecode: &[u8], helpers: HelperSet) -> Result<Emittable<'_>, String> {
+    let vm = Vm::new(bytecode, helpers.helpers()).map_err(|e| e.to_string())?;
+    let need = vm.scratch_size();
+    Ok(Emittable { vm, scratch: OwnedScratch::with_capacity(need.labels, need.fixups) })
+}
+
+impl Emittable<'_> {
+    /// Instruction slots of the program.
+    pub fn slots(&self) -> usize {
+        self.vm.program().len()
+    }
+
+    /// Emits code for `isa` into `memory` (not executable; any ISA from any host) and
+    /// returns its length in bytes.
+    pub fn emit(&mut self, isa: Isa, memory: &mut [u8]) -> Result<usize, String> {
+        let mut buffer = CodeBuffer::with_base(memory, 0x4000_0000);
+        Ok(self.vm.emit_for(isa, &mut buffer, self.scratch.scratch()).map_err(|e| e.to_string())?.bytes.len())
+    }
+}
+
+/// Validation plus emission into a reused buffer: tessera's compile path without executable
+/// memory (what an embedder without `std` does, and what a code arena would do per program).
+pub fn compile_into_host(bytecode: &[u8], memory: &mut [u8]) -> Result<usize, String> {
+    let isa = Isa::host().ok_or_else(|| "no stencil table for this host".to_string())?;
+    emittable(bytecode, HelperSet::Bench)?.emit(isa, memory)
+}
+
+/// Size of one ISA's stencil table.
+pub struct TableSize {
+    pub stencils: usize,
+    pub code_bytes: usize,
+    pub holes: usize,
+    pub total_bytes: usize,
+}
+
+pub fn table_size(isa: Isa) -> TableSize {
+    let Some(t) = tessera_stencils::table(isa) else {
+        return TableSize { stencils: 0, code_bytes: 0, holes: 0, total_bytes: 0 };
+    };
+    TableSize { stencils: t.entries.len(), code_bytes: t.code.len(), holes: t.holes.len(), total_bytes: t.size_bytes() }
+}
