@@ -149,7 +149,7 @@ impl<'a> Program<'a> {
     /// on its own (read it with [`Program::insn`]`(pc + 1)` or use [`Program::lddw_value`]),
     /// so every `pc` yielded is an instruction start.
     pub fn iter(&self) -> Iter<'a> {
-        Iter { program: *self, pc: 0 }
+        Iter { rest: self.bytes, pc: 0 }
     }
 
     /// Whether slot `pc` is the second slot of an `lddw` (valid only on validated programs).
@@ -389,7 +389,8 @@ impl Worklist<'_> {
 /// Iterator over the instructions of a [`Program`] (see [`Program::iter`]).
 #[derive(Clone, Debug)]
 pub struct Iter<'a> {
-    program: Program<'a>,
+    /// The slots not yet visited.
+    rest: &'a [u8],
     pc: usize,
 }
 
@@ -399,8 +400,16 @@ impl Iterator for Iter<'_> {
     #[inline]
     fn next(&mut self) -> Option<(usize, Insn)> {
         let pc = self.pc;
-        let insn = self.program.get(pc)?;
-        self.pc = pc + if insn.opcode == op::LDDW { 2 } else { 1 };
+        let (slot, rest) = self.rest.split_first_chunk::<{ Insn::SIZE }>()?;
+        let insn = Insn::decode(*slot);
+        if insn.opcode == op::LDDW {
+            // The second slot is not an instruction of its own.
+            self.rest = rest.get(Insn::SIZE..).unwrap_or_default();
+            self.pc = pc + 2;
+        } else {
+            self.rest = rest;
+            self.pc = pc + 1;
+        }
         Some((pc, insn))
     }
 }
