@@ -18,34 +18,117 @@ pub mod trap {
     pub const CALL_DEPTH: u64 = 3;
     /// An atomic operation on an address that is not naturally aligned.
     pub const MISALIGNED: u64 = 4;
-    /// A helper call failed (unknown id in `callx`, or the runtime refused it).
+    /// `callx` named a helper id that is not registered.
     pub const HELPER: u64 = 5;
+    /// A helper panicked (caught at the boundary, with `std`).
+    pub const HELPER_PANIC: u64 = 6;
 }
 
-/// How many embedder-granted regions generated code checks.
-pub const MAX_GRANTED: usize = 8;
+/// The address model: programs see virtual addresses `region << 32 | offset`, never host
+/// addresses. Region 0 is null (no access is ever allowed there), the others are numbered
+/// in this order for every run: the stack, the context memory, the program's maps (value
+/// areas, in the program's map order), then the embedder-granted regions.
+pub mod region {
+    /// The stack: `r10` starts at `STACK << 32 | stack length`.
+    pub const STACK: u64 = 1;
+    /// The context memory: `r1` holds `CONTEXT << 32` (or 0 when the context is empty).
+    pub const CONTEXT: u64 = 2;
+    /// The first map's value area; map `m` is region `FIRST_MAP + m`.
+    pub const FIRST_MAP: u64 = 3;
+    /// Entries in a run's region table (region 0 included).
+    pub const COUNT: usize = 16;
 
-/// One embedder-granted region as generated code sees it.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub struct GrantedRegion {
-    pub start: u64,
-    pub len: u64,
-    /// Non-zero when stores and atomics may write it.
-    pub writable: u64,
+    /// The virtual address of byte 0 of region `index`.
+    pub const fn address(index: u64) -> u64 {
+        index << 32
+    }
+}
+
+/// A map handle as `lddw` of a map (src 1) loads it and map helpers take it: map `m` is
+/// `MAP_HANDLE | m`. No region has this index, so a handle cannot be dereferenced.
+pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
+
+/// One region as checks see it: 64 bytes, so generated code finds entry `i` at `64 * i`.
+///
+/// The full check (`semantics::locate`, run by the interpreter and by the JIT's slow path):
+/// an access of `size` bytes at offset `off` is allowed when `off < len` and `(off & mask) +
+/// size <= limit`, with `limit` the read or write limit. For a plain region `mask` is all
+/// ones and both limits are its length (a read-only region has write limit 0); for a map's
+/// value area `mask` is the value stride minus one and the limits are the value size (0 for
+/// writes to a read-only map), so an access stays inside one value.
+///
+/// The fast check of generated code's hot path: `off < read_end[c]` (or `write_end[c]`) for
+/// size class `c` (1, 2, 4, 8 bytes). For a plain region `read_end[c] = limit + 1 - size`
+/// (saturating at 0), which is the full check; for a value area it is 0, so every access
+/// takes the slow path. A fast pass therefore implies a full pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct RegionEntry {
+    /// Host address of byte 0 (generated code only; the interpreter uses slices).
+    pub host: u64,
+    pub read_end: [u32; 4],
+    pub write_end: [u32; 4],
+    pub len: u32,
+    pub mask: u32,
+    pub read_limit: u32,
+    pub write_limit: u32,
+}
+
+impl RegionEntry {
+    /// A plain region of `len` bytes at host address `host`.
+    pub const fn plain(host: u64, len: u32, writable: bool) -> RegionEntry {
+        let write_limit = if writable { len } else { 0 };
+        RegionEntry::with_check(host, len, u32::MAX, len, write_limit)
+    }
+
+    /// A region with the given full check; the fast check is derived from it.
+    pub const fn with_check(host: u64, len: u32, mask: u32, read_limit: u32, write_limit: u32) -> RegionEntry {
+        let plain = mask == u32::MAX;
+        RegionEntry {
+            host,
+            read_end: fast_ends(plain, read_limit),
+            write_end: fast_ends(plain, write_limit),
+            len,
+            mask,
+            read_limit,
+            write_limit,
+        }
+    }
+}
+
+/// The fast check's bounds for access sizes 1, 2, 4, 8 (see [`RegionEntry`]).
+const fn fast_ends(plain: bool, limit: u32) -> [u32; 4] {
+    if !plain {
+        return [0; 4];
+    }
+    [fast_end(limit, 1), fast_end(limit, 2), fast_end(limit, 4), fast_end(limit, 8)]
+}
+
+/// The exclusive bound on the offset of a `size`-byte access inside `limit` bytes.
+const fn fast_end(limit: u32, size: u32) -> u32 {
+    if limit >= size { limit - size + 1 } else { 0 }
+}
+
+/// The index of an access size in [`RegionEntry::read_end`] / `write_end`.
+pub const fn size_class(size: u64) -> usize {
+    match size {
+        1 => 0,
+        2 => 1,
+        4 => 2,
+        _ => 3,
+    }
 }
 
 /// The runtime-owned block generated code reads and writes. `#[repr(C)]`: stencils address
 /// fields by offset, so the layout is part of the table digest.
 #[repr(C)]
 pub struct JitContext {
-    /// The whole eBPF stack (all frames).
-    pub stack_start: u64,
-    pub stack_len: u64,
-    /// Context memory passed to the program (r1 points at it, r2 holds its length).
-    pub mem_start: u64,
-    pub mem_len: u64,
-    /// `r10` of the running frame.
+    /// The run's region table (see [`region`]).
+    pub regions: [RegionEntry; region::COUNT],
+    /// Host address of `r10` of the running frame: frame-relative accesses the lowering
+    /// proved inside the frame use it with no check.
+    pub frame_host: u64,
+    /// `r10` of the running frame, as the program sees it (virtual).
     pub frame_pointer: u64,
     /// `!fuel_left` (that is, `u64::MAX - fuel_left`): every back edge (taken or not) and
     /// local call charges what `tessera::ebpf::fuel` says, exactly as the interpreter does;
@@ -60,13 +143,9 @@ pub struct JitContext {
     pub trap_addr: u64,
     /// eBPF registers that an ISA does not pin in machine registers live here, by index.
     pub spill: [u64; 11],
-    /// Embedder-granted regions, checked inline after stack and context memory (no call,
-    /// so the fast path of a memory stencil needs no stack frame).
-    pub granted: [GrantedRegion; MAX_GRANTED],
-    pub granted_count: u64,
-    /// Calls helper `id` with r1..r5; sets `trap` to [`trap::HELPER`] when it cannot.
+    /// Calls helper `id` with r1..r5; sets `trap` when it cannot.
     pub call_helper:
         unsafe extern "C" fn(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64,
-    /// Opaque pointer for the runtime's own state (helper table, granted regions).
+    /// Opaque pointer for the runtime's own state (helpers, memory, maps).
     pub host: *mut u8,
 }

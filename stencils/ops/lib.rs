@@ -9,7 +9,7 @@
 //! machine registers, and tail-calls its continuation with the same arguments. x86-64 and
 //! AArch64 use `extern "rust-preserve-none"`, which has room for all of r0..r9; RISC-V has
 //! only a0..a7 for a guaranteed tail call, so r0..r5 are pinned and r6..r9 live in
-//! `JitContext::spill`. r10 is always read from `JitContext::frame_pointer`.
+//! `JitContext::spill`. r10 (virtual) is always read from `JitContext::frame_pointer`.
 //!
 //! Holes are extern symbols whose address is the patched value (see `tessera_jit::HoleValue`):
 //! `_HOLE_CONTINUE` (the next stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a
@@ -24,9 +24,8 @@
 mod abi;
 mod semantics;
 
-use abi::{FRAME_SIZE, JitContext, MAX_GRANTED, trap};
+use abi::{FRAME_SIZE, JitContext, region, trap};
 use core::hint::cold_path;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use semantics as sem;
 
 /// How many eBPF registers (from r0 up) live in machine registers on this ISA.
@@ -136,25 +135,37 @@ impl State {
         Next::Return(0)
     }
 
-    /// The bounds check of every load, store and atomic: stack, context memory, then the
-    /// embedder-granted regions, all inline.
+    /// The host address of an access of `size` bytes at virtual address `addr`, when a
+    /// region allows it (`write` for stores and atomics): the full region-table check of
+    /// `semantics::locate`, which the interpreter runs too.
     #[inline(always)]
-    fn access_ok(&self, addr: u64, size: u64, write: bool) -> bool {
+    fn translate(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
         let c = self.ctx();
-        if sem::in_region(addr, size, c.stack_start, c.stack_len) || sem::in_region(addr, size, c.mem_start, c.mem_len) {
-            return true;
+        let (index, off) = sem::locate(&c.regions, addr, size, write)?;
+        Some(c.regions.get(index)?.host.wrapping_add(off))
+    }
+
+    /// The hot path's check (see `abi::RegionEntry`): the host address when the fast check
+    /// passes. `None` does not mean a fault, only that the slow path must decide.
+    #[inline(always)]
+    fn translate_fast(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
+        if addr >> 32 >= region::COUNT as u64 {
+            return None;
         }
-        cold_path();
-        let count = if c.granted_count < MAX_GRANTED as u64 { c.granted_count as usize } else { MAX_GRANTED };
-        let mut i = 0;
-        while i < count {
-            let g = &c.granted[i];
-            if sem::in_region(addr, size, g.start, g.len) && (!write || g.writable != 0) {
-                return true;
-            }
-            i += 1;
-        }
-        false
+        let r = &self.ctx().regions[(addr >> 32) as usize];
+        // Compared as 32-bit numbers: one compare with the table, no extra register.
+        let off = addr as u32;
+        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
+        if off < end { Some(r.host.wrapping_add(off as u64)) } else { None }
+    }
+
+    /// The host address of an access of `size` bytes at offset `off` of the context memory,
+    /// when it lies inside it (for accesses the lowering knows are based on the context).
+    #[inline(always)]
+    fn context_host(&self, off: u64, size: u64, write: bool) -> Option<u64> {
+        let r = &self.ctx().regions[region::CONTEXT as usize];
+        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
+        if off < end as u64 { Some(r.host.wrapping_add(off)) } else { None }
     }
 
     /// Charges `units` of fuel; false (and nothing charged) when fewer are left.
@@ -506,11 +517,18 @@ stencil!("ja_back", |s| {
 stencil!("trap_fuel", |s| s.trap(trap::FUEL, 0));
 
 // ---------------------------------------------------------------------------------------
-// Memory: loads `dst = *(tmp + off)`, stores `*(base + off) = tmp`, each bounds-checked.
-// The `_fp` forms address the running frame, `r10 + off`, at offsets the lowering proved
-// inside `[r10 - FRAME_SIZE, r10)`; they need no run-time check because the runtime keeps
-// every frame inside the stack region (`tessera::ebpf::jit::run_compiled` requires a stack
-// of at least one frame and bounds the call depth by the frames the stack holds).
+// Memory: loads `dst = *(base + off)` (base staged in `tmp`) and stores `*(base + off) =
+// tmp`, in three forms chosen by the lowering from what it knows of the base:
+// - checked (`ldx32`, `stx32`): the region table's fast check of any virtual address; when
+//   it does not pass, the instruction's out-of-line stub runs the `_slow` form (the full
+//   check, then the access or the trap) and jumps back;
+// - context (`_ctx`): the base is the context pointer plus a constant, so operand 0 is the
+//   offset in the context memory and only its limit is checked;
+// - frame (`_fp`): `r10 + off` with the offset proved inside the running frame, which the
+//   runtime keeps inside the stack (`tessera::ebpf::jit` requires a stack of at least one
+//   frame and bounds the call depth by the frames the stack holds): no check.
+// A context access whose check fails branches to an out-of-line `trap_memory` stub, which
+// computes the faulting address from the base register. The hot paths fall through.
 
 /// A value a load widens to 64 bits: zero-extended, or sign-extended for `ldxs*`.
 trait Widen: Copy {
@@ -530,16 +548,13 @@ macro_rules! widen {
 
 widen! { u8 => u8, u16 => u16, u32 => u32, u64 => u64, i8 => i64, i16 => i64, i32 => i64 }
 
+/// Loads from host address `host` into register `k`.
 #[inline(always)]
-fn load<T: Widen>(s: &mut State, k: usize, addr: u64, checked: bool) -> Next {
-    let size = core::mem::size_of::<T>() as u64;
-    if checked && !s.access_ok(addr, size, false) {
-        return s.trap(trap::MEMORY, addr);
-    }
-    // SAFETY: [addr, addr + size) lies in memory the embedder granted for reading: checked
-    // just above, or in the running frame (see the section comment). Unaligned access is
-    // allowed by the stencil target features.
-    let v = unsafe { core::ptr::read_unaligned(addr as *const T) };
+fn load<T: Widen>(s: &mut State, k: usize, host: u64) -> Next {
+    // SAFETY: [host, host + size_of::<T>()) is inside memory the program may read: checked
+    // by the caller against the run's region table, or in the running frame (see the
+    // section comment). Unaligned access is allowed by the stencil target features.
+    let v = unsafe { core::ptr::read_unaligned(host as *const T) };
     s.set(k, v.widen());
     Next::Continue
 }
@@ -562,146 +577,164 @@ macro_rules! narrow {
 
 narrow! { u8, u16, u32, u64 }
 
+/// Stores `tmp` at host address `host`.
 #[inline(always)]
-fn store<T: Narrow>(s: &mut State, addr: u64, checked: bool) -> Next {
-    let size = core::mem::size_of::<T>() as u64;
-    if checked && !s.access_ok(addr, size, true) {
-        return s.trap(trap::MEMORY, addr);
-    }
-    // SAFETY: [addr, addr + size) lies in writable granted memory, as for `load`.
-    unsafe { core::ptr::write_unaligned(addr as *mut T, T::narrow(s.tmp)) };
+fn store<T: Narrow>(s: &mut State, host: u64) -> Next {
+    // SAFETY: [host, host + size_of::<T>()) is inside memory the program may write,
+    // checked by the caller as for `load`.
+    unsafe { core::ptr::write_unaligned(host as *mut T, T::narrow(s.tmp)) };
     Next::Continue
 }
 
-/// The inline part of a checked access: stack and context memory. Anything else branches
-/// to the out-of-line checked stencil (granted regions, then the trap), keeping the hot
-/// stencil small and free of spills.
-#[inline(always)]
-fn in_stack_or_context(s: &State, addr: u64, size: u64) -> bool {
-    let c = s.ctx();
-    sem::in_region(addr, size, c.stack_start, c.stack_len) || sem::in_region(addr, size, c.mem_start, c.mem_len)
-}
-
 macro_rules! loads {
-    ($($name:literal, $fast_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $slow_name:literal, $ctx_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
         $(
             writable_family!($name, |s, K| {
-                let addr = s.tmp.wrapping_add(imm());
-                load::<$ty>(&mut s, K, addr, true)
+                match s.translate_fast(s.tmp.wrapping_add(imm()), core::mem::size_of::<$ty>() as u64, false) {
+                    Some(host) => load::<$ty>(&mut s, K, host),
+                    None => {
+                        cold_path();
+                        Next::Cold
+                    }
+                }
             });
-            writable_family!($fast_name, |s, K| {
+            writable_family!($slow_name, |s, K| {
                 let addr = s.tmp.wrapping_add(imm());
-                if in_stack_or_context(&s, addr, core::mem::size_of::<$ty>() as u64) {
-                    load::<$ty>(&mut s, K, addr, false)
-                } else {
-                    cold_path();
-                    Next::Cold
+                match s.translate(addr, core::mem::size_of::<$ty>() as u64, false) {
+                    Some(host) => load::<$ty>(&mut s, K, host),
+                    None => s.trap(trap::MEMORY, addr),
+                }
+            });
+            writable_family!($ctx_name, |s, K| {
+                match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, false) {
+                    Some(host) => load::<$ty>(&mut s, K, host),
+                    None => {
+                        cold_path();
+                        Next::Cold
+                    }
                 }
             });
             writable_family!($frame_name, |s, K| {
-                let addr = s.ctx().frame_pointer.wrapping_add(imm());
-                load::<$ty>(&mut s, K, addr, false)
+                let host = s.ctx().frame_host.wrapping_add(imm());
+                load::<$ty>(&mut s, K, host)
             });
         )*
     };
 }
 
 loads! {
-    "ldx8", "ldx8_fast", "ldx8_fp" => u8,
-    "ldx16", "ldx16_fast", "ldx16_fp" => u16,
-    "ldx32", "ldx32_fast", "ldx32_fp" => u32,
-    "ldx64", "ldx64_fast", "ldx64_fp" => u64,
-    "ldxs8", "ldxs8_fast", "ldxs8_fp" => i8,
-    "ldxs16", "ldxs16_fast", "ldxs16_fp" => i16,
-    "ldxs32", "ldxs32_fast", "ldxs32_fp" => i32,
+    "ldx8", "ldx8_slow", "ldx8_ctx", "ldx8_fp" => u8,
+    "ldx16", "ldx16_slow", "ldx16_ctx", "ldx16_fp" => u16,
+    "ldx32", "ldx32_slow", "ldx32_ctx", "ldx32_fp" => u32,
+    "ldx64", "ldx64_slow", "ldx64_ctx", "ldx64_fp" => u64,
+    "ldxs8", "ldxs8_slow", "ldxs8_ctx", "ldxs8_fp" => i8,
+    "ldxs16", "ldxs16_slow", "ldxs16_ctx", "ldxs16_fp" => i16,
+    "ldxs32", "ldxs32_slow", "ldxs32_ctx", "ldxs32_fp" => i32,
 }
 
 macro_rules! stores {
-    ($($name:literal, $fast_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $slow_name:literal, $ctx_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
-                let addr = s.get(K).wrapping_add(imm());
-                store::<$ty>(&mut s, addr, true)
+                match s.translate_fast(s.get(K).wrapping_add(imm()), core::mem::size_of::<$ty>() as u64, true) {
+                    Some(host) => store::<$ty>(&mut s, host),
+                    None => {
+                        cold_path();
+                        Next::Cold
+                    }
+                }
             });
-            readable_family!($fast_name, |s, K| {
+            readable_family!($slow_name, |s, K| {
                 let addr = s.get(K).wrapping_add(imm());
-                if in_stack_or_context(&s, addr, core::mem::size_of::<$ty>() as u64) {
-                    store::<$ty>(&mut s, addr, false)
-                } else {
-                    cold_path();
-                    Next::Cold
+                match s.translate(addr, core::mem::size_of::<$ty>() as u64, true) {
+                    Some(host) => store::<$ty>(&mut s, host),
+                    None => s.trap(trap::MEMORY, addr),
+                }
+            });
+            stencil!($ctx_name, |s| {
+                match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, true) {
+                    Some(host) => store::<$ty>(&mut s, host),
+                    None => {
+                        cold_path();
+                        Next::Cold
+                    }
                 }
             });
             stencil!($frame_name, |s| {
-                let addr = s.ctx().frame_pointer.wrapping_add(imm());
-                store::<$ty>(&mut s, addr, false)
+                let host = s.ctx().frame_host.wrapping_add(imm());
+                store::<$ty>(&mut s, host)
             });
         )*
     };
 }
 
 stores! {
-    "stx8", "stx8_fast", "stx8_fp" => u8,
-    "stx16", "stx16_fast", "stx16_fp" => u16,
-    "stx32", "stx32_fast", "stx32_fp" => u32,
-    "stx64", "stx64_fast", "stx64_fp" => u64,
+    "stx8", "stx8_slow", "stx8_ctx", "stx8_fp" => u8,
+    "stx16", "stx16_slow", "stx16_ctx", "stx16_fp" => u16,
+    "stx32", "stx32_slow", "stx32_ctx", "stx32_fp" => u32,
+    "stx64", "stx64_slow", "stx64_ctx", "stx64_fp" => u64,
 }
 
-/// Atomics on `*(base + off)`: bounds, then natural alignment, then the operation. The
-/// fetch forms leave the old value in `tmp` (the lowering copies it to `src` when the
-/// instruction asks for it); `cmpxchg` compares r0 with memory, stores `tmp` on equality,
-/// and r0 receives the old value.
+/// The cold stub of a context-based access whose check failed: reports the trap with the
+/// faulting address, `base + off` (the base register named by the stencil).
+readable_family!("trap_memory", |s, K| s.trap(trap::MEMORY, s.get(K).wrapping_add(imm())));
+
+/// Atomics on `*(base + off)`: bounds (as a write), then natural alignment of the address,
+/// then the operation. A run has its memory to itself (the runtime borrows it exclusively),
+/// so the read-modify-write needs no locked instruction; the operations are the shared
+/// `semantics::atomic_*`. The fetch forms leave the old value in `tmp` (the lowering copies
+/// it to `src` when the instruction asks for it); `cmpxchg` compares r0 with memory, stores
+/// `tmp` on equality, and r0 receives the old value.
 macro_rules! atomic {
-    ($($name:literal => $atomic:ty, $int:ty, |$st:ident, $a:ident, $v:ident| $op:expr),* $(,)?) => {
+    ($($name:literal => $int:ty, |$st:ident, $old:ident, $v:ident| $new:expr),* $(,)?) => {
         $(readable_family!($name, |s, K| {
             let addr = s.get(K).wrapping_add(imm());
             let size = core::mem::size_of::<$int>() as u64;
-            if !s.access_ok(addr, size, true) {
+            let Some(host) = s.translate(addr, size, true) else {
                 return_trap!(s, trap::MEMORY, addr);
-            }
+            };
             if !sem::is_aligned(addr, size) {
                 return_trap!(s, trap::MISALIGNED, addr);
             }
-            // SAFETY: bounds and natural alignment checked just above; the memory is the
-            // embedder's and is only accessed by this program while it runs.
-            let $a = unsafe { <$atomic>::from_ptr(addr as *mut $int) };
-            let $v = s.tmp as $int;
-            let result: $int = {
+            // SAFETY: [host, host + size) is writable memory of the program, checked just
+            // above against the region table; unaligned access is allowed by the target
+            // features (the alignment rule is on the program's address).
+            let $old = unsafe { core::ptr::read_unaligned(host as *const $int) } as u64;
+            let $v = s.tmp;
+            let new: Option<u64> = {
                 let $st = &mut s;
-                $op
+                $new
             };
-            s.tmp = result as u64;
+            if let Some(new) = new {
+                // SAFETY: as above.
+                unsafe { core::ptr::write_unaligned(host as *mut $int, new as $int) };
+            }
+            s.tmp = $old;
             Next::Continue
         });)*
     };
 }
 
-/// The value `compare_exchange` found, whether or not it stored.
-#[inline(always)]
-fn found<T>(r: Result<T, T>) -> T {
-    match r {
-        Ok(v) | Err(v) => v,
-    }
-}
-
 atomic! {
-    "atomic64_add" => AtomicU64, u64, |_s, a, v| a.fetch_add(v, SeqCst),
-    "atomic64_or" => AtomicU64, u64, |_s, a, v| a.fetch_or(v, SeqCst),
-    "atomic64_and" => AtomicU64, u64, |_s, a, v| a.fetch_and(v, SeqCst),
-    "atomic64_xor" => AtomicU64, u64, |_s, a, v| a.fetch_xor(v, SeqCst),
-    "atomic64_xchg" => AtomicU64, u64, |_s, a, v| a.swap(v, SeqCst),
-    "atomic64_cmpxchg" => AtomicU64, u64, |st, a, v| {
-        st.set(0, found(a.compare_exchange(st.get(0), v, SeqCst, SeqCst)));
-        v
+    "atomic64_add" => u64, |_s, old, v| Some(sem::atomic_add(old, v)),
+    "atomic64_or" => u64, |_s, old, v| Some(sem::atomic_or(old, v)),
+    "atomic64_and" => u64, |_s, old, v| Some(sem::atomic_and(old, v)),
+    "atomic64_xor" => u64, |_s, old, v| Some(sem::atomic_xor(old, v)),
+    "atomic64_xchg" => u64, |_s, _old, v| Some(v),
+    "atomic64_cmpxchg" => u64, |st, old, v| {
+        let equal = st.get(0) == old;
+        st.set(0, old);
+        if equal { Some(v) } else { None }
     },
-    "atomic32_add" => AtomicU32, u32, |_s, a, v| a.fetch_add(v, SeqCst),
-    "atomic32_or" => AtomicU32, u32, |_s, a, v| a.fetch_or(v, SeqCst),
-    "atomic32_and" => AtomicU32, u32, |_s, a, v| a.fetch_and(v, SeqCst),
-    "atomic32_xor" => AtomicU32, u32, |_s, a, v| a.fetch_xor(v, SeqCst),
-    "atomic32_xchg" => AtomicU32, u32, |_s, a, v| a.swap(v, SeqCst),
-    "atomic32_cmpxchg" => AtomicU32, u32, |st, a, v| {
-        st.set(0, found(a.compare_exchange(st.get(0) as u32, v, SeqCst, SeqCst)) as u64);
-        v
+    "atomic32_add" => u32, |_s, old, v| Some(sem::atomic_add(old, v)),
+    "atomic32_or" => u32, |_s, old, v| Some(sem::atomic_or(old, v)),
+    "atomic32_and" => u32, |_s, old, v| Some(sem::atomic_and(old, v)),
+    "atomic32_xor" => u32, |_s, old, v| Some(sem::atomic_xor(old, v)),
+    "atomic32_xchg" => u32, |_s, _old, v| Some(v),
+    "atomic32_cmpxchg" => u32, |st, old, v| {
+        let equal = sem::zext32(st.get(0)) == old;
+        st.set(0, old);
+        if equal { Some(v) } else { None }
     },
 }
 
@@ -742,11 +775,15 @@ stencil!("call_local", |s| {
         return_trap!(s, trap::CALL_DEPTH, 0);
     }
     let saved = [s.get(6), s.get(7), s.get(8), s.get(9)];
-    s.ctx().depth += 1;
-    s.ctx().frame_pointer -= FRAME_SIZE;
+    let c = s.ctx();
+    c.depth += 1;
+    c.frame_pointer -= FRAME_SIZE;
+    c.frame_host -= FRAME_SIZE;
     let r0 = call_target(&s);
-    s.ctx().depth -= 1;
-    s.ctx().frame_pointer += FRAME_SIZE;
+    let c = s.ctx();
+    c.depth -= 1;
+    c.frame_pointer += FRAME_SIZE;
+    c.frame_host += FRAME_SIZE;
     if s.ctx().trap != 0 {
         cold_path();
         // The callee recorded the trap; unwind without touching it.

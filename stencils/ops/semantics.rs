@@ -141,12 +141,22 @@ pub fn jset32(a: u64, b: u64) -> bool {
     (a as u32) & (b as u32) != 0
 }
 
-/// Whether `[addr, addr + size)` lies inside the region `[start, start + len)`, with no
-/// wrap-around. The one bounds check used by the interpreter and by every memory stencil.
+/// Where an access of `size` bytes at virtual address `addr` lands: the region index and
+/// the offset in it, when that region allows it (`write` for stores and atomics). The one
+/// bounds check of the interpreter and of every checked memory stencil; see
+/// [`crate::abi::RegionEntry`] for the rule.
 #[inline(always)]
-pub fn in_region(addr: u64, size: u64, start: u64, len: u64) -> bool {
-    let off = addr.wrapping_sub(start);
-    off < len && size <= len - off
+pub fn locate(
+    regions: &[crate::abi::RegionEntry; crate::abi::region::COUNT],
+    addr: u64,
+    size: u64,
+    write: bool,
+) -> Option<(usize, u64)> {
+    let index = (addr >> 32) as usize;
+    let off = addr & 0xffff_ffff;
+    let r = if index < crate::abi::region::COUNT { &regions[index] } else { return None };
+    let limit = if write { r.write_limit } else { r.read_limit } as u64;
+    if off < r.len as u64 && (off & r.mask as u64) + size <= limit { Some((index, off)) } else { None }
 }
 
 /// Whether `addr` is naturally aligned for an access of `size` bytes (atomics need it).

@@ -101,6 +101,13 @@ pub enum RunError {
     NotRunnable,
     /// Execution reached an instruction validation rejects (a validator bug, reported).
     InvalidInstruction { pc: u32 },
+    /// A region of the run (stack, context, map values, granted) is 4 GiB or larger.
+    RegionTooLarge { region: u32 },
+    /// The run's maps do not match the program's: missing, or another definition than map
+    /// `map` of the program.
+    MapMismatch { map: u32 },
+    /// A helper panicked (caught at the call, with `std`).
+    HelperPanicked { pc: u32 },
 }
 
 /// An error from any stage, for calls that load, compile and run.
@@ -192,6 +199,11 @@ impl fmt::Display for RunError {
             RunError::TooManyRegions { max } => write!(f, "more than {max} granted regions"),
             RunError::NotRunnable => f.write_str("code for another ISA, or in memory this machine cannot execute"),
             RunError::InvalidInstruction { pc } => write!(f, "instruction {pc}: not a valid instruction"),
+            RunError::RegionTooLarge { region } => write!(f, "region {region} is 4 GiB or larger"),
+            RunError::MapMismatch { map } => {
+                write!(f, "map {map} of the run differs from the program's (or is missing)")
+            }
+            RunError::HelperPanicked { pc } => write!(f, "instruction {pc}: the helper panicked"),
         }
     }
 }

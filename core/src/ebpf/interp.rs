@@ -3,7 +3,10 @@
 //! Every operation's meaning comes from `tessera_stencils::semantics`, which the JIT stencils
 //! include verbatim, so generated code and this interpreter agree by construction. The rest
 //! of the contract the JIT mirrors:
-//! - entry: `r1`, `r2` from the caller, `r10` = end of the stack, every other register 0;
+//! - entry: `r1` = the context's address (0 when it is empty), `r2` = its length, `r10` =
+//!   the end of the stack, every other register 0; the frames the run may touch are zeroed;
+//! - memory: virtual addresses (see [`super::memory`]), every access checked by
+//!   `semantics::locate` against the run's region table;
 //! - fuel: one unit before every jump (`ja`, `ja32`, conditional; taken or not) whose target
 //!   is at or before its own pc, and before every local call; `OutOfFuel` when none is left;
 //! - helper calls (`call imm`, `callx`): `r0 = f(r1..r5)`, then r1..r5 are zeroed;
@@ -12,13 +15,13 @@
 //!   restores them and zeroes r1..r5 (r0 is the callee's result);
 //! - atomics: bounds (as a write) first, then natural alignment.
 
-use tessera_stencils::abi::FRAME_SIZE;
+use tessera_stencils::abi::{FRAME_SIZE, MAP_HANDLE};
 use tessera_stencils::semantics as s;
 
 use super::error::RunError;
 use super::fuel;
-use super::helpers::Helpers;
-use super::insn::{atomic, op};
+use super::helpers::{self, CallFailure, Helpers};
+use super::insn::{atomic, op, pseudo};
 use super::memory::Memory;
 use super::program::Program;
 
@@ -51,18 +54,10 @@ struct Frame {
 
 /// Runs `program` to completion and returns `r0`.
 ///
-/// `r1` and `r2` are the initial values of those registers (conventionally the context
-/// address and length). The stack should hold `FRAME_SIZE * (max_call_depth + 1)` bytes; a
-/// local call that would need more fails with [`RunError::CallDepthExceeded`].
-pub fn run(
-    program: &Program,
-    helpers: &Helpers,
-    memory: &mut Memory,
-    r1: u64,
-    r2: u64,
-    config: &Config,
-) -> Result<u64, RunError> {
-    run_inner::<false>(program, helpers, memory, r1, r2, config, &mut 0)
+/// The stack should hold `FRAME_SIZE * (max_call_depth + 1)` bytes; a local call that would
+/// need more fails with [`RunError::CallDepthExceeded`].
+pub fn run(program: &Program, helpers: &Helpers, memory: &mut Memory, config: &Config) -> Result<u64, RunError> {
+    run_inner::<false>(program, helpers, memory, config, &mut 0)
 }
 
 /// [`run`], also returning how many instructions were executed (an `lddw` counts once).
@@ -71,12 +66,10 @@ pub fn run_counting(
     program: &Program,
     helpers: &Helpers,
     memory: &mut Memory,
-    r1: u64,
-    r2: u64,
     config: &Config,
 ) -> (Result<u64, RunError>, u64) {
     let mut executed = 0;
-    let result = run_inner::<true>(program, helpers, memory, r1, r2, config, &mut executed);
+    let result = run_inner::<true>(program, helpers, memory, config, &mut executed);
     (result, executed)
 }
 
@@ -85,16 +78,17 @@ fn run_inner<const COUNT: bool>(
     program: &Program,
     helpers: &Helpers,
     memory: &mut Memory,
-    r1: u64,
-    r2: u64,
     config: &Config,
     executed: &mut u64,
 ) -> Result<u64, RunError> {
+    memory.check_stack()?;
+    let table = memory.table()?;
+    memory.clear_stack(program.has_local_calls());
     // 16 registers so that indexing by a 4-bit field can never go out of bounds; the
     // validator guarantees only r0..r10 are named.
     let mut reg = [0u64; 16];
-    reg[1] = r1;
-    reg[2] = r2;
+    reg[1] = memory.context_address();
+    reg[2] = memory.context.len() as u64;
     reg[10] = memory.stack_end();
 
     let max_depth = config.max_call_depth.min(MAX_CALL_DEPTH) as usize;
@@ -162,7 +156,7 @@ fn run_inner<const COUNT: bool>(
             };
             ($size:expr, $ext:path) => {{
                 let addr = reg[sr].wrapping_add(off);
-                let Some(v) = memory.load(addr, $size) else {
+                let Some(v) = memory.load_in(&table, addr, $size) else {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 };
                 reg[d] = $ext(v);
@@ -172,7 +166,7 @@ fn run_inner<const COUNT: bool>(
         macro_rules! store {
             ($size:expr, $v:expr) => {{
                 let addr = reg[d].wrapping_add(off);
-                if memory.store(addr, $size, $v).is_none() {
+                if memory.store_in(&table, addr, $size, $v).is_none() {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
                 pc = next;
@@ -291,7 +285,12 @@ fn run_inner<const COUNT: bool>(
 
             // ---- loads ----
             op::LDDW => {
-                reg[d] = program.lddw_value(pc);
+                let second = program.insn(pc + 1).imm as u32 as u64;
+                reg[d] = match insn.src {
+                    pseudo::LDDW_MAP_FD => MAP_HANDLE | insn.imm as u32 as u64,
+                    pseudo::LDDW_MAP_VALUE => Memory::map_address(insn.imm as u32 as usize) + second,
+                    _ => program.lddw_value(pc),
+                };
                 pc += 2;
             }
             0x61 => ldx!(4),
@@ -317,13 +316,13 @@ fn run_inner<const COUNT: bool>(
             0xc3 | 0xdb => {
                 let size: u64 = if insn.opcode == 0xdb { 8 } else { 4 };
                 let addr = reg[d].wrapping_add(off);
-                if !memory.allows(addr, size, true) {
+                if s::locate(&table, addr, size, true).is_none() {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
                 if !s::is_aligned(addr, size) {
                     return Err(RunError::MisalignedAtomic { pc: pc as u32, addr });
                 }
-                let Some(old) = memory.load(addr, size) else {
+                let Some(old) = memory.load_in(&table, addr, size) else {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 };
                 let v = reg[sr];
@@ -343,7 +342,7 @@ fn run_inner<const COUNT: bool>(
                     }),
                 };
                 if let Some(new) = new
-                    && memory.store(addr, size, new).is_none()
+                    && memory.store_in(&table, addr, size, new).is_none()
                 {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
@@ -430,7 +429,10 @@ fn run_inner<const COUNT: bool>(
                 let Some(f) = helpers.get(id) else {
                     return Err(RunError::HelperNotFound { pc: pc as u32, id });
                 };
-                reg[0] = f(reg[1], reg[2], reg[3], reg[4], reg[5]);
+                reg[0] = match helpers::call(f, memory, [reg[1], reg[2], reg[3], reg[4], reg[5]]) {
+                    Ok(r0) => r0,
+                    Err(CallFailure::Panicked) => return Err(RunError::HelperPanicked { pc: pc as u32 }),
+                };
                 reg[1..6].fill(0);
                 pc = next;
             }
@@ -471,7 +473,7 @@ mod tests {
         insns.len() * 8
     }
 
-    fn add_one(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    fn add_one(_: &mut Memory, a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
         a + 1
     }
     const HELPERS: [Helper; 1] = [Helper { id: 7, func: add_one }];
@@ -482,10 +484,8 @@ mod tests {
         let helpers = Helpers::new(&HELPERS);
         let program = Program::new(&buf[..n], |id| helpers.contains(id)).expect("valid test program");
         let mut stack = [0u8; FRAME_SIZE as usize * 3];
-        let r1 = ctx.as_ptr() as u64;
-        let r2 = ctx.len() as u64;
         let mut memory = Memory::new(&mut stack, ctx, regions);
-        run(&program, &helpers, &mut memory, r1, r2, config)
+        run(&program, &helpers, &mut memory, config)
     }
 
     fn exec(insns: &[Insn]) -> Result<u64, RunError> {
@@ -542,7 +542,7 @@ mod tests {
             let program = Program::new(&buf[..n], |_| false).unwrap();
             let mut stack = [0u8; FRAME_SIZE as usize];
             let mut memory = Memory::new(&mut stack, &mut [], &mut []);
-            let got = run_counting(&program, &Helpers::empty(), &mut memory, 0, 0, &Config::default());
+            let got = run_counting(&program, &Helpers::empty(), &mut memory, &Config::default());
             assert_eq!(got, want);
         }
         // An error still reports what ran before it: mov, then the faulting load.
@@ -552,7 +552,7 @@ mod tests {
         let program = Program::new(&buf[..n], |_| false).unwrap();
         let mut stack = [0u8; FRAME_SIZE as usize];
         let mut memory = Memory::new(&mut stack, &mut [], &mut []);
-        let got = run_counting(&program, &Helpers::empty(), &mut memory, 0, 0, &Config::default());
+        let got = run_counting(&program, &Helpers::empty(), &mut memory, &Config::default());
         assert_eq!(got, (Err(RunError::MemoryFault { pc: 1, addr: 8 }), 2));
     }
 
@@ -585,7 +585,7 @@ mod tests {
     fn memory_fault_names_pc() {
         let prog = [mov(0, 0), Insn::new(0x79, 0, 1, 16, 0), EXIT];
         let mut ctx = [0u8; 16];
-        let addr = ctx.as_ptr() as u64 + 16;
+        let addr = (2 << 32) + 16;
         assert_eq!(exec_with(&prog, &mut ctx, &mut [], &Config::default()), Err(RunError::MemoryFault { pc: 1, addr }));
         // In-bounds load of the last byte works.
         let prog = [Insn::new(0x71, 0, 1, 15, 0), EXIT];
@@ -602,7 +602,7 @@ mod tests {
         let prog = [mov(2, 1), Insn::new(0xdb, 1, 2, 4, 0), EXIT];
         let mut ctx = Aligned([0; 16]);
         let bytes = &mut ctx.0[..];
-        let addr = bytes.as_ptr() as u64 + 4;
+        let addr = (2 << 32) + 4;
         assert_eq!(
             exec_with(&prog, bytes, &mut [], &Config::default()),
             Err(RunError::MisalignedAtomic { pc: 1, addr })
@@ -625,7 +625,8 @@ mod tests {
     fn read_only_region_store_refused() {
         let ro = [0u8; 8];
         let mut regions = [Region::ReadOnly(&ro)];
-        let addr = regions[0].start();
+        // The first granted region of a program without maps: region 3.
+        let addr = 3 << 32;
         let lo = addr as u32 as i32;
         let hi = (addr >> 32) as u32 as i32;
         let prog = [

@@ -1,12 +1,14 @@
 //! The eBPF JIT: a validated program lowered through the copy-and-patch core into a code
 //! buffer or arena, and a handle that runs the result.
 
-use tessera_jit::{Allocation, CodeBuffer, Emitter, Isa, Patcher, Scratch, WithPatcher};
-use tessera_stencils::abi::{FRAME_SIZE, GrantedRegion, JitContext, MAX_GRANTED, trap};
+use tessera_jit::{Allocation, CodeBuffer, Emitter, Fixup, Isa, Patcher, WithPatcher};
+use tessera_stencils::abi::{FRAME_SIZE, JitContext, region, trap};
 
 use super::error::{CompileError, RunError};
+use super::helpers::{self, CallFailure};
 use super::interp::{Config, MAX_CALL_DEPTH};
 use super::lower::{self, Observer};
+use super::maps::MapDef;
 use super::{Helpers, Memory, Program};
 
 /// How much [`Scratch`] compiling a program needs.
@@ -15,11 +17,60 @@ use super::{Helpers, Memory, Program};
 pub struct ScratchSize {
     pub labels: usize,
     pub fixups: usize,
+    /// Words for the provenance analysis.
+    pub words: usize,
 }
 
 impl ScratchSize {
     pub fn of(program: &Program) -> ScratchSize {
-        ScratchSize { labels: lower::labels_needed(program), fixups: lower::fixups_needed(program) }
+        ScratchSize {
+            labels: lower::labels_needed(program),
+            fixups: lower::fixups_needed(program),
+            words: lower::words_needed(program),
+        }
+    }
+}
+
+/// The caller's scratch for one compilation (see [`ScratchSize`]); no allocator needed.
+#[derive(Debug)]
+pub struct Scratch<'s> {
+    pub labels: &'s mut [u32],
+    pub fixups: &'s mut [Fixup],
+    pub words: &'s mut [u64],
+}
+
+/// [`Scratch`] on the heap, grown as needed and reused across compilations.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug, Default)]
+pub struct OwnedScratch {
+    labels: alloc::vec::Vec<u32>,
+    fixups: alloc::vec::Vec<Fixup>,
+    words: alloc::vec::Vec<u64>,
+}
+
+#[cfg(feature = "alloc")]
+impl OwnedScratch {
+    pub fn with_size(size: ScratchSize) -> OwnedScratch {
+        let mut scratch = OwnedScratch::default();
+        scratch.ensure(size);
+        scratch
+    }
+
+    /// Grows every table to at least `size`.
+    pub fn ensure(&mut self, size: ScratchSize) {
+        if self.labels.len() < size.labels {
+            self.labels.resize(size.labels, 0);
+        }
+        if self.fixups.len() < size.fixups {
+            self.fixups.resize(size.fixups, Fixup::EMPTY);
+        }
+        if self.words.len() < size.words {
+            self.words.resize(size.words, 0);
+        }
+    }
+
+    pub fn scratch(&mut self) -> Scratch<'_> {
+        Scratch { labels: &mut self.labels, fixups: &mut self.fixups, words: &mut self.words }
     }
 }
 
@@ -47,7 +98,7 @@ pub fn emit_observed<'m, O: Observer>(
 ) -> Result<Allocation<'m>, CompileError> {
     let table = tessera_stencils::table(isa).ok_or(CompileError::IsaNotLinked { isa })?;
     let need = ScratchSize::of(program);
-    if scratch.labels.len() < need.labels || scratch.fixups.len() < need.fixups {
+    if scratch.labels.len() < need.labels || scratch.fixups.len() < need.fixups || scratch.words.len() < need.words {
         return Err(CompileError::ScratchTooSmall { labels: need.labels as u32, fixups: need.fixups as u32 });
     }
     struct Job<'a, 'b, 'm, O> {
@@ -61,11 +112,12 @@ pub fn emit_observed<'m, O: Observer>(
         type Output = Result<Allocation<'m>, CompileError>;
         fn call<P: Patcher>(self) -> Self::Output {
             let Job { program, table, buffer, scratch, observer } = self;
+            let Scratch { labels, fixups, words } = scratch;
             let (allocation, ()) = buffer.append(
                 CODE_ALIGN,
                 |out, base| {
-                    let mut emitter = Emitter::<P>::new(table, out, base, scratch)?;
-                    lower::lower(program, &mut emitter, observer)?;
+                    let mut emitter = Emitter::<P>::new(table, out, base, tessera_jit::Scratch { labels, fixups })?;
+                    lower::lower(program, &mut emitter, words, observer)?;
                     Ok((emitter.finish()?, ()))
                 },
                 |e: &CompileError| matches!(e, CompileError::Emit(tessera_jit::Error::CodeBufferFull { .. })),
@@ -93,6 +145,7 @@ enum Code<'c> {
 #[derive(Debug)]
 pub struct JitProgram<'p, 'h, 'c> {
     program: Program<'p>,
+    maps: &'p [MapDef],
     helpers: Helpers<'h>,
     config: Config,
     code: Code<'c>,
@@ -104,40 +157,37 @@ pub struct JitProgram<'p, 'h, 'c> {
 impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
     /// A handle for code emitted into a [`CodeBuffer`] by [`emit`].
     pub(crate) fn in_buffer(
-        program: Program<'p>,
-        helpers: Helpers<'h>,
-        config: Config,
+        (program, maps, helpers, config): (Program<'p>, &'p [MapDef], Helpers<'h>, Config),
         isa: Isa,
         allocation: Allocation<'c>,
     ) -> JitProgram<'p, 'h, 'c> {
         let runnable = allocation.executable && Some(isa) == Isa::host();
         let address = allocation.address;
-        JitProgram { program, helpers, config, code: Code::Buffer(allocation.bytes), address, isa, runnable }
+        JitProgram { program, maps, helpers, config, code: Code::Buffer(allocation.bytes), address, isa, runnable }
     }
 
     #[cfg(all(feature = "std", target_os = "linux"))]
     pub(crate) fn in_arena(
-        program: Program<'p>,
-        helpers: Helpers<'h>,
-        config: Config,
+        (program, maps, helpers, config): (Program<'p>, &'p [MapDef], Helpers<'h>, Config),
         isa: Isa,
         code: tessera_jit::exec::ArenaCode,
         address: u64,
     ) -> JitProgram<'p, 'h, 'c> {
-        JitProgram { program, helpers, config, code: Code::Arena(code), address, isa, runnable: true }
+        JitProgram { program, maps, helpers, config, code: Code::Arena(code), address, isa, runnable: true }
     }
 
-    /// Runs the program with r1 = the context's address and r2 = its length.
+    /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
+    /// length.
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
         if !self.runnable {
             return Err(RunError::NotRunnable);
         }
-        let (r1, r2) = (memory.context_start(), memory.context.len() as u64);
+        memory.check_maps(self.maps)?;
         // SAFETY: `runnable` says the code was emitted by `emit` for this machine's ISA from
         // the validated `self.program` into memory this machine executes (a `CodeBuffer`
         // built with the unsafe `executable` contract, or the arena), with its instruction
         // cache synchronised; `self.code` keeps it alive and unmodified while we run.
-        unsafe { run_compiled(self.address, &self.helpers, memory, r1, r2, &self.config) }
+        unsafe { run_compiled(self.address, &self.helpers, memory, &self.config, self.program.has_local_calls()) }
     }
 
     /// The address the code starts at (its entry stencil).
@@ -168,15 +218,33 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
     }
 }
 
+/// What the helper trampoline needs during a run.
+struct RunState<'a, 'r, 'm> {
+    helpers: &'a Helpers<'a>,
+    /// The run's memory, borrowed mutably by `run_compiled` for the whole call; generated
+    /// code writes through pointers from the same borrows.
+    memory: *mut Memory<'r, 'm>,
+}
+
 /// The runtime side of `call_helper` and `callx`.
 unsafe extern "C" fn call_helper(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64 {
     // SAFETY: generated code passes back the context `run_compiled` created; its `host`
-    // points at the `Helpers` borrowed for the duration of that call.
+    // points at the `RunState` on `run_compiled`'s stack, alive for the whole run.
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
-    let helpers = unsafe { &*(ctx.host as *const Helpers) };
-    match helpers.get(id) {
-        Some(f) => f(a1, a2, a3, a4, a5),
+    let state = unsafe { &*(ctx.host as *const RunState) };
+    // SAFETY: `memory` is the run's `&mut Memory`, which `run_compiled` does not touch
+    // while generated code runs; generated code is suspended during this call, and the
+    // helper's accesses reborrow the very slices generated code's pointers were taken from.
+    let memory = unsafe { &mut *state.memory };
+    match state.helpers.get(id) {
+        Some(f) => match helpers::call(f, memory, [a1, a2, a3, a4, a5]) {
+            Ok(r0) => r0,
+            Err(CallFailure::Panicked) => {
+                ctx.trap = trap::HELPER_PANIC;
+                0
+            }
+        },
         None => {
             ctx.trap = trap::HELPER;
             ctx.trap_addr = id;
@@ -195,36 +263,25 @@ unsafe fn run_compiled(
     entry: u64,
     helpers: &Helpers,
     memory: &mut Memory,
-    r1: u64,
-    r2: u64,
     config: &Config,
+    local_calls: bool,
 ) -> Result<u64, RunError> {
     memory.check_stack()?;
-    if memory.regions.len() > MAX_GRANTED {
-        return Err(RunError::TooManyRegions { max: MAX_GRANTED as u32 });
-    }
-    let mut granted = [GrantedRegion::default(); MAX_GRANTED];
-    for (g, r) in granted.iter_mut().zip(memory.regions.iter_mut()) {
-        let writable = r.writable() as u64;
-        // Pointers come from the mutable borrows generated code writes through.
-        let (start, len) = match r.bytes_mut() {
-            Some(bytes) => (bytes.as_mut_ptr() as u64, bytes.len() as u64),
-            None => (r.bytes().as_ptr() as u64, r.len()),
-        };
-        *g = GrantedRegion { start, len, writable };
-    }
+    memory.clear_stack(local_calls);
+    let regions = memory.table()?;
     // The same depth rule as the interpreter: the configured limit, and no deeper than
     // the stack can hold frames for.
-    let frames = (memory.stack.len() as u64 / FRAME_SIZE).saturating_sub(1);
-    let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
-    let stack_start = memory.stack.as_mut_ptr() as u64;
     let stack_len = memory.stack.len() as u64;
+    let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
+    let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
+    let (r1, r2) = (memory.context_address(), memory.context.len() as u64);
+    let frame_pointer = memory.stack_end();
+    let frame_host = regions[region::STACK as usize].host.wrapping_add(stack_len);
+    let state = RunState { helpers, memory };
     let mut ctx = JitContext {
-        stack_start,
-        stack_len,
-        mem_start: memory.context.as_mut_ptr() as u64,
-        mem_len: memory.context.len() as u64,
-        frame_pointer: stack_start.wrapping_add(stack_len),
+        regions,
+        frame_host,
+        frame_pointer,
         fuel_complement: !config.fuel,
         depth: 0,
         max_depth,
@@ -232,15 +289,14 @@ unsafe fn run_compiled(
         trap_insn: 0,
         trap_addr: 0,
         spill: [0; 11],
-        granted,
-        granted_count: memory.regions.len() as u64,
         call_helper,
-        host: helpers as *const Helpers as *mut u8,
+        host: &state as *const RunState as *mut u8,
     };
     // SAFETY: the caller guarantees `entry` is an entry stencil (C ABI:
     // `fn(*mut JitContext, u64, u64) -> u64`) in executable memory. Generated code only
-    // touches memory inside the regions described by `ctx` (every access is bounds-checked
-    // in the stencils), all of which `memory` borrows mutably for this call.
+    // touches memory through the region table in `ctx` (every access checked against it,
+    // or proved inside the running frame), whose host addresses come from the mutable
+    // borrows `memory` holds for this call.
     let r0 = unsafe {
         let f: unsafe extern "C" fn(*mut JitContext, u64, u64) -> u64 = core::mem::transmute(entry as usize);
         f(&mut ctx, r1, r2)
@@ -252,6 +308,7 @@ unsafe fn run_compiled(
         trap::FUEL => Err(RunError::OutOfFuel { pc }),
         trap::CALL_DEPTH => Err(RunError::CallDepthExceeded { pc }),
         trap::MISALIGNED => Err(RunError::MisalignedAtomic { pc, addr: ctx.trap_addr }),
+        trap::HELPER_PANIC => Err(RunError::HelperPanicked { pc }),
         _ => Err(RunError::HelperNotFound { pc, id: ctx.trap_addr }),
     }
 }
@@ -262,7 +319,6 @@ mod tests {
     use crate::ebpf::Vm;
     use crate::ebpf::insn::{Insn, alu, class, jmp, op, source};
     use std::vec::Vec;
-    use tessera_jit::emitter::OwnedScratch;
 
     fn bytes(insns: &[Insn]) -> Vec<u8> {
         insns.iter().flat_map(|i| i.encode()).collect()
@@ -309,7 +365,7 @@ mod tests {
         let vm = Vm::new(&code, Helpers::empty()).unwrap();
         let jit = vm.compile().unwrap();
         let need = vm.scratch_size();
-        let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+        let mut scratch = OwnedScratch::with_size(need);
         let mut memory = std::vec![0u8; 4096];
         // The same execution address, so that every absolute and relative field agrees.
         let mut buffer = CodeBuffer::with_base(&mut memory, jit.address());
@@ -323,7 +379,7 @@ mod tests {
         let code = counting_loop();
         let vm = Vm::new(&code, Helpers::empty()).unwrap();
         let need = vm.scratch_size();
-        let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+        let mut scratch = OwnedScratch::with_size(need);
         let mut memory = std::vec![0u8; 4096];
         let mut buffer = CodeBuffer::new(&mut memory);
         let jit = vm.compile_into(&mut buffer, scratch.scratch()).unwrap();
@@ -337,7 +393,7 @@ mod tests {
         let code = counting_loop();
         let vm = Vm::new(&code, Helpers::empty()).unwrap();
         let need = vm.scratch_size();
-        let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+        let mut scratch = OwnedScratch::with_size(need);
         let mut memory = std::vec![0u8; 4096];
         let mut buffer = CodeBuffer::with_base(&mut memory, 0x1000);
         let mut tiny = [0u8; 40];
@@ -346,7 +402,7 @@ mod tests {
         assert!(matches!(err, Err(CompileError::Emit(tessera_jit::Error::CodeBufferFull { .. }))), "{err:?}");
         assert!(tiny.ran_out() && tiny.used() == 0);
         // Scratch smaller than needed is a typed error, not a panic.
-        let small = Scratch { labels: &mut [0; 2], fixups: &mut [] };
+        let small = Scratch { labels: &mut [0; 2], fixups: &mut [], words: &mut [] };
         assert_eq!(
             vm.emit_for(Isa::X86_64, &mut buffer, small).unwrap_err(),
             CompileError::ScratchTooSmall { labels: need.labels as u32, fixups: need.fixups as u32 }

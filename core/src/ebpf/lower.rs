@@ -19,8 +19,10 @@ use tessera_stencils::ids;
 
 use super::error::CompileError;
 use super::fuel;
-use super::insn::{FRAME_POINTER, Insn, atomic, mem, op, pseudo};
+use super::insn::{Insn, atomic, mem, op, pseudo};
 use super::program::Program;
+use super::provenance::{Facts, Pointer, Tracker};
+use tessera_stencils::abi::{MAP_HANDLE, region};
 
 /// The label of instruction `pc`.
 #[inline]
@@ -43,6 +45,11 @@ pub(crate) fn labels_needed(program: &Program) -> usize {
 /// entry's, and at most a jump and a cold branch per instruction.
 pub(crate) fn fixups_needed(program: &Program) -> usize {
     2 * program.len() + 1
+}
+
+/// Scratch words the provenance analysis needs.
+pub(crate) fn words_needed(program: &Program) -> usize {
+    super::provenance::words_needed(program.len())
 }
 
 /// What sees each placed stencil (for listings); `()` sees nothing and costs nothing.
@@ -88,10 +95,11 @@ enum Rule {
         to_be: bool,
     },
     Lddw,
-    /// Loads: checked, fast (inline stack/context check) and frame-relative families.
+    /// Loads: checked (fast check, `slow` stub), context-based and frame-relative families.
     Load {
         checked: Family,
-        fast: Family,
+        slow: Family,
+        context: Family,
         frame: Family,
         size: i64,
     },
@@ -99,7 +107,8 @@ enum Rule {
     Store {
         from_reg: bool,
         checked: Family,
-        fast: Family,
+        slow: Family,
+        context: StencilId,
         frame: StencilId,
         size: i64,
     },
@@ -171,26 +180,28 @@ const fn cond(code: u8, wide: bool) -> Option<[Family; 4]> {
     })
 }
 
-/// Load families by size code (`mem::W/H/B/DW`): (checked, fast, frame) and the size.
-const fn load(size_code: u8, signed: bool) -> (Family, Family, Family, i64) {
-    match (size_code, signed) {
-        (mem::B, false) => (ids::LDX8, ids::LDX8_FAST, ids::LDX8_FP, 1),
-        (mem::H, false) => (ids::LDX16, ids::LDX16_FAST, ids::LDX16_FP, 2),
-        (mem::W, false) => (ids::LDX32, ids::LDX32_FAST, ids::LDX32_FP, 4),
-        (mem::B, true) => (ids::LDXS8, ids::LDXS8_FAST, ids::LDXS8_FP, 1),
-        (mem::H, true) => (ids::LDXS16, ids::LDXS16_FAST, ids::LDXS16_FP, 2),
-        (mem::W, true) => (ids::LDXS32, ids::LDXS32_FAST, ids::LDXS32_FP, 4),
-        _ => (ids::LDX64, ids::LDX64_FAST, ids::LDX64_FP, 8),
-    }
+/// Load families by size code (`mem::W/H/B/DW`).
+const fn load(size_code: u8, signed: bool) -> Rule {
+    let (checked, slow, context, frame, size) = match (size_code, signed) {
+        (mem::B, false) => (ids::LDX8, ids::LDX8_SLOW, ids::LDX8_CTX, ids::LDX8_FP, 1),
+        (mem::H, false) => (ids::LDX16, ids::LDX16_SLOW, ids::LDX16_CTX, ids::LDX16_FP, 2),
+        (mem::W, false) => (ids::LDX32, ids::LDX32_SLOW, ids::LDX32_CTX, ids::LDX32_FP, 4),
+        (mem::B, true) => (ids::LDXS8, ids::LDXS8_SLOW, ids::LDXS8_CTX, ids::LDXS8_FP, 1),
+        (mem::H, true) => (ids::LDXS16, ids::LDXS16_SLOW, ids::LDXS16_CTX, ids::LDXS16_FP, 2),
+        (mem::W, true) => (ids::LDXS32, ids::LDXS32_SLOW, ids::LDXS32_CTX, ids::LDXS32_FP, 4),
+        _ => (ids::LDX64, ids::LDX64_SLOW, ids::LDX64_CTX, ids::LDX64_FP, 8),
+    };
+    Rule::Load { checked, slow, context, frame, size }
 }
 
-const fn store(size_code: u8) -> (Family, Family, StencilId, i64) {
-    match size_code {
-        mem::B => (ids::STX8, ids::STX8_FAST, ids::STX8_FP, 1),
-        mem::H => (ids::STX16, ids::STX16_FAST, ids::STX16_FP, 2),
-        mem::W => (ids::STX32, ids::STX32_FAST, ids::STX32_FP, 4),
-        _ => (ids::STX64, ids::STX64_FAST, ids::STX64_FP, 8),
-    }
+const fn store(size_code: u8, from_reg: bool) -> Rule {
+    let (checked, slow, context, frame, size) = match size_code {
+        mem::B => (ids::STX8, ids::STX8_SLOW, ids::STX8_CTX, ids::STX8_FP, 1),
+        mem::H => (ids::STX16, ids::STX16_SLOW, ids::STX16_CTX, ids::STX16_FP, 2),
+        mem::W => (ids::STX32, ids::STX32_SLOW, ids::STX32_CTX, ids::STX32_FP, 4),
+        _ => (ids::STX64, ids::STX64_SLOW, ids::STX64_CTX, ids::STX64_FP, 8),
+    };
+    Rule::Store { from_reg, checked, slow, context, frame, size }
 }
 
 const fn rule(opcode: u8) -> Rule {
@@ -247,17 +258,11 @@ const fn rule(opcode: u8) -> Rule {
             }
         }
         0x01 => match opcode & 0xe0 {
-            mem::MEM | mem::MEMSX => {
-                let (checked, fast, frame, size) = load(opcode & 0x18, opcode & 0xe0 == mem::MEMSX);
-                Rule::Load { checked, fast, frame, size }
-            }
+            mem::MEM | mem::MEMSX => load(opcode & 0x18, opcode & 0xe0 == mem::MEMSX),
             _ => Rule::Invalid,
         },
         0x02 | 0x03 => match opcode & 0xe0 {
-            mem::MEM => {
-                let (checked, fast, frame, size) = store(opcode & 0x18);
-                Rule::Store { from_reg: class == 0x03, checked, fast, frame, size }
-            }
+            mem::MEM => store(opcode & 0x18, class == 0x03),
             mem::ATOMIC if class == 0x03 => Rule::Atomic { wide: opcode & 0x18 == mem::DW },
             _ => Rule::Invalid,
         },
@@ -314,12 +319,34 @@ impl<P: Patcher, O: Observer> Ops<'_, '_, P, O> {
     }
 }
 
-/// Whether `[r10 + off, r10 + off + size)` lies in the running frame `[r10 - FRAME_SIZE,
-/// r10)`, which the runtime keeps inside the stack: such accesses need no run-time bounds
-/// check. (The interpreter checks them anyway and, by the same invariant, never faults.)
+/// How a load or store reaches memory, from what the lowering knows of its base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// `r10 + off` of the running frame, proved inside `[r10 - FRAME_SIZE, r10)`, which the
+    /// runtime keeps inside the stack: no run-time check. (The interpreter checks it anyway
+    /// and, by the same invariant, never faults on it.)
+    Frame(i32),
+    /// The context pointer plus this offset (non-negative): only the context's limit is
+    /// checked; a failure reports `base + off`, as the interpreter does.
+    Context(i32),
+    /// Anything else: the region table's checks.
+    Checked,
+}
+
+/// The access an instruction with base register `base` and offset `off` makes.
 #[inline(always)]
-fn in_frame(base: u8, off: i16, size: i64) -> bool {
-    base == FRAME_POINTER && off as i64 >= -(FRAME_SIZE as i64) && off as i64 + size <= 0
+fn access(tracker: &Tracker, base: u8, off: i16, size: i64) -> Access {
+    match tracker.get(base) {
+        Pointer::Frame(k) => {
+            let at = k as i64 + off as i64;
+            if at >= -(FRAME_SIZE as i64) && at + size <= 0 { Access::Frame(at as i32) } else { Access::Checked }
+        }
+        Pointer::Context(k) => match i32::try_from(k as i64 + off as i64) {
+            Ok(at) if at >= 0 && at < i32::MAX - 8 => Access::Context(at),
+            _ => Access::Checked,
+        },
+        Pointer::Unknown => Access::Checked,
+    }
 }
 
 /// The slot a jump at `pc` with displacement `delta` lands on (validated to be in range).
@@ -329,24 +356,37 @@ fn jump_target(pc: usize, delta: i64) -> usize {
 }
 
 /// Lowers `program` through `emitter`: the entry stencil, every instruction, then the
-/// out-of-line stubs.
+/// out-of-line stubs. `words` is scratch for the provenance analysis
+/// ([`super::provenance::words_needed`]).
 pub(crate) fn lower<P: Patcher, O: Observer>(
     program: &Program,
     emitter: &mut Emitter<'_, P>,
+    words: &mut [u64],
     observer: &mut O,
 ) -> Result<(), CompileError> {
+    let facts = Facts::of(program, words).ok_or(CompileError::ScratchTooSmall {
+        labels: labels_needed(program) as u32,
+        fixups: fixups_needed(program) as u32,
+    })?;
     let at = emitter.offset();
     emitter.place(ids::ENTRY, &Holes::NONE.jump(insn_label(0)))?;
     observer.placed(None, false, ids::ENTRY, at, emitter.offset() - at);
     let len = program.len();
+    let mut tracker = Tracker::new(&facts);
     for (pc, insn) in program.iter() {
         emitter.bind(insn_label(pc))?;
-        lower_insn(program, len, pc, insn, &mut Ops { emitter, observer, pc, cold: false })?;
+        tracker.enter(program, pc);
+        lower_insn(program, len, pc, insn, &tracker, &mut Ops { emitter, observer, pc, cold: false })?;
+        tracker.after(&insn);
     }
+    // The stubs follow the hot code; the same walk decides which each instruction needs.
+    let mut tracker = Tracker::new(&facts);
     for (pc, insn) in program.iter() {
+        tracker.enter(program, pc);
         if NEEDS_STUB[insn.opcode as usize] {
-            lower_stub(len, pc, insn, &mut Ops { emitter, observer, pc, cold: true })?;
+            lower_stub(len, pc, insn, &tracker, &mut Ops { emitter, observer, pc, cold: true })?;
         }
+        tracker.after(&insn);
     }
     Ok(())
 }
@@ -369,6 +409,7 @@ fn lower_insn<P: Patcher, O: Observer>(
     len: usize,
     pc: usize,
     insn: Insn,
+    tracker: &Tracker,
     out: &mut Ops<'_, '_, P, O>,
 ) -> Result<(), CompileError> {
     let (dst, src, imm) = (insn.dst, insn.src, insn.imm);
@@ -430,29 +471,39 @@ fn lower_insn<P: Patcher, O: Observer>(
             }
         }
         Rule::Lddw => {
-            let hi = program.insn(pc + 1).imm;
-            out.push(out.variant(ids::LDDW, dst)?, Holes::NONE.operand(0, imm as u32).operand(1, hi as u32))?;
+            // Pseudo loads of maps (validated against the program's maps): a handle, or the
+            // address of a map value plus an offset (see `tessera_stencils::abi`).
+            let second = program.insn(pc + 1).imm as u32;
+            let (lo, hi) = match src {
+                pseudo::LDDW_MAP_FD => (imm as u32, (MAP_HANDLE >> 32) as u32),
+                pseudo::LDDW_MAP_VALUE => (second, (region::FIRST_MAP + imm as u32 as u64) as u32),
+                _ => (imm as u32, second),
+            };
+            out.push(out.variant(ids::LDDW, dst)?, Holes::NONE.operand(0, lo).operand(1, hi))?;
         }
-        Rule::Load { fast, frame, size, .. } => {
-            let off = Holes::NONE.operand(0, insn.off as i32 as u32);
-            if in_frame(src, insn.off, size) {
-                out.push(out.variant(frame, dst)?, off)?;
-            } else {
-                out.stage_reg(src)?;
-                out.push(out.variant(fast, dst)?, off.cold(stub))?;
+        Rule::Load { checked, context, frame, size, .. } => match access(tracker, src, insn.off, size) {
+            Access::Frame(at) => out.push(out.variant(frame, dst)?, Holes::NONE.operand(0, at as u32))?,
+            Access::Context(at) => {
+                out.push(out.variant(context, dst)?, Holes::NONE.operand(0, at as u32).cold(stub))?;
             }
-        }
-        Rule::Store { from_reg, fast, frame, size, .. } => {
+            Access::Checked => {
+                out.stage_reg(src)?;
+                out.push(out.variant(checked, dst)?, Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub))?;
+            }
+        },
+        Rule::Store { from_reg, checked, context, frame, size, .. } => {
             if from_reg {
                 out.stage_reg(src)?;
             } else {
                 out.stage_imm(imm)?;
             }
-            let off = Holes::NONE.operand(0, insn.off as i32 as u32);
-            if in_frame(dst, insn.off, size) {
-                out.push(frame, off)?;
-            } else {
-                out.push(out.variant(fast, dst)?, off.cold(stub))?;
+            match access(tracker, dst, insn.off, size) {
+                Access::Frame(at) => out.push(frame, Holes::NONE.operand(0, at as u32))?,
+                Access::Context(at) => out.push(context, Holes::NONE.operand(0, at as u32).cold(stub))?,
+                Access::Checked => {
+                    let holes = Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub);
+                    out.push(out.variant(checked, dst)?, holes)?;
+                }
             }
         }
         Rule::Atomic { wide } => {
@@ -521,22 +572,38 @@ fn lower_stub<P: Patcher, O: Observer>(
     len: usize,
     pc: usize,
     insn: Insn,
+    tracker: &Tracker,
     out: &mut Ops<'_, '_, P, O>,
 ) -> Result<(), CompileError> {
     let back = Holes::NONE.jump(insn_label(pc + 1));
     let off = Holes::NONE.operand(0, insn.off as i32 as u32);
     match RULES[insn.opcode as usize] {
-        Rule::Load { checked, size, .. } if !in_frame(insn.src, insn.off, size) => {
-            out.emitter.bind(stub_label(len, pc))?;
-            // `tmp` still holds the base address the hot stencil staged.
-            out.push(out.variant(checked, insn.dst)?, off)?;
-            out.push(ids::JA, back)
-        }
-        Rule::Store { checked, size, .. } if !in_frame(insn.dst, insn.off, size) => {
-            out.emitter.bind(stub_label(len, pc))?;
-            out.push(out.variant(checked, insn.dst)?, off)?;
-            out.push(ids::JA, back)
-        }
+        Rule::Load { slow, size, .. } => match access(tracker, insn.src, insn.off, size) {
+            Access::Frame(_) => Ok(()),
+            // The full check: the access when a region allows it, else the trap. `tmp`
+            // still holds the base the hot stencil staged.
+            Access::Checked => {
+                out.emitter.bind(stub_label(len, pc))?;
+                out.push(out.variant(slow, insn.dst)?, off)?;
+                out.push(ids::JA, back)
+            }
+            Access::Context(_) => {
+                out.emitter.bind(stub_label(len, pc))?;
+                out.push(out.variant(ids::TRAP_MEMORY, insn.src)?, off)
+            }
+        },
+        Rule::Store { slow, size, .. } => match access(tracker, insn.dst, insn.off, size) {
+            Access::Frame(_) => Ok(()),
+            Access::Checked => {
+                out.emitter.bind(stub_label(len, pc))?;
+                out.push(out.variant(slow, insn.dst)?, off)?;
+                out.push(ids::JA, back)
+            }
+            Access::Context(_) => {
+                out.emitter.bind(stub_label(len, pc))?;
+                out.push(out.variant(ids::TRAP_MEMORY, insn.dst)?, off)
+            }
+        },
         // Back edges: the fuel trap.
         Rule::Jump { .. } | Rule::Ja if insn.off < 0 => {
             out.emitter.bind(stub_label(len, pc))?;

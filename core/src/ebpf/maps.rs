@@ -154,6 +154,8 @@ pub enum Errno {
     NoEnt = -2,
     /// `-E2BIG`: array index out of range, or the hash map is full.
     TooBig = -7,
+    /// `-EFAULT`: a helper was given a pointer to memory the program may not access.
+    Fault = -14,
     /// `-EEXIST`: `BPF_NOEXIST` update of a present key (always, for arrays).
     Exist = -17,
     /// `-EINVAL`: bad flags, wrong key or value length, or deleting from an array.
@@ -177,6 +179,7 @@ impl fmt::Display for Errno {
         f.write_str(match self {
             Errno::NoEnt => "ENOENT: no such element",
             Errno::TooBig => "E2BIG: index out of range or map full",
+            Errno::Fault => "EFAULT: bad address",
             Errno::Exist => "EEXIST: element exists",
             Errno::Inval => "EINVAL: invalid argument",
         })

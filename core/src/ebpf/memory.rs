@@ -1,17 +1,25 @@
-//! The memory an eBPF program may touch, shared by the interpreter and the JIT runtime.
+//! The memory a program may address, and the address model it sees it through.
 //!
-//! eBPF addresses are host addresses: `r1` holds `context.as_ptr()`, `r10` the end of the
-//! stack. An access `[addr, addr + size)` is allowed when it lies entirely inside one of
-//! the stack, the context memory, or an embedder-granted [`Region`] (searched in that
-//! order; the first that contains the whole access decides). Every bounds check goes
-//! through [`semantics::in_region`], the same function the memory stencils use.
+//! Programs see **virtual addresses**, `region << 32 | offset`, never host addresses (see
+//! `tessera_stencils::abi::region`): region 1 is the stack (`r10` starts at its end), region
+//! 2 the context memory (`r1` points at it; with no context, r1 and r2 are 0), then one
+//! region per map of the program (its value area, in the program's map order), then the
+//! regions the embedder grants, in order. Region 0 is null. Results therefore do not depend
+//! on where the memory lies, and no host address reaches a program (an attacker learns
+//! nothing about the address space of the kernel or firmware running it).
+//!
+//! Every access is checked against the run's region table by [`semantics::locate`], the
+//! same function the memory stencils run, so the interpreter and generated code agree on
+//! every fault. The embedder learns the address of what it grants from
+//! [`Memory::region_address`] (to put pointers into context memory, say).
 
-use tessera_stencils::abi::FRAME_SIZE;
+use tessera_stencils::abi::{FRAME_SIZE, RegionEntry, region};
 use tessera_stencils::semantics;
 
 use super::error::RunError;
+use super::maps::Map;
 
-/// Memory the embedder grants to a program besides its stack and context.
+/// Memory the embedder grants to a program besides its stack, context and maps.
 #[derive(Debug)]
 pub enum Region<'m> {
     /// Loads only; stores and atomics fault.
@@ -21,12 +29,6 @@ pub enum Region<'m> {
 }
 
 impl Region<'_> {
-    /// Host address of the first byte (the eBPF address of the region).
-    #[inline]
-    pub fn start(&self) -> u64 {
-        self.bytes().as_ptr() as u64
-    }
-
     #[inline]
     pub fn len(&self) -> u64 {
         self.bytes().len() as u64
@@ -58,74 +60,101 @@ impl Region<'_> {
             Region::ReadWrite(b) => Some(b),
         }
     }
+}
 
-    /// Whether `[addr, addr + size)` lies inside the region.
-    #[inline]
-    pub fn contains(&self, addr: u64, size: u64) -> bool {
-        let b = self.bytes();
-        semantics::in_region(addr, size, b.as_ptr() as u64, b.len() as u64)
+/// What the standard helpers ask of the embedding system: a clock, a sink for
+/// `bpf_trace_printk` and randomness. Every method has a deterministic default.
+pub trait Host {
+    /// Nanoseconds of a monotonic clock (`bpf_ktime_get_ns`).
+    fn ktime_ns(&mut self) -> u64 {
+        0
+    }
+
+    /// One formatted `bpf_trace_printk` message.
+    fn trace(&mut self, message: &[u8]) {
+        let _ = message;
+    }
+
+    /// 32 random bits (`bpf_get_prandom_u32`).
+    fn random_u32(&mut self) -> u32 {
+        0
     }
 }
 
 /// Everything a running program can address: its stack (all call frames), the context
-/// memory and the regions granted by the embedder.
-#[derive(Debug)]
+/// memory, the program's maps and the regions granted by the embedder.
 pub struct Memory<'r, 'm> {
     /// The whole eBPF stack; `r10` starts at its end and drops by `FRAME_SIZE` per local call.
     pub stack: &'r mut [u8],
     /// Context memory: `r1` points at it.
     pub context: &'r mut [u8],
-    /// Further regions, searched in order.
+    /// Further regions, in order.
     pub regions: &'r mut [Region<'m>],
+    /// The program's maps, in the program's map order (an ELF object's map indices).
+    pub maps: &'r mut [Map<'m>],
+    host: Option<&'r mut dyn Host>,
 }
 
-/// Where an access landed: which memory, and the byte offset in it.
-#[derive(Clone, Copy)]
-enum Place {
-    Stack(usize),
-    Context(usize),
-    Region(usize, usize),
-}
-
-#[inline]
-fn valid_size(size: u64) -> bool {
-    matches!(size, 1 | 2 | 4 | 8)
-}
-
-#[inline]
-fn slice_contains(bytes: &[u8], addr: u64, size: u64) -> Option<usize> {
-    let start = bytes.as_ptr() as u64;
-    if semantics::in_region(addr, size, start, bytes.len() as u64) {
-        usize::try_from(addr.wrapping_sub(start)).ok()
-    } else {
-        None
+impl core::fmt::Debug for Memory<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Memory")
+            .field("stack", &self.stack.len())
+            .field("context", &self.context.len())
+            .field("regions", &self.regions.len())
+            .field("maps", &self.maps.len())
+            .finish_non_exhaustive()
     }
 }
 
-#[inline]
-fn read_le(bytes: &[u8], off: usize, size: u64) -> Option<u64> {
-    let end = off.checked_add(size as usize)?;
-    let src = bytes.get(off..end)?;
-    let mut buf = [0u8; 8];
-    for (d, s) in buf.iter_mut().zip(src) {
-        *d = *s;
-    }
-    Some(u64::from_le_bytes(buf))
-}
+/// A run's region table: the checks' view of a [`Memory`] (host addresses included, for
+/// generated code; the interpreter uses only the check fields).
+pub(crate) type Table = [RegionEntry; region::COUNT];
 
-#[inline]
-fn write_le(bytes: &mut [u8], off: usize, size: u64, value: u64) -> Option<()> {
-    let end = off.checked_add(size as usize)?;
-    let dst = bytes.get_mut(off..end)?;
-    for (d, s) in dst.iter_mut().zip(value.to_le_bytes()) {
-        *d = s;
-    }
-    Some(())
+/// A region's length as the table holds it (at most 4 GiB - 1).
+fn table_len(index: usize, len: usize) -> Result<u32, RunError> {
+    u32::try_from(len).map_err(|_| RunError::RegionTooLarge { region: index as u32 })
 }
 
 impl<'r, 'm> Memory<'r, 'm> {
     pub fn new(stack: &'r mut [u8], context: &'r mut [u8], regions: &'r mut [Region<'m>]) -> Memory<'r, 'm> {
-        Memory { stack, context, regions }
+        Memory { stack, context, regions, maps: &mut [], host: None }
+    }
+
+    /// The program's maps (see [`Memory::maps`]).
+    pub fn with_maps(mut self, maps: &'r mut [Map<'m>]) -> Memory<'r, 'm> {
+        self.maps = maps;
+        self
+    }
+
+    /// The clock, trace sink and randomness of the standard helpers.
+    pub fn with_host(mut self, host: &'r mut dyn Host) -> Memory<'r, 'm> {
+        self.host = Some(host);
+        self
+    }
+
+    /// The embedding system, if one was given.
+    pub fn host(&mut self) -> Option<&mut (dyn Host + 'r)> {
+        self.host.as_deref_mut()
+    }
+
+    /// The value `r1` holds at entry: the context's address, or 0 when it is empty.
+    pub fn context_address(&self) -> u64 {
+        if self.context.is_empty() { 0 } else { region::address(region::CONTEXT) }
+    }
+
+    /// The value `r10` holds at entry: one past the last stack byte.
+    pub fn stack_end(&self) -> u64 {
+        region::address(region::STACK) + self.stack.len() as u64
+    }
+
+    /// The address of map `index`'s value area (value `slot` is at `slot * stride` in it).
+    pub fn map_address(index: usize) -> u64 {
+        region::address(region::FIRST_MAP + index as u64)
+    }
+
+    /// The address of granted region `index`.
+    pub fn region_address(&self, index: usize) -> u64 {
+        region::address(region::FIRST_MAP + (self.maps.len() + index) as u64)
     }
 
     /// Every run needs at least one frame: frame-relative stencils rely on `[r10 -
@@ -138,72 +167,149 @@ impl<'r, 'm> Memory<'r, 'm> {
         Ok(())
     }
 
-    /// The address `r10` holds at entry: one past the last stack byte.
-    #[inline]
-    pub fn stack_end(&self) -> u64 {
-        (self.stack.as_ptr() as u64).wrapping_add(self.stack.len() as u64)
+    /// Checks that this memory's maps are the program's: the same number, each with the
+    /// definition the program was validated against.
+    pub fn check_maps(&self, maps: &[super::maps::MapDef]) -> Result<(), RunError> {
+        if self.maps.len() != maps.len() {
+            return Err(RunError::MapMismatch { map: self.maps.len().min(maps.len()) as u32 });
+        }
+        match self.maps.iter().zip(maps).position(|(run, program)| run.def() != program) {
+            Some(map) => Err(RunError::MapMismatch { map: map as u32 }),
+            None => Ok(()),
+        }
     }
 
-    /// The address `r1` holds at entry.
-    #[inline]
-    pub fn context_start(&self) -> u64 {
-        self.context.as_ptr() as u64
+    /// The run's region table, with host addresses taken from the mutable borrows (the
+    /// pointers generated code writes through).
+    pub(crate) fn table(&mut self) -> Result<Table, RunError> {
+        let count = region::FIRST_MAP as usize + self.maps.len() + self.regions.len();
+        if count > region::COUNT {
+            return Err(RunError::TooManyRegions { max: (region::COUNT - region::FIRST_MAP as usize) as u32 });
+        }
+        let mut table = [RegionEntry::default(); region::COUNT];
+        let stack = self.stack.as_mut_ptr() as u64;
+        table[region::STACK as usize] = RegionEntry::plain(stack, table_len(1, self.stack.len())?, true);
+        let context = self.context.as_mut_ptr() as u64;
+        table[region::CONTEXT as usize] = RegionEntry::plain(context, table_len(2, self.context.len())?, true);
+        let mut index = region::FIRST_MAP as usize;
+        for map in self.maps.iter_mut() {
+            let def = *map.def();
+            let values = map.values_mut();
+            let (host, len) = (values.as_mut_ptr() as u64, table_len(index, values.len())?);
+            let write_limit = if def.read_only_for_program() { 0 } else { def.value_size() };
+            table[index] = if def.max_entries() == 1 {
+                // One value: a plain region, so the fast check covers it.
+                RegionEntry::with_check(host, len, u32::MAX, def.value_size(), write_limit)
+            } else {
+                RegionEntry::with_check(host, len, def.value_stride() - 1, def.value_size(), write_limit)
+            };
+            index += 1;
+        }
+        for granted in self.regions.iter_mut() {
+            let writable = granted.writable();
+            let len = table_len(index, granted.bytes().len())?;
+            let host = match granted.bytes_mut() {
+                Some(bytes) => bytes.as_mut_ptr() as u64,
+                None => granted.bytes().as_ptr() as u64,
+            };
+            table[index] = RegionEntry::plain(host, len, writable);
+            index += 1;
+        }
+        Ok(table)
     }
 
-    #[inline]
-    fn locate(&self, addr: u64, size: u64) -> Option<Place> {
-        if let Some(off) = slice_contains(self.stack, addr, size) {
-            return Some(Place::Stack(off));
-        }
-        if let Some(off) = slice_contains(self.context, addr, size) {
-            return Some(Place::Context(off));
-        }
-        for (i, r) in self.regions.iter().enumerate() {
-            if let Some(off) = slice_contains(r.bytes(), addr, size) {
-                return Some(Place::Region(i, off));
+    /// Region `index`'s bytes.
+    fn slice(&self, index: usize) -> Option<&[u8]> {
+        match index as u64 {
+            region::STACK => Some(self.stack),
+            region::CONTEXT => Some(self.context),
+            _ => {
+                let i = index.checked_sub(region::FIRST_MAP as usize)?;
+                match self.maps.get(i) {
+                    Some(map) => Some(map.values()),
+                    None => self.regions.get(i - self.maps.len()).map(Region::bytes),
+                }
             }
         }
-        None
     }
 
-    /// Whether `[addr, addr + size)` may be accessed (`write` for stores and atomics).
-    /// `size` must be 1, 2, 4 or 8.
-    pub fn allows(&self, addr: u64, size: u64, write: bool) -> bool {
-        if !valid_size(size) {
-            return false;
-        }
-        match self.locate(addr, size) {
-            Some(Place::Stack(_)) | Some(Place::Context(_)) => true,
-            Some(Place::Region(i, _)) => !write || self.regions.get(i).is_some_and(Region::writable),
-            None => false,
+    /// Region `index`'s bytes, writable (a read-only region has none).
+    fn slice_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        match index as u64 {
+            region::STACK => Some(self.stack),
+            region::CONTEXT => Some(self.context),
+            _ => {
+                let i = index.checked_sub(region::FIRST_MAP as usize)?;
+                let maps = self.maps.len();
+                match self.maps.get_mut(i) {
+                    Some(map) => Some(map.values_mut()),
+                    None => self.regions.get_mut(i - maps).and_then(Region::bytes_mut),
+                }
+            }
         }
     }
 
-    /// Little-endian load of `size` (1, 2, 4 or 8) bytes, zero-extended; `None` when the
-    /// access is not allowed.
+    /// Little-endian load of `size` (1, 2, 4 or 8) bytes at `addr`, zero-extended; `None`
+    /// when the access is not allowed. `table` is [`Memory::table`] of this memory.
     #[inline]
-    pub fn load(&self, addr: u64, size: u64) -> Option<u64> {
-        if !valid_size(size) {
-            return None;
-        }
-        match self.locate(addr, size)? {
-            Place::Stack(off) => read_le(self.stack, off, size),
-            Place::Context(off) => read_le(self.context, off, size),
-            Place::Region(i, off) => read_le(self.regions.get(i)?.bytes(), off, size),
-        }
+    pub(crate) fn load_in(&self, table: &Table, addr: u64, size: u64) -> Option<u64> {
+        let (index, off) = semantics::locate(table, addr, size, false)?;
+        let bytes = self.slice(index)?.get(off as usize..(off + size) as usize)?;
+        let mut buf = [0u8; 8];
+        buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(u64::from_le_bytes(buf))
     }
 
     /// Little-endian store of the low `size` (1, 2, 4 or 8) bytes of `value`; `None` when
     /// the access is not allowed (out of bounds, or a read-only region).
     #[inline]
+    pub(crate) fn store_in(&mut self, table: &Table, addr: u64, size: u64, value: u64) -> Option<()> {
+        let (index, off) = semantics::locate(table, addr, size, true)?;
+        let bytes = self.slice_mut(index)?.get_mut(off as usize..(off + size) as usize)?;
+        bytes.copy_from_slice(value.to_le_bytes().get(..size as usize)?);
+        Some(())
+    }
+
+    /// [`Memory::load_in`] with a table made for the call (helpers, tests).
+    pub fn load(&mut self, addr: u64, size: u64) -> Option<u64> {
+        let table = self.table().ok()?;
+        self.load_in(&table, addr, size)
+    }
+
+    /// [`Memory::store_in`] with a table made for the call (helpers, tests).
     pub fn store(&mut self, addr: u64, size: u64, value: u64) -> Option<()> {
-        if !valid_size(size) {
-            return None;
-        }
-        match self.locate(addr, size)? {
-            Place::Stack(off) => write_le(self.stack, off, size, value),
-            Place::Context(off) => write_le(self.context, off, size, value),
-            Place::Region(i, off) => write_le(self.regions.get_mut(i)?.bytes_mut()?, off, size, value),
+        let table = self.table().ok()?;
+        self.store_in(&table, addr, size, value)
+    }
+
+    /// The `len` bytes at `addr`, when one region allows reading all of them (within one
+    /// value, for a map): how helpers read keys, values and strings.
+    pub fn read(&mut self, addr: u64, len: usize) -> Option<&[u8]> {
+        let table = self.table().ok()?;
+        let (index, off) = semantics::locate(&table, addr, len as u64, false)?;
+        self.slice(index)?.get(off as usize..off as usize + len)
+    }
+
+    /// Writes `bytes` at `addr`, when one region allows writing all of them.
+    pub fn write(&mut self, addr: u64, bytes: &[u8]) -> Option<()> {
+        let table = self.table().ok()?;
+        let (index, off) = semantics::locate(&table, addr, bytes.len() as u64, true)?;
+        self.slice_mut(index)?.get_mut(off as usize..off as usize + bytes.len())?.copy_from_slice(bytes);
+        Some(())
+    }
+
+    /// Whether `[addr, addr + size)` may be accessed (`write` for stores and atomics).
+    pub fn allows(&mut self, addr: u64, size: u64, write: bool) -> bool {
+        self.table().ok().and_then(|t| semantics::locate(&t, addr, size, write)).is_some()
+    }
+
+    /// Zeroes the stack frames a run of a program may touch: every frame when it makes
+    /// local calls, else the top one. A run never reads what an earlier run left.
+    pub(crate) fn clear_stack(&mut self, local_calls: bool) {
+        let frames = if local_calls { self.stack.len() } else { FRAME_SIZE as usize };
+        let start = self.stack.len().saturating_sub(frames);
+        if let Some(frames) = self.stack.get_mut(start..) {
+            frames.fill(0);
         }
     }
 }
@@ -211,36 +317,82 @@ impl<'r, 'm> Memory<'r, 'm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ebpf::maps::{Map, MapDef, MapName, MapType};
 
     #[test]
-    fn stack_context_and_regions() {
-        let mut stack = [0u8; 16];
+    fn stack_context_maps_and_regions() {
+        let mut stack = [0u8; 512];
         let mut ctx = [1u8, 2, 3, 4];
         let ro = [9u8; 8];
         let mut rw = [0u8; 8];
         let mut regions = [Region::ReadOnly(&ro), Region::ReadWrite(&mut rw)];
-        let ro_addr = regions[0].start();
-        let rw_addr = regions[1].start();
-        assert!(!regions[0].writable() && regions[1].writable());
-        let mut m = Memory::new(&mut stack, &mut ctx, &mut regions);
-        let c = m.context_start();
+        let def = MapDef::new(MapType::Array.raw(), 4, 12, 3, 0, MapName::new("m")).unwrap();
+        let mut maps = [Map::new(def).unwrap()];
+        let mut m = Memory::new(&mut stack, &mut ctx, &mut regions).with_maps(&mut maps);
+        let (ro_addr, rw_addr) = (m.region_address(0), m.region_address(1));
+        assert_eq!((ro_addr, rw_addr), (4 << 32, 5 << 32));
+        let c = m.context_address();
+        assert_eq!(c, 2 << 32);
         assert_eq!(m.load(c, 4), Some(0x0403_0201));
         assert_eq!(m.load(c + 1, 4), None);
-        assert_eq!(m.load(c, 3), None);
         assert_eq!(m.store(c + 2, 2, 0xbbaa), Some(()));
         assert_eq!(m.load(c, 4), Some(0xbbaa_0201));
         let top = m.stack_end();
+        assert_eq!(top, (1 << 32) + 512);
         assert_eq!(m.store(top - 8, 8, 0x1122_3344_5566_7788), Some(()));
         assert_eq!(m.load(top - 8, 8), Some(0x1122_3344_5566_7788));
         assert_eq!(m.load(top - 7, 8), None);
-        assert_eq!(m.load(top - 1, 2), None); // straddles the end: no one region holds it
         assert_eq!(m.load(ro_addr, 8), Some(0x0909_0909_0909_0909));
-        assert!(m.allows(ro_addr, 8, false));
-        assert!(!m.allows(ro_addr, 8, true));
-        assert_eq!(m.store(ro_addr, 1, 0), None);
+        assert!(m.allows(ro_addr, 8, false) && !m.allows(ro_addr, 8, true));
         assert_eq!(m.store(rw_addr + 4, 4, 0xdead_beef), Some(()));
         assert_eq!(m.load(rw_addr + 4, 4), Some(0xdead_beef));
-        assert!(!m.allows(u64::MAX, 8, false));
-        assert!(!m.allows(0, 8, false));
+        // Map values: 12 bytes each at a stride of 16; an access stays inside one value.
+        let map = Memory::map_address(0);
+        assert_eq!(m.store(map + 16 + 8, 4, 7), Some(()));
+        assert_eq!(m.load(map + 16 + 8, 4), Some(7));
+        assert_eq!(m.load(map + 16 + 12, 1), None, "the padding after a value");
+        assert_eq!(m.load(map + 16 + 10, 4), None, "straddles the end of a value");
+        assert_eq!(m.load(map + 48, 1), None, "past the last value");
+        // Null, unknown regions and host-looking addresses fault.
+        assert!(!m.allows(0, 1, false));
+        assert!(!m.allows(15 << 32, 1, false));
+        assert!(!m.allows(m.stack.as_ptr() as u64, 1, false));
+    }
+
+    #[test]
+    fn an_empty_context_is_null() {
+        let mut stack = [0u8; 512];
+        let m = Memory::new(&mut stack, &mut [], &mut []);
+        assert_eq!(m.context_address(), 0);
+    }
+
+    #[test]
+    fn the_fast_check_implies_the_full_one() {
+        // Every entry the runtime builds: a fast pass must be a full pass.
+        let entries = [
+            RegionEntry::plain(0, 0, true),
+            RegionEntry::plain(0, 3, false),
+            RegionEntry::plain(0, 64, true),
+            RegionEntry::with_check(0, 48, 15, 12, 12),
+            RegionEntry::with_check(0, 16, u32::MAX, 13, 0),
+        ];
+        for entry in entries {
+            let mut table = [RegionEntry::default(); region::COUNT];
+            table[1] = entry;
+            for (class, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
+                for off in 0..80u64 {
+                    for write in [false, true] {
+                        let end = if write { entry.write_end[class] } else { entry.read_end[class] };
+                        let full = semantics::locate(&table, (1 << 32) | off, size, write).is_some();
+                        if off < end as u64 {
+                            assert!(full, "{entry:?} off {off} size {size} write {write}");
+                        }
+                        if entry.mask == u32::MAX {
+                            assert_eq!(off < end as u64, full, "plain regions: fast == full");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

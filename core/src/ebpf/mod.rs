@@ -21,6 +21,8 @@ mod lower;
 pub mod maps;
 pub mod memory;
 pub mod program;
+#[cfg(feature = "jit")]
+mod provenance;
 pub mod vm;
 
 pub use error::{CompileError, Error, LoadError, RunError};

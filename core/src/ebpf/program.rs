@@ -36,6 +36,9 @@ pub const fn scratch_words(len: usize) -> usize {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Program<'a> {
     bytes: &'a [u8],
+    /// Whether the program makes local calls (a run then zeroes every stack frame, not
+    /// only the top one).
+    local_calls: bool,
 }
 
 impl<'a> Program<'a> {
@@ -104,10 +107,16 @@ impl<'a> Program<'a> {
         let needed = scratch_words(len);
         let scratch = scratch.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: clamp_u32(needed) })?;
         scratch.fill(0);
-        let program = Program { bytes };
+        let mut program = Program { bytes, local_calls: false };
         program.validate(is_helper, maps)?;
         program.validate_control_flow(scratch)?;
+        program.local_calls = program.iter().any(|(_, insn)| insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL);
         Ok(program)
+    }
+
+    /// Whether the program makes local calls.
+    pub fn has_local_calls(&self) -> bool {
+        self.local_calls
     }
 
     /// Number of 8-byte slots.

@@ -20,14 +20,15 @@
 //! host, without running.
 
 #[cfg(feature = "jit")]
-use tessera_jit::{Allocation, CodeBuffer, Isa, Scratch};
+use tessera_jit::{Allocation, CodeBuffer, Isa};
 
 #[cfg(feature = "jit")]
 use super::error::CompileError;
 use super::error::{LoadError, RunError};
 use super::interp::{self, Config};
 #[cfg(feature = "jit")]
-use super::jit::{self, JitProgram, ScratchSize};
+use super::jit::{self, JitProgram, Scratch, ScratchSize};
+use super::maps::MapDef;
 use super::{Helpers, Memory, Program};
 
 /// Interpreter or generated code, for [`Vm::run`].
@@ -42,6 +43,8 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Vm<'p, 'h> {
     program: Program<'p>,
+    /// The definitions of the program's maps, by index (the `imm` of its pseudo `lddw`s).
+    maps: &'p [MapDef],
     helpers: Helpers<'h>,
     config: Config,
     /// The code [`Vm::run`] compiled on first use in `Mode::Jit`.
@@ -52,9 +55,18 @@ pub struct Vm<'p, 'h> {
 impl<'p, 'h> Vm<'p, 'h> {
     /// Validates `bytecode` against the helper ids in `helpers`.
     pub fn new(bytecode: &'p [u8], helpers: Helpers<'h>) -> Result<Vm<'p, 'h>, LoadError> {
-        let program = Program::new(bytecode, |id| helpers.contains(id))?;
+        Vm::with_maps(bytecode, &[], helpers)
+    }
+
+    /// Validates `bytecode`, whose pseudo `lddw`s name the maps in `maps` (an ELF object's
+    /// maps, in the object's order; see [`super::elf`]). Runs then need those maps in their
+    /// [`Memory`] ([`Memory::with_maps`]).
+    pub fn with_maps(bytecode: &'p [u8], maps: &'p [MapDef], helpers: Helpers<'h>) -> Result<Vm<'p, 'h>, LoadError> {
+        let value_size = |i: u32| maps.get(i as usize).map(MapDef::value_size);
+        let program = Program::with_maps(bytecode, |id| helpers.contains(id), value_size)?;
         Ok(Vm {
             program,
+            maps,
             helpers,
             config: Config::default(),
             #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
@@ -64,6 +76,17 @@ impl<'p, 'h> Vm<'p, 'h> {
 
     pub fn program(&self) -> &Program<'p> {
         &self.program
+    }
+
+    /// The definitions of the program's maps.
+    pub fn maps(&self) -> &'p [MapDef] {
+        self.maps
+    }
+
+    /// What a compiled program keeps of this one.
+    #[cfg(feature = "jit")]
+    fn parts(&self) -> (Program<'p>, &'p [MapDef], Helpers<'h>, super::interp::Config) {
+        (self.program, self.maps, self.helpers, self.config)
     }
 
     pub fn config(&self) -> &Config {
@@ -117,8 +140,8 @@ impl<'p, 'h> Vm<'p, 'h> {
     /// Runs the reference interpreter with r1 = the context's address, r2 = its length.
     pub fn interpret(&self, memory: &mut Memory) -> Result<u64, RunError> {
         memory.check_stack()?;
-        let (r1, r2) = (memory.context_start(), memory.context.len() as u64);
-        interp::run(&self.program, &self.helpers, memory, r1, r2, &self.config)
+        memory.check_maps(self.maps)?;
+        interp::run(&self.program, &self.helpers, memory, &self.config)
     }
 
     /// Emits code for `isa` (any ISA, from any host) into `buffer`, without a way to run it:
@@ -155,7 +178,7 @@ impl<'p, 'h> Vm<'p, 'h> {
     ) -> Result<JitProgram<'p, 'h, 'm>, CompileError> {
         let isa = Isa::host().ok_or(CompileError::UnsupportedHost)?;
         let allocation = jit::emit(&self.program, isa, buffer, scratch)?;
-        Ok(JitProgram::in_buffer(self.program, self.helpers, self.config, isa, allocation))
+        Ok(JitProgram::in_buffer(self.parts(), isa, allocation))
     }
 
     /// Compiles for this machine into the process's code arena
@@ -171,8 +194,8 @@ impl<'p, 'h> Vm<'p, 'h> {
         &self,
         arena: &std::sync::Arc<tessera_jit::exec::CodeArena>,
     ) -> Result<JitProgram<'p, 'h, 'static>, CompileError> {
+        use super::jit::OwnedScratch;
         use core::cell::RefCell;
-        use tessera_jit::emitter::OwnedScratch;
         std::thread_local! {
             // Reused across compilations: no allocation per program once warm.
             static SCRATCH: RefCell<OwnedScratch> = RefCell::new(OwnedScratch::default());
@@ -181,9 +204,9 @@ impl<'p, 'h> Vm<'p, 'h> {
         let need = self.scratch_size();
         let (code, address) = SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            scratch.ensure(need.labels, need.fixups);
+            scratch.ensure(need);
             arena.emit(|buffer| jit::emit(&self.program, isa, buffer, scratch.scratch()).map(|a| a.address))
         })?;
-        Ok(JitProgram::in_arena(self.program, self.helpers, self.config, isa, code, address))
+        Ok(JitProgram::in_arena(self.parts(), isa, code, address))
     }
 }

@@ -1,0 +1,272 @@
+//! Pointer provenance for the lowering: which registers hold "the running frame's r10 plus
+//! a constant" or "the context pointer plus a constant", so that a load or store through
+//! them tests only the region it can be in (the context's limit), or nothing at all (inside
+//! the running frame). Fault semantics stay exactly the interpreter's: a context-based
+//! access that fails reports `base + off`, as the interpreter does.
+//!
+//! The analysis is linear and needs no allocation: one pass over the program marks jump
+//! targets and function starts (local-call targets) in bitmaps of caller scratch, then the
+//! lowering walks the program once. Inside a basic block, registers are tracked exactly;
+//! at a block boundary only the function's *invariant* registers keep their state: those
+//! not written after the function's entry block (the straight line from its start to the
+//! first jump target or branch), whose state at the end of the entry block therefore holds
+//! everywhere after it. That covers the common shapes: `r6 = r1` at the start of a
+//! program, `r2 = r10; r2 += -8` before a helper call.
+
+use super::insn::{FRAME_POINTER, Insn, atomic, class, jmp, mem, op, pseudo};
+use super::program::{Program, branch_target};
+
+/// What a register is known to hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pointer {
+    Unknown,
+    /// `r10 + k` of the running function.
+    Frame(i32),
+    /// The context pointer (r1 at entry) plus `k`.
+    Context(i32),
+}
+
+/// Scratch words the analysis needs for a program of `len` slots: a bitmap of jump targets
+/// and one of function starts.
+pub(crate) fn words_needed(len: usize) -> usize {
+    2 * len.div_ceil(64)
+}
+
+/// Facts about the whole program, in caller scratch.
+pub(crate) struct Facts<'s> {
+    targets: &'s [u64],
+    starts: &'s [u64],
+    /// Whether a local call targets pc 0 (r1 is then not always the context there).
+    entry_called: bool,
+}
+
+fn bit(words: &[u64], i: usize) -> bool {
+    words.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 != 0)
+}
+
+fn set(words: &mut [u64], i: usize) {
+    if let Some(w) = words.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+impl<'s> Facts<'s> {
+    /// Marks every jump target and function start of `program` (validated: targets are in
+    /// range). `None` when `words` is smaller than [`words_needed`].
+    pub(crate) fn of(program: &Program, words: &'s mut [u64]) -> Option<Facts<'s>> {
+        let n = program.len().div_ceil(64);
+        let words = words.get_mut(..2 * n)?;
+        words.fill(0);
+        let (targets, starts) = words.split_at_mut(n);
+        set(starts, 0);
+        let mut entry_called = false;
+        for (pc, insn) in program.iter() {
+            if let Some(target) = branch_target(pc, insn) {
+                let target = target as usize;
+                set(targets, target);
+                if insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL {
+                    set(starts, target);
+                    entry_called |= target == 0;
+                }
+            }
+        }
+        Some(Facts { targets, starts, entry_called })
+    }
+
+    fn is_target(&self, pc: usize) -> bool {
+        bit(self.targets, pc)
+    }
+
+    fn is_function_start(&self, pc: usize) -> bool {
+        bit(self.starts, pc)
+    }
+}
+
+/// The registers an instruction writes, as a bit mask (bit k = rk).
+fn writes(insn: &Insn) -> u16 {
+    const ARGS: u16 = 0b11_1111; // r0..r5: a call's result and its clobbered arguments
+    match insn.class() {
+        class::ALU | class::ALU64 | class::LDX | class::LD => 1 << (insn.dst & 0xf),
+        class::STX if insn.opcode & 0xe0 == mem::ATOMIC => match insn.imm {
+            atomic::CMPXCHG => 1,
+            i if i & atomic::FETCH != 0 => 1 << (insn.src & 0xf),
+            _ => 0,
+        },
+        class::JMP | class::JMP32 if insn.opcode & 0xf0 == jmp::CALL => ARGS,
+        _ => 0,
+    }
+}
+
+/// Whether control can leave an instruction other than by falling through.
+fn ends_block(insn: &Insn) -> bool {
+    matches!(insn.class(), class::JMP | class::JMP32) && insn.opcode & 0xf0 != jmp::CALL
+}
+
+/// The tracker the lowering consults and updates as it walks the program in order.
+pub(crate) struct Tracker<'f> {
+    facts: &'f Facts<'f>,
+    regs: [Pointer; 11],
+    /// The registers that keep their state across the current function's blocks.
+    invariant: u16,
+    /// Whether the walk is still in the current function's entry block.
+    in_entry_block: bool,
+    /// The invariant registers' states (from the end of the entry block).
+    kept: [Pointer; 11],
+}
+
+impl<'f> Tracker<'f> {
+    pub(crate) fn new(facts: &'f Facts<'f>) -> Tracker<'f> {
+        Tracker {
+            facts,
+            regs: [Pointer::Unknown; 11],
+            invariant: 0,
+            in_entry_block: false,
+            kept: [Pointer::Unknown; 11],
+        }
+    }
+
+    /// What `r` holds before the instruction at `pc` (call [`Tracker::enter`] first).
+    pub(crate) fn get(&self, r: u8) -> Pointer {
+        self.regs.get(r as usize).copied().unwrap_or(Pointer::Unknown)
+    }
+
+    /// Called before lowering the instruction at `pc`: starts a function or a block.
+    pub(crate) fn enter(&mut self, program: &Program, pc: usize) {
+        if self.facts.is_function_start(pc) {
+            self.regs = [Pointer::Unknown; 11];
+            if pc == 0 && !self.facts.entry_called {
+                self.regs[1] = Pointer::Context(0);
+            }
+            self.regs[FRAME_POINTER as usize] = Pointer::Frame(0);
+            self.invariant = self.invariant_after_entry_block(program, pc);
+            self.in_entry_block = true;
+        }
+        if self.facts.is_target(pc) {
+            self.end_entry_block();
+            self.regs = self.kept;
+        }
+    }
+
+    /// Called after lowering `insn` at `pc`: applies its effect.
+    pub(crate) fn after(&mut self, insn: &Insn) {
+        let dst = (insn.dst & 0xf) as usize;
+        let written = writes(insn);
+        let effect = match (insn.opcode, self.regs.get(insn.src as usize).copied()) {
+            // mov64 dst, src (not movsx)
+            (0xbf, Some(p)) if insn.off == 0 => Some(p),
+            // add64 / sub64 dst, imm
+            (0x07, _) => Some(offset(self.get(dst as u8), insn.imm as i64)),
+            (0x17, _) => Some(offset(self.get(dst as u8), -(insn.imm as i64))),
+            _ => None,
+        };
+        for r in 0..11 {
+            if written >> r & 1 != 0 {
+                self.regs[r] = Pointer::Unknown;
+            }
+        }
+        if let (Some(p), Some(slot)) = (effect, self.regs.get_mut(dst)) {
+            *slot = p;
+        }
+        self.regs[FRAME_POINTER as usize] = Pointer::Frame(0);
+        if ends_block(insn) {
+            self.end_entry_block();
+        }
+    }
+
+    /// Leaving the entry block: the invariant registers keep what they hold now.
+    fn end_entry_block(&mut self) {
+        if self.in_entry_block {
+            self.in_entry_block = false;
+            self.kept = [Pointer::Unknown; 11];
+            for r in 0..11 {
+                if self.invariant >> r & 1 != 0 {
+                    self.kept[r] = self.regs[r];
+                }
+            }
+            self.kept[FRAME_POINTER as usize] = Pointer::Frame(0);
+        }
+    }
+
+    /// The registers not written after the entry block of the function starting at `start`.
+    fn invariant_after_entry_block(&self, program: &Program, start: usize) -> u16 {
+        let mut written = 0u16;
+        let mut in_entry = !self.facts.is_target(start);
+        let mut pc = start;
+        while let Some(insn) = program.get(pc) {
+            if pc != start && (self.facts.is_function_start(pc)) {
+                break;
+            }
+            if pc != start && self.facts.is_target(pc) {
+                in_entry = false;
+            }
+            if !in_entry {
+                written |= writes(&insn);
+            }
+            if in_entry && ends_block(&insn) {
+                in_entry = false;
+            }
+            pc += if insn.opcode == op::LDDW { 2 } else { 1 };
+        }
+        !written & 0x7ff
+    }
+}
+
+/// `p` moved by `delta`, when it stays representable.
+fn offset(p: Pointer, delta: i64) -> Pointer {
+    let moved = |k: i32| i32::try_from(k as i64 + delta).ok();
+    match p {
+        Pointer::Frame(k) => moved(k).map_or(Pointer::Unknown, Pointer::Frame),
+        Pointer::Context(k) => moved(k).map_or(Pointer::Unknown, Pointer::Context),
+        Pointer::Unknown => Pointer::Unknown,
+    }
+}
+
+#[cfg(all(test, feature = "asm"))]
+mod tests {
+    use super::*;
+    use crate::ebpf::asm;
+
+    /// The provenance of `reg` before each instruction of `text`.
+    fn trace(text: &str, reg: u8) -> std::vec::Vec<Pointer> {
+        let bytes = asm::assemble_to_bytes(text).unwrap();
+        let program = Program::new(&bytes, |_| true).unwrap();
+        let mut words = std::vec![0u64; words_needed(program.len())];
+        let facts = Facts::of(&program, &mut words).unwrap();
+        let mut tracker = Tracker::new(&facts);
+        program
+            .iter()
+            .map(|(pc, insn)| {
+                tracker.enter(&program, pc);
+                let p = tracker.get(reg);
+                tracker.after(&insn);
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn context_kept_in_an_invariant_register_across_blocks() {
+        let text = "mov %r6, %r1\nmov %r2, 0\nl: ldxb %r0, [%r6+2]\nadd %r2, 1\njlt %r2, 4, l\nexit";
+        use Pointer::*;
+        assert_eq!(trace(text, 6), [Unknown, Context(0), Context(0), Context(0), Context(0), Context(0)]);
+        // r1 is never written: the context everywhere.
+        assert_eq!(trace(text, 1), [Context(0); 6]);
+    }
+
+    #[test]
+    fn frame_offsets_are_tracked_in_a_block_and_lost_when_rewritten() {
+        use Pointer::*;
+        let text = "mov %r2, %r10\nadd %r2, -8\nsub %r2, 8\nstxdw [%r2], %r1\nmul %r2, 2\nexit";
+        assert_eq!(trace(text, 2), [Unknown, Frame(0), Frame(-8), Frame(-16), Frame(-16), Unknown]);
+        // A call clobbers r1..r5.
+        let text = "mov %r1, %r10\ncall 1\nmov %r0, %r1\nexit";
+        assert_eq!(trace(text, 1), [Context(0), Frame(0), Unknown, Unknown]);
+    }
+
+    #[test]
+    fn a_register_written_after_the_entry_block_is_not_invariant() {
+        use Pointer::*;
+        let text = "mov %r6, %r1\nl: ldxb %r0, [%r6]\nmov %r6, %r0\njne %r0, 0, l\nexit";
+        assert_eq!(trace(text, 6), [Unknown, Unknown, Unknown, Unknown, Unknown]);
+    }
+}
