@@ -3,15 +3,20 @@
 
 use tessera::CodeBuffer;
 use tessera::ebpf::{Helper, Helpers, JitProgram, Memory, Vm};
-use tessera::jit::emitter::OwnedScratch;
+use tessera::ebpf::jit::OwnedScratch;
 pub use tessera_arch::Isa;
 use tessera_stencils::abi::FRAME_SIZE;
 
 use crate::helper::{BENCH_MIX_ID, mix};
 
-static HELPERS: [Helper; 1] = [Helper { id: BENCH_MIX_ID, func: mix }];
+/// `bench_mix` as a tessera helper.
+fn tessera_mix(_: &mut Memory, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+    mix(a, b, c, d, e)
+}
+
+static HELPERS: [Helper; 1] = [Helper { id: BENCH_MIX_ID, func: tessera_mix }];
 /// The bpf_conformance suite's helper (id 5 returns its first argument).
-static CONFORMANCE_HELPERS: [Helper; 1] = [Helper { id: 5, func: |a, _, _, _, _| a }];
+static CONFORMANCE_HELPERS: [Helper; 1] = [Helper { id: 5, func: |_, a, _, _, _, _| a }];
 
 /// Which helper table a program is validated against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +95,7 @@ pub struct Emittable<'p> {
 pub fn emittable(bytecode: &[u8], helpers: HelperSet) -> Result<Emittable<'_>, String> {
     let vm = Vm::new(bytecode, helpers.helpers()).map_err(|e| e.to_string())?;
     let need = vm.scratch_size();
-    Ok(Emittable { vm, scratch: OwnedScratch::with_capacity(need.labels, need.fixups) })
+    Ok(Emittable { vm, scratch: OwnedScratch::with_size(need) })
 }
 
 impl Emittable<'_> {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use tessera::Isa;
 use tessera::ebpf::{Observer, Vm, disasm};
 use tessera::jit::StencilId;
-use tessera::jit::emitter::OwnedScratch;
+use tessera::ebpf::jit::OwnedScratch;
 use tessera_stencils::ids::NAMES;
 
 /// The address the dumped code is emitted for.
@@ -49,7 +49,7 @@ impl Observer for Segments {
 pub fn dump(vm: &Vm, isa: Isa) -> Result<String, String> {
     let program = vm.program();
     let need = vm.scratch_size();
-    let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+    let mut scratch = OwnedScratch::with_size(need);
     let mut memory = vec![0u8; 64 + 1024 * program.len()];
     let mut buffer = tessera::CodeBuffer::with_base(&mut memory, BASE);
     let mut segments = Segments::default();

@@ -12,7 +12,7 @@ pub const CONFORMANCE_HELPER_ID: u32 = 5;
 /// Bytes of eBPF stack given to every run: one frame plus eight nested local calls.
 pub const STACK_SIZE: usize = FRAME_SIZE as usize * 9;
 
-fn identity(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+fn identity(_: &mut Memory, a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     a
 }
 

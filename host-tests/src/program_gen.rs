@@ -59,7 +59,12 @@ impl Source for Bytes<'_> {
 pub const HELPER_ID: u32 = 7;
 
 /// The helper registered under [`HELPER_ID`]: mixes its arguments.
-pub fn helper(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+pub fn helper(_: &mut tessera::ebpf::Memory, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+    mix(a, b, c, d, e)
+}
+
+/// What [`helper`] computes (for engines that take plain functions).
+pub fn mix(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
     a.rotate_left(7) ^ b.wrapping_mul(31) ^ c.wrapping_add(d) ^ e
 }
 

@@ -11,7 +11,7 @@ use tessera::ebpf::{Error, Helper, Helpers, Memory, Program};
 use tessera_host_tests::conformance::{self, TestCase};
 use tessera_stencils::abi::FRAME_SIZE;
 
-fn unwind(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+fn unwind(_: &mut Memory, a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     a
 }
 
@@ -27,10 +27,8 @@ fn run_case(case: &TestCase) -> Result<Result<u64, Error>, String> {
     };
     let mut stack = vec![0u8; FRAME_SIZE as usize * 9];
     let mut context = case.mem.clone();
-    let r1 = context.as_ptr() as u64;
-    let r2 = context.len() as u64;
     let mut memory = Memory::new(&mut stack, &mut context, &mut []);
-    Ok(interp::run(&program, &helpers, &mut memory, r1, r2, &Config::default()).map_err(Into::into))
+    Ok(interp::run(&program, &helpers, &mut memory, &Config::default()).map_err(Into::into))
 }
 
 #[test]

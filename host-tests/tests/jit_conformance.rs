@@ -6,7 +6,7 @@ use tessera::ebpf::{Error, Helper, Helpers, Memory, Mode, Vm};
 use tessera_host_tests::conformance::{self, TestCase, describe, expected_outcome, load_dir, program_bytes};
 
 /// The suite's helper 5 ("unwind" in its runners): returns its first argument.
-pub const CONFORMANCE_HELPERS: [Helper; 1] = [Helper { id: 5, func: |a, _, _, _, _| a }];
+pub const CONFORMANCE_HELPERS: [Helper; 1] = [Helper { id: 5, func: |_, a, _, _, _, _| a }];
 
 /// The outcome of loading and running the case in `mode`; `Err` if it does not assemble.
 fn run(case: &TestCase, mode: Mode) -> Result<Result<u64, Error>, String> {

@@ -46,7 +46,7 @@ impl<'a> Program<'a> {
     /// the embedder registers. Scratch comes from the heap (`alloc`) or the stack (see
     /// [`MAX_INSNS_ON_STACK`]).
     pub fn new(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool) -> Result<Program<'a>, Error> {
-        Program::checked(bytes, &is_helper, None)
+        Program::checked(bytes, &is_helper, Some(&|_| None))
     }
 
     /// Like [`Program::new`], and also accepts the pseudo loads of maps (Linux's encoding):
@@ -84,7 +84,7 @@ impl<'a> Program<'a> {
     /// [`Program::new`] with caller-provided scratch of at least
     /// [`scratch_words`]`(bytes.len() / 8)` words (its contents do not matter).
     pub fn new_in(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool, scratch: &mut [u64]) -> Result<Program<'a>, Error> {
-        Program::checked_in(bytes, &is_helper, None, scratch)
+        Program::checked_in(bytes, &is_helper, Some(&|_| None), scratch)
     }
 
     /// [`Program::with_maps`] with caller-provided scratch (see [`Program::new_in`]).
@@ -796,10 +796,10 @@ mod tests {
         for insn in cases {
             assert_eq!(check(&[insn, EXIT]), Err(Error::UnknownOpcode { pc: 0, opcode: insn.opcode }), "{insn:?}");
         }
-        // lddw with src != 0 (pseudo map load)
+        // lddw of a map (src 1) with no maps given
         assert_eq!(
             check(&[Insn::new(op::LDDW, 0, 1, 0, 0), Insn::default(), EXIT]),
-            Err(Error::UnknownOpcode { pc: 0, opcode: op::LDDW })
+            Err(Error::UnknownMap { pc: 0, map: 0 })
         );
     }
 
@@ -907,8 +907,8 @@ mod tests {
         for src in [3, 4, 5, 6, 15] {
             assert_eq!(with_maps(&prog(lddw(src, 0, 0))), Err(Error::UnknownOpcode { pc: 0, opcode: op::LDDW }));
         }
-        // Without maps (Program::new) every pseudo load stays rejected.
-        assert_eq!(check(&prog(lddw(2, 0, 0))), Err(Error::UnknownOpcode { pc: 0, opcode: op::LDDW }));
+        // Without maps (Program::new) every pseudo load names a map that does not exist.
+        assert_eq!(check(&prog(lddw(2, 0, 0))), Err(Error::UnknownMap { pc: 0, map: 0 }));
         // The other lddw checks still apply.
         assert_eq!(
             with_maps(&[Insn::new(op::LDDW, 10, 1, 0, 0), Insn::default(), EXIT]),

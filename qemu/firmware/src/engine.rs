@@ -35,7 +35,7 @@ static SCRATCH: spin::Mutex<([u32; 2 * MAX_SLOTS], [Fixup; 2 * MAX_SLOTS + 1])> 
     spin::Mutex::new(([0; 2 * MAX_SLOTS], [Fixup::EMPTY; 2 * MAX_SLOTS + 1]));
 
 /// The conformance suite's helper 5: returns its first argument.
-static HELPERS: [Helper; 1] = [Helper { id: 5, func: |a, _, _, _, _| a }];
+static HELPERS: [Helper; 1] = [Helper { id: 5, func: |_, a, _, _, _, _| a }];
 
 /// A validated program.
 pub struct Loaded<'p> {
