@@ -2,8 +2,8 @@
 //! arena, compiled-program handle, errors split by stage) is cheap to adopt.
 
 use tessera::CodeBuffer;
-use tessera::ebpf::{Helper, Helpers, JitProgram, Memory, Vm};
 use tessera::ebpf::jit::OwnedScratch;
+use tessera::ebpf::{Helper, Helpers, JitProgram, Memory, Vm};
 pub use tessera_arch::Isa;
 use tessera_stencils::abi::FRAME_SIZE;
 

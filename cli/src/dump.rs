@@ -7,9 +7,9 @@
 use std::fmt::Write as _;
 
 use tessera::Isa;
+use tessera::ebpf::jit::OwnedScratch;
 use tessera::ebpf::{Observer, Vm, disasm};
 use tessera::jit::StencilId;
-use tessera::ebpf::jit::OwnedScratch;
 use tessera_stencils::ids::NAMES;
 
 /// The address the dumped code is emitted for.

@@ -6,8 +6,8 @@ pub mod elf_check;
 pub mod program_gen;
 pub mod validator_fuzz;
 
-use tessera::ebpf::{CompileError, Vm};
 use tessera::ebpf::jit::OwnedScratch;
+use tessera::ebpf::{CompileError, Vm};
 use tessera::{CodeBuffer, Isa};
 
 /// The code `vm` compiles to for `isa` when placed at `base` (cross-emission).

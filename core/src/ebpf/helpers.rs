@@ -309,14 +309,12 @@ mod printf {
                 b'c' => out.write_char(v as u8 as char),
                 b's' => {
                     // A NUL-terminated string in program memory, byte by byte.
-                    let mut addr = v;
-                    for _ in 0..super::standard::MAX_TRACE {
+                    for addr in (v..).take(super::standard::MAX_TRACE) {
                         match memory.read(addr, 1).and_then(|b| b.first().copied()) {
                             Some(0) => break,
                             Some(c) => out.write_char(c as char).map_err(|_| ())?,
                             None => return Err(()),
                         }
-                        addr += 1;
                     }
                     Ok(())
                 }

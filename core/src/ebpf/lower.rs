@@ -342,7 +342,7 @@ fn access(tracker: &Tracker, base: u8, off: i16, size: i64) -> Access {
             if at >= -(FRAME_SIZE as i64) && at + size <= 0 { Access::Frame(at as i32) } else { Access::Checked }
         }
         Pointer::Context(k) => match i32::try_from(k as i64 + off as i64) {
-            Ok(at) if at >= 0 && at < i32::MAX - 8 => Access::Context(at),
+            Ok(at) if (0..i32::MAX - 8).contains(&at) => Access::Context(at),
             _ => Access::Checked,
         },
         Pointer::Unknown => Access::Checked,
