@@ -5,7 +5,9 @@
 pub use tessera::ebpf::Error;
 use tessera::ebpf::{Helper, Helpers, Memory, Vm, interp};
 #[cfg(feature = "jit")]
-use tessera::jit::{CodeBuffer, Fixup, Scratch};
+use tessera::ebpf::jit::Scratch;
+#[cfg(feature = "jit")]
+use tessera::jit::{CodeBuffer, Fixup};
 
 /// Nine 512-byte frames: the entry frame and eight nested local calls.
 pub const STACK_SIZE: usize = 512 * 9;
@@ -31,8 +33,9 @@ impl Default for Stack {
 #[cfg(feature = "jit")]
 const MAX_SLOTS: usize = 2048;
 #[cfg(feature = "jit")]
-static SCRATCH: spin::Mutex<([u32; 2 * MAX_SLOTS], [Fixup; 2 * MAX_SLOTS + 1])> =
-    spin::Mutex::new(([0; 2 * MAX_SLOTS], [Fixup::EMPTY; 2 * MAX_SLOTS + 1]));
+#[allow(clippy::type_complexity)]
+static SCRATCH: spin::Mutex<([u32; 2 * MAX_SLOTS], [Fixup; 2 * MAX_SLOTS + 1], [u64; MAX_SLOTS / 32])> =
+    spin::Mutex::new(([0; 2 * MAX_SLOTS], [Fixup::EMPTY; 2 * MAX_SLOTS + 1], [0; MAX_SLOTS / 32]));
 
 /// The conformance suite's helper 5: returns its first argument.
 static HELPERS: [Helper; 1] = [Helper { id: 5, func: |_, a, _, _, _, _| a }];
@@ -56,10 +59,9 @@ impl Loaded<'_> {
 
     /// [`Loaded::interpret`], also returning the number of eBPF instructions executed.
     pub fn count_executed(&self, context: &mut [u8], stack: &mut Stack) -> (Result<u64, Error>, u64) {
-        let (r1, r2) = (context.as_ptr() as u64, context.len() as u64);
         let mut memory = Memory::new(&mut stack.0, context, &mut []);
         let (result, executed) =
-            interp::run_counting(self.vm.program(), &Helpers::new(&HELPERS), &mut memory, r1, r2, self.vm.config());
+            interp::run_counting(self.vm.program(), &Helpers::new(&HELPERS), &mut memory, self.vm.config());
         (result.map_err(Error::from), executed)
     }
 
@@ -72,8 +74,8 @@ impl Loaded<'_> {
         // so code is never rewritten while a handle to it exists.
         let mut buffer = unsafe { CodeBuffer::executable(&mut region.memory[..]) };
         let mut scratch = SCRATCH.lock();
-        let (labels, fixups) = &mut *scratch;
-        let jit = self.vm.compile_into(&mut buffer, Scratch { labels, fixups })?;
+        let (labels, fixups, words) = &mut *scratch;
+        let jit = self.vm.compile_into(&mut buffer, Scratch { labels, fixups, words })?;
         Ok(Compiled { jit })
     }
 }
