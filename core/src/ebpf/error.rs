@@ -184,9 +184,12 @@ impl fmt::Display for CompileError {
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            RunError::MemoryFault { pc, addr } => {
-                write!(f, "instruction {pc}: memory access at {addr:#x} out of bounds")
-            }
+            RunError::MemoryFault { pc, addr } => write!(
+                f,
+                "instruction {pc}: memory access at {addr:#x} (region {}, offset {:#x}) out of bounds",
+                addr >> 32,
+                addr & 0xffff_ffff
+            ),
             RunError::OutOfFuel { pc } => write!(f, "instruction {pc}: out of fuel"),
             RunError::CallDepthExceeded { pc } => write!(f, "instruction {pc}: call depth limit exceeded"),
             RunError::MisalignedAtomic { pc, addr } => {

@@ -1,0 +1,143 @@
+//! The run-time contract, in both modes on every ISA the test binary runs on: granted
+//! regions, the address model (no host address reaches a program), the stack cleared
+//! between runs, an empty context as null, a panicking helper, the region limit.
+
+use tessera::ebpf::{Error, Helper, Helpers, Memory, Mode, Region, RunError, Vm, asm};
+
+fn modes() -> [Mode; 2] {
+    [Mode::Interpreter, Mode::Jit]
+}
+
+fn vm<'p>(bytes: &'p [u8], helpers: &'p [Helper]) -> Vm<'p, 'p> {
+    Vm::new(bytes, Helpers::new(helpers)).expect("valid program")
+}
+
+fn assemble(text: &str) -> Vec<u8> {
+    asm::assemble_to_bytes(text).expect("assembles")
+}
+
+#[test]
+fn granted_regions_are_read_written_and_protected_alike() {
+    // r1 points at the context, whose first 16 bytes hold the two regions' addresses.
+    let program = assemble(
+        "ldxdw %r2, [%r1]
+         ldxdw %r3, [%r1+8]
+         ldxw %r0, [%r2+4]
+         stxw [%r3+8], %r0
+         add %r0, 1
+         exit",
+    );
+    for mode in modes() {
+        let read_only = [0u8, 0, 0, 0, 0x44, 0x33, 0x22, 0x11];
+        let mut writable = [0u8; 16];
+        let mut regions = [Region::ReadOnly(&read_only), Region::ReadWrite(&mut writable)];
+        let mut stack = [0u8; 512];
+        let mut context = [0u8; 16];
+        let mut memory = Memory::new(&mut stack, &mut context, &mut regions);
+        let (ro, rw) = (memory.region_address(0), memory.region_address(1));
+        assert_eq!((ro, rw), (3 << 32, 4 << 32), "granted regions follow stack, context and maps");
+        memory.context[..8].copy_from_slice(&ro.to_le_bytes());
+        memory.context[8..].copy_from_slice(&rw.to_le_bytes());
+        let mut vm = vm(&program, &[]);
+        assert_eq!(vm.run(mode, &mut memory), Ok(0x1122_3345), "{mode:?}");
+        assert_eq!(&writable[8..12], &[0x44, 0x33, 0x22, 0x11], "{mode:?}: the write reached the embedder");
+    }
+    // A store into the read-only region faults, naming the instruction and the address.
+    let program = assemble("ldxdw %r2, [%r1]\nstb [%r2+3], 7\nmov %r0, 0\nexit");
+    for mode in modes() {
+        let read_only = [0u8; 8];
+        let mut regions = [Region::ReadOnly(&read_only)];
+        let (mut stack, mut context) = ([0u8; 512], [0u8; 8]);
+        let mut memory = Memory::new(&mut stack, &mut context, &mut regions);
+        let ro = memory.region_address(0);
+        memory.context.copy_from_slice(&ro.to_le_bytes());
+        let mut vm = vm(&program, &[]);
+        let fault = RunError::MemoryFault { pc: 1, addr: ro + 3 };
+        assert_eq!(vm.run(mode, &mut memory), Err(Error::Run(fault)), "{mode:?}");
+        assert_eq!(
+            fault.to_string(),
+            "instruction 1: memory access at 0x300000003 (region 3, offset 0x3) out of bounds"
+        );
+    }
+}
+
+#[test]
+fn programs_see_virtual_addresses_only() {
+    // r10 and r1 are the same whatever the host addresses of the buffers.
+    let program = assemble("mov %r0, %r10\nlsh %r0, 8\nor %r0, %r1\nexit");
+    for mode in modes() {
+        let (mut stack, mut context) = (vec![0u8; 1024], vec![0u8; 4]);
+        let mut memory = Memory::new(&mut stack, &mut context, &mut []);
+        let r10 = (1u64 << 32) + 1024;
+        let want = (r10 << 8) | (2 << 32);
+        assert_eq!(vm(&program, &[]).run(mode, &mut memory), Ok(want), "{mode:?}");
+    }
+}
+
+#[test]
+fn an_empty_context_is_null_with_length_zero() {
+    let program = assemble("mov %r0, %r1\nadd %r0, %r2\nexit");
+    for mode in modes() {
+        let mut stack = [0u8; 512];
+        let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+        assert_eq!(vm(&program, &[]).run(mode, &mut memory), Ok(0), "{mode:?}");
+    }
+    // A load through it faults at the null address.
+    let program = assemble("ldxb %r0, [%r1+5]\nexit");
+    for mode in modes() {
+        let mut stack = [0u8; 512];
+        let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+        let fault = RunError::MemoryFault { pc: 0, addr: 5 };
+        assert_eq!(vm(&program, &[]).run(mode, &mut memory), Err(Error::Run(fault)), "{mode:?}");
+    }
+}
+
+#[test]
+fn a_run_never_reads_what_an_earlier_run_left_on_the_stack() {
+    let write = assemble("stdw [%r10-8], 0x5a5a\nmov %r0, 0\nexit");
+    let read = assemble("ldxdw %r0, [%r10-8]\nexit");
+    for mode in modes() {
+        let mut stack = [0u8; 512];
+        for (program, want) in [(&write, 0), (&read, 0)] {
+            let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+            assert_eq!(vm(program, &[]).run(mode, &mut memory), Ok(want), "{mode:?}");
+        }
+    }
+}
+
+fn panics(_: &mut Memory, _: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    panic!("a helper that fails")
+}
+
+#[test]
+fn a_panicking_helper_is_an_error_in_both_modes() {
+    let helpers = [Helper { id: 9, func: panics }];
+    let program = assemble("mov %r0, 1\ncall 9\nexit");
+    let good = assemble("mov %r0, 3\nexit");
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for mode in modes() {
+        let mut stack = [0u8; 512];
+        let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+        let result = vm(&program, &helpers).run(mode, &mut memory);
+        assert_eq!(result, Err(Error::Run(RunError::HelperPanicked { pc: 1 })), "{mode:?}");
+        // The VM keeps working.
+        let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+        assert_eq!(vm(&good, &helpers).run(mode, &mut memory), Ok(3), "{mode:?}");
+    }
+    std::panic::set_hook(quiet);
+}
+
+#[test]
+fn one_region_limit_for_both_modes() {
+    let program = assemble("mov %r0, 0\nexit");
+    let bytes = [0u8; 4];
+    for (count, expected) in [(13, Ok(0)), (14, Err(Error::Run(RunError::TooManyRegions { max: 13 })))] {
+        for mode in modes() {
+            let mut regions: Vec<Region> = (0..count).map(|_| Region::ReadOnly(&bytes)).collect();
+            let mut stack = [0u8; 512];
+            let mut memory = Memory::new(&mut stack, &mut [], &mut regions);
+            assert_eq!(vm(&program, &[]).run(mode, &mut memory), expected, "{mode:?}, {count} regions");
+        }
+    }
+}
