@@ -141,3 +141,30 @@ fn one_region_limit_for_both_modes() {
         }
     }
 }
+
+#[test]
+fn code_larger_than_the_configured_bound_is_refused_and_leaves_the_buffer_as_it_was() {
+    use tessera::ebpf::CompileError;
+    use tessera::ebpf::jit::OwnedScratch;
+    use tessera::{CodeBuffer, Isa};
+    let text = "add %r0, 1\n".repeat(2000) + "exit";
+    let program = assemble(&text);
+    for isa in [Isa::X86_64, Isa::Aarch64, Isa::Riscv64] {
+        let mut vm = vm(&program, &[]);
+        let fits = tessera_host_tests::emit_at(&vm, isa, 0x1000).expect("fits the default bound").len();
+        vm.set_max_code_size(fits - 1);
+        let mut memory = vec![0u8; 4 * fits];
+        let mut buffer = CodeBuffer::new(&mut memory);
+        let mut scratch = OwnedScratch::with_size(vm.scratch_size());
+        let err = vm.emit_for(isa, &mut buffer, scratch.scratch()).unwrap_err();
+        assert_eq!(err, CompileError::CodeTooLarge { limit: fits as u64 - 1 }, "{isa:?}");
+        assert_eq!(err.to_string(), format!("generated code would exceed {} bytes", fits - 1));
+        assert_eq!(buffer.used(), 0, "{isa:?}: a refused program takes no room");
+        vm.set_max_code_size(fits);
+        assert_eq!(vm.emit_for(isa, &mut buffer, scratch.scratch()).map(|a| a.bytes.len()), Ok(fits), "{isa:?}");
+    }
+    // The arena path reports the same error rather than growing past the bound.
+    let mut vm = vm(&program, &[]);
+    vm.set_max_code_size(1024);
+    assert_eq!(vm.compile().map(|_| ()).unwrap_err(), CompileError::CodeTooLarge { limit: 1024 });
+}

@@ -76,6 +76,9 @@ pub enum CompileError {
     ScratchTooSmall { labels: u32, fixups: u32 },
     /// A validated instruction the lowering has no stencil for (a validator bug, reported).
     Unlowerable { pc: u32 },
+    /// The generated code would exceed `limit` bytes (the configured bound, or the ISA's
+    /// branch reach).
+    CodeTooLarge { limit: u64 },
 }
 
 /// Why a run stopped without a result.
@@ -177,6 +180,7 @@ impl fmt::Display for CompileError {
                 write!(f, "scratch too small: {labels} labels and {fixups} fix-ups needed")
             }
             CompileError::Unlowerable { pc } => write!(f, "instruction {pc}: no stencil for a validated instruction"),
+            CompileError::CodeTooLarge { limit } => write!(f, "generated code would exceed {limit} bytes"),
         }
     }
 }

@@ -74,6 +74,23 @@ impl OwnedScratch {
     }
 }
 
+/// The default bound on one program's generated code ([`Vm::set_max_code_size`]): a
+/// program of `MAX_INSNS` slots of plain ALU code fits, and a hostile program of loads and
+/// stores cannot make the JIT write more than this.
+///
+/// [`Vm::set_max_code_size`]: super::Vm::set_max_code_size
+pub const DEFAULT_MAX_CODE_SIZE: usize = 64 << 20;
+
+/// The most code one program may have on `isa`: its branches between stencils and to the
+/// out-of-line stubs must reach (AArch64 `b`/`bl`: ±128 MiB; x86-64 `rel32` and RISC-V
+/// `auipc`+`jalr`: ±2 GiB).
+pub const fn max_code_size(isa: Isa) -> usize {
+    match isa {
+        Isa::Aarch64 => 128 << 20,
+        Isa::X86_64 | Isa::Riscv64 => (2 << 30) - 1,
+    }
+}
+
 /// Where generated code starts: a cache line.
 const CODE_ALIGN: usize = 64;
 
@@ -84,8 +101,9 @@ pub fn emit<'m>(
     isa: Isa,
     buffer: &mut CodeBuffer<'m>,
     scratch: Scratch<'_>,
+    limit: usize,
 ) -> Result<Allocation<'m>, CompileError> {
-    emit_observed(program, isa, buffer, scratch, &mut ())
+    emit_observed(program, isa, buffer, scratch, limit, &mut ())
 }
 
 /// [`emit`], telling `observer` about every stencil placed (for listings).
@@ -94,9 +112,11 @@ pub fn emit_observed<'m, O: Observer>(
     isa: Isa,
     buffer: &mut CodeBuffer<'m>,
     scratch: Scratch<'_>,
+    limit: usize,
     observer: &mut O,
 ) -> Result<Allocation<'m>, CompileError> {
     let table = tessera_stencils::table(isa).ok_or(CompileError::IsaNotLinked { isa })?;
+    let limit = limit.min(max_code_size(isa));
     let need = ScratchSize::of(program);
     if scratch.labels.len() < need.labels || scratch.fixups.len() < need.fixups || scratch.words.len() < need.words {
         return Err(CompileError::ScratchTooSmall { labels: need.labels as u32, fixups: need.fixups as u32 });
@@ -106,26 +126,39 @@ pub fn emit_observed<'m, O: Observer>(
         table: &'static tessera_jit::StencilTable,
         buffer: &'a mut CodeBuffer<'m>,
         scratch: Scratch<'b>,
+        limit: usize,
         observer: &'a mut O,
     }
     impl<'m, O: Observer> WithPatcher for Job<'_, '_, 'm, O> {
         type Output = Result<Allocation<'m>, CompileError>;
         fn call<P: Patcher>(self) -> Self::Output {
-            let Job { program, table, buffer, scratch, observer } = self;
+            let Job { program, table, buffer, scratch, limit, observer } = self;
             let Scratch { labels, fixups, words } = scratch;
             let (allocation, ()) = buffer.append(
                 CODE_ALIGN,
                 |out, base| {
-                    let mut emitter = Emitter::<P>::new(table, out, base, tessera_jit::Scratch { labels, fixups })?;
-                    lower::lower(program, &mut emitter, words, observer)?;
-                    Ok((emitter.finish()?, ()))
+                    // Past the limit the program is too large, whatever room is left.
+                    let capped = out.len() > limit;
+                    let end = out.len().min(limit);
+                    let out = &mut out[..end];
+                    let mut emit = || {
+                        let mut emitter = Emitter::<P>::new(table, out, base, tessera_jit::Scratch { labels, fixups })?;
+                        lower::lower(program, &mut emitter, words, observer)?;
+                        Ok::<_, CompileError>((emitter.finish()?, ()))
+                    };
+                    match emit() {
+                        Err(CompileError::Emit(tessera_jit::Error::CodeBufferFull { .. })) if capped => {
+                            Err(CompileError::CodeTooLarge { limit: limit as u64 })
+                        }
+                        other => other,
+                    }
                 },
                 |e: &CompileError| matches!(e, CompileError::Emit(tessera_jit::Error::CodeBufferFull { .. })),
             )?;
             Ok(allocation)
         }
     }
-    let allocation = isa.with_patcher(Job { program, table, buffer, scratch, observer })?;
+    let allocation = isa.with_patcher(Job { program, table, buffer, scratch, limit, observer })?;
     allocation.sync_icache();
     Ok(allocation)
 }

@@ -47,6 +47,9 @@ pub struct Vm<'p, 'h> {
     maps: &'p [MapDef],
     helpers: Helpers<'h>,
     config: Config,
+    /// The bound on generated code (see [`Vm::set_max_code_size`]).
+    #[cfg(feature = "jit")]
+    max_code_size: usize,
     /// The code [`Vm::run`] compiled on first use in `Mode::Jit`.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     compiled: Option<JitProgram<'p, 'h, 'static>>,
@@ -69,6 +72,8 @@ impl<'p, 'h> Vm<'p, 'h> {
             maps,
             helpers,
             config: Config::default(),
+            #[cfg(feature = "jit")]
+            max_code_size: jit::DEFAULT_MAX_CODE_SIZE,
             #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
             compiled: None,
         })
@@ -98,6 +103,14 @@ impl<'p, 'h> Vm<'p, 'h> {
     pub fn set_fuel(&mut self, fuel: u64) {
         self.config.fuel = fuel;
         self.forget_compiled();
+    }
+
+    /// Bounds the code one compilation may generate (default
+    /// [`jit::DEFAULT_MAX_CODE_SIZE`]; never more than the ISA's branches reach,
+    /// [`jit::max_code_size`]): a larger program fails with [`CompileError::CodeTooLarge`].
+    #[cfg(feature = "jit")]
+    pub fn set_max_code_size(&mut self, bytes: usize) {
+        self.max_code_size = bytes;
     }
 
     pub fn set_max_call_depth(&mut self, depth: u32) {
@@ -153,7 +166,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         buffer: &mut CodeBuffer<'m>,
         scratch: Scratch<'_>,
     ) -> Result<Allocation<'m>, CompileError> {
-        jit::emit(&self.program, isa, buffer, scratch)
+        jit::emit(&self.program, isa, buffer, scratch, self.max_code_size)
     }
 
     /// [`Vm::emit_for`], telling `observer` where every stencil went (for listings).
@@ -165,7 +178,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         scratch: Scratch<'_>,
         observer: &mut impl super::Observer,
     ) -> Result<Allocation<'m>, CompileError> {
-        jit::emit_observed(&self.program, isa, buffer, scratch, observer)
+        jit::emit_observed(&self.program, isa, buffer, scratch, self.max_code_size, observer)
     }
 
     /// Compiles for this machine into `buffer`. The result runs if the buffer is executable
@@ -177,7 +190,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         scratch: Scratch<'_>,
     ) -> Result<JitProgram<'p, 'h, 'm>, CompileError> {
         let isa = Isa::host().ok_or(CompileError::UnsupportedHost)?;
-        let allocation = jit::emit(&self.program, isa, buffer, scratch)?;
+        let allocation = jit::emit(&self.program, isa, buffer, scratch, self.max_code_size)?;
         Ok(JitProgram::in_buffer(self.parts(), isa, allocation))
     }
 
@@ -205,7 +218,9 @@ impl<'p, 'h> Vm<'p, 'h> {
         let (code, address) = SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             scratch.ensure(need);
-            arena.emit(|buffer| jit::emit(&self.program, isa, buffer, scratch.scratch()).map(|a| a.address))
+            arena.emit(|buffer| {
+                jit::emit(&self.program, isa, buffer, scratch.scratch(), self.max_code_size).map(|a| a.address)
+            })
         })?;
         Ok(JitProgram::in_arena(self.parts(), isa, code, address))
     }
