@@ -118,6 +118,11 @@ fn target_dirs(exe: &Path) -> Vec<PathBuf> {
 /// The `tessera` binary built for `t`: `$TESSERA_BIN_<ARCH>` if set, else the one in the
 /// running binary's target directory, same profile first.
 pub fn find_binary(t: &Target) -> Result<PathBuf, Missing> {
+    find_binary_for(t, &std::env::current_exe().unwrap_or_default())
+}
+
+/// [`find_binary`] as the `tessera` binary `exe` would look.
+pub fn find_binary_for(t: &Target, exe: &Path) -> Result<PathBuf, Missing> {
     let build = format!(
         "build it with `rustup target add {triple} && apt-get install {gcc} && cargo build -p tessera-cli --target {triple}` (or set {env})",
         triple = t.triple,
@@ -132,8 +137,7 @@ pub fn find_binary(t: &Target) -> Result<PathBuf, Missing> {
             Err(Missing::Binary(format!("{}={} is not a file: {build}", t.env, path.display())))
         };
     }
-    let exe = std::env::current_exe().unwrap_or_default();
-    built_next_to(t, &exe).map_err(|looked| {
+    built_next_to(t, exe).map_err(|looked| {
         let looked = looked.map_or_else(String::new, |p| format!(" (looked for {})", p.display()));
         Missing::Binary(format!("no tessera built for {}{looked}: {build}", t.triple))
     })

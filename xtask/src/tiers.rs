@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use crate::setup::{SetupOutcome, setup};
 use crate::util::{cargo_cmd, command_line, format_duration};
 
-/// Packages whose tests run on the qemu-user tier (tier 2).
-/// The host tier: (unless `--host-only`) the conformance plugin built for the qemu-user
-/// targets, which the outside harness in host-tests feeds through qemu-user; then the
-/// whole workspace's tests; then the summary lines.
+/// The host tier: (unless `--host-only`) the CLI's binaries built for the qemu-user targets
+/// — the conformance plugin, which `cli/tests/plugin_conformance.rs` feeds through
+/// qemu-user, and `tessera`, which `tessera run --isa` re-runs under qemu-user
+/// (`cli/tests/isa.rs`); both tests then require them (`TESSERA_REQUIRE_PLUGINS`) — then
+/// the whole workspace's tests; then the summary lines.
 fn host_commands(host_only: bool) -> Vec<Vec<String>> {
     let mut commands = Vec::new();
     if !host_only {
