@@ -165,7 +165,9 @@ pub fn rerun(t: &Target, args: &[OsString]) -> Result<Result<i32, String>, Missi
     let binary = find_binary(t)?;
     let status = Command::new(&qemu).arg("-L").arg(t.sysroot).arg(&binary).args(args).status();
     Ok(match status {
-        Ok(status) => status.code().ok_or_else(|| format!("{} under {} was killed ({status})", binary.display(), t.qemu)),
+        Ok(status) => {
+            status.code().ok_or_else(|| format!("{} under {} was killed ({status})", binary.display(), t.qemu))
+        }
         Err(e) => Err(format!("{}: {e}", qemu.display())),
     })
 }

@@ -13,9 +13,9 @@ use tessera::ebpf::elf::Select;
 use tessera::ebpf::fuel::DEFAULT_FUEL;
 use tessera::ebpf::{Error, Insn, Mode, asm};
 use tessera_cli::cross::{self, Missing, Target};
+use tessera_cli::parse_hex;
 use tessera_cli::perf_map::{self, PerfMap};
 use tessera_cli::program::{ProgramFile, ReadError};
-use tessera_cli::parse_hex;
 
 /// Exit statuses (also in [`HELP`]).
 mod exit {
@@ -334,7 +334,9 @@ fn run(args: Vec<String>, command_line: &[OsString]) -> Result<()> {
     }
     let program = o.choice.read("run", &file)?;
     let mut perf = match o.perf_map && o.mode == Mode::Jit {
-        true => Some(PerfMap::open().or_else(|e| error(format!("{}: {e}", perf_map::path_for(std::process::id()).display())))?),
+        true => Some(
+            PerfMap::open().or_else(|e| error(format!("{}: {e}", perf_map::path_for(std::process::id()).display())))?,
+        ),
         false => None,
     };
     match program.run(&mut memory, o.mode, o.fuel, perf.as_mut()) {

@@ -228,7 +228,8 @@ impl ProgramFile {
         let Some(pc) = error_pc(error) else { return format!("{}: {error}", self.path) };
         let mut line = format!("{}: {error}", self.locate(pc as usize));
         // MAPS: remove once objects run with their maps.
-        if let (Kind::Elf(_), Error::Load(LoadError::UnknownOpcode { opcode: insn::op::LDDW, .. })) = (&self.kind, error)
+        if let (Kind::Elf(_), Error::Load(LoadError::UnknownOpcode { opcode: insn::op::LDDW, .. })) =
+            (&self.kind, error)
             && let Some(insn) = self.bytecode.get(pc as usize * 8..pc as usize * 8 + 8)
             && matches!(insn[1] >> 4, insn::pseudo::LDDW_MAP_FD | insn::pseudo::LDDW_MAP_VALUE)
         {
@@ -249,7 +250,7 @@ fn located_load_error(path: &str, e: &crate::LoadError) -> String {
 /// The instruction an error names, if any.
 pub fn error_pc(error: &Error) -> Option<u32> {
     match *error {
-        Error::Load(e) => match e {
+        Error::Load(
             LoadError::UnknownOpcode { pc, .. }
             | LoadError::ReservedField { pc }
             | LoadError::BadRegister { pc, .. }
@@ -265,20 +266,17 @@ pub fn error_pc(error: &Error) -> Option<u32> {
             | LoadError::Unreachable { pc }
             | LoadError::ShiftOutOfRange { pc, .. }
             | LoadError::UnknownMap { pc, .. }
-            | LoadError::MapValueOffset { pc, .. } => Some(pc),
-            _ => None,
-        },
-        Error::Compile(CompileError::Unlowerable { pc }) => Some(pc),
-        Error::Compile(_) => None,
-        Error::Run(e) => match e {
+            | LoadError::MapValueOffset { pc, .. },
+        )
+        | Error::Compile(CompileError::Unlowerable { pc })
+        | Error::Run(
             RunError::MemoryFault { pc, .. }
             | RunError::OutOfFuel { pc }
             | RunError::CallDepthExceeded { pc }
             | RunError::MisalignedAtomic { pc, .. }
             | RunError::HelperNotFound { pc, .. }
-            | RunError::InvalidInstruction { pc } => Some(pc),
-            _ => None,
-        },
+            | RunError::InvalidInstruction { pc },
+        ) => Some(pc),
         _ => None,
     }
 }

@@ -476,10 +476,9 @@ fn perf_map_names_the_compiled_program() {
     let file = example();
     let file = file.to_str().unwrap();
     let size = host_code_bytes(file);
-    for (args, env) in [
-        (vec!["run", file, "--jit", "--perf-map"], vec![]),
-        (vec!["run", file], vec![("TESSERA_PERF_MAP", "1")]),
-    ] {
+    for (args, env) in
+        [(vec!["run", file, "--jit", "--perf-map"], vec![]), (vec!["run", file], vec![("TESSERA_PERF_MAP", "1")])]
+    {
         let (o, pid) = tessera_with_pid(&args, &env);
         assert!(o.status.success(), "{}", stderr(&o));
         let map = format!("/tmp/perf-{pid}.map");

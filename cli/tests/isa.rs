@@ -125,7 +125,11 @@ fn missing_qemu_user_exits_3_and_says_how_to_install_it() {
     let t = foreign();
     let empty = std::env::temp_dir().join(format!("tessera-no-qemu-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
-    let o = Command::new(TESSERA).args(["run", &file("count.s"), "--isa", t.isa.name()]).env("PATH", &empty).output().unwrap();
+    let o = Command::new(TESSERA)
+        .args(["run", &file("count.s"), "--isa", t.isa.name()])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_dir(&empty);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert_eq!(
@@ -147,10 +151,17 @@ fn missing_cross_binary_exits_4_and_says_how_to_build_it() {
         return;
     }
     let nowhere: PathBuf = std::env::temp_dir().join("tessera-no-such-binary");
-    let o = Command::new(TESSERA).args(["run", &file("count.s"), "--isa", t.isa.name()]).env(t.env, &nowhere).output().unwrap();
+    let o = Command::new(TESSERA)
+        .args(["run", &file("count.s"), "--isa", t.isa.name()])
+        .env(t.env, &nowhere)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.starts_with(&format!("error: {}={} is not a file: build it with `", t.env, nowhere.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("error: {}={} is not a file: build it with `", t.env, nowhere.display())),
+        "{err}"
+    );
     assert!(err.contains(&format!("cargo build -p tessera-cli --target {}", t.triple)), "{err}");
     assert_eq!(err.lines().count(), 1);
 }
