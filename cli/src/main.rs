@@ -79,11 +79,13 @@ options:
   --interp       run the interpreter (the same result, or the same error, as --jit)
   --isa ISA      run on ISA: the host's natively; another through qemu-user, by running
                  this same command with the tessera built for that ISA's Linux target
-                 (`$TESSERA_BIN_<ARCH>`, e.g. TESSERA_BIN_AARCH64, else
-                 <target dir>/<triple>/{{release,debug}}/tessera next to this binary's
-                 target dir) under `qemu-<arch> -L /usr/<arch>-linux-gnu`
-  --fuel N       stop with an error once the budget of N is spent: back edges and local
-                 calls are charged (default: {DEFAULT_FUEL})
+                 under `qemu-<arch> -L /usr/<arch>-linux-gnu` (its output and exit
+                 status pass through). That tessera is `$TESSERA_BIN_<ARCH>` (e.g.
+                 TESSERA_BIN_AARCH64) if set, else <target dir>/<triple>/{{debug,release}}/
+                 tessera in the target directory this binary was built in
+  --fuel N       the execution budget: every back edge and local call is charged the
+                 instructions it may run, and the run stops with an error once the
+                 budget is spent (default: {DEFAULT_FUEL})
   --perf-map     with --jit, append `START SIZE tessera:NAME` for the compiled code to
                  /tmp/perf-PID.map, so `perf report` names it (or set {env}=1)
 

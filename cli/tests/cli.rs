@@ -370,6 +370,20 @@ fn packet_filter_object_runs_in_both_modes() {
             }
         }
     }
+    // Run-time errors name the function and its section, for the called ones in `.text`
+    // too: with little fuel, the entry's call (linked instruction 42, at 0x150 of `socket`)
+    // or the back edge of the checksum loop (slot 19 of `ipv4_checksum`, linked at 84).
+    let frame = dir.path("frame-53-false.bin");
+    for (fuel, place) in [
+        ("40", "section `socket` offset 0x150 in `udp_filter`: instruction 42"),
+        ("100", "section `.text` offset 0x98 in `ipv4_checksum`: instruction 84"),
+    ] {
+        for mode in ["--jit", "--interp"] {
+            let o = tessera(&["run", &prog, "--mem", &frame, "--fuel", fuel, mode]);
+            assert_eq!(o.status.code(), Some(1));
+            assert_eq!(stderr(&o), format!("error: {prog}: {place}: out of fuel\n"), "{fuel} {mode}");
+        }
+    }
     // Too short a frame is dropped, not a fault.
     assert_eq!(stdout(&tessera(&["run", &prog, "--mem-hex", "00"])), "r0 = 0 (0x0)\n");
 }
