@@ -369,7 +369,6 @@ fn mnemonic(body: &str) -> &str {
 }
 
 /// Slots an (already validated) instruction body occupies.
-#[cfg(feature = "alloc")]
 fn slot_count(body: &str) -> usize {
     if mnemonic(body) == "lddw" { 2 } else { 1 }
 }
