@@ -4,6 +4,7 @@
 //! ([`perf_map`]) and running on another ISA through qemu-user ([`cross`]).
 
 pub mod cross;
+pub mod perf_code;
 pub mod perf_map;
 pub mod program;
 

@@ -87,7 +87,9 @@ options:
                  instructions it may run, and the run stops with an error once the
                  budget is spent (default: {DEFAULT_FUEL})
   --perf-map     with --jit, append `START SIZE tessera:NAME` for the compiled code to
-                 /tmp/perf-PID.map, so `perf report` names it (or set {env}=1)
+                 /tmp/perf-PID.map, so `perf report` names it (or set {env}=1). The
+                 code then goes to shared anonymous memory instead of the code arena,
+                 whose memfd perf takes for a file and does not look up in the map.
 
 Assembly and bytecode get a stack of 9 frames of 512 bytes and one helper: id 5 returns
 its first argument (the bpf_conformance suite's helper); calling any other helper id is

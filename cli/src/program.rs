@@ -13,9 +13,16 @@
 use std::fmt::Write as _;
 
 use tessera::ebpf::elf::{Object, Select};
-use tessera::ebpf::{CompileError, Error, Helpers, LoadError, Memory, Mode, RunError, Vm, asm, insn};
+use tessera::ebpf::{CompileError, Error, Helpers, JitProgram, LoadError, Memory, Mode, RunError, Vm, asm, insn};
 
+use tessera::jit::emitter::OwnedScratch;
+
+use crate::perf_code::PerfVisibleCode;
 use crate::{STACK_SIZE, perf_map::PerfMap};
+
+/// Room for generated code per eBPF slot when compiling outside the arena: several times
+/// the largest instruction's stencils with their stubs.
+const CODE_BYTES_PER_SLOT: usize = 1024;
 
 /// The ELF magic number: a file starting with it is read as an object.
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -187,15 +194,35 @@ impl ProgramFile {
         let mut memory = Memory::new(&mut stack, context, &mut []);
         match mode {
             Mode::Interpreter => Ok(vm.interpret(&mut memory)?),
-            Mode::Jit => {
-                let jit = vm.compile()?;
-                if let Some(perf) = perf
-                    && let Err(e) = perf.record(jit.address(), jit.code().len(), &format!("tessera:{}", self.name()))
-                {
-                    eprintln!("warning: {}: {e}", perf.path().display());
+            Mode::Jit => match perf {
+                None => Ok(vm.compile()?.run(&mut memory)?),
+                Some(perf) => {
+                    let name = format!("tessera:{}", self.name());
+                    let record = |perf: &mut PerfMap, jit: &JitProgram| {
+                        if let Err(e) = perf.record(jit.address(), jit.code().len(), &name) {
+                            eprintln!("warning: {}: {e}", perf.path().display());
+                        }
+                    };
+                    // perf names code from its map only in anonymous memory (see
+                    // `perf_code`), which the code arena is not. Where that memory cannot be
+                    // had (qemu-user has no `mremap` of shared mappings), the arena it is.
+                    let mut code = match PerfVisibleCode::new(CODE_BYTES_PER_SLOT * (self.bytecode.len() / 8 + 1)) {
+                        Ok(code) => code,
+                        Err(e) => {
+                            eprintln!("warning: --perf-map: {e}; the code is in the arena, which perf does not name");
+                            let jit = vm.compile()?;
+                            record(perf, &jit);
+                            return Ok(jit.run(&mut memory)?);
+                        }
+                    };
+                    let need = vm.scratch_size();
+                    let mut scratch = OwnedScratch::with_capacity(need.labels, need.fixups);
+                    let mut buffer = code.buffer();
+                    let jit = vm.compile_into(&mut buffer, scratch.scratch())?;
+                    record(perf, &jit);
+                    Ok(jit.run(&mut memory)?)
                 }
-                Ok(jit.run(&mut memory)?)
-            }
+            },
         }
     }
 

@@ -513,3 +513,53 @@ fn perf_map_names_the_compiled_program() {
         assert!(!Path::new(&format!("/tmp/perf-{pid}.map")).exists(), "{args:?}");
     }
 }
+
+/// `perf` itself, when it is installed and may record here: `perf report` names the samples
+/// in generated code after the perf map's entry.
+#[test]
+fn perf_report_names_jit_code() {
+    let has_perf = Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_perf {
+        println!("skipped: perf is not installed (apt-get install linux-perf)");
+        return;
+    }
+    let dir = TempDir::new("perf");
+    let (src, data) = (dir.path("spin.s"), dir.path("perf.data"));
+    // About 10^8 instructions of generated code: a few hundred samples.
+    std::fs::write(&src, "mov %r0, 0\nloop:\nadd %r0, 1\njlt %r0, 30000000, loop\nexit\n").unwrap();
+    let record = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-o",
+            &data,
+            "--",
+            TESSERA,
+            "run",
+            &src,
+            "--perf-map",
+            "--fuel",
+            "1000000000",
+        ])
+        .output()
+        .unwrap();
+    if !record.status.success() {
+        println!("skipped: perf record cannot run here: {}", stderr(&record).lines().next().unwrap_or(""));
+        return;
+    }
+    assert_eq!(stdout(&record), "r0 = 30000000 (0x1c9c380)\n");
+    let report = Command::new("perf").args(["report", "-i", &data, "--stdio", "--sort", "sym"]).output().unwrap();
+    let text = stdout(&report);
+    // The map is perf's input, so it stays after the process; remove ours.
+    for map in std::fs::read_dir("/tmp").unwrap().flatten() {
+        let path = map.path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("perf-"))
+            && std::fs::read_to_string(&path).is_ok_and(|t| t.ends_with(" tessera:spin\n") && t.lines().count() == 1)
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let hottest = text.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap_or("");
+    assert!(hottest.ends_with("tessera:spin"), "the hottest symbol should be the JIT code:\n{text}");
+}
