@@ -216,8 +216,8 @@ fn insn_text(program: &Program, pc: usize) -> String {
 /// Width of the bytes column: 10 bytes as `aa bb ...`.
 const BYTES_COLUMN: usize = 3 * 10;
 
-/// The whole listing as text.
-pub fn dump(vm: &Vm, isa: Isa) -> Result<String, String> {
+/// The whole listing as text; `function_at(pc)` names a function starting at `pc`.
+pub fn dump(vm: &Vm, isa: Isa, function_at: impl Fn(usize) -> Option<String>) -> Result<String, String> {
     let program = vm.program();
     let emitted = emit(vm, isa).map_err(|e| e.to_string())?;
     let cs = disassembler(isa)?;
@@ -235,7 +235,12 @@ pub fn dump(vm: &Vm, isa: Isa) -> Result<String, String> {
     for seg in &emitted.segments {
         let heading = match seg.part {
             Part::Entry => "entry".to_string(),
-            Part::Hot(pc) => format!("pc {pc}: {}", insn_text(program, pc)),
+            Part::Hot(pc) => {
+                if let Some(function) = function_at(pc) {
+                    let _ = writeln!(out, "\n; function {function}");
+                }
+                format!("pc {pc}: {}", insn_text(program, pc))
+            }
             Part::Cold(pc) => {
                 if !cold_header {
                     let _ = writeln!(out, "\n; cold stubs (out-of-line slow paths and traps)");

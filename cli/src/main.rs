@@ -432,7 +432,8 @@ fn dump_command(args: Vec<String>) -> Result<()> {
     };
     let program = choice.read("dump", &file)?;
     let vm = validated(&program)?;
-    let listing = dump::dump(&vm, isa).or_else(|e| error(format!("{file}: {e}")))?;
+    let listing =
+        dump::dump(&vm, isa, |pc| program.function_starting_at(pc)).or_else(|e| error(format!("{file}: {e}")))?;
     print!("{listing}");
     Ok(())
 }

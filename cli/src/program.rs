@@ -226,6 +226,13 @@ impl ProgramFile {
         }
     }
 
+    /// The function of an object that starts at slot `pc`, as `` `name` (section `s`) ``.
+    pub fn function_starting_at(&self, pc: usize) -> Option<String> {
+        let Kind::Elf(elf) = &self.kind else { return None };
+        let f = elf.functions.iter().find(|f| f.offset as usize == pc)?;
+        Some(format!("`{}` (section `{}`)", f.name, f.section))
+    }
+
     /// Where slot `pc` is: `count.s:7`, `prog.o: section `socket` offset 0x60 in
     /// `udp_filter``, or just the file for bytecode (the instruction index is its place).
     pub fn locate(&self, pc: usize) -> String {

@@ -99,6 +99,17 @@ fn dump_covers_every_byte_with_decoded_instructions() {
         }
         assert_eq!(next - 0x1000_0000, total, "{isa}");
         assert!(dump.contains("pc 63: call local"), "{isa}: local calls are listed");
+        // Where each linked function starts.
+        let functions: Vec<&str> = dump.lines().filter(|l| l.starts_with("; function ")).collect();
+        assert_eq!(
+            functions,
+            [
+                "; function `udp_filter` (section `socket`)",
+                "; function `ipv4_checksum` (section `.text`)",
+                "; function `port_allowed` (section `.text`)"
+            ],
+            "{isa}"
+        );
     }
 }
 
