@@ -330,6 +330,18 @@ mod tests {
     }
 
     #[test]
+    fn host_tier_cross_builds_tessera_and_the_plugin_before_the_tests() {
+        // `cli/tests/isa.rs` and `plugin_conformance.rs` need the binaries of every
+        // qemu-user target (`--bins`: `tessera` and `tessera-bpf-plugin`).
+        let cmds = host_commands(false);
+        for (cmd, target) in cmds.iter().zip(QEMU_USER_TARGETS) {
+            assert_eq!(cmd.join(" "), format!("build -p tessera-cli --bins --target {target}"));
+        }
+        assert!(cmds[QEMU_USER_TARGETS.len()].starts_with(&args(&["test", "--workspace"])));
+        assert!(host_commands(true).iter().all(|c| !c.contains(&"--target".to_string())));
+    }
+
+    #[test]
     fn failed_setup_skips_dependent_tiers_only() {
         let s = SetupOutcome { rust: Ok(()), apt: Err("x".into()) };
         assert!(unmet(Needs::Nothing, Some(&s)).is_none());
