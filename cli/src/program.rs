@@ -5,16 +5,16 @@
 //!
 //! Maps and global data: a program of an object whose code loads a map or global data
 //! (pseudo `lddw`, src 1 or 2) is validated by plain [`Vm::new`], which refuses those
-//! loads (`unknown opcode 0x18` at the instruction). Supporting them takes three changes,
-//! all in this file, each marked `MAPS:` — validate with the object's maps
-//! ([`ProgramFile::vm`]), give their storage to the run ([`ProgramFile::run`]), and the
-//! map helpers ([`ProgramFile::helpers`]).
+//! loads (`unknown opcode 0x18` at the instruction). Supporting them takes changes in this
+//! file only, each marked `MAPS:` — validate with the object's maps ([`ProgramFile::vm`]),
+//! give their storage to the run and hand them back for `--show-maps`
+//! ([`ProgramFile::run`]), the map helpers ([`ProgramFile::helpers`]), and drop the
+//! "not supported yet" note of [`ProgramFile::explain`].
 
 use std::fmt::Write as _;
 
 use tessera::ebpf::elf::{Object, Select};
 use tessera::ebpf::{CompileError, Error, Helpers, JitProgram, LoadError, Memory, Mode, RunError, Vm, asm, insn};
-
 use tessera::jit::emitter::OwnedScratch;
 
 use crate::perf_code::PerfVisibleCode;
@@ -183,8 +183,8 @@ impl ProgramFile {
     }
 
     /// Runs the program with `context` as its memory (r1 = address, r2 = length) and a
-    /// budget of `fuel`; in `Mode::Jit` the code is compiled into the process's arena and,
-    /// with `perf`, recorded in the perf map.
+    /// budget of `fuel`. In `Mode::Jit` the code is compiled into the process's arena, or
+    /// with `perf` into memory perf names from the map, and recorded there.
     pub fn run(&self, context: &mut [u8], mode: Mode, fuel: u64, perf: Option<&mut PerfMap>) -> Result<u64, Error> {
         let mut vm = self.vm()?;
         vm.set_fuel(fuel);
