@@ -1,5 +1,12 @@
 //! Code shared by the `tessera` and `tessera-bpf-plugin` binaries: hex parsing, telling
-//! assembly text from bytecode, the helper table, and running a program in either mode.
+//! assembly text from bytecode, the helper table, and running a program in either mode;
+//! and for `tessera`, reading PROG of every kind ([`program`]), the perf map
+//! ([`perf_map`]) and running on another ISA through qemu-user ([`cross`]).
+
+pub mod cross;
+pub mod perf_code;
+pub mod perf_map;
+pub mod program;
 
 use std::fmt;
 

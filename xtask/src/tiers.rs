@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use crate::setup::{SetupOutcome, setup};
 use crate::util::{cargo_cmd, command_line, format_duration};
 
-/// Packages whose tests run on the qemu-user tier (tier 2).
-/// The host tier: (unless `--host-only`) the conformance plugin built for the qemu-user
-/// targets, which the outside harness in host-tests feeds through qemu-user; then the
-/// whole workspace's tests; then the summary lines.
+/// The host tier: (unless `--host-only`) the CLI's binaries built for the qemu-user targets
+/// — the conformance plugin, which `cli/tests/plugin_conformance.rs` feeds through
+/// qemu-user, and `tessera`, which `tessera run --isa` re-runs under qemu-user
+/// (`cli/tests/isa.rs`); both tests then require them (`TESSERA_REQUIRE_PLUGINS`) — then
+/// the whole workspace's tests; then the summary lines.
 fn host_commands(host_only: bool) -> Vec<Vec<String>> {
     let mut commands = Vec::new();
     if !host_only {
@@ -47,6 +48,7 @@ fn summary_lines(target: Option<&str>) -> Vec<String> {
     cmd
 }
 
+/// Packages whose tests run on the qemu-user tier (tier 2).
 pub const CROSS_TEST_PACKAGES: &[&str] = &["tessera-arch", "tessera", "tessera-host-tests"];
 /// Linux targets whose test binaries run through qemu-user (the `runner` in .cargo/config.toml).
 pub const QEMU_USER_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
@@ -325,6 +327,18 @@ mod tests {
             cmds[0].join(" "),
             "test --no-fail-fast --target riscv64gc-unknown-linux-gnu -p tessera-arch -p tessera -p tessera-host-tests"
         );
+    }
+
+    #[test]
+    fn host_tier_cross_builds_tessera_and_the_plugin_before_the_tests() {
+        // `cli/tests/isa.rs` and `plugin_conformance.rs` need the binaries of every
+        // qemu-user target (`--bins`: `tessera` and `tessera-bpf-plugin`).
+        let cmds = host_commands(false);
+        for (cmd, target) in cmds.iter().zip(QEMU_USER_TARGETS) {
+            assert_eq!(cmd.join(" "), format!("build -p tessera-cli --bins --target {target}"));
+        }
+        assert!(cmds[QEMU_USER_TARGETS.len()].starts_with(&args(&["test", "--workspace"])));
+        assert!(host_commands(true).iter().all(|c| !c.contains(&"--target".to_string())));
     }
 
     #[test]

@@ -155,6 +155,23 @@ pub fn labels_needed(text: &str) -> usize {
     text.lines().filter(|raw| matches!(split_line(raw), Ok(Line { label: Some(_), .. }))).count()
 }
 
+/// The line of `text` whose instruction occupies slot `pc` (either slot of `lddw`), so a
+/// validation or run-time error naming an instruction can name its source line too.
+/// `None` past the last instruction. Lines that do not assemble count as nothing: call it
+/// on text that assembled.
+pub fn line_of_slot(text: &str, pc: usize) -> Option<u32> {
+    let mut next = 0usize;
+    for (idx, raw) in text.lines().enumerate() {
+        if let Ok(Line { body: Some(body), .. }) = split_line(raw) {
+            next += slot_count(body);
+            if pc < next {
+                return Some(line_number(idx));
+            }
+        }
+    }
+    None
+}
+
 /// Assembles `text` into `out`; returns the number of slots written (`lddw` takes two).
 /// `labels` is scratch for the label table, at least [`labels_needed`]`(text)` entries.
 /// Errors name the first bad line: the first pass reports malformed lines and labels
@@ -352,7 +369,6 @@ fn mnemonic(body: &str) -> &str {
 }
 
 /// Slots an (already validated) instruction body occupies.
-#[cfg(feature = "alloc")]
 fn slot_count(body: &str) -> usize {
     if mnemonic(body) == "lddw" { 2 } else { 1 }
 }
@@ -852,6 +868,13 @@ mod tests {
     fn error(text: &str) -> AsmError {
         let mut out = [Insn::default(); 16];
         assemble(text, &mut out, &mut [Label::EMPTY; 4]).expect_err("must fail")
+    }
+
+    #[test]
+    fn lines_of_slots() {
+        let text = "# sum\nmov %r0, 0\n\nlddw %r1, 7 ; two slots\nloop:\n  add %r0, 1\nexit\n";
+        let lines = [0, 1, 2, 3, 4, 5].map(|pc| line_of_slot(text, pc));
+        assert_eq!(lines, [Some(2), Some(4), Some(4), Some(6), Some(7), None]);
     }
 
     #[test]
