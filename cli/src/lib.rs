@@ -109,12 +109,10 @@ pub fn load_program(data: &[u8]) -> Result<(Vec<u8>, Source), LoadError> {
 }
 
 /// Runs `bytecode` with `memory` as context (r1 = its address, r2 = its length) and
-/// [`helpers`]; `fuel` limits back edges and local calls (unlimited when `None`).
-pub fn execute(bytecode: &[u8], memory: &mut [u8], mode: Mode, fuel: Option<u64>) -> Result<u64, Error> {
+/// [`helpers`]; `fuel` is the budget back edges and local calls are charged against.
+pub fn execute(bytecode: &[u8], memory: &mut [u8], mode: Mode, fuel: u64) -> Result<u64, Error> {
     let mut vm = Vm::new(bytecode, helpers())?;
-    if let Some(fuel) = fuel {
-        vm.set_fuel(fuel);
-    }
+    vm.set_fuel(fuel);
     let mut stack = vec![0u8; STACK_SIZE];
     let mut memory = Memory::new(&mut stack, memory, &mut []);
     vm.run(mode, &mut memory)
@@ -152,7 +150,7 @@ mod tests {
     fn runs_both_modes() {
         let (bytes, _) = load_program(b"ldxb %r0, [%r1+1]\nadd %r0, %r2\nexit").unwrap();
         for mode in [Mode::Interpreter, Mode::Jit] {
-            assert_eq!(execute(&bytes, &mut [1, 40, 3], mode, None), Ok(43));
+            assert_eq!(execute(&bytes, &mut [1, 40, 3], mode, tessera::ebpf::fuel::DEFAULT_FUEL), Ok(43));
         }
     }
 }

@@ -15,7 +15,7 @@ use tessera::ebpf::{Error, Insn, Mode, asm};
 use tessera_cli::cross::{self, Missing, Target};
 use tessera_cli::parse_hex;
 use tessera_cli::perf_map::{self, PerfMap};
-use tessera_cli::program::{ProgramFile, ReadError};
+use tessera_cli::program::{ProgramFile, ReadError, show_maps};
 
 /// Exit statuses (also in [`HELP`]).
 mod exit {
@@ -61,7 +61,7 @@ fn run_help() -> String {
         "\
 usage: tessera run PROG [--section S | --function F] [--mem FILE | --mem-hex HEX]
                         [--interp | --jit] [--isa x86_64|aarch64|riscv64] [--fuel N]
-                        [--perf-map]
+                        [--perf-map] [--show-maps]
 
 Runs PROG and prints `r0 = <decimal> (<hex>)`.
 
@@ -90,11 +90,15 @@ options:
                  /tmp/perf-PID.map, so `perf report` names it (or set {env}=1). The
                  code then goes to shared anonymous memory instead of the code arena,
                  whose memfd perf takes for a file and does not look up in the map.
+  --show-maps    after the run (or its error), print the object's maps: every entry of
+                 a hash map, every non-zero value of an array (data sections included)
 
-Assembly and bytecode get a stack of 9 frames of 512 bytes and one helper: id 5 returns
-its first argument (the bpf_conformance suite's helper); calling any other helper id is
-rejected. ELF programs get the same stack and no helpers yet; programs that load maps or
-global data (pseudo `lddw`) are rejected by validation for now.
+Every program gets a stack of 9 frames of 512 bytes. Assembly and bytecode get one
+helper: id 5 returns its first argument (the bpf_conformance suite's helper); calling any
+other helper id is rejected. ELF programs get their object's maps (created afresh for the
+run, data sections with their initial bytes) and the standard helpers: 1-3 map lookup,
+update and delete, 5 ktime_get_ns (nanoseconds since the run started), 6 trace_printk
+(printed to stderr as `trace: ...`), 7 get_prandom_u32.
 ",
         env = perf_map::ENV
     )
@@ -285,6 +289,7 @@ struct RunOptions {
     isa: Option<Isa>,
     fuel: u64,
     perf_map: bool,
+    show_maps: bool,
 }
 
 fn run(args: Vec<String>, command_line: &[OsString]) -> Result<()> {
@@ -296,6 +301,7 @@ fn run(args: Vec<String>, command_line: &[OsString]) -> Result<()> {
         isa: None,
         fuel: DEFAULT_FUEL,
         perf_map: perf_map::enabled_by_env(),
+        show_maps: false,
     };
     let Some(positional) = parse("run", args, |opt, args| {
         match opt {
@@ -305,6 +311,7 @@ fn run(args: Vec<String>, command_line: &[OsString]) -> Result<()> {
             "--jit" => o.mode = Mode::Jit,
             "--isa" => o.isa = Some(parse_isa("run", &args.value(opt)?)?),
             "--perf-map" => o.perf_map = true,
+            "--show-maps" => o.show_maps = true,
             "--fuel" => {
                 let v = args.value(opt)?;
                 o.fuel = parse_number(&v).ok_or_else(|| Fail::Usage(format!("run --fuel: bad number {v:?}")))?;
@@ -343,13 +350,15 @@ fn run(args: Vec<String>, command_line: &[OsString]) -> Result<()> {
         ),
         false => None,
     };
-    match program.run(&mut memory, o.mode, o.fuel, perf.as_mut()) {
-        Ok(r0) => {
-            println!("r0 = {r0} ({r0:#x})");
-            Ok(())
-        }
-        Err(e) => error(program.explain(&e)),
+    let mut maps = program.create_maps().or_else(error)?;
+    let result = program.run(&mut memory, &mut maps, o.mode, o.fuel, perf.as_mut());
+    if let Ok(r0) = result {
+        println!("r0 = {r0} ({r0:#x})");
     }
+    if o.show_maps {
+        print!("{}", show_maps(&maps));
+    }
+    result.map(drop).or_else(|e| error(program.explain(&e)))
 }
 
 fn assemble(args: Vec<String>) -> Result<()> {

@@ -3,19 +3,19 @@
 //! helpers and memory that kind of program gets, and names where in the file an error is
 //! (`file:line` for assembly, section and offset for ELF, the instruction always).
 //!
-//! Maps and global data: a program of an object whose code loads a map or global data
-//! (pseudo `lddw`, src 1 or 2) is validated by plain [`Vm::new`], which refuses those
-//! loads (`unknown opcode 0x18` at the instruction). Supporting them takes changes in this
-//! file only, each marked `MAPS:` — validate with the object's maps ([`ProgramFile::vm`]),
-//! give their storage to the run and hand them back for `--show-maps`
-//! ([`ProgramFile::run`]), the map helpers ([`ProgramFile::helpers`]), and drop the
-//! "not supported yet" note of [`ProgramFile::explain`].
+//! Maps and global data: an object's maps (its `.maps`/`maps` definitions and its
+//! `.data`/`.rodata`/`.bss` sections) are created with their initial images for every
+//! run, and objects call the standard helpers (map lookup/update/delete, clock, trace,
+//! random) with a [`StdHost`]. `--show-maps` prints them after the run ([`show_maps`]).
 
 use std::fmt::Write as _;
 
 use tessera::ebpf::elf::{Object, Select};
+use tessera::ebpf::helpers::standard::STANDARD;
 use tessera::ebpf::jit::OwnedScratch;
-use tessera::ebpf::{CompileError, Error, Helpers, JitProgram, LoadError, Memory, Mode, RunError, Vm, asm, insn};
+use tessera::ebpf::maps::{Map, MapDef, MapKey};
+use tessera::ebpf::memory::Host;
+use tessera::ebpf::{CompileError, Error, Helpers, JitProgram, LoadError, Memory, Mode, RunError, Vm, asm};
 
 use crate::perf_code::PerfVisibleCode;
 use crate::{STACK_SIZE, perf_map::PerfMap};
@@ -55,8 +55,9 @@ pub struct ElfProgram {
     pub section: String,
     /// The functions in the linked bytecode, in order; the first is the program.
     pub functions: Vec<PlacedFunction>,
-    /// Maps the object declares, global-data sections included.
-    pub map_count: u32,
+    /// Maps the object declares, global-data sections included, in the order pseudo loads
+    /// name them.
+    pub maps: Vec<MapDef>,
 }
 
 /// A function of the object placed in the linked bytecode.
@@ -129,10 +130,10 @@ impl ProgramFile {
                 })
                 .collect();
             let (name, section) = (info.name.to_string(), info.section_name.to_string());
-            (linked.code, (name, section, functions, object.map_count()))
+            (linked.code, (name, section, functions, object.maps().map(|m| m.def).collect()))
         };
-        let (name, section, functions, map_count) = elf;
-        let elf = ElfProgram { data, name, section, functions, map_count };
+        let (name, section, functions, maps) = elf;
+        let elf = ElfProgram { data, name, section, functions, maps };
         Ok(ProgramFile { path: path.to_string(), bytecode, kind: Kind::Elf(elf) })
     }
 
@@ -156,8 +157,8 @@ impl ProgramFile {
                 if elf.functions.len() > 1 {
                     let _ = write!(s, ", {} functions", elf.functions.len());
                 }
-                if elf.map_count > 0 {
-                    let _ = write!(s, ", {} maps", elf.map_count);
+                if !elf.maps.is_empty() {
+                    let _ = write!(s, ", {} maps", elf.maps.len());
                 }
                 s.push(')');
                 s
@@ -166,32 +167,56 @@ impl ProgramFile {
     }
 
     /// The helpers the program may call: for assembly and bytecode, the bpf_conformance
-    /// suite's (id 5 returns its first argument); for ELF objects none yet.
+    /// suite's (id 5 returns its first argument); for ELF objects the standard set (map
+    /// lookup/update/delete, `ktime_get_ns`, `trace_printk`, `get_prandom_u32`).
     pub fn helpers(&self) -> Helpers<'static> {
         match self.kind {
-            // MAPS: the map helpers 1-3 (and the opt-in standard set) for objects.
-            Kind::Elf(_) => Helpers::empty(),
+            Kind::Elf(_) => Helpers::new(&STANDARD),
             Kind::Assembly { .. } | Kind::Bytecode => crate::helpers(),
+        }
+    }
+
+    /// The map definitions pseudo loads may name: the object's, none for other kinds.
+    pub fn map_defs(&self) -> &[MapDef] {
+        match &self.kind {
+            Kind::Elf(elf) => &elf.maps,
+            Kind::Assembly { .. } | Kind::Bytecode => &[],
         }
     }
 
     /// The validated program.
     pub fn vm(&self) -> Result<Vm<'_, 'static>, LoadError> {
-        // MAPS: an object with maps validates with their definitions (value sizes for
-        // `lddw` src 2); plain `Vm::new` rejects pseudo loads as unknown opcodes.
-        Vm::new(&self.bytecode, self.helpers())
+        Vm::with_maps(&self.bytecode, self.map_defs(), self.helpers())
     }
 
-    /// Runs the program with `context` as its memory (r1 = address, r2 = length) and a
-    /// budget of `fuel`. In `Mode::Jit` the code is compiled into the process's arena, or
-    /// with `perf` into memory perf names from the map, and recorded there.
-    pub fn run(&self, context: &mut [u8], mode: Mode, fuel: u64, perf: Option<&mut PerfMap>) -> Result<u64, Error> {
+    /// The object's maps as a run starts with them: values zeroed, data sections holding
+    /// their initial image. Empty for assembly and bytecode.
+    pub fn create_maps(&self) -> Result<Vec<Map<'static>>, String> {
+        let Kind::Elf(elf) = &self.kind else { return Ok(Vec::new()) };
+        let object = Object::parse(&elf.data).map_err(|e| format!("{}: {e}", self.path))?;
+        object
+            .maps()
+            .map(|m| m.create().map_err(|e| format!("{}: map `{}`: {e}", self.path, m.def.name().as_str())))
+            .collect()
+    }
+
+    /// Runs the program with `context` as its memory (r1 = address, r2 = length), `maps`
+    /// (from [`ProgramFile::create_maps`]) and a budget of `fuel`. In `Mode::Jit` the code
+    /// is compiled into the process's arena, or with `perf` into memory perf names from the
+    /// map, and recorded there.
+    pub fn run(
+        &self,
+        context: &mut [u8],
+        maps: &mut [Map<'static>],
+        mode: Mode,
+        fuel: u64,
+        perf: Option<&mut PerfMap>,
+    ) -> Result<u64, Error> {
         let mut vm = self.vm()?;
         vm.set_fuel(fuel);
         let mut stack = vec![0u8; STACK_SIZE];
-        // MAPS: create the object's maps (`ObjectMap::create`) and run with them
-        // (`Memory::with_maps`); return them for `--show-maps`.
-        let mut memory = Memory::new(&mut stack, context, &mut []);
+        let mut host = StdHost::new();
+        let mut memory = Memory::new(&mut stack, context, &mut []).with_maps(maps).with_host(&mut host);
         match mode {
             Mode::Interpreter => Ok(vm.interpret(&mut memory)?),
             Mode::Jit => match perf {
@@ -260,16 +285,7 @@ impl ProgramFile {
     /// `error` as one line: where it happened, then what (which names the instruction).
     pub fn explain(&self, error: &Error) -> String {
         let Some(pc) = error_pc(error) else { return format!("{}: {error}", self.path) };
-        let mut line = format!("{}: {error}", self.locate(pc as usize));
-        // MAPS: remove once objects run with their maps.
-        if let (Kind::Elf(_), Error::Load(LoadError::UnknownOpcode { opcode: insn::op::LDDW, .. })) =
-            (&self.kind, error)
-            && let Some(insn) = self.bytecode.get(pc as usize * 8..pc as usize * 8 + 8)
-            && matches!(insn[1] >> 4, insn::pseudo::LDDW_MAP_FD | insn::pseudo::LDDW_MAP_VALUE)
-        {
-            line.push_str(" (a load of a map or global data: not supported by `tessera run` yet)");
-        }
-        line
+        format!("{}: {error}", self.locate(pc as usize))
     }
 }
 
@@ -313,4 +329,98 @@ pub fn error_pc(error: &Error) -> Option<u32> {
         ) => Some(pc),
         _ => None,
     }
+}
+
+/// The standard helpers' view of this process: a monotonic clock from the run's start,
+/// `bpf_trace_printk` lines on stderr, and xorshift random numbers seeded from the time.
+pub struct StdHost {
+    start: std::time::Instant,
+    random: u64,
+}
+
+impl StdHost {
+    pub fn new() -> StdHost {
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        // xorshift must not start at 0.
+        StdHost { start: std::time::Instant::now(), random: seed | 1 }
+    }
+}
+
+impl Default for StdHost {
+    fn default() -> StdHost {
+        StdHost::new()
+    }
+}
+
+impl Host for StdHost {
+    fn ktime_ns(&mut self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn trace(&mut self, message: &[u8]) {
+        let text = String::from_utf8_lossy(message);
+        eprintln!("trace: {}", text.strip_suffix('\n').unwrap_or(&text));
+    }
+
+    fn random_u32(&mut self) -> u32 {
+        let mut x = self.random;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        (x >> 32) as u32
+    }
+}
+
+/// The maps after a run, for `--show-maps`: a header per map, then its present entries
+/// (`key => value`, bytes in hex, with the number for 4- and 8-byte keys and values).
+/// Arrays list only their non-zero values and say how many were zero.
+pub fn show_maps(maps: &[Map]) -> String {
+    let mut out = String::new();
+    for map in maps {
+        let def = map.def();
+        let _ = writeln!(
+            out,
+            "map `{}` ({}, key {} bytes, value {} bytes, {} of {} entries):",
+            def.name().as_str(),
+            def.map_type(),
+            def.key_size(),
+            def.value_size(),
+            map.len(),
+            def.max_entries()
+        );
+        let mut zeros = 0;
+        for (key, value) in map.entries() {
+            let key = match key {
+                MapKey::Index(index) => {
+                    if value.iter().all(|&b| b == 0) {
+                        zeros += 1;
+                        continue;
+                    }
+                    format!("[{index}]")
+                }
+                MapKey::Bytes(bytes) => hex_number(bytes),
+            };
+            let _ = writeln!(out, "  {key} => {}", hex_number(value));
+        }
+        if zeros > 0 {
+            let _ = writeln!(out, "  ({zeros} zero values not shown)");
+        }
+    }
+    out
+}
+
+/// `01 00 00 00 (1)`: bytes in hex, and as a little-endian number when 4 or 8 long.
+fn hex_number(bytes: &[u8]) -> String {
+    let mut s = bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+    let number = match *bytes {
+        [a, b, c, d] => Some(u32::from_le_bytes([a, b, c, d]) as u64),
+        [a, b, c, d, e, f, g, h] => Some(u64::from_le_bytes([a, b, c, d, e, f, g, h])),
+        _ => None,
+    };
+    if let Some(n) = number {
+        let _ = write!(s, " ({n})");
+    }
+    s
 }

@@ -315,6 +315,27 @@ fn plugin_protocol() {
     assert_eq!(plugin(&[], "zz").status.code(), Some(1));
 }
 
+#[test]
+fn plugin_fuel_is_exact_in_both_modes() {
+    // add %r0, 1; jlt %r0, 1000, -2; exit: the back edge runs 1000 times (the last not
+    // taken) and charges the loop's 2 instructions each time, 2000 in all.
+    let counting = "07 00 00 00 01 00 00 00 a5 00 fe ff e8 03 00 00 95 00 00 00 00 00 00 00";
+    for mode in ["--jit", "--interp"] {
+        let o = plugin(&[mode, "--fuel", "2000"], counting);
+        assert_eq!((o.status.code(), stdout(&o)), (Some(0), "3e8\n".to_string()), "{mode}");
+        let o = plugin(&[mode, "--fuel", "1999"], counting);
+        assert_eq!((o.status.code(), stderr(&o)), (Some(1), "error: instruction 1: out of fuel\n".to_string()));
+        // The default budget is finite: mov %r0, 0; jlt %r0, 2, -1 (a jump to itself that
+        // is always taken; the validator needs the exit after it) stops.
+        let endless = "b7 00 00 00 00 00 00 00 a5 00 ff ff 02 00 00 00 95 00 00 00 00 00 00 00";
+        let o = plugin(&[mode], endless);
+        assert_eq!((o.status.code(), stderr(&o)), (Some(1), "error: instruction 1: out of fuel\n".to_string()));
+    }
+    let o = plugin(&["--fuel", "many"], counting);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("error: --fuel needs a number\n"), "{}", stderr(&o));
+}
+
 // --- ELF objects ---------------------------------------------------------------------
 
 fn object(name: &str) -> String {
@@ -411,23 +432,69 @@ fn elf_selection_errors_list_the_candidates() {
 }
 
 #[test]
-fn programs_with_maps_are_refused_by_validation_with_their_place() {
-    // Until maps run: the first pseudo `lddw` (a map or global data) is the typed validation
-    // error `unknown opcode 0x18`, located in the object.
-    let note = " (a load of a map or global data: not supported by `tessera run` yet)";
-    for (file, select, place) in [
-        ("counter.o", "count_keys", "section `counter` offset 0x58 in `count_keys`: instruction 11"),
-        ("counter.o", "query", "section `counter/query` offset 0x90 in `query`: instruction 18"),
-        ("globals.o", "hash_input", "section `globals` offset 0x0 in `hash_input`: instruction 0"),
-        ("rate_limit.o", "rate_limit", "section `ratelimit` offset 0x48 in `rate_limit`: instruction 9"),
-        ("counter_legacy.o", "count_legacy", "section `counter_legacy` offset 0x58 in `count_legacy`: instruction 11"),
-    ] {
-        let file = object(file);
-        for mode in ["--jit", "--interp"] {
-            let o = tessera(&["run", &file, "--function", select, mode]);
-            assert_eq!(o.status.code(), Some(1), "{file} {select}");
-            assert_eq!(stderr(&o), format!("error: {file}: {place}: unknown opcode 0x18{note}\n"));
-        }
+fn objects_run_with_their_maps_and_show_them() {
+    let counter = object("counter.o");
+    // Keys 1, 2, 1, 7: three new keys, key 1 counted twice.
+    let keys = "01000000 02000000 01000000 07000000";
+    let counts = "\
+map `counts` (hash, key 4 bytes, value 8 bytes, 3 of 64 entries):
+  01 00 00 00 (1) => 02 00 00 00 00 00 00 00 (2)
+  02 00 00 00 (2) => 01 00 00 00 00 00 00 00 (1)
+  07 00 00 00 (7) => 01 00 00 00 00 00 00 00 (1)
+map `overflow` (array, key 4 bytes, value 8 bytes, 1 of 1 entries):
+  (1 zero values not shown)
+";
+    for mode in ["--jit", "--interp"] {
+        let o = tessera(&["run", &counter, "--function", "count_keys", "--mem-hex", keys, "--show-maps", mode]);
+        assert_eq!((o.status.code(), stderr(&o)), (Some(0), String::new()), "{mode}");
+        assert_eq!(stdout(&o), format!("r0 = 3 (0x3)\n{counts}"), "{mode}");
+        // Without the option only r0; the maps start empty for every run.
+        let o = tessera(&["run", &counter, "--function", "query", "--mem-hex", "01000000 01000000", mode]);
+        assert_eq!(stdout(&o), "r0 = 0 (0x0)\n", "{mode}");
+    }
+    // Global data: `.data` and `.rodata` hold their initial bytes, `.bss` what the run left,
+    // and trace_printk's line goes to stderr.
+    let globals = object("globals.o");
+    for mode in ["--jit", "--interp"] {
+        let o = tessera(&["run", &globals, "--mem-hex", "01 02 03 04", "--show-maps", mode]);
+        assert_eq!(o.status.code(), Some(0), "{mode}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "trace: hash 5734ae49\n", "{mode}");
+        let out = stdout(&o);
+        assert!(out.starts_with("r0 = 13993318934358830665 (0xc232416e5734ae49)\nmap `.data` "), "{mode}: {out}");
+        assert!(out.contains("map `.bss` (array, key 4 bytes, value 12 bytes, 1 of 1 entries):\n  [0] => 04 00 00 00 00 00 00 00 49 ae 34 57\n"), "{mode}: {out}");
+        assert!(out.contains("map `.rodata.str1.1` "), "{mode}: {out}");
+    }
+}
+
+#[test]
+fn maps_are_shown_after_a_run_error_too() {
+    // A budget too small for the loop over four keys: the maps hold what the run did
+    // before it stopped, and the error still exits 1.
+    let counter = object("counter.o");
+    for mode in ["--jit", "--interp"] {
+        let o = tessera(&[
+            "run",
+            &counter,
+            "--function",
+            "count_keys",
+            "--mem-hex",
+            "01000000 02000000 01000000 07000000",
+            "--fuel",
+            "0",
+            "--show-maps",
+            mode,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{mode}");
+        let place = "section `counter` offset 0x1a8 in `count_keys`: instruction 53";
+        assert_eq!(stderr(&o), format!("error: {counter}: {place}: out of fuel\n"), "{mode}");
+        // The first key was counted before the loop's back edge ran out of fuel.
+        let counts = "\
+map `counts` (hash, key 4 bytes, value 8 bytes, 1 of 64 entries):
+  01 00 00 00 (1) => 01 00 00 00 00 00 00 00 (1)
+map `overflow` (array, key 4 bytes, value 8 bytes, 1 of 1 entries):
+  (1 zero values not shown)
+";
+        assert_eq!(stdout(&o), counts, "{mode}");
     }
 }
 

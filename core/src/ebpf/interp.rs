@@ -7,8 +7,9 @@
 //!   the end of the stack, every other register 0; the frames the run may touch are zeroed;
 //! - memory: virtual addresses (see [`super::memory`]), every access checked by
 //!   `semantics::locate` against the run's region table;
-//! - fuel: one unit before every jump (`ja`, `ja32`, conditional; taken or not) whose target
-//!   is at or before its own pc, and before every local call; `OutOfFuel` when none is left;
+//! - fuel: before every jump (`ja`, `ja32`, conditional; taken or not) whose target is at
+//!   or before its own pc, and before every local call, the charge [`fuel`] defines;
+//!   `OutOfFuel` when it is larger than what is left;
 //! - helper calls (`call imm`, `callx`): `r0 = f(r1..r5)`, then r1..r5 are zeroed;
 //! - local calls: fuel, then depth (`max_call_depth`, and room for one more `FRAME_SIZE`
 //!   frame in the stack), then r6..r9 and r10 saved, `r10 -= FRAME_SIZE`; `exit` in a callee
