@@ -103,7 +103,7 @@ fn extract_one(
             }
         })?;
         let is_operand = value.operand_index().is_some();
-        if is_operand && kind == RelocKind::X86Abs32 {
+        if is_operand && kind == RelocKind::X86Abs32 && !x86_alu32_immediate(&code, offset as usize) {
             // x86-64 stencils use an operand hole's address untruncated (the kernel code
             // model sign-extends it): a zero-extending load would turn negative values positive.
             return Err(fail(format!("operand hole {symbol_name} zero-extended by R_X86_64_32 at {offset:#x}")));
@@ -227,4 +227,45 @@ pub fn emitted_object(isa: Isa, original: &[u8], stencils: &[Stencil]) -> Result
         }
     }
     obj.write().map_err(|e| format!("{isa}: writing the emitted-code object: {e}"))
+}
+
+/// Whether the relocation at `offset` is the 32-bit immediate of a 32-bit ALU instruction
+/// (`add`/`or`/`and`/`xor`/`sub`/`cmp`/`test`/`imul` on a 32-bit register), which reads only
+/// the low half of its field: there `R_X86_64_32` is exact, unlike in `mov $imm32, %r32`,
+/// whose zero extension would turn a negative operand positive.
+fn x86_alu32_immediate(code: &[u8], offset: usize) -> bool {
+    use iced_x86::{Code, Decoder, DecoderOptions, Instruction};
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        let start = insn.ip() as usize;
+        if !(start..start + insn.len()).contains(&offset) {
+            continue;
+        }
+        let constants = decoder.get_constant_offsets(&insn);
+        let is_immediate = constants.has_immediate()
+            && constants.immediate_size() == 4
+            && start + constants.immediate_offset() == offset;
+        return is_immediate
+            && matches!(
+                insn.code(),
+                Code::Add_rm32_imm32
+                    | Code::Add_EAX_imm32
+                    | Code::Or_rm32_imm32
+                    | Code::Or_EAX_imm32
+                    | Code::And_rm32_imm32
+                    | Code::And_EAX_imm32
+                    | Code::Xor_rm32_imm32
+                    | Code::Xor_EAX_imm32
+                    | Code::Sub_rm32_imm32
+                    | Code::Sub_EAX_imm32
+                    | Code::Cmp_rm32_imm32
+                    | Code::Cmp_EAX_imm32
+                    | Code::Test_rm32_imm32
+                    | Code::Test_EAX_imm32
+                    | Code::Imul_r32_rm32_imm32
+            );
+    }
+    false
 }
