@@ -269,3 +269,23 @@ fn x86_alu32_immediate(code: &[u8], offset: usize) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::x86_alu32_immediate;
+
+    #[test]
+    fn r_x86_64_32_is_accepted_only_on_32_bit_alu_immediates() {
+        // andl $0, %esi: 81 e6 <imm32>; imull $0, %esi, %esi: 69 f6 <imm32>; addl $0, %eax: 05 <imm32>
+        assert!(x86_alu32_immediate(&[0x81, 0xe6, 0, 0, 0, 0], 2));
+        assert!(x86_alu32_immediate(&[0x69, 0xf6, 0, 0, 0, 0], 2));
+        assert!(x86_alu32_immediate(&[0x05, 0, 0, 0, 0], 1));
+        // movl $0, %eax zero-extends into %rax: a negative operand would become positive.
+        assert!(!x86_alu32_immediate(&[0xb8, 0, 0, 0, 0], 1));
+        // andq $0, %rsi is a 64-bit operation (its field is sign-extended: R_X86_64_32S).
+        assert!(!x86_alu32_immediate(&[0x48, 0x81, 0xe6, 0, 0, 0, 0], 3));
+        // andl $0x12345678, 0x10(%rax): the relocation at the displacement, not the immediate.
+        assert!(!x86_alu32_immediate(&[0x81, 0x60, 0x10, 0x78, 0x56, 0x34, 0x12], 2));
+        assert!(!x86_alu32_immediate(&[0x81, 0xe6, 0, 0, 0, 0], 9));
+    }
+}
