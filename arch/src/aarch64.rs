@@ -10,7 +10,7 @@
 //! Instructions are little-endian 32-bit words; a patcher changes only its field and checks
 //! the fixed opcode bits of the instruction first.
 
-use crate::{Branch, BranchUse, Field, PatchError, RelocKind, patch_field32, write};
+use crate::{Branch, BranchUse, DirectBranch, Field, HoleBranch, PatchError, RelocKind, patch_field32, write};
 
 /// Patches one AArch64 hole; see [`crate::patch`] for the meaning of the arguments.
 #[inline]
@@ -208,6 +208,95 @@ pub fn branch_at(kind: RelocKind, _code: &[u8], offset: usize) -> Option<Branch>
     Some(Branch { branch_use, start: offset, end: offset + 4 })
 }
 
+/// The forms of direct branch: opcode mask and bits, and the bit position and width of
+/// the word offset (`b`, `b.cond`, `cbz`/`cbnz`, `tbz`/`tbnz`).
+const B: (u32, u32, u32, u32) = (0xfc00_0000, 0x1400_0000, 0, 26);
+const B_COND: (u32, u32, u32, u32) = (0xff00_0010, 0x5400_0000, 5, 19);
+const CBZ: (u32, u32, u32, u32) = (0x7e00_0000, 0x3400_0000, 5, 19);
+const TBZ: (u32, u32, u32, u32) = (0x7e00_0000, 0x3600_0000, 5, 14);
+
+/// The form of a direct branch word, if it is one the peephole rewrites (`b.cond` with
+/// `al`/`nv` is not).
+fn branch_form(insn: u32) -> Option<(u32, u32, u32, u32)> {
+    [B, B_COND, CBZ, TBZ]
+        .into_iter()
+        .find(|&(mask, bits, _, _)| insn & mask == bits)
+        .filter(|&form| form != B_COND || insn & 0xf < 14)
+}
+
+fn word(code: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(code.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+/// `b`, `b.cond`, `cbz`, `cbnz`, `tbz`, `tbnz` at `at`; the condition is the word with its
+/// offset field cleared.
+pub fn direct_branch_at(code: &[u8], at: usize) -> Option<DirectBranch> {
+    let insn = word(code, at)?;
+    let (_, bits, shift, width) = branch_form(insn)?;
+    let field = (insn >> shift) & ((1 << width) - 1);
+    let offset = (((field << (32 - width)) as i32) >> (32 - width)) as i64 * 4;
+    let cond = (bits != B.1).then_some(insn & !(((1 << width) - 1) << shift));
+    Some(DirectBranch { cond, offset, len: 4 })
+}
+
+/// `b.cond`: the low bit of the condition; `cbz`/`cbnz` and `tbz`/`tbnz`: bit 24.
+pub fn invert_condition(cond: u32) -> Option<u32> {
+    match branch_form(cond)? {
+        B => None,
+        B_COND => Some(cond ^ 1),
+        _ => Some(cond ^ (1 << 24)),
+    }
+}
+
+pub fn branch_len(cond: Option<u32>, offset: i64) -> Option<usize> {
+    let (_, _, _, width) = branch_form(cond.unwrap_or(B.1))?;
+    (offset & 3 == 0 && fits_signed(offset, width + 2)).then_some(4)
+}
+
+pub fn encode_branch(cond: Option<u32>, offset: i64, len: usize, out: &mut [u8]) -> Option<()> {
+    let template = cond.unwrap_or(B.1);
+    let (_, _, shift, width) = branch_form(template)?;
+    if len != 4 || branch_len(cond, offset)? != 4 {
+        return None;
+    }
+    let field = ((offset >> 2) as u32) & ((1 << width) - 1);
+    out.get_mut(..4)?.copy_from_slice(&(template | field << shift).to_le_bytes());
+    Some(())
+}
+
+/// `b` (JUMP26), `b.cond`/`cbz`/`cbnz` (CONDBR19) or `tbz`/`tbnz` (TSTBR14) to a hole; the
+/// kind follows the form, `like` gives the addend.
+pub fn encode_hole_branch(cond: Option<u32>, like: (RelocKind, i32), out: &mut [u8]) -> Option<HoleBranch> {
+    if !matches!(like.0, RelocKind::A64Jump26 | RelocKind::A64CondBr19 | RelocKind::A64TstBr14) {
+        return None;
+    }
+    let template = cond.unwrap_or(B.1);
+    let kind = match branch_form(template)? {
+        B => RelocKind::A64Jump26,
+        TBZ => RelocKind::A64TstBr14,
+        _ => RelocKind::A64CondBr19,
+    };
+    out.get_mut(..4)?.copy_from_slice(&template.to_le_bytes());
+    Some(HoleBranch { len: 4, reloc_at: 0, kind, addend: like.1 })
+}
+
+/// Whether the word reads or branches PC-relative (`b`, `bl`, `b.cond`, `bc.cond`, `cbz`,
+/// `tbz`, `adr`, `adrp`, literal loads and prefetches): moving it changes its meaning
+/// unless a relocation recomputes it.
+pub fn is_pc_relative(insn: u32) -> bool {
+    insn & 0x7c00_0000 == 0x1400_0000 // b, bl
+        || insn & 0xff00_0000 == 0x5400_0000 // b.cond, bc.cond
+        || insn & 0x7c00_0000 == 0x3400_0000 // cbz, cbnz, tbz, tbnz
+        || insn & 0x1f00_0000 == 0x1000_0000 // adr, adrp
+        || insn & 0x3b00_0000 == 0x1800_0000 // ldr/ldrsw/prfm (literal), SIMD&FP included
+}
+
+/// Whether control never falls through the word: `b`, `br`, `ret` (other instructions,
+/// `blr` and traps included, are taken to fall through).
+pub fn ends_flow(insn: u32) -> bool {
+    insn & 0xfc00_0000 == 0x1400_0000 || insn & 0xffff_fc1f == 0xd61f_0000 || insn & 0xffff_fc1f == 0xd65f_0000
+}
+
 /// `nop` (`hint #0`).
 pub const NOP: [u8; 4] = 0xd503_201f_u32.to_le_bytes();
 
@@ -300,6 +389,37 @@ mod tests {
     // b sym -> 00 00 00 14 (R_AARCH64_JUMP26); bl sym -> 00 00 00 94 (R_AARCH64_CALL26)
     const B_ZERO: [u8; 4] = [0x00, 0x00, 0x00, 0x14];
     const BL_ZERO: [u8; 4] = [0x00, 0x00, 0x00, 0x94];
+
+    #[test]
+    fn direct_branches_decode_encode_and_invert() {
+        // b .-8 -> 17fffffe; b.ne .+8 -> 54000041; cbz x0, .+8 -> b4000040; tbnz w1, #3, .+12 -> 37180061
+        let cases = [
+            (0x17ff_fffe_u32, None, -8),
+            (0x5400_0041, Some(0x5400_0001), 8),
+            (0xb400_0040, Some(0xb400_0000), 8),
+            (0x3718_0061, Some(0x3718_0001), 12),
+        ];
+        for (insn, cond, offset) in cases {
+            let b = direct_branch_at(&insn.to_le_bytes(), 0).unwrap();
+            assert_eq!((b.cond, b.offset, b.len), (cond, offset, 4));
+            let mut out = [0u8; 4];
+            encode_branch(cond, offset, 4, &mut out).unwrap();
+            assert_eq!(u32::from_le_bytes(out), insn);
+        }
+        assert_eq!(invert_condition(0x5400_0001), Some(0x5400_0000)); // b.ne -> b.eq
+        assert_eq!(invert_condition(0xb400_0000), Some(0xb500_0000)); // cbz -> cbnz
+        assert_eq!(invert_condition(0x3718_0001), Some(0x3618_0001)); // tbnz -> tbz
+        assert_eq!(direct_branch_at(&0x5400_000e_u32.to_le_bytes(), 0), None); // b.al
+        assert_eq!(branch_len(Some(0x5400_0001), 1 << 20), None);
+        assert_eq!(branch_len(Some(0x5400_0001), (1 << 20) - 4), Some(4));
+        assert_eq!(branch_len(None, 6), None);
+        let mut out = [0u8; 4];
+        let h = encode_hole_branch(Some(0x5400_0003), (RelocKind::A64Jump26, 0), &mut out).unwrap();
+        assert_eq!((u32::from_le_bytes(out), h.kind), (0x5400_0003, RelocKind::A64CondBr19));
+        assert!(is_pc_relative(0x1000_0000) && is_pc_relative(0x9000_0000) && is_pc_relative(0x5800_0040));
+        assert!(!is_pc_relative(0xd503_201f));
+        assert!(ends_flow(0xd65f_03c0) && ends_flow(0xd61f_0200) && !ends_flow(0xd63f_0200));
+    }
 
     #[test]
     fn abs64() {

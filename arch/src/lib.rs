@@ -257,6 +257,102 @@ impl Isa {
     }
 }
 
+/// A direct jump or conditional branch (target given as an immediate offset), as the stencil
+/// generator's branch peephole reads and writes it. Only the forms the peephole can rewrite
+/// exactly are recognised; anything else stays as LLVM emitted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectBranch {
+    /// `None` for an unconditional jump; else the condition in the ISA's own form, which
+    /// [`Isa::invert_condition`] and [`Isa::encode_branch`] take back: the `cc` nibble on
+    /// x86-64; on AArch64 the instruction with its offset field cleared (`b.cond`, `cbz`,
+    /// `cbnz`, `tbz`, `tbnz`).
+    pub cond: Option<u32>,
+    /// The target's address minus the instruction's address.
+    pub offset: i64,
+    /// Length of the instruction in bytes.
+    pub len: usize,
+}
+
+/// Where a branch to a hole keeps its relocation (see [`Isa::encode_hole_branch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoleBranch {
+    pub len: usize,
+    /// Offset of the relocated field in the instruction.
+    pub reloc_at: usize,
+    pub kind: RelocKind,
+    pub addend: i32,
+}
+
+impl RelocKind {
+    /// How far a branch of this kind reaches (the largest `|target - place|` it encodes,
+    /// roughly), or `None` for a kind that is not a direct branch.
+    pub const fn branch_reach(self) -> Option<u64> {
+        Some(match self {
+            RelocKind::X86Pc32 | RelocKind::X86Plt32 => 1 << 31,
+            RelocKind::A64Call26 | RelocKind::A64Jump26 => 1 << 27,
+            RelocKind::A64CondBr19 => 1 << 20,
+            RelocKind::A64TstBr14 => 1 << 15,
+            RelocKind::RvCall | RelocKind::RvCallPlt => 1 << 31,
+            RelocKind::RvJal => 1 << 20,
+            RelocKind::RvBranch => 1 << 12,
+            RelocKind::RvcJump => 1 << 11,
+            RelocKind::RvcBranch => 1 << 8,
+            _ => return None,
+        })
+    }
+}
+
+impl Isa {
+    /// The direct jump or conditional branch at `at`, if it is one the peephole rewrites.
+    pub fn direct_branch_at(self, code: &[u8], at: usize) -> Option<DirectBranch> {
+        match self {
+            Isa::X86_64 => x86_64::direct_branch_at(code, at),
+            Isa::Aarch64 => aarch64::direct_branch_at(code, at),
+            Isa::Riscv64 => riscv64::direct_branch_at(code, at),
+        }
+    }
+
+    /// The condition that holds exactly when `cond` does not.
+    pub fn invert_condition(self, cond: u32) -> Option<u32> {
+        match self {
+            Isa::X86_64 => x86_64::invert_condition(cond),
+            Isa::Aarch64 => aarch64::invert_condition(cond),
+            Isa::Riscv64 => riscv64::invert_condition(cond),
+        }
+    }
+
+    /// The length of the shortest encoding of a direct branch on `cond` that reaches
+    /// `offset` (target minus the instruction's address), if any reaches it.
+    pub fn branch_len(self, cond: Option<u32>, offset: i64) -> Option<usize> {
+        match self {
+            Isa::X86_64 => x86_64::branch_len(cond, offset),
+            Isa::Aarch64 => aarch64::branch_len(cond, offset),
+            Isa::Riscv64 => riscv64::branch_len(cond, offset),
+        }
+    }
+
+    /// Encodes a direct branch on `cond` to `offset` in exactly `len` bytes (a length
+    /// [`Isa::branch_len`] allowed for this offset or a longer one); `None` if it cannot.
+    pub fn encode_branch(self, cond: Option<u32>, offset: i64, len: usize, out: &mut [u8]) -> Option<()> {
+        match self {
+            Isa::X86_64 => x86_64::encode_branch(cond, offset, len, out),
+            Isa::Aarch64 => aarch64::encode_branch(cond, offset, len, out),
+            Isa::Riscv64 => riscv64::encode_branch(cond, offset, len, out),
+        }
+    }
+
+    /// Encodes a direct branch on `cond` whose target is a hole, into `out`, with its
+    /// field zero; `like` is the relocation of the unconditional jump to that hole it
+    /// replaces (its kind and addend).
+    pub fn encode_hole_branch(self, cond: Option<u32>, like: (RelocKind, i32), out: &mut [u8]) -> Option<HoleBranch> {
+        match self {
+            Isa::X86_64 => x86_64::encode_hole_branch(cond, like, out),
+            Isa::Aarch64 => aarch64::encode_hole_branch(cond, like, out),
+            Isa::Riscv64 => riscv64::encode_hole_branch(cond, like, out),
+        }
+    }
+}
+
 /// One ISA's hole patching as a type, so that an emitter generic over it has the patch
 /// logic monomorphised into its loop: no run-time ISA dispatch per hole.
 pub trait Patcher {

@@ -10,7 +10,7 @@
 //! Instructions are little-endian: 32-bit, or 16-bit for the compressed ones. A patcher
 //! changes only its immediate and checks the opcode of the instruction first.
 
-use crate::{Branch, BranchUse, Field, PatchError, RelocKind, patch_field32, read, write};
+use crate::{Branch, BranchUse, DirectBranch, Field, HoleBranch, PatchError, RelocKind, patch_field32, read, write};
 
 /// Patches one RISC-V hole; see [`crate::patch`] for the meaning of the arguments.
 #[inline]
@@ -276,6 +276,28 @@ pub fn branch_at(kind: RelocKind, code: &[u8], offset: usize) -> Option<Branch> 
     let jalr = u32::from_le_bytes(read::<4>(code, offset.checked_add(4)?).ok()?);
     let branch_use = if (jalr >> 7) & 0x1f == 0 { BranchUse::TailJump } else { BranchUse::Call };
     Some(Branch { branch_use, start: offset, end: offset + 8 })
+}
+
+/// RISC-V branches are left as LLVM emits them: conditional branches reach ±4 KiB, so
+/// the peephole recognises none (see `tessera-stencil-gen`'s `branches` module).
+pub fn direct_branch_at(_code: &[u8], _at: usize) -> Option<DirectBranch> {
+    None
+}
+
+pub fn invert_condition(_cond: u32) -> Option<u32> {
+    None
+}
+
+pub fn branch_len(_cond: Option<u32>, _offset: i64) -> Option<usize> {
+    None
+}
+
+pub fn encode_branch(_cond: Option<u32>, _offset: i64, _len: usize, _out: &mut [u8]) -> Option<()> {
+    None
+}
+
+pub fn encode_hole_branch(_cond: Option<u32>, _like: (RelocKind, i32), _out: &mut [u8]) -> Option<HoleBranch> {
+    None
 }
 
 /// `nop` (`addi x0, x0, 0`).

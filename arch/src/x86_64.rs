@@ -6,7 +6,7 @@
 //! and `R_X86_64_PC32`/`R_X86_64_PLT32` for RIP-relative operands and `call`/`jmp` to the
 //! continuation. `R_X86_64_64` appears in data (`.quad sym`) and `movabs`.
 
-use crate::{Branch, BranchUse, PatchError, RelocKind, read, write};
+use crate::{Branch, BranchUse, DirectBranch, HoleBranch, PatchError, RelocKind, read, write};
 
 /// Patches one x86-64 hole; see [`crate::patch`] for the meaning of the arguments.
 #[inline]
@@ -70,6 +70,71 @@ pub fn branch_at(kind: RelocKind, code: &[u8], offset: usize) -> Option<Branch> 
         _ => return None,
     };
     Some(Branch { branch_use, start, end: offset + 4 })
+}
+
+/// `jmp`/`jcc` with an 8- or 32-bit displacement and no prefix at `at`: `EB rel8`,
+/// `E9 rel32`, `7x rel8`, `0F 8x rel32` (`x` is the condition `cc`).
+pub fn direct_branch_at(code: &[u8], at: usize) -> Option<DirectBranch> {
+    let rel8 = |len: usize| Some(len as i64 + *code.get(at + 1)? as i8 as i64);
+    let rel32 = |len: usize| {
+        let field = code.get(at + len - 4..at + len)?;
+        Some(len as i64 + i32::from_le_bytes(field.try_into().ok()?) as i64)
+    };
+    let (cond, offset, len) = match *code.get(at)? {
+        0xeb => (None, rel8(2)?, 2),
+        0xe9 => (None, rel32(5)?, 5),
+        op @ 0x70..=0x7f => (Some(op as u32 & 0xf), rel8(2)?, 2),
+        0x0f => match *code.get(at + 1)? {
+            op @ 0x80..=0x8f => (Some(op as u32 & 0xf), rel32(6)?, 6),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(DirectBranch { cond, offset, len })
+}
+
+/// `cc ^ 1` is the opposite condition (`jb`/`jae`, `je`/`jne`, ...).
+pub fn invert_condition(cond: u32) -> Option<u32> {
+    (cond < 16).then_some(cond ^ 1)
+}
+
+/// 2 bytes (rel8) when the displacement fits, else 5 (`jmp`) or 6 (`jcc`).
+pub fn branch_len(cond: Option<u32>, offset: i64) -> Option<usize> {
+    if i8::try_from(offset - 2).is_ok() {
+        return Some(2);
+    }
+    let len = if cond.is_some() { 6 } else { 5 };
+    i32::try_from(offset - len as i64).is_ok().then_some(len)
+}
+
+pub fn encode_branch(cond: Option<u32>, offset: i64, len: usize, out: &mut [u8]) -> Option<()> {
+    let disp = offset - len as i64;
+    match (cond, len) {
+        (None, 2) => out.get_mut(..2)?.copy_from_slice(&[0xeb, i8::try_from(disp).ok()? as u8]),
+        (Some(cc @ 0..16), 2) => out.get_mut(..2)?.copy_from_slice(&[0x70 | cc as u8, i8::try_from(disp).ok()? as u8]),
+        (None, 5) => {
+            out.get_mut(..5)?[0] = 0xe9;
+            out[1..5].copy_from_slice(&i32::try_from(disp).ok()?.to_le_bytes());
+        }
+        (Some(cc @ 0..16), 6) => {
+            out.get_mut(..6)?[..2].copy_from_slice(&[0x0f, 0x80 | cc as u8]);
+            out[2..6].copy_from_slice(&i32::try_from(disp).ok()?.to_le_bytes());
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// `jmp rel32` or `jcc rel32` to a hole: the field is the last four bytes, as in the `jmp`
+/// it replaces, so the relocation keeps that jump's kind and addend.
+pub fn encode_hole_branch(cond: Option<u32>, like: (RelocKind, i32), out: &mut [u8]) -> Option<HoleBranch> {
+    if !matches!(like.0, RelocKind::X86Pc32 | RelocKind::X86Plt32) {
+        return None;
+    }
+    let len = if cond.is_some() { 6 } else { 5 };
+    encode_branch(cond, len as i64, len, out)?;
+    out[len - 4..len].fill(0);
+    Some(HoleBranch { len, reloc_at: len - 4, kind: like.0, addend: like.1 })
 }
 
 /// `nop`.
@@ -192,6 +257,37 @@ mod tests {
         // The crate-level dispatcher routes x86-64 kinds here.
         assert_eq!(patch_any(RelocKind::X86Abs32, &mut code, 0, 0x1234_5678, 0), Ok(()));
         assert_eq!(code[..4], [0x78, 0x56, 0x34, 0x12]);
+    }
+
+    #[test]
+    fn direct_branches_decode_encode_and_invert() {
+        // jae .+5 -> 73 03; jmp .+0x105 -> e9 00 01 00 00; jne .-4 -> 75 fa; jl .+0x86 -> 0f 8c 80 00 00 00
+        let cases: [(&[u8], Option<u32>, i64); 4] = [
+            (&[0x73, 0x03], Some(3), 5),
+            (&[0xe9, 0x00, 0x01, 0x00, 0x00], None, 0x105),
+            (&[0x75, 0xfa], Some(5), -4),
+            (&[0x0f, 0x8c, 0x80, 0x00, 0x00, 0x00], Some(0xc), 0x86),
+        ];
+        for (bytes, cond, offset) in cases {
+            let b = direct_branch_at(bytes, 0).unwrap();
+            assert_eq!((b.cond, b.offset, b.len), (cond, offset, bytes.len()));
+            let mut out = [0u8; 8];
+            encode_branch(cond, offset, bytes.len(), &mut out).unwrap();
+            assert_eq!(&out[..bytes.len()], bytes);
+        }
+        assert_eq!(branch_len(Some(3), 129), Some(2));
+        assert_eq!(branch_len(Some(3), 130), Some(6));
+        assert_eq!(branch_len(None, -126), Some(2));
+        assert_eq!(branch_len(None, -127), Some(5));
+        assert_eq!(encode_branch(Some(3), 130, 2, &mut [0; 8]), None);
+        assert_eq!(invert_condition(2), Some(3)); // jb <-> jae
+        assert_eq!(invert_condition(5), Some(4)); // jne <-> je
+        assert_eq!(direct_branch_at(&[0x3e, 0x73, 0x03], 0), None); // prefixed: not recognised
+        let mut out = [0xffu8; 8];
+        let h = encode_hole_branch(Some(2), (RelocKind::X86Plt32, -4), &mut out).unwrap();
+        assert_eq!(out[..6], [0x0f, 0x82, 0, 0, 0, 0]);
+        assert_eq!(h, HoleBranch { len: 6, reloc_at: 2, kind: RelocKind::X86Plt32, addend: -4 });
+        assert_eq!(encode_hole_branch(None, (RelocKind::X86Abs32S, 0), &mut out), None);
     }
 
     #[test]

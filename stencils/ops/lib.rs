@@ -182,11 +182,15 @@ impl State {
     }
 
     /// After any call r1..r5 are scratch; zeroing them keeps JIT and interpreter identical.
+    /// Written out: a loop over `k` is not unrolled at `opt-level=s`, and indexing the
+    /// registers by a variable puts every one of them in memory.
     #[inline(always)]
     fn clobber_args(&mut self) {
-        for k in 1..=5 {
-            self.set(k, 0);
-        }
+        self.set(1, 0);
+        self.set(2, 0);
+        self.set(3, 0);
+        self.set(4, 0);
+        self.set(5, 0);
     }
 }
 
@@ -381,20 +385,67 @@ macro_rules! binary_alu {
     };
 }
 
+// `sub dst, imm` has no stencil of its own: the lowering emits `add dst, -imm`.
 binary_alu! {
-    "add64", "add64_imm" => sem::add64, "add32", "add32_imm" => sem::add32,
-    "sub64", "sub64_imm" => sem::sub64, "sub32", "sub32_imm" => sem::sub32,
-    "mul64", "mul64_imm" => sem::mul64, "mul32", "mul32_imm" => sem::mul32,
+    "add64" => sem::add64, "add32" => sem::add32,
+    "sub64" => sem::sub64, "sub32" => sem::sub32,
+    "mul64" => sem::mul64, "mul32" => sem::mul32,
     "div64" => sem::div64, "div32" => sem::div32,
     "sdiv64" => sem::sdiv64, "sdiv32" => sem::sdiv32,
     "mod64" => sem::mod64, "mod32" => sem::mod32,
     "smod64" => sem::smod64, "smod32" => sem::smod32,
-    "or64", "or64_imm" => sem::or64, "or32", "or32_imm" => sem::or32,
-    "and64", "and64_imm" => sem::and64, "and32", "and32_imm" => sem::and32,
-    "xor64", "xor64_imm" => sem::xor64, "xor32", "xor32_imm" => sem::xor32,
+    "or64" => sem::or64, "or32" => sem::or32,
+    "and64" => sem::and64, "and32" => sem::and32,
+    "xor64" => sem::xor64, "xor32" => sem::xor32,
     "lsh64", "lsh64_imm" => sem::lsh64, "lsh32", "lsh32_imm" => sem::lsh32,
     "rsh64", "rsh64_imm" => sem::rsh64, "rsh32", "rsh32_imm" => sem::rsh32,
     "arsh64", "arsh64_imm" => sem::arsh64, "arsh32", "arsh32_imm" => sem::arsh32,
+}
+
+/// `op(dst, imm)` with the immediate folded into one instruction on x86-64, where LLVM
+/// does not fold a relocated constant into an ALU instruction (it would first `mov` it into
+/// a register). The 64-bit forms sign-extend the 32-bit field (`R_X86_64_32S`, as
+/// [`imm`]); the 32-bit forms (`{v:e}`) read only its low half, so their `R_X86_64_32` is
+/// exact, and writing a 32-bit register zero-extends the result, as eBPF's ALU32 does.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_imm_op {
+    ($template:literal, $v:expr) => {{
+        let mut v: u64 = $v;
+        // SAFETY: one ALU instruction on a register (flags clobbered, as asm! assumes).
+        unsafe {
+            core::arch::asm!(concat!($template, ", offset {s}"), v = inout(reg) v, s = sym _HOLE_OPERAND0,
+                options(pure, nomem, nostack))
+        };
+        v
+    }};
+}
+
+/// Immediate forms folded per ISA: the x86-64 instruction template, else the shared
+/// definition with [`imm`].
+macro_rules! folded_imm_alu {
+    ($($imm_name:literal => $f:path, $x86:literal),* $(,)?) => {
+        $(writable_family!($imm_name, |s, K| {
+            #[cfg(target_arch = "x86_64")]
+            let v = x86_imm_op!($x86, s.get(K));
+            #[cfg(not(target_arch = "x86_64"))]
+            let v = $f(s.get(K), imm());
+            s.set(K, v);
+            Next::Continue
+        });)*
+    };
+}
+
+folded_imm_alu! {
+    "add64_imm" => sem::add64, "add {v}",
+    "add32_imm" => sem::add32, "add {v:e}",
+    "mul64_imm" => sem::mul64, "imul {v}, {v}",
+    "mul32_imm" => sem::mul32, "imul {v:e}, {v:e}",
+    "or64_imm" => sem::or64, "or {v}",
+    "or32_imm" => sem::or32, "or {v:e}",
+    "and64_imm" => sem::and64, "and {v}",
+    "and32_imm" => sem::and32, "and {v:e}",
+    "xor64_imm" => sem::xor64, "xor {v}",
+    "xor32_imm" => sem::xor32, "xor {v:e}",
 }
 
 /// `dst = f(tmp)`: moves, with or without extension.
@@ -440,17 +491,27 @@ unary_alu! {
 // ---------------------------------------------------------------------------------------
 // Jumps: `if cond(dst, tmp) goto target`.
 
+/// `$v`, or `$g($v)` when a condition names a function the compared register goes through.
+macro_rules! via {
+    ($v:expr) => {
+        $v
+    };
+    ($v:expr, $g:path) => {
+        $g($v)
+    };
+}
+
 /// Each condition in four forms: against `tmp` or a constant, forward or backward. A
 /// backward jump (a back edge) first charges its fuel, exactly as the interpreter does, and
 /// when the fuel is spent branches to its out-of-line `trap_fuel` stub.
 macro_rules! cond_jump {
-    ($($name:literal, $imm_name:literal, $back_name:literal, $imm_back_name:literal => $f:path),* $(,)?) => {
+    ($($name:literal, $imm_name:literal, $back_name:literal, $imm_back_name:literal => $f:path $(, $via:path)?),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
                 if $f(s.get(K), s.tmp) { Next::Jump } else { Next::Continue }
             });
             readable_family!($imm_name, |s, K| {
-                if $f(s.get(K), imm()) { Next::Jump } else { Next::Continue }
+                if $f(via!(s.get(K) $(, $via)?), imm()) { Next::Jump } else { Next::Continue }
             });
             readable_family!($back_name, |s, K| {
                 if !s.burn_fuel(charge()) {
@@ -466,7 +527,7 @@ macro_rules! cond_jump {
                 if !s.burn_fuel(charge()) {
                     cold_path();
                     Next::Cold
-                } else if $f(s.get(K), imm()) {
+                } else if $f(via!(s.get(K) $(, $via)?), imm()) {
                     Next::Jump
                 } else {
                     Next::Continue
@@ -477,7 +538,7 @@ macro_rules! cond_jump {
 }
 
 cond_jump! {
-    "jeq64", "jeq64_imm", "jeq64_back", "jeq64_imm_back" => sem::jeq64,
+    "jeq64", "jeq64_imm", "jeq64_back", "jeq64_imm_back" => sem::jeq64, compared,
     "jeq32", "jeq32_imm", "jeq32_back", "jeq32_imm_back" => sem::jeq32,
     "jne64", "jne64_imm", "jne64_back", "jne64_imm_back" => sem::jne64,
     "jne32", "jne32_imm", "jne32_back", "jne32_imm_back" => sem::jne32,
@@ -499,6 +560,26 @@ cond_jump! {
     "jsle32", "jsle32_imm", "jsle32_back", "jsle32_imm_back" => sem::jsle32,
     "jset64", "jset64_imm", "jset64_back", "jset64_imm_back" => sem::jset64,
     "jset32", "jset32_imm", "jset32_back", "jset32_imm_back" => sem::jset32,
+}
+
+/// The register value an immediate compare reads. On x86-64 it is a copy LLVM cannot see
+/// through: otherwise, where the compare proves the register equal to the immediate (the
+/// taken side of `jeq`, the fall-through of `jne`), LLVM rematerialises the relocated
+/// constant into the register (`mov $imm, %reg`), and for `jeq` that move sits between the
+/// branch and the jump to the target, so the branch cannot be fused. The copy is a
+/// register move, free at rename; used for `jeq` only (for `jne` the rematerialisation is
+/// on the not-taken side, after the branch, where it costs less than a copy before it).
+#[inline(always)]
+fn compared(v: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut c = v;
+        // SAFETY: an empty asm statement; it only hides that `c == v`.
+        unsafe { core::arch::asm!("/* {c} */", c = inout(reg) c, options(pure, nomem, nostack, preserves_flags)) };
+        c
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    v
 }
 
 stencil!("ja", |_s| Next::Jump);
@@ -741,7 +822,9 @@ atomic! {
 // ---------------------------------------------------------------------------------------
 // Calls and exit.
 
-/// Helper call through the runtime's trampoline; the helper id is `id`.
+/// Helper call through the runtime's trampoline; the helper id is `id`. Only the context
+/// and r6..r9 live across the call: `tmp` is dead after it (the next stencil that reads it
+/// stages it first), r0 takes the result and r1..r5 are zeroed.
 #[inline(always)]
 fn call_helper(s: &mut State, id: u64) -> Next {
     let c = s.ctx();
@@ -752,6 +835,7 @@ fn call_helper(s: &mut State, id: u64) -> Next {
         s.ctx().trap_insn = insn();
         return Next::Return(0);
     }
+    s.tmp = 0;
     s.set(0, r0);
     s.clobber_args();
     Next::Continue
@@ -774,7 +858,7 @@ stencil!("call_local", |s| {
     if s.ctx().depth >= s.ctx().max_depth {
         return_trap!(s, trap::CALL_DEPTH, 0);
     }
-    let saved = [s.get(6), s.get(7), s.get(8), s.get(9)];
+    let (r6, r7, r8, r9) = (s.get(6), s.get(7), s.get(8), s.get(9));
     let c = s.ctx();
     c.depth += 1;
     c.frame_pointer -= FRAME_SIZE;
@@ -789,11 +873,14 @@ stencil!("call_local", |s| {
         // The callee recorded the trap; unwind without touching it.
         return 0;
     }
+    // Only the context and r6..r9 live across the call (see `call_helper`).
+    s.tmp = 0;
     s.set(0, r0);
     s.clobber_args();
-    for (i, v) in saved.into_iter().enumerate() {
-        s.set(6 + i, v);
-    }
+    s.set(6, r6);
+    s.set(7, r7);
+    s.set(8, r8);
+    s.set(9, r9);
     Next::Continue
 });
 

@@ -75,6 +75,12 @@ enum Rule {
     AluImm(Family),
     /// `dst = op(dst, imm)` where the operation has no immediate form: stage the constant.
     AluImmStaged(Family),
+    /// `dst -= imm` as `dst += -imm`, which has a folded form on every ISA (x86-64 cannot
+    /// fold a negated relocated constant into `sub`). For 64 bits `-imm` must still be a
+    /// sign-extended 32-bit value, which `i32::MIN` negated is not: that one is staged.
+    SubImm {
+        wide: bool,
+    },
     /// Division and modulo: the signed family when `off == 1`.
     DivMod {
         from_reg: bool,
@@ -134,7 +140,8 @@ type AluFamilies = (Family, Family, Option<(Family, Family)>);
 const fn alu(code: u8) -> Option<AluFamilies> {
     Some(match code {
         0x00 => (ids::ADD64, ids::ADD32, Some((ids::ADD64_IMM, ids::ADD32_IMM))),
-        0x10 => (ids::SUB64, ids::SUB32, Some((ids::SUB64_IMM, ids::SUB32_IMM))),
+        // `sub dst, imm` lowers to an addition (`Rule::SubImm`).
+        0x10 => (ids::SUB64, ids::SUB32, None),
         0x20 => (ids::MUL64, ids::MUL32, Some((ids::MUL64_IMM, ids::MUL32_IMM))),
         0x40 => (ids::OR64, ids::OR32, Some((ids::OR64_IMM, ids::OR32_IMM))),
         0x50 => (ids::AND64, ids::AND32, Some((ids::AND64_IMM, ids::AND32_IMM))),
@@ -211,6 +218,9 @@ const fn rule(opcode: u8) -> Rule {
     match class {
         0x04 | 0x07 => {
             let wide = class == 0x07;
+            if code == 0x10 && !from_reg {
+                return Rule::SubImm { wide };
+            }
             if let Some((f64, f32, imm)) = alu(code) {
                 let family = if wide { f64 } else { f32 };
                 return match (from_reg, imm) {
@@ -424,6 +434,15 @@ fn lower_insn<P: Patcher, O: Observer>(
         Rule::AluImmStaged(family) => {
             out.stage_imm(imm)?;
             out.push(out.variant(family, dst)?, Holes::NONE)?;
+        }
+        Rule::SubImm { wide: true } if imm == i32::MIN => {
+            out.stage_imm(imm)?;
+            out.push(out.variant(ids::SUB64, dst)?, Holes::NONE)?;
+        }
+        Rule::SubImm { wide } => {
+            let family = if wide { ids::ADD64_IMM } else { ids::ADD32_IMM };
+            // 32 bits: `x - imm == x + (-imm)` modulo 2^32 for every imm, `i32::MIN` included.
+            out.push(out.variant(family, dst)?, Holes::NONE.operand(0, imm.wrapping_neg() as u32))?;
         }
         Rule::DivMod { from_reg, unsigned, signed } => {
             if from_reg {

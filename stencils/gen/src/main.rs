@@ -11,6 +11,7 @@
 //! by a digest of each file's own rendered contents (so a hand edit is caught without the
 //! nightly), and byte for byte by regenerating when the pinned nightly is installed.
 
+mod branches;
 mod digest;
 mod extract;
 mod render;
@@ -195,7 +196,14 @@ fn generate(root: &Path, job: &Job) -> Result<Vec<(PathBuf, String)>, String> {
         }
         let digest = digest::inputs(&dirs, spec)?;
         files.push((job.table_path(spec.isa), render::table(spec, &stencils, digest, &version)));
-        files.push((job.listing_path(spec.isa), render::listing(spec, &stencils, &objdump(&obj)?, digest, &version)));
+        // The listing disassembles the stencils as emitted (after the generator's rewrites),
+        // from an object holding exactly the table's code and holes.
+        let emitted = out_dir.join(format!("stencils-{}-emitted.o", spec.isa));
+        std::fs::write(&emitted, extract::emitted_object(spec.isa, &bytes, &stencils)?).map_err(|e| e.to_string())?;
+        files.push((
+            job.listing_path(spec.isa),
+            render::listing(spec, &stencils, &objdump(&emitted)?, digest, &version),
+        ));
     }
     files.push((job.ids_path(), render::ids(&names.unwrap_or_default())?));
     Ok(files)

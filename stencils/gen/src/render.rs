@@ -147,7 +147,17 @@ pub fn listing(spec: &TargetSpec, stencils: &[Stencil], objdump: &str, digest: u
             let _ = writeln!(out, "    (trailing {}-byte jump to the continuation removed)", s.stripped);
         }
         if s.nopped > 0 {
-            let _ = writeln!(out, "    ({} movk of bits 32..63 of 32-bit value holes replaced by nop)", s.nopped);
+            let fate = if s.rewritten.is_some() { "removed" } else { "replaced by nop" };
+            let _ = writeln!(out, "    ({} movk of bits 32..63 of 32-bit value holes {fate})", s.nopped);
+        }
+        if let Some(r) = s.rewritten
+            && r.bytes_before != r.bytes_after
+        {
+            let _ = writeln!(
+                out,
+                "    (branch peephole: {} fused, {} threaded, {} instructions removed; {} -> {} bytes)",
+                r.fused, r.threaded, r.removed, r.bytes_before, r.bytes_after
+            );
         }
         out.push_str(blocks.get(s.name.as_str()).map(String::as_str).unwrap_or("    (no disassembly)\n"));
         out.push('\n');
