@@ -47,9 +47,39 @@ pub(crate) fn fixups_needed(program: &Program) -> usize {
     2 * program.len() + 1
 }
 
-/// Scratch words the provenance analysis needs.
+/// Scratch words: the provenance analysis's, then one per possible out-of-line stub.
 pub(crate) fn words_needed(program: &Program) -> usize {
-    super::provenance::words_needed(program.len())
+    super::provenance::words_needed(program.len()) + program.len()
+}
+
+/// What an out-of-line stub holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum StubKind {
+    /// The fully checked access (`stencil`, with the instruction's `off`), then a jump back
+    /// to the next instruction.
+    SlowAccess = 0,
+    /// The memory trap for a context-based access (`stencil`, with `off`).
+    MemoryTrap = 1,
+    /// The fuel trap of a back edge.
+    FuelTrap = 2,
+}
+
+/// The stubs the hot pass asked for, in order, packed one per word of caller scratch:
+/// `pc | stencil << 32 | kind << 48`.
+struct Stubs<'w> {
+    words: &'w mut [u64],
+    count: usize,
+}
+
+impl Stubs<'_> {
+    #[inline(always)]
+    fn push(&mut self, pc: usize, kind: StubKind, stencil: StencilId) -> Result<(), CompileError> {
+        let slot = self.words.get_mut(self.count).ok_or(CompileError::Unlowerable { pc: pc as u32 })?;
+        *slot = pc as u64 | (stencil.0 as u64) << 32 | (kind as u64) << 48;
+        self.count += 1;
+        Ok(())
+    }
 }
 
 /// What sees each placed stencil (for listings); `()` sees nothing and costs nothing.
@@ -374,44 +404,43 @@ pub(crate) fn lower<P: Patcher, O: Observer>(
     words: &mut [u64],
     observer: &mut O,
 ) -> Result<(), CompileError> {
-    let facts = Facts::of(program, words).ok_or(CompileError::ScratchTooSmall {
+    let len = program.len();
+    let too_small = CompileError::ScratchTooSmall {
         labels: labels_needed(program) as u32,
         fixups: fixups_needed(program) as u32,
-    })?;
+    };
+    let (fact_words, stub_words) = words.split_at_mut_checked(super::provenance::words_needed(len)).ok_or(too_small)?;
+    let facts = Facts::of(program, fact_words).ok_or(too_small)?;
     let at = emitter.offset();
     emitter.place(ids::ENTRY, &Holes::NONE.jump(insn_label(0)))?;
     observer.placed(None, false, ids::ENTRY, at, emitter.offset() - at);
-    let len = program.len();
     let mut tracker = Tracker::new(&facts);
+    let mut stubs = Stubs { words: stub_words, count: 0 };
     for (pc, insn) in program.iter() {
         emitter.bind(insn_label(pc))?;
         tracker.enter(program, pc);
-        lower_insn(program, len, pc, insn, &tracker, &mut Ops { emitter, observer, pc, cold: false })?;
+        lower_insn(program, len, pc, insn, &tracker, &mut stubs, &mut Ops { emitter, observer, pc, cold: false })?;
         tracker.after(&insn);
     }
-    // The stubs follow the hot code; the same walk decides which each instruction needs.
-    let mut tracker = Tracker::new(&facts);
-    for (pc, insn) in program.iter() {
-        tracker.enter(program, pc);
-        if NEEDS_STUB[insn.opcode as usize] {
-            lower_stub(len, pc, insn, &tracker, &mut Ops { emitter, observer, pc, cold: true })?;
+    // The stubs follow the hot code, in the order the hot pass asked for them.
+    for &stub in stubs.words.get(..stubs.count).unwrap_or_default() {
+        let pc = stub as u32 as usize;
+        let stencil = StencilId((stub >> 32) as u16);
+        let out = &mut Ops { emitter, observer, pc, cold: true };
+        out.emitter.bind(stub_label(len, pc))?;
+        let off = Holes::NONE.operand(0, program.insn(pc).off as i32 as u32);
+        match (stub >> 48) as u8 {
+            k if k == StubKind::SlowAccess as u8 => {
+                // `tmp` still holds the base the hot stencil staged.
+                out.push(stencil, off)?;
+                out.push(ids::JA, Holes::NONE.jump(insn_label(pc + 1)))?;
+            }
+            k if k == StubKind::MemoryTrap as u8 => out.push(stencil, off)?,
+            _ => out.push(ids::TRAP_FUEL, Holes::NONE)?,
         }
-        tracker.after(&insn);
     }
     Ok(())
 }
-
-/// Opcodes whose instructions may have an out-of-line stub (loads, stores, jumps).
-static NEEDS_STUB: [bool; 256] = {
-    let mut needs = [false; 256];
-    let mut opcode = 0;
-    while opcode < 256 {
-        needs[opcode] =
-            matches!(RULES[opcode], Rule::Load { .. } | Rule::Store { .. } | Rule::Jump { .. } | Rule::Ja | Rule::Ja32);
-        opcode += 1;
-    }
-    needs
-};
 
 #[inline(always)]
 fn lower_insn<P: Patcher, O: Observer>(
@@ -420,6 +449,7 @@ fn lower_insn<P: Patcher, O: Observer>(
     pc: usize,
     insn: Insn,
     tracker: &Tracker,
+    stubs: &mut Stubs,
     out: &mut Ops<'_, '_, P, O>,
 ) -> Result<(), CompileError> {
     let (dst, src, imm) = (insn.dst, insn.src, insn.imm);
@@ -500,17 +530,19 @@ fn lower_insn<P: Patcher, O: Observer>(
             };
             out.push(out.variant(ids::LDDW, dst)?, Holes::NONE.operand(0, lo).operand(1, hi))?;
         }
-        Rule::Load { checked, context, frame, size, .. } => match access(tracker, src, insn.off, size) {
+        Rule::Load { checked, slow, context, frame, size } => match access(tracker, src, insn.off, size) {
             Access::Frame(at) => out.push(out.variant(frame, dst)?, Holes::NONE.operand(0, at as u32))?,
             Access::Context(at) => {
                 out.push(out.variant(context, dst)?, Holes::NONE.operand(0, at as u32).cold(stub))?;
+                stubs.push(pc, StubKind::MemoryTrap, out.variant(ids::TRAP_MEMORY, src)?)?;
             }
             Access::Checked => {
                 out.stage_reg(src)?;
                 out.push(out.variant(checked, dst)?, Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub))?;
+                stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;
             }
         },
-        Rule::Store { from_reg, checked, context, frame, size, .. } => {
+        Rule::Store { from_reg, checked, slow, context, frame, size } => {
             if from_reg {
                 out.stage_reg(src)?;
             } else {
@@ -518,10 +550,14 @@ fn lower_insn<P: Patcher, O: Observer>(
             }
             match access(tracker, dst, insn.off, size) {
                 Access::Frame(at) => out.push(frame, Holes::NONE.operand(0, at as u32))?,
-                Access::Context(at) => out.push(context, Holes::NONE.operand(0, at as u32).cold(stub))?,
+                Access::Context(at) => {
+                    out.push(context, Holes::NONE.operand(0, at as u32).cold(stub))?;
+                    stubs.push(pc, StubKind::MemoryTrap, out.variant(ids::TRAP_MEMORY, dst)?)?;
+                }
                 Access::Checked => {
                     let holes = Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub);
                     out.push(out.variant(checked, dst)?, holes)?;
+                    stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;
                 }
             }
         }
@@ -555,7 +591,10 @@ fn lower_insn<P: Patcher, O: Observer>(
             }
             let holes = Holes::NONE.operand(0, imm as u32).jump(insn_label(target));
             match fuel::back_edge_charge(pc, target) {
-                Some(charge) => out.push(out.variant(backward, dst)?, holes.operand(1, charge as u32).cold(stub))?,
+                Some(charge) => {
+                    out.push(out.variant(backward, dst)?, holes.operand(1, charge as u32).cold(stub))?;
+                    stubs.push(pc, StubKind::FuelTrap, ids::TRAP_FUEL)?;
+                }
                 None => out.push(out.variant(forward, dst)?, holes)?,
             }
         }
@@ -564,7 +603,10 @@ fn lower_insn<P: Patcher, O: Observer>(
             let target = jump_target(pc, delta);
             let holes = Holes::NONE.jump(insn_label(target));
             match fuel::back_edge_charge(pc, target) {
-                Some(charge) => out.push(ids::JA_BACK, holes.operand(1, charge as u32).cold(stub))?,
+                Some(charge) => {
+                    out.push(ids::JA_BACK, holes.operand(1, charge as u32).cold(stub))?;
+                    stubs.push(pc, StubKind::FuelTrap, ids::TRAP_FUEL)?;
+                }
                 // A jump to the next instruction is a no-op.
                 None if target == pc + 1 => {}
                 None => out.push(ids::JA, holes)?,
@@ -583,57 +625,6 @@ fn lower_insn<P: Patcher, O: Observer>(
         Rule::Exit => out.push(ids::EXIT, Holes::NONE)?,
     }
     Ok(())
-}
-
-/// Places the out-of-line stub of instruction `pc`, if its hot stencils branch to one.
-#[inline(always)]
-fn lower_stub<P: Patcher, O: Observer>(
-    len: usize,
-    pc: usize,
-    insn: Insn,
-    tracker: &Tracker,
-    out: &mut Ops<'_, '_, P, O>,
-) -> Result<(), CompileError> {
-    let back = Holes::NONE.jump(insn_label(pc + 1));
-    let off = Holes::NONE.operand(0, insn.off as i32 as u32);
-    match RULES[insn.opcode as usize] {
-        Rule::Load { slow, size, .. } => match access(tracker, insn.src, insn.off, size) {
-            Access::Frame(_) => Ok(()),
-            // The full check: the access when a region allows it, else the trap. `tmp`
-            // still holds the base the hot stencil staged.
-            Access::Checked => {
-                out.emitter.bind(stub_label(len, pc))?;
-                out.push(out.variant(slow, insn.dst)?, off)?;
-                out.push(ids::JA, back)
-            }
-            Access::Context(_) => {
-                out.emitter.bind(stub_label(len, pc))?;
-                out.push(out.variant(ids::TRAP_MEMORY, insn.src)?, off)
-            }
-        },
-        Rule::Store { slow, size, .. } => match access(tracker, insn.dst, insn.off, size) {
-            Access::Frame(_) => Ok(()),
-            Access::Checked => {
-                out.emitter.bind(stub_label(len, pc))?;
-                out.push(out.variant(slow, insn.dst)?, off)?;
-                out.push(ids::JA, back)
-            }
-            Access::Context(_) => {
-                out.emitter.bind(stub_label(len, pc))?;
-                out.push(out.variant(ids::TRAP_MEMORY, insn.dst)?, off)
-            }
-        },
-        // Back edges: the fuel trap.
-        Rule::Jump { .. } | Rule::Ja if insn.off < 0 => {
-            out.emitter.bind(stub_label(len, pc))?;
-            out.push(ids::TRAP_FUEL, Holes::NONE)
-        }
-        Rule::Ja32 if insn.imm < 0 => {
-            out.emitter.bind(stub_label(len, pc))?;
-            out.push(ids::TRAP_FUEL, Holes::NONE)
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(all(test, feature = "std"))]

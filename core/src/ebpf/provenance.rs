@@ -14,7 +14,7 @@
 //! program, `r2 = r10; r2 += -8` before a helper call.
 
 use super::insn::{FRAME_POINTER, Insn, atomic, class, jmp, mem, op, pseudo};
-use super::program::{Program, branch_target};
+use super::program::Program;
 
 /// What a register is known to hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,10 +34,13 @@ pub(crate) fn words_needed(len: usize) -> usize {
 
 /// Facts about the whole program, in caller scratch.
 pub(crate) struct Facts<'s> {
-    targets: &'s [u64],
+    /// Jump targets and function starts: where [`Tracker::enter`] has work to do.
+    boundaries: &'s [u64],
     starts: &'s [u64],
     /// Whether a local call targets pc 0 (r1 is then not always the context there).
     entry_called: bool,
+    /// Whether any jump or call targets pc 0 (marked in `boundaries` in any case).
+    zero_targeted: bool,
 }
 
 fn bit(words: &[u64], i: usize) -> bool {
@@ -50,56 +53,145 @@ fn set(words: &mut [u64], i: usize) {
     }
 }
 
+/// How an opcode moves control, for the facts pass: the jump's displacement field.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    None,
+    /// A jump by `off`.
+    Off,
+    /// A jump by `imm` (`ja32`).
+    Imm,
+    /// `call`: a local call (src 1) to `pc + imm + 1`.
+    Call,
+}
+
+static FLOW: [Flow; 256] = {
+    let mut flow = [Flow::None; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        let class = opcode as u8 & 0x07;
+        let code = opcode as u8 & 0xf0;
+        if class == class::JMP || class == class::JMP32 {
+            flow[opcode] = match code {
+                jmp::EXIT => Flow::None,
+                jmp::CALL if opcode as u8 == op::CALL => Flow::Call,
+                jmp::CALL => Flow::None,
+                jmp::JA if class == class::JMP32 => Flow::Imm,
+                _ => Flow::Off,
+            };
+        }
+        opcode += 1;
+    }
+    flow
+};
+
 impl<'s> Facts<'s> {
     /// Marks every jump target and function start of `program` (validated: targets are in
     /// range). `None` when `words` is smaller than [`words_needed`].
+    ///
+    /// Every slot is looked at, `lddw` second slots included: their opcode (0) is no jump.
     pub(crate) fn of(program: &Program, words: &'s mut [u64]) -> Option<Facts<'s>> {
         let n = program.len().div_ceil(64);
         let words = words.get_mut(..2 * n)?;
         words.fill(0);
-        let (targets, starts) = words.split_at_mut(n);
+        let (boundaries, starts) = words.split_at_mut(n);
         set(starts, 0);
-        let mut entry_called = false;
-        for (pc, insn) in program.iter() {
-            if let Some(target) = branch_target(pc, insn) {
-                let target = target as usize;
-                set(targets, target);
-                if insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL {
-                    set(starts, target);
-                    entry_called |= target == 0;
-                }
+        set(boundaries, 0);
+        let (mut entry_called, mut zero_targeted) = (false, false);
+        for (pc, slot) in program.bytes().chunks_exact(Insn::SIZE).enumerate() {
+            let (opcode, regs) = (slot[0], slot[1]);
+            let flow = FLOW[opcode as usize];
+            if flow == Flow::None {
+                continue;
+            }
+            let off = i16::from_le_bytes([slot[2], slot[3]]) as i64;
+            let imm = i32::from_le_bytes([slot[4], slot[5], slot[6], slot[7]]) as i64;
+            let delta = match flow {
+                Flow::Off => off,
+                Flow::Imm => imm,
+                _ if regs >> 4 == pseudo::CALL_LOCAL => imm,
+                _ => continue,
+            };
+            let target = (pc as i64 + delta + 1) as usize;
+            set(boundaries, target);
+            zero_targeted |= target == 0;
+            if flow == Flow::Call {
+                set(starts, target);
+                entry_called |= target == 0;
             }
         }
-        Some(Facts { targets, starts, entry_called })
-    }
-
-    fn is_target(&self, pc: usize) -> bool {
-        bit(self.targets, pc)
+        Some(Facts { boundaries, starts, entry_called, zero_targeted })
     }
 
     fn is_function_start(&self, pc: usize) -> bool {
         bit(self.starts, pc)
     }
+
+    /// Whether a jump or a local call lands on `pc`.
+    fn is_target(&self, pc: usize) -> bool {
+        if pc == 0 { self.zero_targeted } else { bit(self.boundaries, pc) }
+    }
 }
+
+/// What an instruction does to the registers, by opcode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// Writes no register (stores, `exit`).
+    None,
+    /// Ends its block (jumps), writing nothing.
+    Jump,
+    /// Overwrites `dst` with something not tracked.
+    Dst,
+    /// `mov64 dst, src` (a copy when `off` is 0, else `movsx`).
+    Mov64,
+    /// `add64` / `sub64 dst, imm`.
+    Add64,
+    Sub64,
+    /// A call: r0..r5 (result and clobbered arguments).
+    Call,
+    /// An atomic operation: `cmpxchg` writes r0, the fetch forms `src`.
+    Atomic,
+}
+
+static EFFECT: [Effect; 256] = {
+    let mut effect = [Effect::None; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        let o = opcode as u8;
+        effect[opcode] = match o & 0x07 {
+            class::ALU | class::LDX | class::LD => Effect::Dst,
+            class::ALU64 => match o {
+                0xbf => Effect::Mov64,
+                0x07 => Effect::Add64,
+                0x17 => Effect::Sub64,
+                _ => Effect::Dst,
+            },
+            class::STX if o & 0xe0 == mem::ATOMIC => Effect::Atomic,
+            class::JMP | class::JMP32 => match o & 0xf0 {
+                jmp::CALL => Effect::Call,
+                jmp::EXIT => Effect::None,
+                _ => Effect::Jump,
+            },
+            _ => Effect::None,
+        };
+        opcode += 1;
+    }
+    effect
+};
 
 /// The registers an instruction writes, as a bit mask (bit k = rk).
 fn writes(insn: &Insn) -> u16 {
     const ARGS: u16 = 0b11_1111; // r0..r5: a call's result and its clobbered arguments
-    match insn.class() {
-        class::ALU | class::ALU64 | class::LDX | class::LD => 1 << (insn.dst & 0xf),
-        class::STX if insn.opcode & 0xe0 == mem::ATOMIC => match insn.imm {
+    match EFFECT[insn.opcode as usize] {
+        Effect::None | Effect::Jump => 0,
+        Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 => 1 << (insn.dst & 0xf),
+        Effect::Call => ARGS,
+        Effect::Atomic => match insn.imm {
             atomic::CMPXCHG => 1,
             i if i & atomic::FETCH != 0 => 1 << (insn.src & 0xf),
             _ => 0,
         },
-        class::JMP | class::JMP32 if insn.opcode & 0xf0 == jmp::CALL => ARGS,
-        _ => 0,
     }
-}
-
-/// Whether control can leave an instruction other than by falling through.
-fn ends_block(insn: &Insn) -> bool {
-    matches!(insn.class(), class::JMP | class::JMP32) && insn.opcode & 0xf0 != jmp::CALL
 }
 
 /// The tracker the lowering consults and updates as it walks the program in order.
@@ -126,12 +218,21 @@ impl<'f> Tracker<'f> {
     }
 
     /// What `r` holds before the instruction at `pc` (call [`Tracker::enter`] first).
+    #[inline(always)]
     pub(crate) fn get(&self, r: u8) -> Pointer {
         self.regs.get(r as usize).copied().unwrap_or(Pointer::Unknown)
     }
 
     /// Called before lowering the instruction at `pc`: starts a function or a block.
+    #[inline(always)]
     pub(crate) fn enter(&mut self, program: &Program, pc: usize) {
+        if bit(self.facts.boundaries, pc) {
+            self.enter_boundary(program, pc);
+        }
+    }
+
+    #[inline(never)]
+    fn enter_boundary(&mut self, program: &Program, pc: usize) {
         if self.facts.is_function_start(pc) {
             self.regs = [Pointer::Unknown; 11];
             if pc == 0 && !self.facts.entry_called {
@@ -147,44 +248,58 @@ impl<'f> Tracker<'f> {
         }
     }
 
-    /// Called after lowering `insn` at `pc`: applies its effect.
+    /// Called after lowering `insn`: applies its effect.
+    #[inline(always)]
     pub(crate) fn after(&mut self, insn: &Insn) {
         let dst = (insn.dst & 0xf) as usize;
-        let written = writes(insn);
-        let effect = match (insn.opcode, self.regs.get(insn.src as usize).copied()) {
-            // mov64 dst, src (not movsx)
-            (0xbf, Some(p)) if insn.off == 0 => Some(p),
-            // add64 / sub64 dst, imm
-            (0x07, _) => Some(offset(self.get(dst as u8), insn.imm as i64)),
-            (0x17, _) => Some(offset(self.get(dst as u8), -(insn.imm as i64))),
-            _ => None,
-        };
-        for r in 0..11 {
-            if written >> r & 1 != 0 {
-                self.regs[r] = Pointer::Unknown;
+        let new = match EFFECT[insn.opcode as usize] {
+            Effect::None => return,
+            Effect::Jump => return self.end_entry_block(),
+            Effect::Dst => Pointer::Unknown,
+            Effect::Mov64 if insn.off == 0 => self.get(insn.src),
+            Effect::Mov64 => Pointer::Unknown,
+            Effect::Add64 => offset(self.get(dst as u8), insn.imm as i64),
+            Effect::Sub64 => offset(self.get(dst as u8), -(insn.imm as i64)),
+            Effect::Call | Effect::Atomic => {
+                let written = writes(insn);
+                for (r, reg) in self.regs.iter_mut().enumerate().take(6) {
+                    if written >> r & 1 != 0 {
+                        *reg = Pointer::Unknown;
+                    }
+                }
+                if written >> 6 != 0 {
+                    // An atomic fetch into r6..r9.
+                    let r = (insn.src & 0xf) as usize;
+                    if let Some(reg) = self.regs.get_mut(r) {
+                        *reg = Pointer::Unknown;
+                    }
+                }
+                return;
             }
-        }
-        if let (Some(p), Some(slot)) = (effect, self.regs.get_mut(dst)) {
-            *slot = p;
-        }
-        self.regs[FRAME_POINTER as usize] = Pointer::Frame(0);
-        if ends_block(insn) {
-            self.end_entry_block();
+        };
+        if let Some(slot) = self.regs.get_mut(dst) {
+            *slot = new;
         }
     }
 
     /// Leaving the entry block: the invariant registers keep what they hold now.
+    #[inline(always)]
     fn end_entry_block(&mut self) {
         if self.in_entry_block {
-            self.in_entry_block = false;
-            self.kept = [Pointer::Unknown; 11];
-            for r in 0..11 {
-                if self.invariant >> r & 1 != 0 {
-                    self.kept[r] = self.regs[r];
-                }
-            }
-            self.kept[FRAME_POINTER as usize] = Pointer::Frame(0);
+            self.keep_invariant();
         }
+    }
+
+    #[inline(never)]
+    fn keep_invariant(&mut self) {
+        self.in_entry_block = false;
+        self.kept = [Pointer::Unknown; 11];
+        for r in 0..11 {
+            if self.invariant >> r & 1 != 0 {
+                self.kept[r] = self.regs[r];
+            }
+        }
+        self.kept[FRAME_POINTER as usize] = Pointer::Frame(0);
     }
 
     /// The registers not written after the entry block of the function starting at `start`.
@@ -202,7 +317,7 @@ impl<'f> Tracker<'f> {
             if !in_entry {
                 written |= writes(&insn);
             }
-            if in_entry && ends_block(&insn) {
+            if in_entry && EFFECT[insn.opcode as usize] == Effect::Jump {
                 in_entry = false;
             }
             pc += if insn.opcode == op::LDDW { 2 } else { 1 };
