@@ -405,10 +405,8 @@ pub(crate) fn lower<P: Patcher, O: Observer>(
     observer: &mut O,
 ) -> Result<(), CompileError> {
     let len = program.len();
-    let too_small = CompileError::ScratchTooSmall {
-        labels: labels_needed(program) as u32,
-        fixups: fixups_needed(program) as u32,
-    };
+    let too_small =
+        CompileError::ScratchTooSmall { labels: labels_needed(program) as u32, fixups: fixups_needed(program) as u32 };
     let (fact_words, stub_words) = words.split_at_mut_checked(super::provenance::words_needed(len)).ok_or(too_small)?;
     let facts = Facts::of(program, fact_words).ok_or(too_small)?;
     let at = emitter.offset();

@@ -26,10 +26,10 @@ pub(crate) enum Pointer {
     Context(i32),
 }
 
-/// Scratch words the analysis needs for a program of `len` slots: a bitmap of jump targets
-/// and one of function starts.
+/// Scratch words the analysis needs for a program of `len` slots: a bitmap of jump targets,
+/// one of function starts, and the registers each 64-slot chunk writes.
 pub(crate) fn words_needed(len: usize) -> usize {
-    2 * len.div_ceil(64)
+    3 * len.div_ceil(64)
 }
 
 /// Facts about the whole program, in caller scratch.
@@ -37,6 +37,8 @@ pub(crate) struct Facts<'s> {
     /// Jump targets and function starts: where [`Tracker::enter`] has work to do.
     boundaries: &'s [u64],
     starts: &'s [u64],
+    /// Per 64-slot chunk, the registers its instructions write (a [`writes`] mask).
+    chunk_writes: &'s [u64],
     /// Whether a local call targets pc 0 (r1 is then not always the context there).
     entry_called: bool,
     /// Whether any jump or call targets pc 0 (marked in `boundaries` in any case).
@@ -92,14 +94,18 @@ impl<'s> Facts<'s> {
     /// Every slot is looked at, `lddw` second slots included: their opcode (0) is no jump.
     pub(crate) fn of(program: &Program, words: &'s mut [u64]) -> Option<Facts<'s>> {
         let n = program.len().div_ceil(64);
-        let words = words.get_mut(..2 * n)?;
+        let words = words.get_mut(..3 * n)?;
         words.fill(0);
-        let (boundaries, starts) = words.split_at_mut(n);
+        let (boundaries, rest) = words.split_at_mut(n);
+        let (starts, chunk_writes) = rest.split_at_mut(n);
         set(starts, 0);
         set(boundaries, 0);
         let (mut entry_called, mut zero_targeted) = (false, false);
         for (pc, slot) in program.bytes().chunks_exact(Insn::SIZE).enumerate() {
             let (opcode, regs) = (slot[0], slot[1]);
+            if let Some(w) = chunk_writes.get_mut(pc / 64) {
+                *w |= slot_writes(opcode, regs, slot) as u64;
+            }
             let flow = FLOW[opcode as usize];
             if flow == Flow::None {
                 continue;
@@ -120,7 +126,7 @@ impl<'s> Facts<'s> {
                 entry_called |= target == 0;
             }
         }
-        Some(Facts { boundaries, starts, entry_called, zero_targeted })
+        Some(Facts { boundaries, starts, chunk_writes, entry_called, zero_targeted })
     }
 
     fn is_function_start(&self, pc: usize) -> bool {
@@ -155,7 +161,8 @@ enum Effect {
 
 static EFFECT: [Effect; 256] = {
     let mut effect = [Effect::None; 256];
-    let mut opcode = 0;
+    let mut opcode = 1;
+    // Opcode 0 is no instruction: only the second slot of `lddw` has it.
     while opcode < 256 {
         let o = opcode as u8;
         effect[opcode] = match o & 0x07 {
@@ -191,6 +198,19 @@ fn writes(insn: &Insn) -> u16 {
             i if i & atomic::FETCH != 0 => 1 << (insn.src & 0xf),
             _ => 0,
         },
+    }
+}
+
+/// [`writes`] of a raw slot (`lddw` second slots, opcode 0, write nothing).
+#[inline(always)]
+fn slot_writes(opcode: u8, regs: u8, slot: &[u8]) -> u16 {
+    match EFFECT[opcode as usize] {
+        Effect::None | Effect::Jump => 0,
+        Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 => 1 << (regs & 0xf),
+        _ => {
+            let imm = slot.get(4..8).and_then(|b| b.try_into().ok()).map_or(0, i32::from_le_bytes);
+            writes(&Insn::new(opcode, regs & 0xf, regs >> 4, 0, imm))
+        }
     }
 }
 
@@ -302,27 +322,49 @@ impl<'f> Tracker<'f> {
         self.kept[FRAME_POINTER as usize] = Pointer::Frame(0);
     }
 
-    /// The registers not written after the entry block of the function starting at `start`.
+    /// The registers not written after the entry block of the function starting at `start`:
+    /// the entry block is walked (it ends at its first jump or at a jump target), the rest
+    /// of the function is read from the per-chunk write masks, whole chunks at a time.
     fn invariant_after_entry_block(&self, program: &Program, start: usize) -> u16 {
-        let mut written = 0u16;
-        let mut in_entry = !self.facts.is_target(start);
+        let len = program.len();
+        let end = next_set_bit(self.facts.starts, start + 1).unwrap_or(len);
         let mut pc = start;
-        while let Some(insn) = program.get(pc) {
-            if pc != start && (self.facts.is_function_start(pc)) {
-                break;
+        if !self.facts.is_target(start) {
+            while let Some(insn) = program.get(pc).filter(|_| pc < end) {
+                pc += if insn.opcode == op::LDDW { 2 } else { 1 };
+                if EFFECT[insn.opcode as usize] == Effect::Jump || self.facts.is_target(pc) {
+                    break;
+                }
             }
-            if pc != start && self.facts.is_target(pc) {
-                in_entry = false;
-            }
-            if !in_entry {
-                written |= writes(&insn);
-            }
-            if in_entry && EFFECT[insn.opcode as usize] == Effect::Jump {
-                in_entry = false;
-            }
-            pc += if insn.opcode == op::LDDW { 2 } else { 1 };
         }
+        // Registers written in [pc, end): single slots up to a chunk boundary, whole chunks,
+        // then single slots again.
+        let slots = program.bytes().chunks_exact(Insn::SIZE);
+        let single = |from: usize, to: usize| {
+            slots.clone().take(to).skip(from).fold(0u16, |w, slot| w | slot_writes(slot[0], slot[1], slot))
+        };
+        let mut written = 0u16;
+        let first_full = pc.next_multiple_of(64).min(end);
+        written |= single(pc, first_full);
+        let last_full = (end / 64 * 64).max(first_full);
+        for chunk in first_full / 64..last_full / 64 {
+            written |= self.facts.chunk_writes.get(chunk).copied().unwrap_or(u64::MAX) as u16;
+        }
+        written |= single(last_full, end);
         !written & 0x7ff
+    }
+}
+
+/// The first set bit at or after `from`.
+fn next_set_bit(words: &[u64], from: usize) -> Option<usize> {
+    let mut index = from / 64;
+    let mut word = words.get(index)? & (u64::MAX << (from % 64));
+    loop {
+        if word != 0 {
+            return Some(index * 64 + word.trailing_zeros() as usize);
+        }
+        index += 1;
+        word = *words.get(index)?;
     }
 }
 
@@ -383,5 +425,93 @@ mod tests {
         use Pointer::*;
         let text = "mov %r6, %r1\nl: ldxb %r0, [%r6]\nmov %r6, %r0\njne %r0, 0, l\nexit";
         assert_eq!(trace(text, 6), [Unknown, Unknown, Unknown, Unknown, Unknown]);
+    }
+
+    /// The invariant registers by the definition: walk the whole function slot by slot.
+    fn invariant_by_definition(program: &Program, facts: &Facts, start: usize) -> u16 {
+        let mut written = 0u16;
+        let mut in_entry = !facts.is_target(start);
+        let mut pc = start;
+        while let Some(insn) = program.get(pc) {
+            if pc != start && facts.is_function_start(pc) {
+                break;
+            }
+            if pc != start && facts.is_target(pc) {
+                in_entry = false;
+            }
+            if !in_entry {
+                written |= writes(&insn);
+            }
+            if in_entry && EFFECT[insn.opcode as usize] == Effect::Jump {
+                in_entry = false;
+            }
+            pc += if insn.opcode == op::LDDW { 2 } else { 1 };
+        }
+        !written & 0x7ff
+    }
+
+    #[test]
+    fn chunked_invariants_match_the_definition() {
+        // Random programs across several 64-slot chunks: straight-line register writes,
+        // forward and backward jumps, local calls, lddw; every function start compared.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut compared = 0;
+        for _ in 0..300 {
+            // Functions of random lengths, each ending in exit; jumps stay in their function,
+            // calls go to function starts.
+            let sizes: std::vec::Vec<usize> = (0..1 + next(4)).map(|_| 10 + next(150) as usize).collect();
+            let starts: std::vec::Vec<usize> =
+                sizes.iter().scan(0, |at, &n| Some(core::mem::replace(at, *at + n))).collect();
+            let mut insns = std::vec::Vec::new();
+            for (&start, &size) in starts.iter().zip(&sizes) {
+                while insns.len() < start + size - 1 {
+                    let pc = insns.len() as i64;
+                    let reg = 1 + next(9) as u8;
+                    let room = (start + size - 1) as i64 - pc;
+                    match next(10) {
+                        0..=3 => insns.push(Insn::new(0x07, reg, 0, 0, 1)),
+                        4 => insns.push(Insn::new(0xbf, reg, next(10) as u8, 0, 0)),
+                        5 if room >= 2 => {
+                            insns.push(Insn::new(op::LDDW, reg, 0, 0, 7));
+                            insns.push(Insn::default());
+                        }
+                        6 => {
+                            // Anywhere in the function but the lddw second slots.
+                            let target = start as i64 + next(size as u64 - 1) as i64;
+                            let ok = insns.get(target as usize).is_none_or(|i: &Insn| i.opcode != 0)
+                                && (target == 0 || insns.get(target as usize - 1).is_none_or(|i| i.opcode != op::LDDW));
+                            if ok {
+                                insns.push(Insn::new(0x15, reg, 0, (target - pc - 1) as i16, 0));
+                            }
+                        }
+                        7 => {
+                            let callee = starts[next(starts.len() as u64) as usize] as i64;
+                            insns.push(Insn::new(op::CALL, 0, 1, 0, (callee - pc - 1) as i32));
+                        }
+                        8 => insns.push(Insn::new(0x85, 0, 0, 0, 1)),
+                        _ => insns.push(Insn::new(0xb7, reg, 0, 0, 3)),
+                    }
+                }
+                insns.push(Insn::new(op::EXIT, 0, 0, 0, 0));
+            }
+            let bytes: std::vec::Vec<u8> = insns.iter().flat_map(|i| i.encode()).collect();
+            // Not every random program is valid (jumps into lddw, out of functions, ...).
+            let Ok(program) = Program::new(&bytes, |_| true) else { continue };
+            let mut words = std::vec![0u64; words_needed(program.len())];
+            let facts = Facts::of(&program, &mut words).unwrap();
+            let tracker = Tracker::new(&facts);
+            for (pc, _) in program.iter().filter(|&(pc, _)| facts.is_function_start(pc)) {
+                let expected = invariant_by_definition(&program, &facts, pc);
+                assert_eq!(tracker.invariant_after_entry_block(&program, pc), expected, "function at {pc}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 250, "enough valid programs ({compared})");
     }
 }
