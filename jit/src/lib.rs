@@ -26,5 +26,5 @@ pub mod table;
 pub use code_buffer::{Allocation, CodeBuffer};
 pub use emitter::{Emitter, Fixup, Holes, Label, Scratch};
 pub use error::Error;
-pub use table::{Family, Hole, HoleValue, Stencil, StencilEntry, StencilId, StencilTable};
+pub use table::{Family, Hole, HoleValue, PairFamily, Stencil, StencilEntry, StencilId, StencilTable};
 pub use tessera_arch::{Isa, Patcher, RelocKind, WithPatcher};

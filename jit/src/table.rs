@@ -33,6 +33,28 @@ impl Family {
     }
 }
 
+/// Stencils specialised for two registers (or small indices): `rows × cols` variants in
+/// row-major order, variant `(d, s)` at `first + d * cols + s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PairFamily {
+    pub first: u16,
+    pub rows: u8,
+    pub cols: u8,
+}
+
+impl PairFamily {
+    /// The variant for `(d, s)`, if the family has one.
+    #[inline]
+    pub const fn variant(self, d: u8, s: u8) -> Option<StencilId> {
+        if d < self.rows && s < self.cols {
+            Some(StencilId(self.first + d as u16 * self.cols as u16 + s as u16))
+        } else {
+            None
+        }
+    }
+}
+
 /// Which value a hole takes. Stencil sources name holes by extern symbols: `_HOLE_CONTINUE`,
 /// `_HOLE_JUMP`, `_HOLE_COLD`, `_HOLE_OPERAND0` … `_HOLE_OPERAND3`; the symbol's *address*
 /// is the value.

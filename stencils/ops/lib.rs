@@ -15,7 +15,8 @@
 //! `_HOLE_CONTINUE` (the next stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a
 //! branch or call target), `_HOLE_COLD` (the instruction's out-of-line slow path), and the
 //! 32-bit operands: `_HOLE_OPERAND0` (sign-extended immediate or offset), `_HOLE_OPERAND1`
-//! (upper half of `lddw`, or the fuel a back edge or call charges) and `_HOLE_OPERAND2`
+//! (upper half of `lddw`, the fuel a back edge or call charges, or an immediate store's
+//! value) and `_HOLE_OPERAND2`
 //! (the eBPF instruction index named in trap reports).
 #![no_std]
 #![feature(explicit_tail_calls, rust_preserve_none_cc)]
@@ -61,14 +62,20 @@ fn imm_hi() -> u64 {
     (&raw const _HOLE_OPERAND1) as usize as u32 as u64
 }
 
-/// The fuel a back edge or local call charges (see `tessera::ebpf::fuel`): below 2^31, so
-/// read sign-extended like [`imm`] (one instruction on x86-64).
+/// Operand 1 sign-extended, as [`imm`] reads operand 0: the fuel a back edge or local call
+/// charges (see `tessera::ebpf::fuel`, below 2^31), or the value of an immediate store.
 #[inline(always)]
-fn charge() -> u64 {
+fn imm1() -> u64 {
     #[cfg(target_arch = "x86_64")]
     return (&raw const _HOLE_OPERAND1) as usize as u64;
     #[cfg(not(target_arch = "x86_64"))]
     return (&raw const _HOLE_OPERAND1) as usize as u32 as i32 as i64 as u64;
+}
+
+/// The fuel a back edge or local call charges.
+#[inline(always)]
+fn charge() -> u64 {
+    imm1()
 }
 
 /// The eBPF instruction index this stencil was emitted for.
@@ -329,6 +336,32 @@ macro_rules! readable_family {
     };
 }
 
+/// One stencil per register pair: `family__rD_rS` for every `D` in the first list and `S`
+/// in the second (row-major ids); the body sees them as the constants `D` and `S`. For the
+/// hottest operations on two registers, where staging the source in `tmp` would cost a
+/// stencil (and an instruction) more.
+macro_rules! pair_family {
+    ($family:literal, [$($d:literal)*], $ss:tt, |$s:ident, $D:ident, $S:ident| $body:expr) => {
+        $(pair_family!(@row $family, $d, $ss, |$s, $D, $S| $body);)*
+    };
+    (@row $family:literal, $d:literal, [$($k:literal)*], |$s:ident, $D:ident, $S:ident| $body:expr) => {
+        $(
+            stencil!(concat!($family, "__r", $d, "_r", $k), |$s| {
+                const $D: usize = $d;
+                const $S: usize = $k;
+                $body
+            });
+        )*
+    };
+}
+
+/// `dst` written (r0..r9), `src` read (r0..r10).
+macro_rules! writable_readable_pairs {
+    ($family:literal, |$s:ident, $D:ident, $S:ident| $body:expr) => {
+        pair_family!($family, [0 1 2 3 4 5 6 7 8 9], [0 1 2 3 4 5 6 7 8 9 10], |$s, $D, $S| $body);
+    };
+}
+
 // ---------------------------------------------------------------------------------------
 // Entry: the one stencil with the platform C ABI. The runtime calls it with the context and
 // r1/r2; it calls the program's first stencil and returns r0.
@@ -401,6 +434,29 @@ binary_alu! {
     "rsh64", "rsh64_imm" => sem::rsh64, "rsh32", "rsh32_imm" => sem::rsh32,
     "arsh64", "arsh64_imm" => sem::arsh64, "arsh32", "arsh32_imm" => sem::arsh32,
 }
+
+/// `dst = op(dst, src)` with both registers in the stencil: the common 64-bit operations.
+macro_rules! pair_alu {
+    ($($name:literal => $f:path),* $(,)?) => {
+        $(writable_readable_pairs!($name, |s, D, S| {
+            s.set(D, $f(s.get(D), s.get(S)));
+            Next::Continue
+        });)*
+    };
+}
+
+pair_alu! {
+    "add64_rr" => sem::add64,
+    "sub64_rr" => sem::sub64,
+    "and64_rr" => sem::and64,
+    "or64_rr" => sem::or64,
+    "xor64_rr" => sem::xor64,
+}
+
+writable_readable_pairs!("mov64_rr", |s, D, S| {
+    s.set(D, s.get(S));
+    Next::Continue
+});
 
 /// `op(dst, imm)` with the immediate folded into one instruction on x86-64, where LLVM
 /// does not fold a relocated constant into an ALU instruction (it would first `mov` it into
@@ -713,8 +769,16 @@ loads! {
     "ldxs32", "ldxs32_slow", "ldxs32_ctx", "ldxs32_fp" => i32,
 }
 
+/// Stores `v` at host address `host`.
+#[inline(always)]
+fn store_value<T: Narrow>(host: u64, v: u64) -> Next {
+    // SAFETY: as for `store`.
+    unsafe { core::ptr::write_unaligned(host as *mut T, T::narrow(v)) };
+    Next::Continue
+}
+
 macro_rules! stores {
-    ($($name:literal, $slow_name:literal, $ctx_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $slow_name:literal, $ctx_name:literal, $ctx_imm:literal, $frame_name:literal, $frame_imm:literal => $ty:ty),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
                 match s.translate_fast(s.get(K).wrapping_add(imm()), core::mem::size_of::<$ty>() as u64, true) {
@@ -732,28 +796,42 @@ macro_rules! stores {
                     None => s.trap(trap::MEMORY, addr),
                 }
             });
-            stencil!($ctx_name, |s| {
+            // Context and frame stores name the stored register (`K`), or store operand 1.
+            readable_family!($ctx_name, |s, K| {
                 match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, true) {
-                    Some(host) => store::<$ty>(&mut s, host),
+                    Some(host) => store_value::<$ty>(host, s.get(K)),
                     None => {
                         cold_path();
                         Next::Cold
                     }
                 }
             });
-            stencil!($frame_name, |s| {
+            stencil!($ctx_imm, |s| {
+                match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, true) {
+                    Some(host) => store_value::<$ty>(host, imm1()),
+                    None => {
+                        cold_path();
+                        Next::Cold
+                    }
+                }
+            });
+            readable_family!($frame_name, |s, K| {
                 let host = s.ctx().frame_host.wrapping_add(imm());
-                store::<$ty>(&mut s, host)
+                store_value::<$ty>(host, s.get(K))
+            });
+            stencil!($frame_imm, |s| {
+                let host = s.ctx().frame_host.wrapping_add(imm());
+                store_value::<$ty>(host, imm1())
             });
         )*
     };
 }
 
 stores! {
-    "stx8", "stx8_slow", "stx8_ctx", "stx8_fp" => u8,
-    "stx16", "stx16_slow", "stx16_ctx", "stx16_fp" => u16,
-    "stx32", "stx32_slow", "stx32_ctx", "stx32_fp" => u32,
-    "stx64", "stx64_slow", "stx64_ctx", "stx64_fp" => u64,
+    "stx8", "stx8_slow", "stx8_ctx", "st8_ctx_imm", "stx8_fp", "st8_fp_imm" => u8,
+    "stx16", "stx16_slow", "stx16_ctx", "st16_ctx_imm", "stx16_fp", "st16_fp_imm" => u16,
+    "stx32", "stx32_slow", "stx32_ctx", "st32_ctx_imm", "stx32_fp", "st32_fp_imm" => u32,
+    "stx64", "stx64_slow", "stx64_ctx", "st64_ctx_imm", "stx64_fp", "st64_fp_imm" => u64,
 }
 
 /// The cold stub of a context-based access whose check failed: reports the trap with the

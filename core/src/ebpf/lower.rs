@@ -13,7 +13,7 @@
 //! checked stencil (granted regions, then the trap) and a jump back; a back edge out of fuel
 //! branches to a stub that reports the trap.
 
-use tessera_jit::{Emitter, Family, Holes, Label, Patcher, StencilId};
+use tessera_jit::{Emitter, Family, Holes, Label, PairFamily, Patcher, StencilId};
 use tessera_stencils::abi::FRAME_SIZE;
 use tessera_stencils::ids;
 
@@ -99,8 +99,9 @@ impl Observer for () {
 enum Rule {
     /// Not an instruction the validator accepts.
     Invalid,
-    /// `dst = op(dst, src)`: stage `src`, then `family[dst]`.
-    AluReg(Family),
+    /// `dst = op(dst, src)`: `pair[dst, src]` where the operation has register-pair
+    /// stencils, else stage `src`, then `family[dst]`.
+    AluReg(Family, Option<PairFamily>),
     /// `dst = op(dst, imm)`, folded.
     AluImm(Family),
     /// `dst = op(dst, imm)` where the operation has no immediate form: stage the constant.
@@ -139,13 +140,16 @@ enum Rule {
         frame: Family,
         size: i64,
     },
-    /// Stores of a register (`from_reg`) or a constant.
+    /// Stores of a register (`from_reg`) or a constant. The context and frame forms name
+    /// the stored register, or take the constant as operand 1.
     Store {
         from_reg: bool,
         checked: Family,
         slow: Family,
-        context: StencilId,
-        frame: StencilId,
+        context: Family,
+        context_imm: StencilId,
+        frame: Family,
+        frame_imm: StencilId,
         size: i64,
     },
     Atomic {
@@ -164,11 +168,12 @@ enum Rule {
     Exit,
 }
 
-/// A binary ALU operation's families: 64-bit, 32-bit, and the immediate forms (64, 32).
-type AluFamilies = (Family, Family, Option<(Family, Family)>);
+/// A binary ALU operation's families: 64-bit, 32-bit, the immediate forms (64, 32), and
+/// the 64-bit register-pair form.
+type AluFamilies = (Family, Family, Option<(Family, Family)>, Option<PairFamily>);
 
 const fn alu(code: u8) -> Option<AluFamilies> {
-    Some(match code {
+    let (f64, f32, imm) = match code {
         0x00 => (ids::ADD64, ids::ADD32, Some((ids::ADD64_IMM, ids::ADD32_IMM))),
         // `sub dst, imm` lowers to an addition (`Rule::SubImm`).
         0x10 => (ids::SUB64, ids::SUB32, None),
@@ -180,7 +185,16 @@ const fn alu(code: u8) -> Option<AluFamilies> {
         0xa0 => (ids::XOR64, ids::XOR32, Some((ids::XOR64_IMM, ids::XOR32_IMM))),
         0xc0 => (ids::ARSH64, ids::ARSH32, Some((ids::ARSH64_IMM, ids::ARSH32_IMM))),
         _ => return None,
-    })
+    };
+    let pair = match code {
+        0x00 => Some(ids::ADD64_RR),
+        0x10 => Some(ids::SUB64_RR),
+        0x40 => Some(ids::OR64_RR),
+        0x50 => Some(ids::AND64_RR),
+        0xa0 => Some(ids::XOR64_RR),
+        _ => None,
+    };
+    Some((f64, f32, imm, pair))
 }
 
 /// (forward, forward immediate, backward, backward immediate) for a condition code, 64 and
@@ -232,13 +246,13 @@ const fn load(size_code: u8, signed: bool) -> Rule {
 }
 
 const fn store(size_code: u8, from_reg: bool) -> Rule {
-    let (checked, slow, context, frame, size) = match size_code {
-        mem::B => (ids::STX8, ids::STX8_SLOW, ids::STX8_CTX, ids::STX8_FP, 1),
-        mem::H => (ids::STX16, ids::STX16_SLOW, ids::STX16_CTX, ids::STX16_FP, 2),
-        mem::W => (ids::STX32, ids::STX32_SLOW, ids::STX32_CTX, ids::STX32_FP, 4),
-        _ => (ids::STX64, ids::STX64_SLOW, ids::STX64_CTX, ids::STX64_FP, 8),
+    let (checked, slow, context, context_imm, frame, frame_imm, size) = match size_code {
+        mem::B => (ids::STX8, ids::STX8_SLOW, ids::STX8_CTX, ids::ST8_CTX_IMM, ids::STX8_FP, ids::ST8_FP_IMM, 1),
+        mem::H => (ids::STX16, ids::STX16_SLOW, ids::STX16_CTX, ids::ST16_CTX_IMM, ids::STX16_FP, ids::ST16_FP_IMM, 2),
+        mem::W => (ids::STX32, ids::STX32_SLOW, ids::STX32_CTX, ids::ST32_CTX_IMM, ids::STX32_FP, ids::ST32_FP_IMM, 4),
+        _ => (ids::STX64, ids::STX64_SLOW, ids::STX64_CTX, ids::ST64_CTX_IMM, ids::STX64_FP, ids::ST64_FP_IMM, 8),
     };
-    Rule::Store { from_reg, checked, slow, context, frame, size }
+    Rule::Store { from_reg, checked, slow, context, context_imm, frame, frame_imm, size }
 }
 
 const fn rule(opcode: u8) -> Rule {
@@ -251,10 +265,10 @@ const fn rule(opcode: u8) -> Rule {
             if code == 0x10 && !from_reg {
                 return Rule::SubImm { wide };
             }
-            if let Some((f64, f32, imm)) = alu(code) {
+            if let Some((f64, f32, imm, pair)) = alu(code) {
                 let family = if wide { f64 } else { f32 };
                 return match (from_reg, imm) {
-                    (true, _) => Rule::AluReg(family),
+                    (true, _) => Rule::AluReg(family, if wide { pair } else { None }),
                     (false, Some((i64_, i32_))) => Rule::AluImm(if wide { i64_ } else { i32_ }),
                     (false, None) => Rule::AluImmStaged(family),
                 };
@@ -345,6 +359,12 @@ impl<P: Patcher, O: Observer> Ops<'_, '_, P, O> {
     #[inline(always)]
     fn variant(&self, family: Family, r: u8) -> Result<StencilId, CompileError> {
         family.variant(r).ok_or(CompileError::Unlowerable { pc: self.pc as u32 })
+    }
+
+    /// The variant of `family` for registers `d` and `s` (as [`Ops::variant`]).
+    #[inline(always)]
+    fn pair(&self, family: PairFamily, d: u8, s: u8) -> Result<StencilId, CompileError> {
+        family.variant(d, s).ok_or(CompileError::Unlowerable { pc: self.pc as u32 })
     }
 
     #[inline(always)]
@@ -454,7 +474,8 @@ fn lower_insn<P: Patcher, O: Observer>(
     let stub = stub_label(len, pc);
     match RULES[insn.opcode as usize] {
         Rule::Invalid => return Err(CompileError::Unlowerable { pc: pc as u32 }),
-        Rule::AluReg(family) => {
+        Rule::AluReg(_, Some(pair)) => out.push(out.pair(pair, dst, src)?, Holes::NONE)?,
+        Rule::AluReg(family, None) => {
             out.stage_reg(src)?;
             out.push(out.variant(family, dst)?, Holes::NONE)?;
         }
@@ -489,6 +510,7 @@ fn lower_insn<P: Patcher, O: Observer>(
             out.stage_imm(imm)?;
             out.push(out.variant(ids::MOV32, dst)?, Holes::NONE)?;
         }
+        Rule::MovReg { wide: true } if insn.off == 0 => out.push(out.pair(ids::MOV64_RR, dst, src)?, Holes::NONE)?,
         Rule::MovReg { wide } => {
             out.stage_reg(src)?;
             let family = match (wide, insn.off) {
@@ -540,19 +562,29 @@ fn lower_insn<P: Patcher, O: Observer>(
                 stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;
             }
         },
-        Rule::Store { from_reg, checked, slow, context, frame, size } => {
-            if from_reg {
-                out.stage_reg(src)?;
-            } else {
-                out.stage_imm(imm)?;
-            }
+        Rule::Store { from_reg, checked, slow, context, context_imm, frame, frame_imm, size } => {
             match access(tracker, dst, insn.off, size) {
-                Access::Frame(at) => out.push(frame, Holes::NONE.operand(0, at as u32))?,
+                Access::Frame(at) => {
+                    let holes = Holes::NONE.operand(0, at as u32);
+                    match from_reg {
+                        true => out.push(out.variant(frame, src)?, holes)?,
+                        false => out.push(frame_imm, holes.operand(1, imm as u32))?,
+                    }
+                }
                 Access::Context(at) => {
-                    out.push(context, Holes::NONE.operand(0, at as u32).cold(stub))?;
+                    let holes = Holes::NONE.operand(0, at as u32).cold(stub);
+                    match from_reg {
+                        true => out.push(out.variant(context, src)?, holes)?,
+                        false => out.push(context_imm, holes.operand(1, imm as u32))?,
+                    }
                     stubs.push(pc, StubKind::MemoryTrap, out.variant(ids::TRAP_MEMORY, dst)?)?;
                 }
                 Access::Checked => {
+                    if from_reg {
+                        out.stage_reg(src)?;
+                    } else {
+                        out.stage_imm(imm)?;
+                    }
                     let holes = Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub);
                     out.push(out.variant(checked, dst)?, holes)?;
                     stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;

@@ -50,11 +50,31 @@ pub fn extract(isa: Isa, bytes: &[u8]) -> Result<Vec<Stencil>, String> {
     Ok(stencils)
 }
 
-/// Sort key: family name, then register number, so ids are `family.first + k`.
+/// Sort key: family name, then register number(s), so ids are `family.first + k` for
+/// `family__rK` and row-major for pair variants `family__rD_rS` (see [`variant_index`]).
 pub fn family_key(name: &str) -> (String, u32) {
-    match name.rsplit_once("__r") {
-        Some((family, k)) if k.parse::<u32>().is_ok() => (family.to_string(), k.parse().unwrap_or(0)),
-        _ => (name.to_string(), 0),
+    match variant_index(name) {
+        Some((family, Variant::Single(k))) => (family.to_string(), k),
+        Some((family, Variant::Pair(d, s))) => (family.to_string(), d << 16 | s),
+        None => (name.to_string(), 0),
+    }
+}
+
+/// Which registers a variant stencil is specialised for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// `family__rK`.
+    Single(u32),
+    /// `family__rD_rS`.
+    Pair(u32, u32),
+}
+
+/// The family and variant of a stencil named `family__rK` or `family__rD_rS`.
+pub fn variant_index(name: &str) -> Option<(&str, Variant)> {
+    let (family, suffix) = name.rsplit_once("__r")?;
+    match suffix.split_once("_r") {
+        Some((d, s)) => Some((family, Variant::Pair(d.parse().ok()?, s.parse().ok()?))),
+        None => Some((family, Variant::Single(suffix.parse().ok()?))),
     }
 }
 

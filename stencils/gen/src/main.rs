@@ -63,6 +63,9 @@ const COMMON_FLAGS: &[&str] = &[
     "-Cforce-unwind-tables=no",
     "-Cdebuginfo=0",
     "-Zfunction-sections=yes",
+    // Every stencil keeps its own body: identical ones (`and r1, r1` and `and r2, r2` are
+    // both empty) would otherwise become aliases of one function.
+    "-Zmerge-functions=disabled",
 ];
 
 /// Directories besides the front end's own whose files determine every table: the
