@@ -101,30 +101,38 @@ impl<'s> Facts<'s> {
         set(starts, 0);
         set(boundaries, 0);
         let (mut entry_called, mut zero_targeted) = (false, false);
-        for (pc, slot) in program.bytes().chunks_exact(Insn::SIZE).enumerate() {
-            let (opcode, regs) = (slot[0], slot[1]);
-            if let Some(w) = chunk_writes.get_mut(pc / 64) {
-                *w |= slot_writes(opcode, regs, slot) as u64;
+        let chunks = program.bytes().chunks(64 * Insn::SIZE);
+        for ((chunk_index, chunk), chunk_written) in chunks.enumerate().zip(chunk_writes.iter_mut()) {
+            let mut written = 0u16;
+            for (i, slot) in chunk.chunks_exact(Insn::SIZE).enumerate() {
+                let (opcode, regs) = (slot[0], slot[1]);
+                // Most instructions write their `dst` and move no control: one table lookup.
+                match EFFECT[opcode as usize] {
+                    Effect::None => continue,
+                    Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 => {
+                        written |= 1 << (regs & 0xf);
+                        continue;
+                    }
+                    Effect::Jump | Effect::Call | Effect::Atomic => written |= slot_writes(opcode, regs, slot),
+                }
+                let flow = FLOW[opcode as usize];
+                let off = i16::from_le_bytes([slot[2], slot[3]]) as i64;
+                let imm = i32::from_le_bytes([slot[4], slot[5], slot[6], slot[7]]) as i64;
+                let delta = match flow {
+                    Flow::Off => off,
+                    Flow::Imm => imm,
+                    Flow::Call if regs >> 4 == pseudo::CALL_LOCAL => imm,
+                    _ => continue,
+                };
+                let target = ((chunk_index * 64 + i) as i64 + delta + 1) as usize;
+                set(boundaries, target);
+                zero_targeted |= target == 0;
+                if flow == Flow::Call {
+                    set(starts, target);
+                    entry_called |= target == 0;
+                }
             }
-            let flow = FLOW[opcode as usize];
-            if flow == Flow::None {
-                continue;
-            }
-            let off = i16::from_le_bytes([slot[2], slot[3]]) as i64;
-            let imm = i32::from_le_bytes([slot[4], slot[5], slot[6], slot[7]]) as i64;
-            let delta = match flow {
-                Flow::Off => off,
-                Flow::Imm => imm,
-                _ if regs >> 4 == pseudo::CALL_LOCAL => imm,
-                _ => continue,
-            };
-            let target = (pc as i64 + delta + 1) as usize;
-            set(boundaries, target);
-            zero_targeted |= target == 0;
-            if flow == Flow::Call {
-                set(starts, target);
-                entry_called |= target == 0;
-            }
+            *chunk_written = written as u64;
         }
         Some(Facts { boundaries, starts, chunk_writes, entry_called, zero_targeted })
     }
