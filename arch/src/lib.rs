@@ -5,6 +5,19 @@
 //! writing out of bounds. One file per ISA, all with the same shape:
 //! `patch(kind, code, offset, value, place)`.
 #![no_std]
+// No reachable panics in library code: every failure is a typed error.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::panic,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod aarch64;
 pub mod icache;
@@ -156,7 +169,10 @@ impl RelocKind {
 
     /// Decodes a discriminant as stored in the generated tables.
     pub const fn from_u8(v: u8) -> Option<RelocKind> {
-        if (v as usize) < Self::ALL.len() { Some(Self::ALL[v as usize]) } else { None }
+        match Self::ALL.split_at_checked(v as usize) {
+            Some((_, [kind, ..])) => Some(*kind),
+            _ => None,
+        }
     }
 
     /// The ISA whose objects carry this kind.

@@ -113,12 +113,14 @@ pub fn encode_branch(cond: Option<u32>, offset: i64, len: usize, out: &mut [u8])
         (None, 2) => out.get_mut(..2)?.copy_from_slice(&[0xeb, i8::try_from(disp).ok()? as u8]),
         (Some(cc @ 0..16), 2) => out.get_mut(..2)?.copy_from_slice(&[0x70 | cc as u8, i8::try_from(disp).ok()? as u8]),
         (None, 5) => {
-            out.get_mut(..5)?[0] = 0xe9;
-            out[1..5].copy_from_slice(&i32::try_from(disp).ok()?.to_le_bytes());
+            let [op, rel @ ..] = out.first_chunk_mut::<5>()?;
+            *op = 0xe9;
+            *rel = i32::try_from(disp).ok()?.to_le_bytes();
         }
         (Some(cc @ 0..16), 6) => {
-            out.get_mut(..6)?[..2].copy_from_slice(&[0x0f, 0x80 | cc as u8]);
-            out[2..6].copy_from_slice(&i32::try_from(disp).ok()?.to_le_bytes());
+            let [op0, op1, rel @ ..] = out.first_chunk_mut::<6>()?;
+            (*op0, *op1) = (0x0f, 0x80 | cc as u8);
+            *rel = i32::try_from(disp).ok()?.to_le_bytes();
         }
         _ => return None,
     }
@@ -133,7 +135,7 @@ pub fn encode_hole_branch(cond: Option<u32>, like: (RelocKind, i32), out: &mut [
     }
     let len = if cond.is_some() { 6 } else { 5 };
     encode_branch(cond, len as i64, len, out)?;
-    out[len - 4..len].fill(0);
+    out.get_mut(len - 4..len)?.fill(0);
     Some(HoleBranch { len, reloc_at: len - 4, kind: like.0, addend: like.1 })
 }
 

@@ -9,6 +9,19 @@
 //! disassembler), one feature per ISA whose stencil table is linked (`x86_64`, `aarch64`,
 //! `riscv64`; any of them enables the JIT), `defmt`.
 #![no_std]
+// No reachable panics in library code: every failure is a typed error (indexing is still
+// being converted; see the README's hardening notes).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::panic,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -116,8 +116,8 @@ impl<'m> CodeBuffer<'m> {
     /// to a power of two). On error nothing is allocated.
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<Allocation<'m>, Error> {
         let padding = self.padding(align);
-        match padding.checked_add(size).filter(|&n| n <= self.free.len()) {
-            Some(_) => Ok(self.split(padding, size)),
+        match padding.checked_add(size).and_then(|_| self.split(padding, size)) {
+            Some(allocation) => Ok(allocation),
             None => {
                 self.ran_out = true;
                 Err(Error::CodeBufferFull {
@@ -146,7 +146,10 @@ impl<'m> CodeBuffer<'m> {
         let base = self.free_base.wrapping_add(padding as u64);
         let available = space.len();
         match emit(space, base) {
-            Ok((len, r)) if len <= available => Ok((self.split(padding, len), r)),
+            Ok((len, r)) if len <= available => match self.split(padding, len) {
+                Some(allocation) => Ok((allocation, r)),
+                None => Err(Error::CodeTooLarge.into()),
+            },
             Ok(_) => Err(Error::CodeTooLarge.into()),
             Err(e) => {
                 if is_full(&e) {
@@ -157,16 +160,18 @@ impl<'m> CodeBuffer<'m> {
         }
     }
 
-    /// Splits `padding + size` bytes (checked by the caller) off the free tail.
-    fn split(&mut self, padding: usize, size: usize) -> Allocation<'m> {
+    /// Splits `padding + size` bytes off the free tail; `None` (and nothing split) when
+    /// the tail is shorter.
+    fn split(&mut self, padding: usize, size: usize) -> Option<Allocation<'m>> {
+        let end = padding.checked_add(size).filter(|&end| end <= self.free.len())?;
         let offset = self.used() + padding;
         let free = core::mem::take(&mut self.free);
-        let (head, tail) = free.split_at_mut(padding + size);
-        let bytes = &mut head[padding..];
+        let (head, tail) = free.split_at_mut(end);
+        let (_, bytes) = head.split_at_mut(padding);
         let address = self.free_base.wrapping_add(padding as u64);
         self.free = tail;
         self.free_base = address.wrapping_add(size as u64);
-        Allocation { bytes, offset, address, executable: self.executable }
+        Some(Allocation { bytes, offset, address, executable: self.executable })
     }
 }
 

@@ -42,9 +42,16 @@ impl Holes {
     /// All operands zero, no targets.
     pub const NONE: Holes = Holes { operands: [0; 4], jump: Label::NONE, cold: Label::NONE };
 
+    /// Sets `_HOLE_OPERAND{index}`; an index above 3 names no hole and changes nothing.
     #[inline]
     pub const fn operand(mut self, index: usize, value: u32) -> Holes {
-        self.operands[index] = value;
+        match index {
+            0 => self.operands[0] = value,
+            1 => self.operands[1] = value,
+            2 => self.operands[2] = value,
+            3 => self.operands[3] = value,
+            _ => {}
+        }
         self
     }
 
@@ -113,12 +120,27 @@ fn bad_label(id: StencilId, label: Label, labels: &[u32]) -> Error {
 #[inline(always)]
 fn copy_blocks(window: &mut [u8; WINDOW + SLACK], code: &[u8; WINDOW], len: usize) {
     const BLOCK: usize = 64;
-    let mut at = 0;
-    while at < len && at + BLOCK <= WINDOW {
-        let (dst, src) = (&mut window[at..at + BLOCK], &code[at..at + BLOCK]);
-        dst.copy_from_slice(src);
-        at += BLOCK;
+    const _: () = assert!(WINDOW == 4 * BLOCK);
+    // Whole blocks, unrolled: every index is a constant inside the fixed-size arrays.
+    macro_rules! block {
+        ($i:literal) => {
+            if len > $i * BLOCK {
+                let (dst, src) = (&mut window[$i * BLOCK..($i + 1) * BLOCK], &code[$i * BLOCK..($i + 1) * BLOCK]);
+                dst.copy_from_slice(src);
+            }
+        };
     }
+    block!(0);
+    block!(1);
+    block!(2);
+    block!(3);
+}
+
+/// The value of an operand hole (`Operand0` … `Operand3`).
+#[inline(always)]
+fn operand_value(holes: &Holes, value: HoleValue) -> i32 {
+    let index = (value as usize).wrapping_sub(HoleValue::Operand0 as usize) & 3;
+    holes.operands.get(index).copied().unwrap_or(0) as i32
 }
 
 /// The caller's tables for one emission: one entry per label the front end uses, and room
@@ -274,7 +296,7 @@ impl<'a, P: Patcher> Emitter<'a, P> {
                     }
                 }
                 operand => {
-                    let v = holes.operands[(operand as usize - HoleValue::Operand0 as usize) & 3] as i32;
+                    let v = operand_value(holes, operand);
                     P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend), place)?;
                     continue;
                 }
@@ -321,7 +343,7 @@ impl<'a, P: Patcher> Emitter<'a, P> {
                     }
                 }
                 operand => {
-                    let v = holes.operands[(operand as usize - HoleValue::Operand0 as usize) & 3] as i32;
+                    let v = operand_value(holes, operand);
                     P::patch_imm32(hole.kind, dst, offset, v.wrapping_add(hole.addend), place)?;
                     continue;
                 }

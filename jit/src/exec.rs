@@ -234,7 +234,7 @@ impl CodeArena {
         let mut state = self.lock();
         let current = state.chunks.last().map(|c| c.id);
         let Some(index) = state.chunks.iter().position(|c| c.id == chunk) else { return };
-        let entry = &mut state.chunks[index];
+        let Some(entry) = state.chunks.get_mut(index) else { return };
         entry.live = entry.live.saturating_sub(1);
         if entry.live == 0 && Some(chunk) != current {
             let retired = state.chunks.remove(index);

@@ -10,6 +10,19 @@
 //! `unsafe` lives in two files: [`code_buffer`] (memory the caller vouches is executable,
 //! and cache upkeep on it) and [`exec`] (mapping executable memory).
 #![no_std]
+// No reachable panics in library code: every failure is a typed error.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::panic,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -154,7 +154,7 @@ pub fn locate(
 ) -> Option<(usize, u64)> {
     let index = (addr >> 32) as usize;
     let off = addr & 0xffff_ffff;
-    let r = if index < crate::abi::region::COUNT { &regions[index] } else { return None };
+    let r = regions.get(index)?;
     let limit = if write { r.write_limit } else { r.read_limit } as u64;
     if off < r.len as u64 && (off & r.mask as u64) + size <= limit { Some((index, off)) } else { None }
 }

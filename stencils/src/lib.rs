@@ -7,6 +7,19 @@
 //! when sources and tables disagree. Each ISA's table is linked only with its feature
 //! (`x86_64`, `aarch64`, `riscv64`): a firmware image carries one.
 #![no_std]
+// No reachable panics in library code: every failure is a typed error.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::panic,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
 
 #[path = "../ops/abi.rs"]
 pub mod abi;
