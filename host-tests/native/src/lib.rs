@@ -113,7 +113,8 @@ pub struct NativeProgram {
     pub return_size: u32,
 }
 
-/// The initial bytes of each writable global of each object, taken before its first run.
+/// The initial bytes of each object's globals, taken before its first run (the writable ones
+/// are restored from them at the start of every later session).
 struct Snapshots(Vec<(usize, Vec<Vec<u8>>)>);
 
 static STATE: Mutex<Snapshots> = Mutex::new(Snapshots(Vec::new()));
@@ -128,16 +129,18 @@ fn is_writable(section: &str) -> bool {
     !section.starts_with(".rodata")
 }
 
-/// The writable globals' bytes in native memory.
-fn global_slice(global: &ffi::Global) -> &'static mut [u8] {
+/// Writes `bytes` (its initial value) back into writable global `global`.
+fn restore(global: &ffi::Global, bytes: &[u8]) {
+    assert_eq!(bytes.len() as u64, global.size);
     // SAFETY: `address` is the address of a C object of `size` bytes with static storage
-    // (the wrapper took `&var` and asserted `sizeof(var) == size`). Only writable globals
-    // are written, and only while the session lock is held and no native code runs.
-    unsafe { std::slice::from_raw_parts_mut(global.address.cast::<u8>(), global.size as usize) }
+    // (the wrapper took `&var` and asserted `sizeof(var) == size`) in a writable section;
+    // the session lock is held and no native code runs, so nothing else accesses it.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), global.address.cast::<u8>(), bytes.len()) }
 }
 
 fn global_bytes(global: &ffi::Global) -> Vec<u8> {
-    // SAFETY: as in `global_slice`, for reading (read-only globals included).
+    // SAFETY: `address` is the address of a C object of `size` bytes with static storage
+    // (see `restore`), read while the session lock is held and no native code runs.
     unsafe { std::slice::from_raw_parts(global.address.cast::<u8>(), global.size as usize) }.to_vec()
 }
 
@@ -162,7 +165,7 @@ impl Session {
             Some((_, initial)) => {
                 for (global, bytes) in globals.iter().zip(initial) {
                     if is_writable(c_str(global.section)) {
-                        global_slice(global).copy_from_slice(bytes);
+                        restore(global, bytes);
                     }
                 }
             }
@@ -194,11 +197,13 @@ impl Session {
             .iter()
             .find(|p| c_str(p.name) == program)
             .ok_or(format!("{}: no program `{program}`", c_str(self.object.name)))?;
+        // An empty context is a null pointer, as tessera's r1 is then 0.
+        let address = if context.is_empty() { std::ptr::null_mut() } else { context.as_mut_ptr() };
         // SAFETY: calling the natively compiled program (code is called): it gets a pointer
         // to `context.len()` writable bytes and their length, as the eBPF program does,
         // and reads or writes no further (the programs check their bounds; the tests run
         // them on the same inputs through tessera, which would report a fault).
-        let r0 = unsafe { (p.run)(context.as_mut_ptr(), context.len() as u64) };
+        let r0 = unsafe { (p.run)(address, context.len() as u64) };
         Ok(match p.return_size {
             8.. => r0,
             size => r0 & ((1u64 << (8 * size)) - 1),
