@@ -476,17 +476,19 @@ fn run_native(file: &ProgramFile, scenario: &Scenario) -> Result<NativeRun, Stri
     Ok(NativeRun { outcome, layout, programs })
 }
 
-/// One program of an object, ready to run in either mode.
+/// One program of an object: compiled in JIT mode, interpreted otherwise.
 struct Loaded<'p> {
     name: &'static str,
     vm: Vm<'p, 'static>,
     jit: Option<JitProgram<'p, 'static, 'static>>,
 }
 
-fn run_one(loaded: &Loaded, mode: Mode, memory: &mut Memory) -> Result<u64, RunError> {
-    match (mode, &loaded.jit) {
-        (Mode::Jit, Some(jit)) => jit.run(memory),
-        _ => loaded.vm.interpret(memory),
+impl Loaded<'_> {
+    fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        match &self.jit {
+            Some(jit) => jit.run(memory),
+            None => self.vm.interpret(memory),
+        }
     }
 }
 
@@ -521,12 +523,11 @@ fn run_tessera(
     let mut runs = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
         let loaded = programs.iter().find(|p| p.name == step.program).ok_or(format!("no program {}", step.program))?;
-        let size = native.programs.iter().find(|p| p.name == step.program).map_or(8, |p| p.return_size);
+        let native_program = native.programs.iter().find(|p| p.name == step.program).ok_or("no native program")?;
         let mut context = step.input.clone();
         let mut memory = Memory::new(&mut stack, &mut context, &mut []).with_maps(&mut maps).with_host(&mut host);
-        let r0 = run_one(loaded, mode, &mut memory).map_err(|e| format!("run {i} ({}): {e}", step.program))?;
-        let r0 = if size >= 8 { r0 } else { r0 & ((1u64 << (8 * size)) - 1) };
-        runs.push((r0, context));
+        let r0 = loaded.run(&mut memory).map_err(|e| format!("run {i} ({}): {e}", step.program))?;
+        runs.push((native_program.result(r0), context));
     }
 
     let mut declared = Vec::new();

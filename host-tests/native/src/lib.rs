@@ -113,6 +113,17 @@ pub struct NativeProgram {
     pub return_size: u32,
 }
 
+impl NativeProgram {
+    /// The program's result in a 64-bit return register: the bytes of its return type,
+    /// zero-extended (the rest is unspecified, in eBPF as natively).
+    pub fn result(&self, r0: u64) -> u64 {
+        match self.return_size {
+            8.. => r0,
+            size => r0 & ((1u64 << (8 * size)) - 1),
+        }
+    }
+}
+
 /// The initial bytes of each object's globals, taken before its first run (the writable ones
 /// are restored from them at the start of every later session).
 struct Snapshots(Vec<(usize, Vec<Vec<u8>>)>);
@@ -204,10 +215,7 @@ impl Session {
         // and reads or writes no further (the programs check their bounds; the tests run
         // them on the same inputs through tessera, which would report a fault).
         let r0 = unsafe { (p.run)(address, context.len() as u64) };
-        Ok(match p.return_size {
-            8.. => r0,
-            size => r0 & ((1u64 << (8 * size)) - 1),
-        })
+        Ok(NativeProgram { name: c_str(p.name), return_size: p.return_size }.result(r0))
     }
 
     /// The maps in registration order, with their present elements.
