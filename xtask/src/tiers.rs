@@ -26,8 +26,8 @@ fn host_commands(host_only: bool) -> Vec<Vec<String>> {
     commands
 }
 
-/// Re-runs the conformance and differential suites with their output shown, so their
-/// per-ISA, per-mode `N passed, M failed` lines appear in the log (cargo captures the output
+/// Re-runs the conformance, differential and examples-versus-native-C suites with their
+/// output shown, so their per-ISA, per-mode `N passed, M failed` lines appear in the log (cargo captures the output
 /// of passing tests otherwise). They take seconds, even under qemu-user.
 fn summary_lines(target: Option<&str>) -> Vec<String> {
     let mut cmd = args(&["test", "-p", "tessera-host-tests"]);
@@ -41,6 +41,8 @@ fn summary_lines(target: Option<&str>) -> Vec<String> {
         "jit_conformance",
         "--test",
         "differential",
+        "--test",
+        "examples",
         "--",
         "--nocapture",
         "--test-threads=1",

@@ -117,6 +117,35 @@ mod tests {
         assert_eq!(helpers.get(7).map(|f| f(&mut memory, 1, 2, 3, 4, 5)), Some(2));
         assert!(helpers.contains(1) && !helpers.contains(8));
     }
+
+    /// The last trace message.
+    struct Sink {
+        bytes: [u8; 64],
+        len: usize,
+    }
+
+    impl crate::ebpf::memory::Host for Sink {
+        fn trace(&mut self, message: &[u8]) {
+            self.len = message.len().min(64);
+            self.bytes[..self.len].copy_from_slice(&message[..self.len]);
+        }
+    }
+
+    #[test]
+    fn trace_printk_copies_bytes_as_they_are() {
+        // A UTF-8 format, `%c` of a byte above 0x7f and `%s` of such bytes: every byte
+        // once, as Linux writes them (not re-encoded as UTF-8).
+        let mut ctx = *b"\xc3\xa9 %c|%s|%%\0\xe9\xff!\0";
+        let (fmt_len, string_at) = (12, 12);
+        let mut stack = [0u8; 512];
+        let mut sink = Sink { bytes: [0; 64], len: 0 };
+        let mut memory = Memory::new(&mut stack, &mut ctx, &mut []).with_host(&mut sink);
+        let base = memory.context_address();
+        let len = standard::trace_printk(&mut memory, base, fmt_len, 0xe9, base + string_at, 0);
+        let expected = b"\xc3\xa9 \xe9|\xe9\xff!|%";
+        assert_eq!(len, expected.len() as u64);
+        assert_eq!(&sink.bytes[..sink.len], expected);
+    }
 }
 
 /// The standard helpers, under their Linux ids. Register the ones a program may call (all
@@ -255,16 +284,21 @@ pub mod standard {
         fn as_bytes(&self) -> &[u8] {
             self.bytes.get(..self.len).unwrap_or_default()
         }
+
+        /// Appends one byte as it is (bytes from the program are not text: a byte above
+        /// 0x7f stays one byte, as Linux writes it).
+        pub(super) fn push(&mut self, b: u8) {
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
     }
 
+    /// Formatted numbers (ASCII).
     impl core::fmt::Write for Message {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            for &b in s.as_bytes() {
-                if let Some(slot) = self.bytes.get_mut(self.len) {
-                    *slot = b;
-                    self.len += 1;
-                }
-            }
+            s.bytes().for_each(|b| self.push(b));
             Ok(())
         }
     }
@@ -275,16 +309,17 @@ mod printf {
     use core::fmt::Write;
 
     use super::Memory;
+    use super::standard::Message;
 
     /// Formats `format` with up to three arguments. `Err` for an unknown conversion or more
-    /// than three of them.
-    pub(super) fn format(memory: &mut Memory, format: &[u8], args: [u64; 3], out: &mut impl Write) -> Result<(), ()> {
+    /// than three of them. The format's own bytes, `%c` and `%s` are copied byte for byte.
+    pub(super) fn format(memory: &mut Memory, format: &[u8], args: [u64; 3], out: &mut Message) -> Result<(), ()> {
         let mut args = args.into_iter();
         let mut i = 0;
         while let Some(&b) = format.get(i) {
             i += 1;
             if b != b'%' {
-                out.write_char(b as char).map_err(|_| ())?;
+                out.push(b);
                 continue;
             }
             // Length modifiers: l, ll (the value is 64-bit either way; without them 32-bit).
@@ -296,7 +331,7 @@ mod printf {
             let conversion = *format.get(i).ok_or(())?;
             i += 1;
             if conversion == b'%' {
-                out.write_char('%').map_err(|_| ())?;
+                out.push(b'%');
                 continue;
             }
             let v = args.next().ok_or(())?;
@@ -307,13 +342,16 @@ mod printf {
                 b'u' => write!(out, "{}", narrow(v)),
                 b'x' => write!(out, "{:x}", narrow(v)),
                 b'p' => write!(out, "0x{v:x}"),
-                b'c' => out.write_char(v as u8 as char),
+                b'c' => {
+                    out.push(v as u8);
+                    Ok(())
+                }
                 b's' => {
                     // A NUL-terminated string in program memory, byte by byte.
                     for addr in (v..).take(super::standard::MAX_TRACE) {
                         match memory.read(addr, 1).and_then(|b| b.first().copied()) {
                             Some(0) => break,
-                            Some(c) => out.write_char(c as char).map_err(|_| ())?,
+                            Some(c) => out.push(c),
                             None => return Err(()),
                         }
                     }
