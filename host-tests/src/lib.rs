@@ -2,6 +2,7 @@
 
 pub mod asm_fuzz;
 pub mod conformance;
+pub mod differential;
 pub mod elf_check;
 pub mod program_gen;
 pub mod validator_fuzz;

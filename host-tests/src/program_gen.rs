@@ -3,12 +3,15 @@
 //! The generator draws from a byte source, so the same code serves the small-budget
 //! property test in `cargo test` (a seeded PRNG) and the cargo-fuzz target (fuzzer bytes).
 //! Programs mix every ALU op in both widths, byte-order and sign-extension ops, forward
-//! branches, backward branches (loops that only fuel stops), stack and context loads,
-//! stores and atomics both in and out of bounds, helper calls and local calls (including
-//! recursion deep enough to hit the call-depth limit).
+//! branches, backward branches (loops that only fuel stops), loads, stores and atomics both
+//! in and out of bounds of the stack, the context, two granted regions (one read-only) and
+//! a map value, helper calls by `call` and `callx` (helpers that read and write the
+//! program's memory, and unknown ids), and local calls (including recursion deep enough to
+//! hit the call-depth limit). [`crate::differential`] gives them the memory they expect.
 
 use tessera::ebpf::Insn;
-use tessera::ebpf::insn::{alu, atomic, class, jmp, mem, op, source};
+use tessera::ebpf::insn::{alu, atomic, class, jmp, mem, op, pseudo, source};
+use tessera_stencils::abi::region;
 
 /// Where random decisions come from.
 pub trait Source {
@@ -57,6 +60,25 @@ impl Source for Bytes<'_> {
 
 /// Helper ids the generated programs call (see [`helper`]).
 pub const HELPER_ID: u32 = 7;
+/// `peek(addr)`: the 8 bytes at `addr` if the program may read them, else `u64::MAX`
+/// (see `crate::differential`).
+pub const PEEK_ID: u32 = 8;
+/// `poke(addr, value)`: writes 8 bytes at `addr` if the program may write them; 0 or 1.
+pub const POKE_ID: u32 = 9;
+/// An id no helper has: `callx` to it fails at run time.
+pub const MISSING_ID: u32 = 99;
+
+/// The virtual address of the first byte of granted region `index` when the program has
+/// one map (region numbers: stack, context, the map, then the granted regions).
+pub const fn granted_region(index: u64) -> u64 {
+    region::address(region::FIRST_MAP + 1 + index)
+}
+
+/// Sizes the generated programs expect: granted regions 0 (read-only) and 1, and the one
+/// map's value (an array map of [`MAP_ENTRIES`] values).
+pub const REGION_SIZES: [usize; 2] = [32, 48];
+pub const MAP_VALUE_SIZE: u32 = 24;
+pub const MAP_ENTRIES: u32 = 2;
 
 /// The helper registered under [`HELPER_ID`]: mixes its arguments.
 pub fn helper(_: &mut tessera::ebpf::Memory, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
@@ -97,6 +119,42 @@ fn address(s: &mut impl Source) -> (u8, i16) {
         0..=4 => (10, -(s.below(64) as i16 * 8 + 8) + (s.below(8) == 0) as i16 * s.below(8) as i16),
         5 | 6 => (1, s.below(72) as i16 - 4),
         _ => (reg(s), s.imm() as i16),
+    }
+}
+
+/// `dst` = a pointer into a granted region or the map's value (near its bounds), by `lddw`.
+fn region_pointer(s: &mut impl Source, dst: u8, out: &mut Vec<Insn>) {
+    if s.below(3) < 2 {
+        // Within 4 bytes of either end of a granted region.
+        let index = s.below(2) as u64;
+        let len = REGION_SIZES[index as usize] as u32;
+        let off = s.below(len + 8) as i64 - 4;
+        let addr = granted_region(index).wrapping_add(off as u64);
+        out.push(Insn::new(op::LDDW, dst, 0, 0, addr as u32 as i32));
+        out.push(Insn::new(0, 0, 0, 0, (addr >> 32) as i32));
+    } else {
+        // The address of the map's first value plus an offset inside it (the validator's
+        // rule); accesses from there may run into the second value or past the end.
+        let off = s.below(MAP_VALUE_SIZE) as i32;
+        out.push(Insn::new(op::LDDW, dst, pseudo::LDDW_MAP_VALUE, 0, 0));
+        out.push(Insn::new(0, 0, 0, 0, off));
+    }
+}
+
+/// A helper call through `callx`, or a call of a memory helper with a pointer argument.
+fn helper_call(s: &mut impl Source, out: &mut Vec<Insn>) {
+    let id = [HELPER_ID, PEEK_ID, POKE_ID, MISSING_ID][s.below(4) as usize];
+    if s.below(2) == 0 {
+        let reg = reg(s);
+        out.push(Insn::new(class::ALU64 | alu::MOV | source::K, reg, 0, 0, id as i32));
+        out.push(Insn::new(op::CALLX, reg, 0, 0, 0));
+    } else {
+        // r1 = an address the memory helpers read or write, r2 = a value.
+        let (base, off) = address(s);
+        out.push(Insn::new(class::ALU64 | alu::MOV | source::X, 1, base, 0, 0));
+        out.push(Insn::new(class::ALU64 | alu::ADD | source::K, 1, 0, 0, off as i32));
+        let id = if id == MISSING_ID { HELPER_ID } else { id };
+        out.push(Insn::new(op::CALL, 0, 0, 0, id as i32));
     }
 }
 
@@ -189,7 +247,11 @@ fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
             let a = ops[s.below(ops.len() as u32) as usize];
             out.push(Insn::new(class::STX | mem::ATOMIC | size, base, reg(s), off, a));
         }
-        14 => out.push(Insn::new(op::CALL, 0, 0, 0, HELPER_ID as i32)),
+        14 => match s.below(4) {
+            0 => out.push(Insn::new(op::CALL, 0, 0, 0, HELPER_ID as i32)),
+            1 => helper_call(s, out),
+            _ => region_pointer(s, dst, out),
+        },
         _ => {
             // lddw
             out.push(Insn::new(op::LDDW, dst, 0, 0, s.imm()));

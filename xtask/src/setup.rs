@@ -18,8 +18,11 @@ pub struct AptPackage {
 }
 
 /// Packages the host tier needs: the benchmark crate builds its native baseline with clang,
-/// and the workspace's tests and lints build every crate.
-const HOST_APT_PACKAGES: &[&AptPackage] = &[&crate::bench::CLANG];
+/// and the workspace's tests and lints build every crate; the lint tier checks the
+/// cargo-fuzz targets, whose `libfuzzer-sys` compiles libFuzzer's C++.
+const HOST_APT_PACKAGES: &[&AptPackage] = &[&crate::bench::CLANG, &CXX];
+
+const CXX: AptPackage = AptPackage { name: "g++", commands: &["g++"], files: &[] };
 
 /// Packages the cross tiers need.
 const CROSS_APT_PACKAGES: &[AptPackage] = &[

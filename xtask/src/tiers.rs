@@ -173,7 +173,17 @@ fn plan(host_only: bool) -> Vec<Tier> {
     tiers.push(Tier {
         name: "lint".into(),
         kind: Kind::Cargo(
-            vec![args(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])],
+            vec![
+                // Formatting of every workspace: the main one, the bare-metal images, the
+                // fuzz targets.
+                args(&["fmt", "--all", "--", "--check"]),
+                args(&["fmt", "--manifest-path", "qemu/Cargo.toml", "--all", "--", "--check"]),
+                args(&["fmt", "--manifest-path", "fuzz/Cargo.toml", "--all", "--", "--check"]),
+                args(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+                // The cargo-fuzz targets still build against the current API (stable; the
+                // fuzzer itself needs nightly, the code does not).
+                args(&["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"]),
+            ],
             Needs::Nothing,
         ),
     });

@@ -3,9 +3,9 @@
 //! run the generated code. The rest of the firmware sees only these types.
 
 pub use tessera::ebpf::Error;
-use tessera::ebpf::{Helper, Helpers, Memory, Vm, interp};
 #[cfg(feature = "jit")]
 use tessera::ebpf::jit::Scratch;
+use tessera::ebpf::{Helper, Helpers, Memory, Vm, interp};
 #[cfg(feature = "jit")]
 use tessera::jit::{CodeBuffer, Fixup};
 
