@@ -5,18 +5,24 @@
 //! Each entry names its input (assembly text, assembly into fixed buffers, bytecode, or
 //! bytecode with caller scratch) and the stage it must fail at: the assembler, validation,
 //! or a run (the same error in the interpreter and the JIT). Every [`AsmErrorKind`] and
-//! every [`Error`] variant must be covered by an entry, except those in [`NOT_YET_COVERED`]
-//! (run-time and compile-time errors whose inputs depend on APIs being reshaped): a new
-//! `Error` variant does not compile until it is placed in [`variants!`], and a variant that
-//! gains an entry must leave [`NOT_YET_COVERED`]. To add a stage (compiling into a small code
-//! buffer, say), add an [`Input`] or [`Expected`] case and its arm in [`outcome`].
+//! every [`Error`] variant must be covered by an entry, except those in [`NOT_COVERED`]
+//! (each with the reason): a new variant must be placed in [`variants!`], and a variant that
+//! gains an entry must leave [`NOT_COVERED`]. Inputs are assembly, bytecode, or a
+//! [`Input::Scenario`] that sets up the embedder's side (memory, maps, helpers, code
+//! buffers) and reports what both run modes did.
 
 use std::collections::BTreeSet;
 
+use tessera::CodeBuffer;
 use tessera::ebpf::asm::{self, AsmError, AsmErrorKind, Label};
 use tessera::ebpf::insn::op;
+use tessera::ebpf::jit::OwnedScratch;
+use tessera::ebpf::maps::{Map, MapDef, MapName};
 use tessera::ebpf::program::MAX_INSNS;
-use tessera::ebpf::{Error, Helper, Helpers, Insn, LoadError, Memory, Mode, Program, RunError, Vm};
+use tessera::ebpf::{
+    CompileError, Error, Helper, HelperRegistry, Helpers, Insn, LoadError, Memory, Mode, Program, Region, RunError, Vm,
+};
+use tessera::jit::Error as EmitError;
 
 /// The catalogue's helper: id 5 returns its first argument (as the conformance suite's).
 const HELPERS: [Helper; 1] = [Helper { id: 5, func: |_, a, _, _, _, _| a }];
@@ -33,6 +39,9 @@ enum Input {
     Bytes(Vec<u8>),
     /// Bytecode validated with `Program::new_in` and this many words of scratch.
     BytesWithScratch(Vec<u8>, usize),
+    /// The embedder's side set up by the function, which returns the error (for a run, the
+    /// same in both modes, or a description of how the modes differ).
+    Scenario(fn() -> Result<Expected, String>),
 }
 
 /// Where it must fail, and with what.
@@ -44,6 +53,8 @@ enum Expected {
     /// Valid, and both run modes end in this error (stack of 9 frames, 16 bytes of context,
     /// fuel 1000).
     Run(RunError),
+    /// Valid, and compiling fails with this error.
+    Compile(CompileError),
 }
 
 struct Entry {
@@ -73,7 +84,7 @@ fn slot_then_exit(slot: u64) -> Vec<u8> {
 
 fn catalogue() -> Vec<Entry> {
     use AsmErrorKind::*;
-    use Expected::{Invalid, Run};
+    use Expected::{Compile, Invalid, Run};
     use Input::*;
     vec![
         // --- the assembler ---
@@ -203,7 +214,205 @@ fn catalogue() -> Vec<Entry> {
             Run(RunError::CallDepthExceeded { pc: 2 }),
         ),
         entry("infinite loop", Program("ja -1"), Run(RunError::OutOfFuel { pc: 0 })),
+        entry(
+            "load past the context",
+            Program("ldxdw %r0, [%r1+12]\nexit"),
+            Run(RunError::MemoryFault { pc: 0, addr: (2 << 32) + 12 }),
+        ),
+        entry(
+            "misaligned atomic",
+            Program("mov %r1, 1\nlock add [%r10-15], %r1\nexit"),
+            Run(RunError::MisalignedAtomic { pc: 1, addr: (1 << 32) + 9 * 512 - 15 }),
+        ),
+        entry(
+            "stack smaller than a frame",
+            Scenario(small_stack),
+            Run(RunError::StackTooSmall { len: 511, needed: 512 }),
+        ),
+        entry(
+            "more regions than the table holds",
+            Scenario(too_many_regions),
+            Run(RunError::TooManyRegions { max: 13 }),
+        ),
+        entry("maps other than the program's", Scenario(wrong_maps), Run(RunError::MapMismatch { map: 0 })),
+        entry("a helper panics", Scenario(panicking_helper), Run(RunError::HelperPanicked { pc: 0 })),
+        entry(
+            "map value offset past the value",
+            Scenario(map_value_offset),
+            Invalid(LoadError::MapValueOffset { pc: 0, map: 0, offset: 8 }),
+        ),
+        entry("helper registered twice", Scenario(duplicate_helper), Invalid(LoadError::DuplicateHelper { id: 5 })),
+        entry("helper registry full", Scenario(helper_table_full), Invalid(LoadError::HelperTableFull { capacity: 1 })),
+        entry("code in memory that cannot execute", Scenario(not_runnable), Run(RunError::NotRunnable)),
+        entry(
+            "code larger than the configured bound",
+            Scenario(code_too_large),
+            Compile(CompileError::CodeTooLarge { limit: 64 }),
+        ),
+        entry(
+            "code buffer too small",
+            Scenario(code_buffer_full),
+            // The first stencil placed, the entry, is the one that does not fit.
+            Compile(CompileError::Emit(EmitError::CodeBufferFull { needed: entry_stencil_len(), available: 40 })),
+        ),
+        entry(
+            "scratch too small to compile",
+            Scenario(compile_scratch_too_small),
+            Compile(CompileError::ScratchTooSmall { labels: 4, fixups: 5 }),
+        ),
     ]
+}
+
+/// Bytes of this machine's entry stencil.
+fn entry_stencil_len() -> u64 {
+    let table = tessera_stencils::table(tessera::Isa::host().expect("a supported host")).expect("linked");
+    table.entries.get(tessera_stencils::ids::ENTRY.0 as usize).map_or(0, |e| e.code_len as u64)
+}
+
+const ADD_ONE: &str = "mov %r0, %r2\nadd %r0, 1\nexit";
+
+/// Runs `program` in both modes with memory from `memory` (called once per mode); the
+/// error both end in, or how they differ.
+fn both_modes(
+    program: &str,
+    helpers: Helpers,
+    memory: impl Fn(&mut dyn FnMut(&mut Memory) -> Result<u64, Error>) -> Result<u64, Error>,
+) -> Result<Expected, String> {
+    let bytes = asm::assemble_to_bytes(program).map_err(|e| e.to_string())?;
+    let [interp, jit] = [Mode::Interpreter, Mode::Jit].map(|mode| {
+        let mut vm = Vm::new(&bytes, helpers).map_err(Error::Load)?;
+        memory(&mut |m| vm.run(mode, m))
+    });
+    match (interp, jit) {
+        (Err(Error::Run(a)), Err(Error::Run(b))) if a == b => Ok(Expected::Run(a)),
+        (a, b) => Err(format!("interpreter {a:?}, JIT {b:?}")),
+    }
+}
+
+fn small_stack() -> Result<Expected, String> {
+    both_modes(ADD_ONE, Helpers::empty(), |run| run(&mut Memory::new(&mut [0u8; 511], &mut [], &mut [])))
+}
+
+fn too_many_regions() -> Result<Expected, String> {
+    both_modes(ADD_ONE, Helpers::empty(), |run| {
+        let data = [0u8; 4];
+        let mut regions: Vec<Region> = (0..14).map(|_| Region::ReadOnly(&data)).collect();
+        run(&mut Memory::new(&mut [0u8; 512], &mut [], &mut regions))
+    })
+}
+
+fn wrong_maps() -> Result<Expected, String> {
+    // Validated against one map of 8-byte values; run with a map of 16-byte values.
+    let def = |value| MapDef::new(2, 4, value, 1, 0, MapName::new("m")).map_err(|e| e.to_string());
+    let program_maps = [def(8)?];
+    let bytes = asm::assemble_to_bytes(ADD_ONE).map_err(|e| e.to_string())?;
+    let [interp, jit] = [Mode::Interpreter, Mode::Jit].map(|mode| {
+        let mut vm = Vm::with_maps(&bytes, &program_maps, Helpers::empty()).map_err(Error::Load)?;
+        let mut maps = [Map::new(def(16).map_err(|_| Error::Run(RunError::NotRunnable))?)
+            .map_err(|_| Error::Run(RunError::NotRunnable))?];
+        vm.run(mode, &mut Memory::new(&mut [0u8; 512], &mut [], &mut []).with_maps(&mut maps))
+    });
+    match (interp, jit) {
+        (Err(Error::Run(a)), Err(Error::Run(b))) if a == b => Ok(Expected::Run(a)),
+        (a, b) => Err(format!("interpreter {a:?}, JIT {b:?}")),
+    }
+}
+
+fn panics(_: &mut Memory, _: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    panic!("a helper's bug")
+}
+
+fn panicking_helper() -> Result<Expected, String> {
+    static PANICS: [Helper; 1] = [Helper { id: 9, func: panics }];
+    // The panic is caught and reported; keep its message out of the test output.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = both_modes("call 9\nexit", Helpers::new(&PANICS), |run| {
+        run(&mut Memory::new(&mut [0u8; 512], &mut [], &mut []))
+    });
+    std::panic::set_hook(hook);
+    outcome
+}
+
+fn map_value_offset() -> Result<Expected, String> {
+    let maps = [MapDef::new(2, 4, 8, 1, 0, MapName::new("m")).map_err(|e| e.to_string())?];
+    // lddw %r0, map 0 value + 8 (src 2): one past the value.
+    let bytes = bytes(&[Insn::new(op::LDDW, 0, 2, 0, 0), Insn::new(0, 0, 0, 0, 8), Insn::new(op::EXIT, 0, 0, 0, 0)]);
+    match Vm::with_maps(&bytes, &maps, Helpers::empty()) {
+        Err(e) => Ok(Expected::Invalid(e)),
+        Ok(_) => Err("validated".into()),
+    }
+}
+
+fn duplicate_helper() -> Result<Expected, String> {
+    let mut registry = HelperRegistry::<4>::new();
+    registry.register(5, |_, a, _, _, _, _| a).map_err(|e| e.to_string())?;
+    match registry.register(5, |_, _, b, _, _, _| b) {
+        Err(e) => Ok(Expected::Invalid(e)),
+        Ok(()) => Err("registered".into()),
+    }
+}
+
+fn helper_table_full() -> Result<Expected, String> {
+    let mut registry = HelperRegistry::<1>::new();
+    registry.register(5, |_, a, _, _, _, _| a).map_err(|e| e.to_string())?;
+    match registry.register(6, |_, _, b, _, _, _| b) {
+        Err(e) => Ok(Expected::Invalid(e)),
+        Ok(()) => Err("registered".into()),
+    }
+}
+
+fn not_runnable() -> Result<Expected, String> {
+    // Compiled for this machine into plain memory: emitted, but never called.
+    let bytes = asm::assemble_to_bytes(ADD_ONE).map_err(|e| e.to_string())?;
+    let vm = Vm::new(&bytes, Helpers::empty()).map_err(|e| e.to_string())?;
+    let mut code = vec![0u8; 4096];
+    let mut buffer = CodeBuffer::new(&mut code);
+    let mut scratch = OwnedScratch::with_size(vm.scratch_size());
+    let jit = vm.compile_into(&mut buffer, scratch.scratch()).map_err(|e| e.to_string())?;
+    match jit.run(&mut Memory::new(&mut [0u8; 512], &mut [], &mut [])) {
+        Err(e) => Ok(Expected::Run(e)),
+        Ok(r0) => Err(format!("ran: {r0}")),
+    }
+}
+
+fn compile_with(
+    program: &str,
+    max_code: Option<usize>,
+    code_bytes: usize,
+    scratch_cut: usize,
+) -> Result<Expected, String> {
+    let bytes = asm::assemble_to_bytes(program).map_err(|e| e.to_string())?;
+    let mut vm = Vm::new(&bytes, Helpers::empty()).map_err(|e| e.to_string())?;
+    if let Some(limit) = max_code {
+        vm.set_max_code_size(limit);
+    }
+    let mut size = vm.scratch_size();
+    size.labels -= scratch_cut.min(size.labels);
+    let mut code = vec![0u8; code_bytes];
+    // Placed at an aligned address, so no alignment padding depends on where `code` is.
+    let mut buffer = CodeBuffer::with_base(&mut code, 0x1000);
+    let mut scratch = OwnedScratch::with_size(size);
+    let outcome = match vm.compile_into(&mut buffer, scratch.scratch()) {
+        Err(e) => Ok(Expected::Compile(e)),
+        Ok(jit) => return Err(format!("compiled into {} bytes", jit.code().len())),
+    };
+    if buffer.used() != 0 {
+        return Err(format!("a failed compilation took {} bytes of the buffer", buffer.used()));
+    }
+    outcome
+}
+
+fn code_too_large() -> Result<Expected, String> {
+    compile_with(ADD_ONE, Some(64), 1 << 16, 0)
+}
+
+fn code_buffer_full() -> Result<Expected, String> {
+    compile_with(ADD_ONE, None, 40, 0)
+}
+
+fn compile_scratch_too_small() -> Result<Expected, String> {
+    compile_with("mov %r0, 1\nexit", None, 1 << 16, 1)
 }
 
 /// `ja end` with 40,000 lines between: the label is beyond an i16 offset.
@@ -234,26 +443,22 @@ variants! {
     LoadError: BytecodeLength, EmptyProgram, ProgramTooLong, UnknownOpcode, ReservedField, BadRegister,
         FrameRegisterWrite, JumpOutOfRange, JumpIntoLddw, TruncatedLddw, BadLddwSecondSlot, UnknownHelper,
         FallsOffEnd, FallsIntoFunction, JumpOutOfFunction, Unreachable, ShiftOutOfRange, ScratchTooSmall, UnknownMap,
-        MapValueOffset,
-        DuplicateHelper, HelperTableFull;
+        MapValueOffset, DuplicateHelper, HelperTableFull;
+    CompileError: Emit, IsaNotLinked, UnsupportedHost, ScratchTooSmall, Unlowerable, CodeTooLarge;
     RunError: MemoryFault, OutOfFuel, CallDepthExceeded, MisalignedAtomic, HelperNotFound, StackTooSmall,
-        TooManyRegions, NotRunnable, InvalidInstruction;
+        TooManyRegions, NotRunnable, InvalidInstruction, RegionTooLarge, MapMismatch, HelperPanicked;
 }
 
-/// Variants without an entry yet: their inputs depend on the address model and the helper
-/// registry API (issue 10, items 4 and 11), or cannot be reached from valid programs
-/// (`InvalidInstruction` reports a validator bug).
-const NOT_YET_COVERED: &[&str] = &[
-    // Needs a program validated against maps (`Vm::with_maps`); covered in core's tests.
-    "MapValueOffset",
-    "MemoryFault",
-    "MisalignedAtomic",
-    "TooManyRegions",
-    "StackTooSmall",
-    "NotRunnable",
+/// Variants no input here can reach, and why.
+const NOT_COVERED: &[&str] = &[
+    // Report a validator or lowering bug: no valid program reaches them.
     "InvalidInstruction",
-    "DuplicateHelper",
-    "HelperTableFull",
+    "Unlowerable",
+    // This test binary links every ISA's table and runs on a host the JIT supports.
+    "IsaNotLinked",
+    "UnsupportedHost",
+    // Needs a region of 4 GiB or more; the check is `memory::table_len`, one comparison.
+    "RegionTooLarge",
 ];
 
 const ALL_ASM_KINDS: [AsmErrorKind; 17] = [
@@ -304,6 +509,7 @@ fn outcome(input: &Input) -> Result<Expected, String> {
         Input::Program(text) => {
             asm::to_bytes(&asm::assemble_to_vec(text).map_err(|e| format!("does not assemble: {e}"))?)
         }
+        Input::Scenario(scenario) => return scenario(),
         Input::Bytes(code) => code.clone(),
     };
     let by_program = Program::new(&program, |id| helpers.contains(id)).err();
@@ -366,16 +572,18 @@ fn the_catalogue_covers_every_error() {
         .filter_map(|e| match e.expected {
             Expected::Invalid(err) => Some(LoadError(&err)),
             Expected::Run(err) => Some(RunError(&err)),
+            Expected::Compile(err) => Some(CompileError(&err)),
             Expected::Asm(_) => None,
         })
         .collect();
+    assert!(!covered.contains("an unlisted variant"), "an entry's error is missing from variants!");
     let missing: Vec<&str> =
-        ALL_VARIANTS.iter().copied().filter(|v| !covered.contains(v) && !NOT_YET_COVERED.contains(v)).collect();
+        ALL_VARIANTS.iter().copied().filter(|v| !covered.contains(v) && !NOT_COVERED.contains(v)).collect();
     assert!(missing.is_empty(), "Error variants with no catalogue entry: {missing:?}");
-    let stale: Vec<&str> = NOT_YET_COVERED.iter().copied().filter(|v| covered.contains(v)).collect();
-    assert!(stale.is_empty(), "covered now, remove from NOT_YET_COVERED: {stale:?}");
-    for v in NOT_YET_COVERED {
-        assert!(ALL_VARIANTS.contains(v), "NOT_YET_COVERED names no variant {v}");
+    let stale: Vec<&str> = NOT_COVERED.iter().copied().filter(|v| covered.contains(v)).collect();
+    assert!(stale.is_empty(), "covered now, remove from NOT_COVERED: {stale:?}");
+    for v in NOT_COVERED {
+        assert!(ALL_VARIANTS.contains(v), "NOT_COVERED names no variant {v}");
     }
     let kinds: Vec<AsmErrorKind> = entries
         .iter()
