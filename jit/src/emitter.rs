@@ -103,11 +103,6 @@ fn unknown_stencil(id: StencilId) -> Error {
 }
 
 #[cold]
-fn fixups_full(fixups: &[Fixup]) -> Error {
-    Error::FixupsFull { capacity: fixups.len() as u32 }
-}
-
-#[cold]
 fn bad_label(id: StencilId, label: Label, labels: &[u32]) -> Error {
     if label == Label::NONE {
         Error::MissingTarget { id: id.0 }
@@ -260,20 +255,33 @@ impl<'a, P: Patcher> Emitter<'a, P> {
     /// window, and the last bytes of the output, take [`Emitter::place_exact`].
     #[inline]
     pub fn place(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
+        let fixups_before = self.fixup_count;
+        match self.place_fast(id, holes) {
+            Some(()) => Ok(()),
+            None => {
+                // Whatever the fast path did is redone, with the exact error if any.
+                self.fixup_count = fixups_before;
+                self.place_exact(id, holes)
+            }
+        }
+    }
+
+    /// The fast path of [`Emitter::place`]: `None` for anything unusual (an unknown stencil
+    /// or label, too little room, a full fix-up table, a value a hole cannot take), which
+    /// [`Emitter::place_exact`] then reports precisely. Returning an `Option` keeps the
+    /// common path free of error values.
+    #[inline(always)]
+    fn place_fast(&mut self, id: StencilId, holes: &Holes) -> Option<()> {
         let Emitter { table, out, base, at, labels, fixups, fixup_count, .. } = self;
-        let Some(&entry) = table.entries.get(id.0 as usize) else { return Err(unknown_stencil(id)) };
+        let entry = *table.entries.get(id.0 as usize)?;
         let start = *at;
         let len = entry.code_len as usize;
         let first = entry.holes_start as usize;
-        let (Some(window), Some(code), Some(records)) = (
-            out.get_mut(start..).and_then(<[u8]>::first_chunk_mut::<{ WINDOW + SLACK }>),
-            table.code.get(entry.code_start as usize..).and_then(<[u8]>::first_chunk::<WINDOW>),
-            table.holes.get(first..first + entry.holes_len as usize),
-        ) else {
-            return self.place_exact(id, holes);
-        };
+        let window = out.get_mut(start..)?.first_chunk_mut::<{ WINDOW + SLACK }>()?;
+        let code = table.code.get(entry.code_start as usize..)?.first_chunk::<WINDOW>()?;
+        let records = table.holes.get(first..first + entry.holes_len as usize)?;
         if len > WINDOW {
-            return self.place_exact(id, holes);
+            return None;
         }
         copy_blocks(window, code, len);
         let stencil_base = base.wrapping_add(start as u64);
@@ -284,27 +292,25 @@ impl<'a, P: Patcher> Emitter<'a, P> {
                 HoleValue::Continue => stencil_base.wrapping_add(len as u64),
                 HoleValue::Jump | HoleValue::Cold => {
                     let label = if hole.value == HoleValue::Jump { holes.jump } else { holes.cold };
-                    match labels.get(label.0 as usize) {
-                        Some(&bound) if bound != UNBOUND => base.wrapping_add(bound as u64),
-                        Some(_) => {
-                            let Some(slot) = fixups.get_mut(*fixup_count) else { return Err(fixups_full(fixups)) };
-                            *slot = Fixup { at: start as u32, hole: (first + index) as u32, label: label.0 };
-                            *fixup_count += 1;
-                            continue;
-                        }
-                        None => return Err(bad_label(id, label, labels)),
+                    let bound = *labels.get(label.0 as usize)?;
+                    if bound == UNBOUND {
+                        *fixups.get_mut(*fixup_count)? =
+                            Fixup { at: start as u32, hole: (first + index) as u32, label: label.0 };
+                        *fixup_count += 1;
+                        continue;
                     }
+                    base.wrapping_add(bound as u64)
                 }
                 operand => {
                     let v = operand_value(holes, operand);
-                    P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend), place)?;
+                    P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend), place).ok()?;
                     continue;
                 }
             };
-            P::patch(hole.kind, &mut window[..], offset, target.wrapping_add(hole.addend as i64 as u64), place)?;
+            P::patch(hole.kind, &mut window[..], offset, target.wrapping_add(hole.addend as i64 as u64), place).ok()?;
         }
         *at = start + len;
-        Ok(())
+        Some(())
     }
 
     /// [`Emitter::place`] for a stencil longer than the window or near the end of the
