@@ -13,7 +13,7 @@
 use crate::{Branch, BranchUse, DirectBranch, Field, HoleBranch, PatchError, RelocKind, patch_field32, write};
 
 /// Patches one AArch64 hole; see [`crate::patch`] for the meaning of the arguments.
-#[inline]
+#[inline(always)]
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
     let delta = value.wrapping_sub(place) as i64;
     match kind {
@@ -165,7 +165,7 @@ pub struct Aarch64;
 impl crate::Patcher for Aarch64 {
     const ISA: crate::Isa = crate::Isa::Aarch64;
 
-    #[inline]
+    #[inline(always)]
     fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
         patch(kind, code, offset, value, place)
     }

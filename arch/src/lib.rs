@@ -379,7 +379,7 @@ pub trait Patcher {
 
     /// Patches a hole whose stencil reads only the low 32 bits of its value; see
     /// [`patch_imm32`].
-    #[inline]
+    #[inline(always)]
     fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
         Self::patch(kind, code, offset, kind.imm32_value(v), place)
     }

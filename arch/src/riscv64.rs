@@ -13,7 +13,7 @@
 use crate::{Branch, BranchUse, DirectBranch, Field, HoleBranch, PatchError, RelocKind, patch_field32, read, write};
 
 /// Patches one RISC-V hole; see [`crate::patch`] for the meaning of the arguments.
-#[inline]
+#[inline(always)]
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
     let delta = value.wrapping_sub(place) as i64;
     match kind {
@@ -234,12 +234,12 @@ pub struct Riscv64;
 impl crate::Patcher for Riscv64 {
     const ISA: crate::Isa = crate::Isa::Riscv64;
 
-    #[inline]
+    #[inline(always)]
     fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
         patch(kind, code, offset, value, place)
     }
 
-    #[inline]
+    #[inline(always)]
     fn patch_imm32(kind: RelocKind, code: &mut [u8], offset: usize, v: i32, place: u64) -> Result<(), PatchError> {
         match kind {
             RelocKind::RvHi20 => patch_hi20_low32(code, offset, v),

@@ -9,7 +9,7 @@
 use crate::{Branch, BranchUse, DirectBranch, HoleBranch, PatchError, RelocKind, read, write};
 
 /// Patches one x86-64 hole; see [`crate::patch`] for the meaning of the arguments.
-#[inline]
+#[inline(always)]
 pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
     match kind {
         RelocKind::X86Abs64 => write(code, offset, value.to_le_bytes()),
@@ -40,7 +40,7 @@ pub struct X86_64;
 impl crate::Patcher for X86_64 {
     const ISA: crate::Isa = crate::Isa::X86_64;
 
-    #[inline]
+    #[inline(always)]
     fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place: u64) -> Result<(), PatchError> {
         patch(kind, code, offset, value, place)
     }
