@@ -89,10 +89,24 @@ fn every_isa_runs_jit_and_interpreter_alike() {
     let other_port = tessera_cli::to_hex(&udp_frame(124));
     let count = file("count.s");
     let filter = file("packet_filter.o");
-    let cases: [(Vec<&str>, Result<&str, String>); 4] = [
+    let counter = file("counter.o");
+    let counted = "\
+r0 = 2 (0x2)
+map `counts` (hash, key 4 bytes, value 8 bytes, 2 of 64 entries):
+  05 00 00 00 (5) => 02 00 00 00 00 00 00 00 (2)
+  06 00 00 00 (6) => 01 00 00 00 00 00 00 00 (1)
+map `overflow` (array, key 4 bytes, value 8 bytes, 1 of 1 entries):
+  (1 zero values not shown)
+";
+    let cases: [(Vec<&str>, Result<&str, String>); 5] = [
         (vec![&count], Ok("r0 = 500500 (0x7a314)\n")),
         (vec![&filter, "--mem", &frame], Ok("r0 = 1 (0x1)\n")),
         (vec![&filter, "--function", "udp_filter", "--mem-hex", &other_port], Ok("r0 = 0 (0x0)\n")),
+        // Maps and the standard helpers, on every ISA.
+        (
+            vec![&counter, "--function", "count_keys", "--mem-hex", "05000000 06000000 05000000", "--show-maps"],
+            Ok(counted),
+        ),
         // Errors come back from the foreign binary as they are, exit status included.
         (vec![&count, "--fuel", "30"], Err(format!("error: {count}:14: instruction 4: out of fuel\n"))),
     ];
