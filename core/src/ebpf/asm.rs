@@ -603,8 +603,9 @@ impl<'a> Encoded<'a> {
     }
 }
 
-fn expect_operands(ops: &[&str], n: usize) -> Res<()> {
-    if ops.len() == n { Ok(()) } else { Err(AsmErrorKind::BadOperandCount) }
+/// Exactly `N` operands.
+fn operands<'t, const N: usize>(ops: &[&'t str]) -> Res<[&'t str; N]> {
+    ops.try_into().map_err(|_| AsmErrorKind::BadOperandCount)
 }
 
 const ALU_OPS: &[(&str, u8, i16)] = &[
@@ -661,29 +662,29 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
         if m != ".raw" {
             return Err(AsmErrorKind::UnknownDirective);
         }
-        expect_operands(ops, 1)?;
-        let v = imm64(ops[0])?;
+        let [value] = operands(ops)?;
+        let v = imm64(value)?;
         return Ok(Encoded::one(Insn::decode(v.to_le_bytes())));
     }
 
     match m {
         "exit" => {
-            expect_operands(ops, 0)?;
+            let [] = operands(ops)?;
             return Ok(Encoded::one(Insn::new(op::EXIT, 0, 0, 0, 0)));
         }
         "lddw" => {
-            expect_operands(ops, 2)?;
-            let dst = reg(ops[0])?;
-            let v = imm64(ops[1])?;
+            let [dst, value] = operands(ops)?;
+            let dst = reg(dst)?;
+            let v = imm64(value)?;
             let lo = Insn::new(op::LDDW, dst, 0, 0, v as u32 as i32);
             let hi = Insn::new(0, 0, 0, 0, (v >> 32) as u32 as i32);
             return Ok(Encoded { insns: [lo, hi], len: 2, target: None });
         }
         "ja" | "ja32" => {
-            expect_operands(ops, 1)?;
+            let [target] = operands(ops)?;
             let field = if m == "ja" { Field::Off } else { Field::Imm };
             let opcode = if m == "ja" { op::JA } else { op::JA32 };
-            return Ok(with_target(Insn::new(opcode, 0, 0, 0, 0), jump_target(ops[0], field)?, field));
+            return Ok(with_target(Insn::new(opcode, 0, 0, 0, 0), jump_target(target, field)?, field));
         }
         "call" => return encode_call(ops),
         "lock" => return encode_lock(ops),
@@ -700,8 +701,8 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
         if let Some(width) = m.strip_prefix(prefix)
             && matches!(width, "16" | "32" | "64")
         {
-            expect_operands(ops, 1)?;
-            let dst = reg(ops[0])?;
+            let [dst] = operands(ops)?;
+            let dst = reg(dst)?;
             let imm = if width == "16" {
                 16
             } else if width == "32" {
@@ -720,22 +721,22 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
             _ => (mem::MEM, size_of(rest)),
         };
         if let Some(size) = size {
-            expect_operands(ops, 2)?;
-            let dst = reg(ops[0])?;
-            let (src, off) = mem_operand(ops[1])?;
+            let [dst, mem] = operands(ops)?;
+            let dst = reg(dst)?;
+            let (src, off) = mem_operand(mem)?;
             return Ok(Encoded::one(Insn::new(class::LDX | mode | size, dst, src, off, 0)));
         }
     }
     if let Some(size) = m.strip_prefix("stx").and_then(size_of) {
-        expect_operands(ops, 2)?;
-        let (dst, off) = mem_operand(ops[0])?;
-        let src = reg(ops[1])?;
+        let [mem, src] = operands(ops)?;
+        let (dst, off) = mem_operand(mem)?;
+        let src = reg(src)?;
         return Ok(Encoded::one(Insn::new(class::STX | mem::MEM | size, dst, src, off, 0)));
     }
     if let Some(size) = m.strip_prefix("st").and_then(size_of) {
-        expect_operands(ops, 2)?;
-        let (dst, off) = mem_operand(ops[0])?;
-        let imm = imm32(ops[1])?;
+        let [mem, value] = operands(ops)?;
+        let (dst, off) = mem_operand(mem)?;
+        let imm = imm32(value)?;
         return Ok(Encoded::one(Insn::new(class::ST | mem::MEM | size, dst, 0, off, imm)));
     }
 
@@ -745,37 +746,36 @@ fn encode(body: &str) -> Res<Encoded<'_>> {
         None => (m, false),
     };
     if let Some(&(_, code)) = JMP_OPS.iter().find(|(n, _)| *n == base) {
-        expect_operands(ops, 3)?;
+        let [dst, second, target] = operands(ops)?;
         let cls = if is32 { class::JMP32 } else { class::JMP };
-        let dst = reg(ops[0])?;
-        let insn = if ops[1].starts_with('%') {
-            Insn::new(cls | code | source::X, dst, reg(ops[1])?, 0, 0)
+        let dst = reg(dst)?;
+        let insn = if second.starts_with('%') {
+            Insn::new(cls | code | source::X, dst, reg(second)?, 0, 0)
         } else {
-            Insn::new(cls | code | source::K, dst, 0, 0, imm32(ops[1])?)
+            Insn::new(cls | code | source::K, dst, 0, 0, imm32(second)?)
         };
-        return Ok(with_target(insn, jump_target(ops[2], Field::Off)?, Field::Off));
+        return Ok(with_target(insn, jump_target(target, Field::Off)?, Field::Off));
     }
 
     // ALU.
     let cls = if is32 { class::ALU } else { class::ALU64 };
     if base == "neg" {
-        expect_operands(ops, 1)?;
-        return Ok(Encoded::one(Insn::new(cls | alu::NEG, reg(ops[0])?, 0, 0, 0)));
+        let [dst] = operands(ops)?;
+        return Ok(Encoded::one(Insn::new(cls | alu::NEG, reg(dst)?, 0, 0, 0)));
     }
     if let Some(&(_, code, off)) = ALU_OPS.iter().find(|(n, _, _)| *n == base) {
-        expect_operands(ops, 2)?;
-        let dst = reg(ops[0])?;
-        let insn = if ops[1].starts_with('%') {
-            Insn::new(cls | code | source::X, dst, reg(ops[1])?, off, 0)
+        let [dst, second] = operands(ops)?;
+        let dst = reg(dst)?;
+        let insn = if second.starts_with('%') {
+            Insn::new(cls | code | source::X, dst, reg(second)?, off, 0)
         } else {
-            Insn::new(cls | code | source::K, dst, 0, off, imm32(ops[1])?)
+            Insn::new(cls | code | source::K, dst, 0, off, imm32(second)?)
         };
         return Ok(Encoded::one(insn));
     }
     if let Some(&(_, cls, off)) = MOVSX.iter().find(|(n, _, _)| *n == m) {
-        expect_operands(ops, 2)?;
-        let dst = reg(ops[0])?;
-        let src = reg(ops[1])?;
+        let [dst, src] = operands(ops)?;
+        let (dst, src) = (reg(dst)?, reg(src)?);
         return Ok(Encoded::one(Insn::new(cls | alu::MOV | source::X, dst, src, off, 0)));
     }
     Err(AsmErrorKind::UnknownMnemonic)

@@ -179,7 +179,7 @@ impl<'data> Btf<'data> {
     /// kind.
     pub fn parse(data: &'data [u8]) -> Result<Btf<'data>, BtfError> {
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let header = data.get(..HEADER_LEN).ok_or(BtfError::Truncated { len })?;
+        let header = data.first_chunk::<HEADER_LEN>().ok_or(BtfError::Truncated { len })?;
         let magic = u16::from_le_bytes([header[0], header[1]]);
         if magic != MAGIC {
             return Err(BtfError::BadMagic { magic });

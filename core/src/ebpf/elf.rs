@@ -438,8 +438,9 @@ fn name_has_prefix(name: &str, base: &str) -> bool {
 impl<'data> Object<'data> {
     /// Parses and checks `data` (see the type's documentation).
     pub fn parse(data: &'data [u8]) -> Result<Object<'data>, ElfError> {
-        let ident = data.get(..ELF_HEADER_LEN).ok_or(ElfError::TruncatedHeader { len: clamp_u32(data.len()) })?;
-        if ident[..4] != e::ELFMAG {
+        let ident =
+            data.first_chunk::<ELF_HEADER_LEN>().ok_or(ElfError::TruncatedHeader { len: clamp_u32(data.len()) })?;
+        if ident.first_chunk::<4>() != Some(&e::ELFMAG) {
             return Err(ElfError::NotElf);
         }
         if ident[EI_CLASS] != e::ELFCLASS64 {

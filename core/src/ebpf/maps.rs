@@ -209,7 +209,9 @@ impl MapName {
             len -= 1;
         }
         let mut bytes = [0; Self::CAPACITY];
-        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        if let (Some(to), Some(from)) = (bytes.get_mut(..len), name.as_bytes().get(..len)) {
+            to.copy_from_slice(from);
+        }
         MapName { bytes, len: len as u8 }
     }
 
