@@ -41,7 +41,7 @@ unsafe extern "C" {
     static _HOLE_OPERAND2: u8;
 }
 
-/// The sign-extended 32-bit immediate patched into this stencil.
+/// The value of a 32-bit operand hole, sign-extended.
 ///
 /// x86-64 stencils use the kernel code model, whose symbols are sign-extended 32-bit
 /// addresses: the hole's address is used whole and materialised by one sign-extending
@@ -49,11 +49,17 @@ unsafe extern "C" {
 /// `R_X86_64_32` on operand holes. Elsewhere the value is truncated to 32 bits and
 /// sign-extended, as the `lui`/`addi` and `movz`/`movk` sequences need.
 #[inline(always)]
-fn imm() -> u64 {
+fn signed(hole: *const u8) -> u64 {
     #[cfg(target_arch = "x86_64")]
-    return (&raw const _HOLE_OPERAND0) as usize as u64;
+    return hole as usize as u64;
     #[cfg(not(target_arch = "x86_64"))]
-    return (&raw const _HOLE_OPERAND0) as usize as u32 as i32 as i64 as u64;
+    return hole as usize as u32 as i32 as i64 as u64;
+}
+
+/// Operand 0: the instruction's immediate or offset.
+#[inline(always)]
+fn imm() -> u64 {
+    signed(&raw const _HOLE_OPERAND0)
 }
 
 /// The upper 32 bits of a 64-bit immediate (`lddw`).
@@ -62,14 +68,11 @@ fn imm_hi() -> u64 {
     (&raw const _HOLE_OPERAND1) as usize as u32 as u64
 }
 
-/// Operand 1 sign-extended, as [`imm`] reads operand 0: the fuel a back edge or local call
-/// charges (see `tessera::ebpf::fuel`, below 2^31), or the value of an immediate store.
+/// Operand 1 sign-extended: the fuel a back edge or local call charges (see
+/// `tessera::ebpf::fuel`, below 2^31), or the value of an immediate store.
 #[inline(always)]
 fn imm1() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    return (&raw const _HOLE_OPERAND1) as usize as u64;
-    #[cfg(not(target_arch = "x86_64"))]
-    return (&raw const _HOLE_OPERAND1) as usize as u32 as i32 as i64 as u64;
+    signed(&raw const _HOLE_OPERAND1)
 }
 
 /// The fuel a back edge or local call charges.
