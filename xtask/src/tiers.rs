@@ -51,7 +51,8 @@ fn summary_lines(target: Option<&str>) -> Vec<String> {
 }
 
 /// Packages whose tests run on the qemu-user tier (tier 2).
-pub const CROSS_TEST_PACKAGES: &[&str] = &["tessera-arch", "tessera", "tessera-host-tests"];
+pub const CROSS_TEST_PACKAGES: &[&str] =
+    &["tessera-arch", "tessera-jit", "tessera-stencils", "tessera", "tessera-host-tests"];
 /// Linux targets whose test binaries run through qemu-user (the `runner` in .cargo/config.toml).
 pub const QEMU_USER_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"];
 /// Bare-metal targets the `no_std` core must build for.
