@@ -338,7 +338,8 @@ mod tests {
         let Kind::Cargo(cmds, _) = &qemu[1].kind else { panic!() };
         assert_eq!(
             cmds[0].join(" "),
-            "test --no-fail-fast --target riscv64gc-unknown-linux-gnu -p tessera-arch -p tessera -p tessera-host-tests"
+            "test --no-fail-fast --target riscv64gc-unknown-linux-gnu -p tessera-arch -p tessera-jit -p tessera-stencils \
+             -p tessera -p tessera-host-tests"
         );
     }
 
