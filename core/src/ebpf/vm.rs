@@ -25,6 +25,7 @@ use tessera_jit::{Allocation, CodeBuffer, Isa};
 #[cfg(feature = "jit")]
 use super::error::CompileError;
 use super::error::{LoadError, RunError};
+use super::fast_interp::{self, FastProgram, Slot};
 use super::interp::{self, Config};
 #[cfg(feature = "jit")]
 use super::jit::{self, JitProgram, Scratch, ScratchSize};
@@ -35,7 +36,10 @@ use super::{Helpers, Memory, Program};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Mode {
+    /// The reference interpreter ([`Vm::interpret`]).
     Interpreter,
+    /// The fast interpreter ([`Vm::prepare_fast`]): the same results, pre-decoded.
+    FastInterpreter,
     Jit,
 }
 
@@ -50,6 +54,9 @@ pub struct Vm<'p, 'h> {
     /// The code [`Vm::run`] compiled on first use in `Mode::Jit`.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     compiled: Option<JitProgram<'p, 'h, 'static>>,
+    /// The program [`Vm::run`] decoded on first use in `Mode::FastInterpreter`.
+    #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+    decoded: Option<FastProgram<'p, 'h, 'static>>,
 }
 
 impl<'p, 'h> Vm<'p, 'h> {
@@ -71,6 +78,8 @@ impl<'p, 'h> Vm<'p, 'h> {
             config: Config::default(),
             #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
             compiled: None,
+            #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+            decoded: None,
         })
     }
 
@@ -83,8 +92,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         self.maps
     }
 
-    /// What a compiled program keeps of this one.
-    #[cfg(feature = "jit")]
+    /// What a compiled or decoded program keeps of this one.
     fn parts(&self) -> (Program<'p>, &'p [MapDef], Helpers<'h>, super::interp::Config) {
         (self.program, self.maps, self.helpers, self.config)
     }
@@ -105,11 +113,12 @@ impl<'p, 'h> Vm<'p, 'h> {
         self.forget_compiled();
     }
 
-    /// Limits live in compiled handles too: a change takes a fresh compile.
+    /// Limits live in compiled and decoded handles too: a change takes a fresh one.
     fn forget_compiled(&mut self) {
         #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
         {
             self.compiled = None;
+            self.decoded = None;
         }
     }
 
@@ -119,6 +128,10 @@ impl<'p, 'h> Vm<'p, 'h> {
     pub fn run(&mut self, mode: Mode, memory: &mut Memory) -> Result<u64, super::Error> {
         match mode {
             Mode::Interpreter => Ok(self.interpret(memory)?),
+            Mode::FastInterpreter => {
+                let parts = self.parts();
+                Ok(self.decoded.get_or_insert_with(|| FastProgram::on_heap(parts)).run(memory)?)
+            }
             Mode::Jit => {
                 let compiled = match self.compiled.take() {
                     Some(compiled) => compiled,
@@ -142,6 +155,24 @@ impl<'p, 'h> Vm<'p, 'h> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
         interp::run(&self.program, &self.helpers, memory, &self.config)
+    }
+
+    /// Decodes the program for the fast interpreter onto the heap (once; run the result as
+    /// often as needed).
+    #[cfg(feature = "alloc")]
+    pub fn prepare_fast(&self) -> FastProgram<'p, 'h, 'static> {
+        FastProgram::on_heap(self.parts())
+    }
+
+    /// Decodes the program for the fast interpreter into `buffer`, which needs
+    /// [`Vm::fast_slots_needed`] slots (no allocator needed).
+    pub fn prepare_fast_in<'b>(&self, buffer: &'b mut [Slot]) -> Result<FastProgram<'p, 'h, 'b>, LoadError> {
+        FastProgram::in_buffer(self.parts(), buffer)
+    }
+
+    /// The buffer [`Vm::prepare_fast_in`] needs, in slots.
+    pub fn fast_slots_needed(&self) -> usize {
+        fast_interp::slots_needed(&self.program)
     }
 
     /// Emits code for `isa` (any ISA, from any host) into `buffer`, without a way to run it:

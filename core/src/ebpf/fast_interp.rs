@@ -1,0 +1,615 @@
+//! The fast interpreter: the reference interpreter's semantics over pre-decoded
+//! instructions, for targets where memory cannot be made executable.
+//!
+//! A validated [`Program`] is decoded once into one [`Slot`] per 8-byte instruction slot
+//! (so a slot's index is its pc, and errors name the same instruction): a dense operation
+//! code of its own, chosen per opcode *and* operand form (immediate or register, signed or
+//! unsigned division, the width of a byte swap or sign extension, forward jump or back
+//! edge), with the operands resolved: immediates sign-extended, jump and call targets
+//! absolute, fuel charges computed by [`fuel`] (a forward jump has none to pay), `lddw`
+//! values (map handles and map value addresses included) computed as the reference does,
+//! helper ids looked up. A run is then a `match` on that code in a loop: one jump table,
+//! no field extraction, no operand-form tests at run time, no `unsafe`.
+//!
+//! Everything else is the reference interpreter's ([`super::interp`]), shared rather than
+//! copied: the entry state, fuel, the local-call frames, helper calls, atomics, the `lddw`
+//! values, and every memory access goes through [`Memory::load_in`] / [`Memory::store_in`],
+//! which check it with `semantics::locate` against the run's region table. Operations come
+//! from `tessera_stencils::semantics`, as for the reference and the JIT. So results, errors
+//! (with their pc and address), fuel and final memory are the reference's exactly, which
+//! the conformance, differential and bad-input suites check on every ISA.
+//!
+//! Decoded slots live on the heap ([`decode`], with `alloc`) or in a buffer of
+//! [`slots_needed`] slots the caller provides ([`decode_into`]). The embedder API is
+//! [`super::Vm::prepare_fast`] / [`super::Vm::prepare_fast_in`], which return a
+//! [`FastProgram`], and `Mode::FastInterpreter` in [`super::Vm::run`].
+//!
+//! Dispatch: a `match` over the `#[repr(u8)]` operation code was measured against threading
+//! through function pointers (each slot holding its handler) on the benchmark suite; the
+//! `match` keeps pc, fuel and the operands in machine registers across instructions and won
+//! (see the crate's bench README section for the figures).
+
+use tessera_stencils::semantics as s;
+
+use super::error::{LoadError, RunError};
+use super::fuel;
+use super::helpers::Helpers;
+use super::insn::{Insn, op, pseudo};
+use super::interp::{self, CallStack, Config, burn};
+use super::maps::MapDef;
+use super::memory::Memory;
+use super::program::Program;
+
+/// The operation table: drives the [`Op`] codes, decoding and dispatch, so the three cannot
+/// disagree. `$m` is called with the groups below.
+macro_rules! for_each_op {
+    ($m:ident) => {
+        $m! {
+            // `dst = f(dst, operand)`: (imm opcode, code, reg opcode, code, f)
+            binary: [
+                (0x07, Add64Imm, 0x0f, Add64Reg, s::add64),
+                (0x17, Sub64Imm, 0x1f, Sub64Reg, s::sub64),
+                (0x27, Mul64Imm, 0x2f, Mul64Reg, s::mul64),
+                (0x47, Or64Imm, 0x4f, Or64Reg, s::or64),
+                (0x57, And64Imm, 0x5f, And64Reg, s::and64),
+                (0x67, Lsh64Imm, 0x6f, Lsh64Reg, s::lsh64),
+                (0x77, Rsh64Imm, 0x7f, Rsh64Reg, s::rsh64),
+                (0xa7, Xor64Imm, 0xaf, Xor64Reg, s::xor64),
+                (0xc7, Arsh64Imm, 0xcf, Arsh64Reg, s::arsh64),
+                (0x04, Add32Imm, 0x0c, Add32Reg, s::add32),
+                (0x14, Sub32Imm, 0x1c, Sub32Reg, s::sub32),
+                (0x24, Mul32Imm, 0x2c, Mul32Reg, s::mul32),
+                (0x44, Or32Imm, 0x4c, Or32Reg, s::or32),
+                (0x54, And32Imm, 0x5c, And32Reg, s::and32),
+                (0x64, Lsh32Imm, 0x6c, Lsh32Reg, s::lsh32),
+                (0x74, Rsh32Imm, 0x7c, Rsh32Reg, s::rsh32),
+                (0xa4, Xor32Imm, 0xac, Xor32Reg, s::xor32),
+                (0xc4, Arsh32Imm, 0xcc, Arsh32Reg, s::arsh32),
+            ],
+            // Division and modulo, unsigned (off 0) or signed (off 1): (imm opcode, reg
+            // opcode, unsigned imm, unsigned reg, signed imm, signed reg, unsigned f, signed f)
+            division: [
+                (0x37, 0x3f, Div64Imm, Div64Reg, SDiv64Imm, SDiv64Reg, s::div64, s::sdiv64),
+                (0x97, 0x9f, Mod64Imm, Mod64Reg, SMod64Imm, SMod64Reg, s::mod64, s::smod64),
+                (0x34, 0x3c, Div32Imm, Div32Reg, SDiv32Imm, SDiv32Reg, s::div32, s::sdiv32),
+                (0x94, 0x9c, Mod32Imm, Mod32Reg, SMod32Imm, SMod32Reg, s::mod32, s::smod32),
+            ],
+            // `dst = f(dst)` (negation, byte order)
+            unary: [
+                (Neg64, s::neg64),
+                (Neg32, s::neg32),
+                (Zext16, s::zext16),
+                (Zext32, s::zext32),
+                (Bswap16, s::bswap16),
+                (Bswap32, s::bswap32),
+                (Bswap64, s::bswap64),
+            ],
+            // `dst = f(src)` (moves, sign extensions)
+            moves: [
+                (Mov64, core::convert::identity),
+                (Mov32, s::mov32),
+                (MovSx64From8, s::movsx64_8),
+                (MovSx64From16, s::movsx64_16),
+                (MovSx64From32, s::movsx64_32),
+                (MovSx32From8, s::movsx32_8),
+                (MovSx32From16, s::movsx32_16),
+            ],
+            // `dst = f(the size bytes at src + off)`: (opcode, code, size, f)
+            loads: [
+                (0x71, Ldx8, 1, core::convert::identity),
+                (0x69, Ldx16, 2, core::convert::identity),
+                (0x61, Ldx32, 4, core::convert::identity),
+                (0x79, Ldx64, 8, core::convert::identity),
+                (0x91, Ldxs8, 1, s::movsx64_8),
+                (0x89, Ldxs16, 2, s::movsx64_16),
+                (0x81, Ldxs32, 4, s::movsx64_32),
+            ],
+            // The low size bytes of imm or src to dst + off: (imm opcode, code, reg opcode,
+            // code, size)
+            stores: [
+                (0x72, St8, 0x73, Stx8, 1),
+                (0x6a, St16, 0x6b, Stx16, 2),
+                (0x62, St32, 0x63, Stx32, 4),
+                (0x7a, St64, 0x7b, Stx64, 8),
+            ],
+            // `if f(dst, operand) goto target`, forward or back edge: (imm opcode, reg opcode,
+            // imm, reg, imm back edge, reg back edge, f)
+            jumps: [
+                (0x15, 0x1d, Jeq64Imm, Jeq64Reg, Jeq64ImmBack, Jeq64RegBack, s::jeq64),
+                (0x25, 0x2d, Jgt64Imm, Jgt64Reg, Jgt64ImmBack, Jgt64RegBack, s::jgt64),
+                (0x35, 0x3d, Jge64Imm, Jge64Reg, Jge64ImmBack, Jge64RegBack, s::jge64),
+                (0x45, 0x4d, Jset64Imm, Jset64Reg, Jset64ImmBack, Jset64RegBack, s::jset64),
+                (0x55, 0x5d, Jne64Imm, Jne64Reg, Jne64ImmBack, Jne64RegBack, s::jne64),
+                (0x65, 0x6d, Jsgt64Imm, Jsgt64Reg, Jsgt64ImmBack, Jsgt64RegBack, s::jsgt64),
+                (0x75, 0x7d, Jsge64Imm, Jsge64Reg, Jsge64ImmBack, Jsge64RegBack, s::jsge64),
+                (0xa5, 0xad, Jlt64Imm, Jlt64Reg, Jlt64ImmBack, Jlt64RegBack, s::jlt64),
+                (0xb5, 0xbd, Jle64Imm, Jle64Reg, Jle64ImmBack, Jle64RegBack, s::jle64),
+                (0xc5, 0xcd, Jslt64Imm, Jslt64Reg, Jslt64ImmBack, Jslt64RegBack, s::jslt64),
+                (0xd5, 0xdd, Jsle64Imm, Jsle64Reg, Jsle64ImmBack, Jsle64RegBack, s::jsle64),
+                (0x16, 0x1e, Jeq32Imm, Jeq32Reg, Jeq32ImmBack, Jeq32RegBack, s::jeq32),
+                (0x26, 0x2e, Jgt32Imm, Jgt32Reg, Jgt32ImmBack, Jgt32RegBack, s::jgt32),
+                (0x36, 0x3e, Jge32Imm, Jge32Reg, Jge32ImmBack, Jge32RegBack, s::jge32),
+                (0x46, 0x4e, Jset32Imm, Jset32Reg, Jset32ImmBack, Jset32RegBack, s::jset32),
+                (0x56, 0x5e, Jne32Imm, Jne32Reg, Jne32ImmBack, Jne32RegBack, s::jne32),
+                (0x66, 0x6e, Jsgt32Imm, Jsgt32Reg, Jsgt32ImmBack, Jsgt32RegBack, s::jsgt32),
+                (0x76, 0x7e, Jsge32Imm, Jsge32Reg, Jsge32ImmBack, Jsge32RegBack, s::jsge32),
+                (0xa6, 0xae, Jlt32Imm, Jlt32Reg, Jlt32ImmBack, Jlt32RegBack, s::jlt32),
+                (0xb6, 0xbe, Jle32Imm, Jle32Reg, Jle32ImmBack, Jle32RegBack, s::jle32),
+                (0xc6, 0xce, Jslt32Imm, Jslt32Reg, Jslt32ImmBack, Jslt32RegBack, s::jslt32),
+                (0xd6, 0xde, Jsle32Imm, Jsle32Reg, Jsle32ImmBack, Jsle32RegBack, s::jsle32),
+            ],
+        }
+    };
+}
+
+/// The operation codes: the table's, then those decoded by hand.
+macro_rules! define_ops {
+    (
+        binary: [$(($bic:literal, $bi:ident, $brc:literal, $br:ident, $bf:path)),* $(,)?],
+        division: [$(($dic:literal, $drc:literal, $dui:ident, $dur:ident, $dsi:ident, $dsr:ident,
+            $duf:path, $dsf:path)),* $(,)?],
+        unary: [$(($u:ident, $uf:path)),* $(,)?],
+        moves: [$(($m:ident, $mf:path)),* $(,)?],
+        loads: [$(($lc:literal, $l:ident, $ls:literal, $lf:path)),* $(,)?],
+        stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
+        jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
+            $jf:path)),* $(,)?],
+    ) => {
+        /// An operation of the fast interpreter: an opcode with its operand form decided.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        enum Op {
+            $($bi, $br,)*
+            $($dui, $dur, $dsi, $dsr,)*
+            $($u,)*
+            $($m,)*
+            $($l,)*
+            $($si, $sr,)*
+            $($ji, $jr, $jib, $jrb,)*
+            /// `dst = imm` (`mov`, `mov32` with its imm zero-extended).
+            MovImm,
+            /// `le64`: nothing to do.
+            Nop,
+            /// `dst = imm`, then skip the second slot.
+            Lddw,
+            Atomic32,
+            Atomic64,
+            Ja,
+            JaBack,
+            CallLocal,
+            CallHelper,
+            CallX,
+            Exit,
+            /// What the reference rejects at run time (and the second slot of `lddw`).
+            Invalid,
+        }
+
+        /// The operation of the table-driven `opcode` (with `off`, which selects signed
+        /// division); `None` for the others.
+        fn table_op(opcode: u8, off: i16) -> Option<Op> {
+            Some(match (opcode, off) {
+                $(($bic, _) => Op::$bi, ($brc, _) => Op::$br,)*
+                $(($dic, 1) => Op::$dsi, ($drc, 1) => Op::$dsr, ($dic, _) => Op::$dui, ($drc, _) => Op::$dur,)*
+                $(($lc, _) => Op::$l,)*
+                $(($sic, _) => Op::$si, ($src, _) => Op::$sr,)*
+                _ => return None,
+            })
+        }
+
+        /// The forward and back-edge forms of conditional jump `opcode`.
+        fn jump_ops(opcode: u8) -> Option<(Op, Op)> {
+            Some(match opcode {
+                $($jic => (Op::$ji, Op::$jib), $jrc => (Op::$jr, Op::$jrb),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
+for_each_op!(define_ops);
+
+/// One decoded instruction slot (16 bytes). Which fields mean what depends on the
+/// operation: `aux` holds a jump or call target (absolute), a memory offset (`i32`) or a
+/// helper's index; `imm` the sign-extended immediate, the `lddw` value, a helper id or a
+/// fuel charge. A back edge that compares with an immediate packs both: the charge in the
+/// high half, the immediate (sign-extended at run time) in the low half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
+pub struct Slot {
+    op: Op,
+    dst: u8,
+    src: u8,
+    aux: u32,
+    imm: u64,
+}
+
+impl Slot {
+    /// A slot that runs as an invalid instruction: what a caller's buffer starts with.
+    pub const EMPTY: Slot = Slot { op: Op::Invalid, dst: 0, src: 0, aux: 0, imm: 0 };
+}
+
+/// Slots [`decode_into`] needs for `program`: one per 8-byte instruction slot.
+pub fn slots_needed(program: &Program) -> usize {
+    program.len()
+}
+
+/// Decodes `program` (which calls `helpers`) into the first [`slots_needed`] slots of
+/// `buffer`, and returns them.
+pub fn decode_into<'b>(program: &Program, helpers: &Helpers, buffer: &'b mut [Slot]) -> Result<&'b [Slot], LoadError> {
+    let len = slots_needed(program);
+    let needed = u32::try_from(len).unwrap_or(u32::MAX);
+    let slots = buffer.get_mut(..len).ok_or(LoadError::SlotBufferTooSmall { needed })?;
+    // Second slots of `lddw` are not instructions; they keep `EMPTY`.
+    slots.fill(Slot::EMPTY);
+    for (pc, insn) in program.iter() {
+        if let Some(slot) = slots.get_mut(pc) {
+            *slot = decode_one(program, helpers, pc, insn);
+        }
+    }
+    Ok(slots)
+}
+
+/// Decodes `program` onto the heap (see [`decode_into`]).
+#[cfg(feature = "alloc")]
+pub fn decode(program: &Program, helpers: &Helpers) -> alloc::vec::Vec<Slot> {
+    let mut slots = alloc::vec![Slot::EMPTY; slots_needed(program)];
+    // Cannot fail: the buffer has exactly the slots needed.
+    let _ = decode_into(program, helpers, &mut slots);
+    slots
+}
+
+/// A jump target as a slot index; a target outside `u32` (impossible in a validated
+/// program) becomes one no slot has, so running it is an invalid instruction.
+fn target(pc: usize, offset: i64) -> u32 {
+    u32::try_from(pc as i64 + 1 + offset).unwrap_or(u32::MAX)
+}
+
+/// The slot of the instruction at `pc`.
+fn decode_one(program: &Program, helpers: &Helpers, pc: usize, insn: Insn) -> Slot {
+    let (dst, src) = (insn.dst & 0x0f, insn.src & 0x0f);
+    let imm = insn.imm as i64 as u64;
+    let off = insn.off as i32 as u32;
+    let slot = |op, aux, imm| Slot { op, dst, src, aux, imm };
+    // An unconditional jump or a conditional one: the back-edge form carries its charge.
+    let jump = |(forward, back): (Op, Op), to: u32, operand: u64| match fuel::back_edge_charge(pc, to as usize) {
+        None => slot(forward, to, operand),
+        Some(charge) if insn.opcode & 0x08 == 0 && forward != Op::Ja => {
+            slot(back, to, (charge << 32) | (operand & 0xffff_ffff))
+        }
+        Some(charge) => slot(back, to, charge),
+    };
+    if let Some(op) = table_op(insn.opcode, insn.off) {
+        return slot(op, off, imm);
+    }
+    if let Some(ops) = jump_ops(insn.opcode) {
+        return jump(ops, target(pc, insn.off as i64), imm);
+    }
+    let unary = |op| slot(op, 0, 0);
+    let byte_swap = |op16, op32, op64| {
+        unary(match insn.imm {
+            16 => op16,
+            32 => op32,
+            _ => op64,
+        })
+    };
+    match insn.opcode {
+        0xb7 => slot(Op::MovImm, 0, imm),
+        0xb4 => slot(Op::MovImm, 0, s::mov32(imm)),
+        0xbf => unary(match insn.off {
+            8 => Op::MovSx64From8,
+            16 => Op::MovSx64From16,
+            32 => Op::MovSx64From32,
+            _ => Op::Mov64,
+        }),
+        0xbc => unary(match insn.off {
+            8 => Op::MovSx32From8,
+            16 => Op::MovSx32From16,
+            _ => Op::Mov32,
+        }),
+        0x87 => unary(Op::Neg64),
+        0x84 => unary(Op::Neg32),
+        0xd7 | 0xdc => byte_swap(Op::Bswap16, Op::Bswap32, Op::Bswap64),
+        0xd4 => byte_swap(Op::Zext16, Op::Zext32, Op::Nop),
+        op::LDDW => slot(Op::Lddw, 0, interp::lddw_value(program, pc, insn)),
+        0xc3 => slot(Op::Atomic32, off, imm),
+        0xdb => slot(Op::Atomic64, off, imm),
+        op::JA => jump((Op::Ja, Op::JaBack), target(pc, insn.off as i64), 0),
+        op::JA32 => jump((Op::Ja, Op::JaBack), target(pc, insn.imm as i64), 0),
+        op::CALL if insn.src == pseudo::CALL_LOCAL => {
+            let to = target(pc, insn.imm as i64);
+            slot(Op::CallLocal, to, fuel::call_charge(program.len(), to as usize))
+        }
+        op::CALL => {
+            let id = insn.imm as u32 as u64;
+            let index = helpers.position(id).and_then(|i| u32::try_from(i).ok()).unwrap_or(u32::MAX);
+            slot(Op::CallHelper, index, id)
+        }
+        op::CALLX => unary(Op::CallX),
+        op::EXIT => unary(Op::Exit),
+        _ => Slot::EMPTY,
+    }
+}
+
+/// The immediate of a back edge that compares with one (see [`Slot`]).
+#[inline(always)]
+fn packed_imm(imm: u64) -> u64 {
+    imm as u32 as i32 as i64 as u64
+}
+
+/// Runs decoded `slots` to completion and returns `r0`; the contract is the reference
+/// interpreter's ([`interp::run`]).
+fn run(
+    slots: &[Slot],
+    local_calls: bool,
+    helpers: &Helpers,
+    memory: &mut Memory,
+    config: &Config,
+) -> Result<u64, RunError> {
+    let (table, mut reg) = interp::enter(memory, local_calls)?;
+    let mut calls = CallStack::new(config, memory);
+    let mut fuel_left = config.fuel;
+    let mut pc: usize = 0;
+    loop {
+        let Some(&slot) = slots.get(pc) else {
+            return Err(RunError::InvalidInstruction { pc: pc as u32 });
+        };
+        let d = (slot.dst & 0x0f) as usize;
+        let sr = (slot.src & 0x0f) as usize;
+        let off = slot.aux as i32 as i64 as u64;
+
+        macro_rules! dispatch {
+            (
+                binary: [$(($bic:literal, $bi:ident, $brc:literal, $br:ident, $bf:path)),* $(,)?],
+                division: [$(($dic:literal, $drc:literal, $dui:ident, $dur:ident, $dsi:ident, $dsr:ident,
+                    $duf:path, $dsf:path)),* $(,)?],
+                unary: [$(($u:ident, $uf:path)),* $(,)?],
+                moves: [$(($m:ident, $mf:path)),* $(,)?],
+                loads: [$(($lc:literal, $l:ident, $ls:literal, $lf:path)),* $(,)?],
+                stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
+                jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
+                    $jf:path)),* $(,)?],
+            ) => {
+                match slot.op {
+                    $(
+                        Op::$bi => { reg[d] = $bf(reg[d], slot.imm); pc += 1; }
+                        Op::$br => { reg[d] = $bf(reg[d], reg[sr]); pc += 1; }
+                    )*
+                    $(
+                        Op::$dui => { reg[d] = $duf(reg[d], slot.imm); pc += 1; }
+                        Op::$dur => { reg[d] = $duf(reg[d], reg[sr]); pc += 1; }
+                        Op::$dsi => { reg[d] = $dsf(reg[d], slot.imm); pc += 1; }
+                        Op::$dsr => { reg[d] = $dsf(reg[d], reg[sr]); pc += 1; }
+                    )*
+                    $(Op::$u => { reg[d] = $uf(reg[d]); pc += 1; })*
+                    $(Op::$m => { reg[d] = $mf(reg[sr]); pc += 1; })*
+                    $(
+                        Op::$l => {
+                            let addr = reg[sr].wrapping_add(off);
+                            let Some(v) = memory.load_in(&table, addr, $ls) else {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            };
+                            reg[d] = $lf(v);
+                            pc += 1;
+                        }
+                    )*
+                    $(
+                        Op::$si => {
+                            let addr = reg[d].wrapping_add(off);
+                            if memory.store_in(&table, addr, $ss, slot.imm).is_none() {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            }
+                            pc += 1;
+                        }
+                        Op::$sr => {
+                            let addr = reg[d].wrapping_add(off);
+                            if memory.store_in(&table, addr, $ss, reg[sr]).is_none() {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            }
+                            pc += 1;
+                        }
+                    )*
+                    $(
+                        Op::$ji => pc = if $jf(reg[d], slot.imm) { slot.aux as usize } else { pc + 1 },
+                        Op::$jr => pc = if $jf(reg[d], reg[sr]) { slot.aux as usize } else { pc + 1 },
+                        Op::$jib => {
+                            burn(&mut fuel_left, slot.imm >> 32, pc)?;
+                            pc = if $jf(reg[d], packed_imm(slot.imm)) { slot.aux as usize } else { pc + 1 };
+                        }
+                        Op::$jrb => {
+                            burn(&mut fuel_left, slot.imm, pc)?;
+                            pc = if $jf(reg[d], reg[sr]) { slot.aux as usize } else { pc + 1 };
+                        }
+                    )*
+                    Op::MovImm => {
+                        reg[d] = slot.imm;
+                        pc += 1;
+                    }
+                    Op::Nop => pc += 1,
+                    Op::Lddw => {
+                        reg[d] = slot.imm;
+                        pc += 2;
+                    }
+                    Op::Atomic32 | Op::Atomic64 => {
+                        let size = if slot.op == Op::Atomic64 { 8 } else { 4 };
+                        let addr = reg[d].wrapping_add(off);
+                        interp::atomic_op(memory, &table, &mut reg, addr, size, slot.imm as i32, sr, pc)?;
+                        pc += 1;
+                    }
+                    Op::Ja => pc = slot.aux as usize,
+                    Op::JaBack => {
+                        burn(&mut fuel_left, slot.imm, pc)?;
+                        pc = slot.aux as usize;
+                    }
+                    Op::CallLocal => {
+                        burn(&mut fuel_left, slot.imm, pc)?;
+                        calls.call(&mut reg, pc, pc + 1)?;
+                        pc = slot.aux as usize;
+                    }
+                    Op::CallHelper => {
+                        interp::call_helper(helpers.at(slot.aux as usize), slot.imm, memory, &mut reg, pc)?;
+                        pc += 1;
+                    }
+                    Op::CallX => {
+                        let id = reg[d];
+                        interp::call_helper(helpers.get(id), id, memory, &mut reg, pc)?;
+                        pc += 1;
+                    }
+                    Op::Exit => match calls.exit(&mut reg, pc)? {
+                        None => return Ok(reg[0]),
+                        Some(return_pc) => pc = return_pc,
+                    },
+                    Op::Invalid => return Err(RunError::InvalidInstruction { pc: pc as u32 }),
+                }
+            };
+        }
+        for_each_op!(dispatch);
+    }
+}
+
+/// Where a [`FastProgram`]'s slots live.
+#[derive(Debug)]
+enum Slots<'b> {
+    /// In the caller's buffer.
+    Buffer(&'b [Slot]),
+    #[cfg(feature = "alloc")]
+    Heap(alloc::vec::Vec<Slot>),
+}
+
+/// A program decoded for the fast interpreter, with its helpers and limits: call
+/// [`FastProgram::run`]. Made by [`super::Vm::prepare_fast`] (heap) or
+/// [`super::Vm::prepare_fast_in`] (the caller's buffer).
+#[derive(Debug)]
+pub struct FastProgram<'p, 'h, 'b> {
+    program: Program<'p>,
+    maps: &'p [MapDef],
+    helpers: Helpers<'h>,
+    config: Config,
+    slots: Slots<'b>,
+}
+
+impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
+    /// Decodes into `buffer` (at least [`slots_needed`] slots).
+    pub(crate) fn in_buffer(
+        (program, maps, helpers, config): (Program<'p>, &'p [MapDef], Helpers<'h>, Config),
+        buffer: &'b mut [Slot],
+    ) -> Result<FastProgram<'p, 'h, 'b>, LoadError> {
+        let slots = decode_into(&program, &helpers, buffer)?;
+        Ok(FastProgram { program, maps, helpers, config, slots: Slots::Buffer(slots) })
+    }
+
+    /// Decodes onto the heap.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn on_heap(
+        (program, maps, helpers, config): (Program<'p>, &'p [MapDef], Helpers<'h>, Config),
+    ) -> FastProgram<'p, 'h, 'b> {
+        let slots = decode(&program, &helpers);
+        FastProgram { program, maps, helpers, config, slots: Slots::Heap(slots) }
+    }
+
+    /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
+    /// length: the reference interpreter's results and errors, faster.
+    pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        memory.check_stack()?;
+        memory.check_maps(self.maps)?;
+        run(self.slots(), self.program.has_local_calls(), &self.helpers, memory, &self.config)
+    }
+
+    /// The validated program this was decoded from.
+    pub fn program(&self) -> &Program<'p> {
+        &self.program
+    }
+
+    /// The decoded slots, one per instruction slot of the program.
+    pub fn slots(&self) -> &[Slot] {
+        match &self.slots {
+            Slots::Buffer(slots) => slots,
+            #[cfg(feature = "alloc")]
+            Slots::Heap(slots) => slots,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::Vm;
+    use crate::ebpf::helpers::Helper;
+
+    fn bytes(insns: &[Insn]) -> ([u8; 512], usize) {
+        let mut buf = [0u8; 512];
+        for (chunk, insn) in buf.chunks_exact_mut(8).zip(insns) {
+            chunk.copy_from_slice(&insn.encode());
+        }
+        (buf, insns.len() * 8)
+    }
+
+    const EXIT: Insn = Insn::new(op::EXIT, 0, 0, 0, 0);
+
+    #[test]
+    fn a_slot_is_sixteen_bytes() {
+        assert_eq!(core::mem::size_of::<Slot>(), 16);
+    }
+
+    #[test]
+    fn operands_are_resolved_once() {
+        // r0 = 0; loop: r0 += -1 (sign-extended); if r0 != -5 goto loop (a back edge with an
+        // immediate: charge 2 and the immediate packed); exit
+        let prog = [
+            Insn::new(0xb7, 0, 0, 0, 0),
+            Insn::new(0x07, 0, 0, 0, -1),
+            Insn::new(0x55, 0, 0, -2, -5),
+            Insn::new(0x05, 0, 0, 0, 0),
+            EXIT,
+        ];
+        let (buf, n) = bytes(&prog);
+        let program = Program::new(&buf[..n], |_| false).unwrap();
+        let mut slots = [Slot::EMPTY; 5];
+        let slots = decode_into(&program, &Helpers::empty(), &mut slots).unwrap();
+        assert_eq!(slots[1], Slot { op: Op::Add64Imm, dst: 0, src: 0, aux: 0, imm: u64::MAX });
+        let back = Slot { op: Op::Jne64ImmBack, dst: 0, src: 0, aux: 1, imm: 2 << 32 | 0xffff_fffb };
+        assert_eq!(slots[2], back);
+        assert_eq!(packed_imm(back.imm), -5i64 as u64);
+        assert_eq!(slots[3], Slot { op: Op::Ja, dst: 0, src: 0, aux: 4, imm: 0 });
+        let mut small = [Slot::EMPTY; 4];
+        assert_eq!(
+            decode_into(&program, &Helpers::empty(), &mut small),
+            Err(LoadError::SlotBufferTooSmall { needed: 5 })
+        );
+    }
+
+    fn add(_: &mut Memory, a: u64, b: u64, _: u64, _: u64, _: u64) -> u64 {
+        a + b
+    }
+
+    #[test]
+    fn runs_like_the_reference_without_a_heap() {
+        static HELPERS: [Helper; 1] = [Helper { id: 9, func: add }];
+        // A loop calling a local function and a helper; then a fault past the context.
+        let prog = [
+            Insn::new(0xb7, 6, 0, 0, 3),
+            Insn::new(op::CALL, 0, 1, 0, 5), // -> 7
+            Insn::new(0x17, 6, 0, 0, 1),
+            Insn::new(0x55, 6, 0, -3, 0),
+            Insn::new(0x71, 1, 1, 0, 0),
+            Insn::new(0x0f, 0, 1, 0, 0),
+            EXIT,
+            Insn::new(0xbf, 1, 6, 0, 0),
+            Insn::new(0xb7, 2, 0, 0, 10),
+            Insn::new(op::CALL, 0, 0, 0, 9),
+            EXIT,
+        ];
+        let (buf, n) = bytes(&prog);
+        let mut vm = Vm::new(&buf[..n], Helpers::new(&HELPERS)).unwrap();
+        let mut slots = [Slot::EMPTY; 16];
+        for fuel in [0, 12, 100] {
+            vm.set_fuel(fuel);
+            let fast = vm.prepare_fast_in(&mut slots).unwrap();
+            for context in [&mut [7u8][..], &mut []] {
+                let mut stack = [0u8; 512 * 2];
+                let want = vm.interpret(&mut Memory::new(&mut stack, context, &mut []));
+                let got = fast.run(&mut Memory::new(&mut stack, context, &mut []));
+                assert_eq!(got, want, "fuel {fuel}, context {context:?}");
+            }
+        }
+    }
+}
