@@ -1,6 +1,7 @@
 //! Long-running form of `host-tests/tests/differential.rs`: the fuzzer's bytes drive the
-//! same program generator, and the JIT must agree with the interpreter on the result or
-//! error and on the final memory. `cargo +nightly fuzz run differential`.
+//! same program generator, and the JIT and the fast interpreter must agree with the
+//! reference interpreter on the result or error and on the final memory.
+//! `cargo +nightly fuzz run differential`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let mut stack = vec![0u8; 512 * 9];
     let mut context = vec![0u8; 64];
     let mut outcomes = Vec::new();
-    for mode in [Mode::Interpreter, Mode::Jit] {
+    for mode in [Mode::Interpreter, Mode::Jit, Mode::FastInterpreter] {
         stack.iter_mut().for_each(|b| *b = 0);
         context.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
         let mut vm = Vm::new(&bytes, Helpers::new(&HELPERS)).expect("generated programs are valid");
@@ -26,4 +27,5 @@ fuzz_target!(|data: &[u8]| {
         outcomes.push((result, stack.clone(), context.clone()));
     }
     assert!(outcomes[0] == outcomes[1], "JIT and interpreter disagree");
+    assert!(outcomes[0] == outcomes[2], "fast interpreter and interpreter disagree");
 });

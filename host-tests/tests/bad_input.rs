@@ -1,10 +1,10 @@
 //! The bad-input catalogue: every bad input we know of, each with the exact typed error it
 //! must get, and a check after each one that the VM still works (a good program validates
-//! and runs in both modes).
+//! and runs in every mode).
 //!
 //! Each entry names its input (assembly text, assembly into fixed buffers, bytecode, or
 //! bytecode with caller scratch) and the stage it must fail at: the assembler, validation,
-//! or a run (the same error in the interpreter and the JIT). Every [`AsmErrorKind`] and
+//! or a run (the same error in the interpreter, the fast interpreter and the JIT). Every [`AsmErrorKind`] and
 //! every [`Error`] variant must be covered by an entry, except those in [`NOT_YET_COVERED`]
 //! (run-time and compile-time errors whose inputs depend on APIs being reshaped): a new
 //! `Error` variant does not compile until it is placed in [`variants!`], and a variant that
@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 
 use tessera::ebpf::asm::{self, AsmError, AsmErrorKind, Label};
+use tessera::ebpf::fast_interp::Slot;
 use tessera::ebpf::insn::op;
 use tessera::ebpf::program::MAX_INSNS;
 use tessera::ebpf::{Error, Helper, Helpers, Insn, LoadError, Memory, Mode, Program, RunError, Vm};
@@ -33,6 +34,8 @@ enum Input {
     Bytes(Vec<u8>),
     /// Bytecode validated with `Program::new_in` and this many words of scratch.
     BytesWithScratch(Vec<u8>, usize),
+    /// Bytecode validated, then decoded for the fast interpreter into this many slots.
+    BytesWithSlots(Vec<u8>, usize),
 }
 
 /// Where it must fail, and with what.
@@ -41,8 +44,8 @@ enum Expected {
     Asm(AsmError),
     /// Rejected by validation (`Program::new` and `Vm::new` alike).
     Invalid(LoadError),
-    /// Valid, and both run modes end in this error (stack of 9 frames, 16 bytes of context,
-    /// fuel 1000).
+    /// Valid, and every run mode (interpreter, fast interpreter, JIT) ends in this error
+    /// (stack of 9 frames, 16 bytes of context, fuel 1000).
     Run(RunError),
 }
 
@@ -109,6 +112,14 @@ fn catalogue() -> Vec<Entry> {
             "scratch too small",
             BytesWithScratch(bytes(&[Insn::new(op::EXIT, 0, 0, 0, 0)]), 2),
             Invalid(LoadError::ScratchTooSmall { needed: 5 }),
+        ),
+        entry(
+            "fast-interpreter slot buffer too small",
+            BytesWithSlots(
+                bytes(&[Insn::new(op::LDDW, 0, 0, 0, 1), Insn::default(), Insn::new(op::EXIT, 0, 0, 0, 0)]),
+                2,
+            ),
+            Invalid(LoadError::SlotBufferTooSmall { needed: 3 }),
         ),
         // --- validation: each slot ---
         entry("LD_ABS", Program(".raw 0x20\nexit"), Invalid(LoadError::UnknownOpcode { pc: 0, opcode: 0x20 })),
@@ -234,7 +245,7 @@ variants! {
     LoadError: BytecodeLength, EmptyProgram, ProgramTooLong, UnknownOpcode, ReservedField, BadRegister,
         FrameRegisterWrite, JumpOutOfRange, JumpIntoLddw, TruncatedLddw, BadLddwSecondSlot, UnknownHelper,
         FallsOffEnd, FallsIntoFunction, JumpOutOfFunction, Unreachable, ShiftOutOfRange, ScratchTooSmall, UnknownMap,
-        MapValueOffset,
+        MapValueOffset, SlotBufferTooSmall,
         DuplicateHelper, HelperTableFull;
     RunError: MemoryFault, OutOfFuel, CallDepthExceeded, MisalignedAtomic, HelperNotFound, StackTooSmall,
         TooManyRegions, NotRunnable, InvalidInstruction;
@@ -301,6 +312,14 @@ fn outcome(input: &Input) -> Result<Expected, String> {
                 Ok(_) => Err("validated".into()),
             };
         }
+        Input::BytesWithSlots(code, len) => {
+            let vm = Vm::new(code, helpers).map_err(|e| format!("does not validate: {e}"))?;
+            let mut slots = vec![Slot::EMPTY; *len];
+            return match vm.prepare_fast_in(&mut slots) {
+                Err(e) => Ok(Expected::Invalid(e)),
+                Ok(_) => Err("decoded".into()),
+            };
+        }
         Input::Program(text) => {
             asm::to_bytes(&asm::assemble_to_vec(text).map_err(|e| format!("does not assemble: {e}"))?)
         }
@@ -314,10 +333,10 @@ fn outcome(input: &Input) -> Result<Expected, String> {
     if let Some(e) = by_vm {
         return Ok(Expected::Invalid(e));
     }
-    let [interp, jit] = [Mode::Interpreter, Mode::Jit].map(|mode| run(&program, mode));
-    match (interp, jit) {
-        (Err(Error::Run(a)), Err(Error::Run(b))) if a == b => Ok(Expected::Run(a)),
-        (a, b) => Err(format!("interpreter {a:?}, JIT {b:?}")),
+    let [interp, fast, jit] = [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit].map(|mode| run(&program, mode));
+    match (interp, fast, jit) {
+        (Err(Error::Run(a)), Err(Error::Run(b)), Err(Error::Run(c))) if a == b && a == c => Ok(Expected::Run(a)),
+        (a, b, c) => Err(format!("interpreter {a:?}, fast interpreter {b:?}, JIT {c:?}")),
     }
 }
 
@@ -333,7 +352,7 @@ fn still_works() -> Result<(), String> {
     const GOOD: &str =
         "mov %r0, 0\nmov %r6, 10\nloop: call local f\nsub %r6, 1\njne %r6, 0, loop\nexit\nf: add %r0, 3\nexit";
     let program = asm::assemble_to_bytes(GOOD).map_err(|e| e.to_string())?;
-    for mode in [Mode::Interpreter, Mode::Jit] {
+    for mode in [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit] {
         let r = run(&program, mode);
         if r != Ok(30) {
             return Err(format!("{mode:?}: the good program gave {r:?}"));

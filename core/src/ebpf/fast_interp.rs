@@ -112,6 +112,27 @@ macro_rules! for_each_op {
                 (0x62, St32, 0x63, Stx32, 4),
                 (0x7a, St64, 0x7b, Stx64, 8),
             ],
+            // Superinstructions `mov64 d, s; op64 d, operand` (`d = f(s, operand)`): (imm
+            // opcode, code, reg opcode, code, f) of the second instruction
+            three_address: [
+                (0x07, Add64ImmFrom, 0x0f, Add64RegFrom, s::add64),
+                (0x17, Sub64ImmFrom, 0x1f, Sub64RegFrom, s::sub64),
+                (0x27, Mul64ImmFrom, 0x2f, Mul64RegFrom, s::mul64),
+                (0x47, Or64ImmFrom, 0x4f, Or64RegFrom, s::or64),
+                (0x57, And64ImmFrom, 0x5f, And64RegFrom, s::and64),
+                (0x67, Lsh64ImmFrom, 0x6f, Lsh64RegFrom, s::lsh64),
+                (0x77, Rsh64ImmFrom, 0x7f, Rsh64RegFrom, s::rsh64),
+                (0xa7, Xor64ImmFrom, 0xaf, Xor64RegFrom, s::xor64),
+                (0xc7, Arsh64ImmFrom, 0xcf, Arsh64RegFrom, s::arsh64),
+            ],
+            // Superinstructions `mov64 d, s; add64 d, t; ldx x, [d + off]` (array indexing):
+            // (opcode, code, size) of the load
+            indexed_loads: [
+                (0x71, Ldx8Indexed, 1),
+                (0x69, Ldx16Indexed, 2),
+                (0x61, Ldx32Indexed, 4),
+                (0x79, Ldx64Indexed, 8),
+            ],
             // `if f(dst, operand) goto target`, forward or back edge: (imm opcode, reg opcode,
             // imm, reg, imm back edge, reg back edge, f)
             jumps: [
@@ -152,6 +173,8 @@ macro_rules! define_ops {
         moves: [$(($m:ident, $mf:path)),* $(,)?],
         loads: [$(($lc:literal, $l:ident, $ls:literal, $lf:path)),* $(,)?],
         stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
+        three_address: [$(($tic:literal, $ti:ident, $trc:literal, $tr:ident, $tf:path)),* $(,)?],
+        indexed_loads: [$(($xc:literal, $x:ident, $xs:literal)),* $(,)?],
         jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
             $jf:path)),* $(,)?],
     ) => {
@@ -165,7 +188,14 @@ macro_rules! define_ops {
             $($m,)*
             $($l,)*
             $($si, $sr,)*
+            $($ti, $tr,)*
+            $($x,)*
             $($ji, $jr, $jib, $jrb,)*
+            /// `mov64 d1, s1; mov64 d2, s2`.
+            MovMov,
+            /// `add64 d, imm; jlt64 d, src, target`, forward or back edge (a loop's close).
+            AddImmJlt,
+            AddImmJltBack,
             /// `dst = imm` (`mov`, `mov32` with its imm zero-extended).
             MovImm,
             /// `le64`: nothing to do.
@@ -203,6 +233,27 @@ macro_rules! define_ops {
                 _ => return None,
             })
         }
+
+        /// The three-address superinstruction of `mov64 d, s` then `opcode` on `d`.
+        fn three_address_op(opcode: u8) -> Option<Op> {
+            Some(match opcode {
+                $($tic => Op::$ti, $trc => Op::$tr,)*
+                _ => return None,
+            })
+        }
+
+        /// Whether `op` is a three-address superinstruction.
+        fn three_address_op_is(op: Op) -> bool {
+            matches!(op, $(Op::$ti | Op::$tr)|*)
+        }
+
+        /// The indexed-load superinstruction ending in the load `opcode`.
+        fn indexed_load_op(opcode: u8) -> Option<Op> {
+            Some(match opcode {
+                $($xc => Op::$x,)*
+                _ => return None,
+            })
+        }
     };
 }
 
@@ -226,6 +277,17 @@ pub struct Slot {
 impl Slot {
     /// A slot that runs as an invalid instruction: what a caller's buffer starts with.
     pub const EMPTY: Slot = Slot { op: Op::Invalid, dst: 0, src: 0, aux: 0, imm: 0 };
+
+    /// How many of the program's instructions one dispatch of this slot runs: 2 or 3 for a
+    /// superinstruction, else 1.
+    pub fn instructions(&self) -> usize {
+        match self.op {
+            Op::Ldx8Indexed | Op::Ldx16Indexed | Op::Ldx32Indexed | Op::Ldx64Indexed => 3,
+            Op::MovMov | Op::AddImmJlt | Op::AddImmJltBack => 2,
+            op if three_address_op_is(op) => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Slots [`decode_into`] needs for `program`: one per 8-byte instruction slot.
@@ -264,8 +326,66 @@ fn target(pc: usize, offset: i64) -> u32 {
     u32::try_from(pc as i64 + 1 + offset).unwrap_or(u32::MAX)
 }
 
+/// Opcodes the superinstructions start with or contain.
+const MOV64_REG: u8 = 0xbf;
+const ADD64_REG: u8 = 0x0f;
+const ADD64_IMM: u8 = 0x07;
+const JLT64_REG: u8 = 0xad;
+
+/// The superinstruction that starts at `pc`, if the instructions there make one: it runs
+/// them in one dispatch and continues after the last (a jump to a later one of them still
+/// lands on that instruction's own slot). Chosen by dynamic pair counts over the benchmark
+/// suite (clang's two-address idioms). Only the last instruction of one can fail, and it
+/// reports its own pc; the others are ALU operations.
+fn superinstruction(program: &Program, pc: usize, insn: Insn) -> Option<Slot> {
+    let (d, s) = (insn.dst & 0x0f, insn.src & 0x0f);
+    let second = program.get(pc + 1)?;
+    let (second_dst, second_src) = (second.dst & 0x0f, second.src & 0x0f);
+    if insn.opcode == MOV64_REG && insn.off == 0 {
+        // `d = s; d += t; x = [d + off]`: `t` reads `s` where it names `d`.
+        let t = if second_src == d { s } else { second_src };
+        if second.opcode == ADD64_REG
+            && second_dst == d
+            && let Some(third) = program.get(pc + 2)
+            && third.src & 0x0f == d
+            && let Some(op) = indexed_load_op(third.opcode)
+        {
+            let imm = u64::from(d) | u64::from(t) << 8;
+            return Some(Slot { op, dst: third.dst & 0x0f, src: s, aux: third.off as i32 as u32, imm });
+        }
+        // `d = s; d = f(d, operand)`
+        if second_dst == d
+            && let Some(op) = three_address_op(second.opcode)
+        {
+            let (aux, imm) = if second.opcode & 0x08 != 0 { (u32::from(t), 0) } else { (0, second.imm as i64 as u64) };
+            return Some(Slot { op, dst: d, src: s, aux, imm });
+        }
+        if second.opcode == MOV64_REG && second.off == 0 {
+            return Some(Slot {
+                op: Op::MovMov,
+                dst: d,
+                src: s,
+                aux: u32::from(second_dst),
+                imm: u64::from(second_src),
+            });
+        }
+    }
+    if insn.opcode == ADD64_IMM && second.opcode == JLT64_REG && second_dst == d {
+        let to = target(pc + 1, second.off as i64);
+        let (op, charge) = match fuel::back_edge_charge(pc + 1, to as usize) {
+            Some(charge) => (Op::AddImmJltBack, charge),
+            None => (Op::AddImmJlt, 0),
+        };
+        return Some(Slot { op, dst: d, src: second_src, aux: to, imm: (charge << 32) | u64::from(insn.imm as u32) });
+    }
+    None
+}
+
 /// The slot of the instruction at `pc`.
 fn decode_one(program: &Program, helpers: &Helpers, pc: usize, insn: Insn) -> Slot {
+    if let Some(slot) = superinstruction(program, pc, insn) {
+        return slot;
+    }
     let (dst, src) = (insn.dst & 0x0f, insn.src & 0x0f);
     let imm = insn.imm as i64 as u64;
     let off = insn.off as i32 as u32;
@@ -366,6 +486,8 @@ fn run(
                 moves: [$(($m:ident, $mf:path)),* $(,)?],
                 loads: [$(($lc:literal, $l:ident, $ls:literal, $lf:path)),* $(,)?],
                 stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
+                three_address: [$(($tic:literal, $ti:ident, $trc:literal, $tr:ident, $tf:path)),* $(,)?],
+                indexed_loads: [$(($xc:literal, $x:ident, $xs:literal)),* $(,)?],
                 jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
                     $jf:path)),* $(,)?],
             ) => {
@@ -420,6 +542,36 @@ fn run(
                             pc = if $jf(reg[d], reg[sr]) { slot.aux as usize } else { pc + 1 };
                         }
                     )*
+                    $(
+                        Op::$ti => { reg[d] = $tf(reg[sr], slot.imm); pc += 2; }
+                        Op::$tr => { reg[d] = $tf(reg[sr], reg[slot.aux as usize & 0x0f]); pc += 2; }
+                    )*
+                    $(
+                        Op::$x => {
+                            let base = reg[sr].wrapping_add(reg[(slot.imm >> 8) as usize & 0x0f]);
+                            reg[slot.imm as usize & 0x0f] = base;
+                            let addr = base.wrapping_add(off);
+                            let Some(v) = memory.load_in(&table, addr, $xs) else {
+                                return Err(RunError::MemoryFault { pc: (pc + 2) as u32, addr });
+                            };
+                            reg[d] = v;
+                            pc += 3;
+                        }
+                    )*
+                    Op::MovMov => {
+                        reg[d] = reg[sr];
+                        reg[slot.aux as usize & 0x0f] = reg[slot.imm as usize & 0x0f];
+                        pc += 2;
+                    }
+                    Op::AddImmJlt => {
+                        reg[d] = s::add64(reg[d], packed_imm(slot.imm));
+                        pc = if s::jlt64(reg[d], reg[sr]) { slot.aux as usize } else { pc + 2 };
+                    }
+                    Op::AddImmJltBack => {
+                        reg[d] = s::add64(reg[d], packed_imm(slot.imm));
+                        burn(&mut fuel_left, slot.imm >> 32, pc + 1)?;
+                        pc = if s::jlt64(reg[d], reg[sr]) { slot.aux as usize } else { pc + 2 };
+                    }
                     Op::MovImm => {
                         reg[d] = slot.imm;
                         pc += 1;
@@ -575,6 +727,92 @@ mod tests {
             decode_into(&program, &Helpers::empty(), &mut small),
             Err(LoadError::SlotBufferTooSmall { needed: 5 })
         );
+    }
+
+    /// Runs `insns` in both interpreters with the given fuel and context, from the same
+    /// memory, and checks that they agree on the result and the final memory; returns the
+    /// result and the first slot's operation.
+    fn both(insns: &[Insn], fuel: u64, context: &[u8]) -> (Result<u64, RunError>, Op) {
+        let (buf, n) = bytes(insns);
+        let mut vm = Vm::new(&buf[..n], Helpers::empty()).expect("a valid test program");
+        vm.set_fuel(fuel);
+        let mut slots = [Slot::EMPTY; 64];
+        let fast = vm.prepare_fast_in(&mut slots).unwrap();
+        let mut runs = [true, false].map(|reference| {
+            let (mut stack, mut ctx) = ([0u8; 512], [0u8; 32]);
+            ctx[..context.len()].copy_from_slice(context);
+            let ctx = &mut ctx[..context.len()];
+            let mut memory = Memory::new(&mut stack, ctx, &mut []);
+            let result = if reference { vm.interpret(&mut memory) } else { fast.run(&mut memory) };
+            (result, stack, [0u8; 32])
+        });
+        runs[1].2 = runs[0].2;
+        assert_eq!(runs[0].0, runs[1].0, "{insns:?} fuel {fuel}");
+        assert_eq!(runs[0].1, runs[1].1, "stack after {insns:?}");
+        (runs[1].0, fast.slots()[0].op)
+    }
+
+    fn mov(d: u8, s: u8) -> Insn {
+        Insn::new(MOV64_REG, d, s, 0, 0)
+    }
+    fn mov_imm(d: u8, imm: i32) -> Insn {
+        Insn::new(0xb7, d, 0, 0, imm)
+    }
+
+    #[test]
+    fn superinstructions_alias_fault_and_charge_like_the_instructions_they_replace() {
+        let ctx: [u8; 16] = core::array::from_fn(|i| i as u8 * 17);
+        let r0_from = |d| Insn::new(MOV64_REG, 0, d, 0, 0);
+        // Three-address forms, with the operand naming the destination or the source.
+        for (second, op) in [
+            (Insn::new(ADD64_REG, 2, 2, 0, 0), Op::Add64RegFrom),
+            (Insn::new(0x1f, 2, 3, 0, 0), Op::Sub64RegFrom),
+            (Insn::new(0x67, 2, 0, 0, 5), Op::Lsh64ImmFrom),
+            (Insn::new(0xc7, 2, 0, 0, 63), Op::Arsh64ImmFrom),
+        ] {
+            let prog = [mov_imm(3, -9), mov(2, 3), second, r0_from(2), EXIT];
+            let (buf, n) = bytes(&prog[1..]);
+            let program = Program::new(&buf[..n], |_| false).unwrap();
+            assert_eq!(decode_one(&program, &Helpers::empty(), 0, prog[1]).op, op);
+            assert!(both(&prog, 100, &[]).0.is_ok());
+        }
+        // `mov d, d; op d, x` and `mov; mov` through each other.
+        assert_eq!(
+            both(&[mov(1, 1), Insn::new(0xaf, 1, 1, 0, 0), r0_from(1), EXIT], 100, &ctx),
+            (Ok(0), Op::Xor64RegFrom)
+        );
+        assert_eq!(both(&[mov(3, 1), mov(1, 3), r0_from(1), EXIT], 100, &ctx), (Ok(2 << 32), Op::MovMov));
+        // Indexed loads: the sum stays in `d` (unless the load overwrites it), `t` may be `d`,
+        // and a fault names the load (pc + 2) and its address.
+        // r0 = [r1 + r4 + off] + r2, with r4 = 4 and context byte i = 17 * i.
+        for (t, x, off, want) in [
+            (4u8, 0u8, 1i16, Ok(0x8877_6655 + (2 << 32) + 4)),
+            (4, 2, 0, Ok(0x7766_5544)),
+            (2, 0, 0, Err(RunError::MemoryFault { pc: 3, addr: 4 << 32 })),
+            (4, 0, 13, Err(RunError::MemoryFault { pc: 3, addr: (2 << 32) + 17 })),
+        ] {
+            let load = Insn::new(0x61, x, 2, off, 0);
+            let prog =
+                [mov_imm(4, 4), mov(2, 1), Insn::new(ADD64_REG, 2, t, 0, 0), load, Insn::new(0x0f, 0, 2, 0, 0), EXIT];
+            assert_eq!(both(&prog, 100, &ctx).0, want, "t {t} x {x} off {off}");
+        }
+        let (buf, n) = bytes(&[mov(2, 1), Insn::new(ADD64_REG, 2, 4, 0, 0), Insn::new(0x71, 0, 2, 0, 0), EXIT]);
+        let program = Program::new(&buf[..n], |_| false).unwrap();
+        assert_eq!(decode_one(&program, &Helpers::empty(), 0, program.insn(0)).op, Op::Ldx8Indexed);
+        // A loop closed by `add; jlt`: the back edge at pc 3 charges 2 on each of 5 passes.
+        let count =
+            [mov_imm(0, 0), mov_imm(1, 5), Insn::new(ADD64_IMM, 0, 0, 0, 1), Insn::new(JLT64_REG, 0, 1, -2, 0), EXIT];
+        for fuel in 0..12 {
+            let (result, _) = both(&count, fuel, &[]);
+            assert_eq!(result, if fuel >= 10 { Ok(5) } else { Err(RunError::OutOfFuel { pc: 3 }) }, "fuel {fuel}");
+        }
+        let (buf, n) = bytes(&count[2..]);
+        let program = Program::new(&buf[..n], |_| false).unwrap();
+        let fused = Slot { op: Op::AddImmJltBack, dst: 0, src: 1, aux: 0, imm: 2 << 32 | 1 };
+        assert_eq!(decode_one(&program, &Helpers::empty(), 0, program.insn(0)), fused);
+        let forward =
+            [mov_imm(1, 5), Insn::new(ADD64_IMM, 0, 0, 0, -1), Insn::new(JLT64_REG, 0, 1, 1, 0), mov_imm(0, 7), EXIT];
+        assert_eq!(both(&forward, 0, &[]).0, Ok(7));
     }
 
     fn add(_: &mut Memory, a: u64, b: u64, _: u64, _: u64, _: u64) -> u64 {

@@ -218,34 +218,44 @@ impl<'r, 'm> Memory<'r, 'm> {
         Ok(table)
     }
 
-    /// Region `index`'s bytes.
+    /// Region `index`'s bytes. Inlined for the stack and the context (every access of
+    /// the interpreters comes here), out of line for maps and granted regions.
+    #[inline(always)]
     fn slice(&self, index: usize) -> Option<&[u8]> {
         match index as u64 {
             region::STACK => Some(self.stack),
             region::CONTEXT => Some(self.context),
-            _ => {
-                let i = index.checked_sub(region::FIRST_MAP as usize)?;
-                match self.maps.get(i) {
-                    Some(map) => Some(map.values()),
-                    None => self.regions.get(i - self.maps.len()).map(Region::bytes),
-                }
-            }
+            _ => self.further_slice(index),
         }
     }
 
-    /// Region `index`'s bytes, writable (a read-only region has none).
+    /// A map's values or a granted region's bytes.
+    fn further_slice(&self, index: usize) -> Option<&[u8]> {
+        let i = index.checked_sub(region::FIRST_MAP as usize)?;
+        match self.maps.get(i) {
+            Some(map) => Some(map.values()),
+            None => self.regions.get(i - self.maps.len()).map(Region::bytes),
+        }
+    }
+
+    /// Region `index`'s bytes, writable (a read-only region has none); inlined as
+    /// [`Memory::slice`].
+    #[inline(always)]
     fn slice_mut(&mut self, index: usize) -> Option<&mut [u8]> {
         match index as u64 {
             region::STACK => Some(self.stack),
             region::CONTEXT => Some(self.context),
-            _ => {
-                let i = index.checked_sub(region::FIRST_MAP as usize)?;
-                let maps = self.maps.len();
-                match self.maps.get_mut(i) {
-                    Some(map) => Some(map.values_mut()),
-                    None => self.regions.get_mut(i - maps).and_then(Region::bytes_mut),
-                }
-            }
+            _ => self.further_slice_mut(index),
+        }
+    }
+
+    /// A map's values or a writable granted region's bytes.
+    fn further_slice_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        let i = index.checked_sub(region::FIRST_MAP as usize)?;
+        let maps = self.maps.len();
+        match self.maps.get_mut(i) {
+            Some(map) => Some(map.values_mut()),
+            None => self.regions.get_mut(i - maps).and_then(Region::bytes_mut),
         }
     }
 
