@@ -133,6 +133,14 @@ macro_rules! for_each_op {
                 (0x61, Ldx32Indexed, 4),
                 (0x79, Ldx64Indexed, 8),
             ],
+            // Superinstructions `ldx x, [src + off]; lsh64 x, imm` (assembling bytes): (opcode,
+            // code, size) of the load
+            shifted_loads: [
+                (0x71, Ldx8Lsh, 1),
+                (0x69, Ldx16Lsh, 2),
+                (0x61, Ldx32Lsh, 4),
+                (0x79, Ldx64Lsh, 8),
+            ],
             // `if f(dst, operand) goto target`, forward or back edge: (imm opcode, reg opcode,
             // imm, reg, imm back edge, reg back edge, f)
             jumps: [
@@ -175,6 +183,7 @@ macro_rules! define_ops {
         stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
         three_address: [$(($tic:literal, $ti:ident, $trc:literal, $tr:ident, $tf:path)),* $(,)?],
         indexed_loads: [$(($xc:literal, $x:ident, $xs:literal)),* $(,)?],
+        shifted_loads: [$(($yc:literal, $y:ident, $ys:literal)),* $(,)?],
         jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
             $jf:path)),* $(,)?],
     ) => {
@@ -190,12 +199,17 @@ macro_rules! define_ops {
             $($si, $sr,)*
             $($ti, $tr,)*
             $($x,)*
+            $($y,)*
             $($ji, $jr, $jib, $jrb,)*
             /// `mov64 d1, s1; mov64 d2, s2`.
             MovMov,
-            /// `add64 d, imm; jlt64 d, src, target`, forward or back edge (a loop's close).
+            /// `mov64 d1, imm1; mov64 d2, imm2`.
+            MovImmMovImm,
+            /// `add64 d, imm|x; jlt64 a, b, target`, forward or back edge (a loop's close).
             AddImmJlt,
             AddImmJltBack,
+            AddRegJlt,
+            AddRegJltBack,
             /// `dst = imm` (`mov`, `mov32` with its imm zero-extended).
             MovImm,
             /// `le64`: nothing to do.
@@ -242,17 +256,31 @@ macro_rules! define_ops {
             })
         }
 
-        /// Whether `op` is a three-address superinstruction.
-        fn three_address_op_is(op: Op) -> bool {
-            matches!(op, $(Op::$ti | Op::$tr)|*)
-        }
-
         /// The indexed-load superinstruction ending in the load `opcode`.
         fn indexed_load_op(opcode: u8) -> Option<Op> {
             Some(match opcode {
                 $($xc => Op::$x,)*
                 _ => return None,
             })
+        }
+
+        /// The shifted-load superinstruction starting with the load `opcode`.
+        fn shifted_load_op(opcode: u8) -> Option<Op> {
+            Some(match opcode {
+                $($yc => Op::$y,)*
+                _ => return None,
+            })
+        }
+
+        /// How many instructions the superinstruction `op` runs (1 for the others).
+        fn fused_len(op: Op) -> usize {
+            match op {
+                $(Op::$x)|* => 3,
+                $(Op::$ti | Op::$tr)|* | $(Op::$y)|* => 2,
+                Op::MovMov | Op::MovImmMovImm | Op::AddImmJlt | Op::AddImmJltBack | Op::AddRegJlt
+                | Op::AddRegJltBack => 2,
+                _ => 1,
+            }
         }
     };
 }
@@ -276,17 +304,16 @@ pub struct Slot {
 
 impl Slot {
     /// A slot that runs as an invalid instruction: what a caller's buffer starts with.
-    pub const EMPTY: Slot = Slot { op: Op::Invalid, dst: 0, src: 0, aux: 0, imm: 0 };
+    pub const EMPTY: Slot = Slot::new(Op::Invalid, 0, 0, 0, 0);
+
+    const fn new(op: Op, dst: u8, src: u8, aux: u32, imm: u64) -> Slot {
+        Slot { op, dst, src, aux, imm }
+    }
 
     /// How many of the program's instructions one dispatch of this slot runs: 2 or 3 for a
     /// superinstruction, else 1.
     pub fn instructions(&self) -> usize {
-        match self.op {
-            Op::Ldx8Indexed | Op::Ldx16Indexed | Op::Ldx32Indexed | Op::Ldx64Indexed => 3,
-            Op::MovMov | Op::AddImmJlt | Op::AddImmJltBack => 2,
-            op if three_address_op_is(op) => 2,
-            _ => 1,
-        }
+        fused_len(self.op)
     }
 }
 
@@ -328,8 +355,10 @@ fn target(pc: usize, offset: i64) -> u32 {
 
 /// Opcodes the superinstructions start with or contain.
 const MOV64_REG: u8 = 0xbf;
+const MOV64_IMM: u8 = 0xb7;
 const ADD64_REG: u8 = 0x0f;
 const ADD64_IMM: u8 = 0x07;
+const LSH64_IMM: u8 = 0x67;
 const JLT64_REG: u8 = 0xad;
 
 /// The superinstruction that starts at `pc`, if the instructions there make one: it runs
@@ -351,32 +380,44 @@ fn superinstruction(program: &Program, pc: usize, insn: Insn) -> Option<Slot> {
             && let Some(op) = indexed_load_op(third.opcode)
         {
             let imm = u64::from(d) | u64::from(t) << 8;
-            return Some(Slot { op, dst: third.dst & 0x0f, src: s, aux: third.off as i32 as u32, imm });
+            return Some(Slot::new(op, third.dst & 0x0f, s, third.off as i32 as u32, imm));
         }
         // `d = s; d = f(d, operand)`
         if second_dst == d
             && let Some(op) = three_address_op(second.opcode)
         {
             let (aux, imm) = if second.opcode & 0x08 != 0 { (u32::from(t), 0) } else { (0, second.imm as i64 as u64) };
-            return Some(Slot { op, dst: d, src: s, aux, imm });
+            return Some(Slot::new(op, d, s, aux, imm));
         }
         if second.opcode == MOV64_REG && second.off == 0 {
-            return Some(Slot {
-                op: Op::MovMov,
-                dst: d,
-                src: s,
-                aux: u32::from(second_dst),
-                imm: u64::from(second_src),
-            });
+            return Some(Slot::new(Op::MovMov, d, s, u32::from(second_dst), u64::from(second_src)));
         }
     }
-    if insn.opcode == ADD64_IMM && second.opcode == JLT64_REG && second_dst == d {
+    if insn.opcode == MOV64_IMM && second.opcode == MOV64_IMM {
+        // Both immediates, packed (sign-extended at run time).
+        let imm = u64::from(second.imm as u32) << 32 | u64::from(insn.imm as u32);
+        return Some(Slot::new(Op::MovImmMovImm, d, 0, u32::from(second_dst), imm));
+    }
+    // `x = [src + off] << k`
+    if second.opcode == LSH64_IMM
+        && second_dst == d
+        && let Some(op) = shifted_load_op(insn.opcode)
+    {
+        return Some(Slot::new(op, d, s, insn.off as i32 as u32, second.imm as u64));
+    }
+    // `d += k|x; if a < b goto target`: the immediate, the jump's charge and registers packed
+    // (see `AddJlt`).
+    if matches!(insn.opcode, ADD64_IMM | ADD64_REG) && second.opcode == JLT64_REG {
         let to = target(pc + 1, second.off as i64);
-        let (op, charge) = match fuel::back_edge_charge(pc + 1, to as usize) {
-            Some(charge) => (Op::AddImmJltBack, charge),
-            None => (Op::AddImmJlt, 0),
+        let charge = fuel::back_edge_charge(pc + 1, to as usize);
+        let op = match (insn.opcode == ADD64_IMM, charge.is_some()) {
+            (true, false) => Op::AddImmJlt,
+            (true, true) => Op::AddImmJltBack,
+            (false, false) => Op::AddRegJlt,
+            (false, true) => Op::AddRegJltBack,
         };
-        return Some(Slot { op, dst: d, src: second_src, aux: to, imm: (charge << 32) | u64::from(insn.imm as u32) });
+        let imm = AddJlt::pack(insn.imm, charge.unwrap_or(0), second_dst, second_src);
+        return Some(Slot::new(op, d, s, to, imm));
     }
     None
 }
@@ -389,7 +430,7 @@ fn decode_one(program: &Program, helpers: &Helpers, pc: usize, insn: Insn) -> Sl
     let (dst, src) = (insn.dst & 0x0f, insn.src & 0x0f);
     let imm = insn.imm as i64 as u64;
     let off = insn.off as i32 as u32;
-    let slot = |op, aux, imm| Slot { op, dst, src, aux, imm };
+    let slot = |op, aux, imm| Slot::new(op, dst, src, aux, imm);
     // An unconditional jump or a conditional one: the back-edge form carries its charge.
     let jump = |(forward, back): (Op, Op), to: u32, operand: u64| match fuel::back_edge_charge(pc, to as usize) {
         None => slot(forward, to, operand),
@@ -456,6 +497,28 @@ fn packed_imm(imm: u64) -> u64 {
     imm as u32 as i32 as i64 as u64
 }
 
+/// The `imm` of `add d, k|x; jlt a, b`: `k` in bits 0..32 (see [`packed_imm`]), the jump's
+/// fuel charge in bits 32..56 (a charge is at most the program length, 2^20), `a` and `b`
+/// in bits 56..60 and 60..64. Kept in `imm` rather than in spare bits of `dst` and `src`,
+/// which would keep more values live across the dispatch.
+struct AddJlt;
+
+impl AddJlt {
+    fn pack(k: i32, charge: u64, a: u8, b: u8) -> u64 {
+        u64::from(k as u32) | (charge & 0xff_ffff) << 32 | u64::from(a & 0x0f) << 56 | u64::from(b & 0x0f) << 60
+    }
+
+    #[inline(always)]
+    fn charge(imm: u64) -> u64 {
+        (imm >> 32) & 0xff_ffff
+    }
+
+    #[inline(always)]
+    fn registers(imm: u64) -> (usize, usize) {
+        ((imm >> 56) as usize & 0x0f, (imm >> 60) as usize)
+    }
+}
+
 /// Runs decoded `slots` to completion and returns `r0`; the contract is the reference
 /// interpreter's ([`interp::run`]).
 fn run(
@@ -477,6 +540,18 @@ fn run(
         let sr = (slot.src & 0x0f) as usize;
         let off = slot.aux as i32 as i64 as u64;
 
+        // `d += operand; if a < b goto target`, charging the jump's fuel on a back edge.
+        macro_rules! add_jlt {
+            ($operand:expr, $back:expr) => {{
+                reg[d] = s::add64(reg[d], $operand);
+                if $back {
+                    burn(&mut fuel_left, AddJlt::charge(slot.imm), pc + 1)?;
+                }
+                let (a, b) = AddJlt::registers(slot.imm);
+                pc = if s::jlt64(reg[a], reg[b]) { slot.aux as usize } else { pc + 2 };
+            }};
+        }
+
         macro_rules! dispatch {
             (
                 binary: [$(($bic:literal, $bi:ident, $brc:literal, $br:ident, $bf:path)),* $(,)?],
@@ -488,6 +563,7 @@ fn run(
                 stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
                 three_address: [$(($tic:literal, $ti:ident, $trc:literal, $tr:ident, $tf:path)),* $(,)?],
                 indexed_loads: [$(($xc:literal, $x:ident, $xs:literal)),* $(,)?],
+                shifted_loads: [$(($yc:literal, $y:ident, $ys:literal)),* $(,)?],
                 jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
                     $jf:path)),* $(,)?],
             ) => {
@@ -558,20 +634,30 @@ fn run(
                             pc += 3;
                         }
                     )*
+                    $(
+                        Op::$y => {
+                            let addr = reg[sr].wrapping_add(off);
+                            let Some(v) = memory.load_in(&table, addr, $ys) else {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            };
+                            reg[d] = s::lsh64(v, slot.imm);
+                            pc += 2;
+                        }
+                    )*
                     Op::MovMov => {
                         reg[d] = reg[sr];
                         reg[slot.aux as usize & 0x0f] = reg[slot.imm as usize & 0x0f];
                         pc += 2;
                     }
-                    Op::AddImmJlt => {
-                        reg[d] = s::add64(reg[d], packed_imm(slot.imm));
-                        pc = if s::jlt64(reg[d], reg[sr]) { slot.aux as usize } else { pc + 2 };
+                    Op::MovImmMovImm => {
+                        reg[d] = packed_imm(slot.imm);
+                        reg[slot.aux as usize & 0x0f] = packed_imm(slot.imm >> 32);
+                        pc += 2;
                     }
-                    Op::AddImmJltBack => {
-                        reg[d] = s::add64(reg[d], packed_imm(slot.imm));
-                        burn(&mut fuel_left, slot.imm >> 32, pc + 1)?;
-                        pc = if s::jlt64(reg[d], reg[sr]) { slot.aux as usize } else { pc + 2 };
-                    }
+                    Op::AddImmJlt => add_jlt!(packed_imm(slot.imm), false),
+                    Op::AddImmJltBack => add_jlt!(packed_imm(slot.imm), true),
+                    Op::AddRegJlt => add_jlt!(reg[sr], false),
+                    Op::AddRegJltBack => add_jlt!(reg[sr], true),
                     Op::MovImm => {
                         reg[d] = slot.imm;
                         pc += 1;
@@ -606,7 +692,7 @@ fn run(
                         interp::call_helper(helpers.get(id), id, memory, &mut reg, pc)?;
                         pc += 1;
                     }
-                    Op::Exit => match calls.exit(&mut reg, pc)? {
+                    Op::Exit => match calls.exit(&mut reg) {
                         None => return Ok(reg[0]),
                         Some(return_pc) => pc = return_pc,
                     },
@@ -717,11 +803,11 @@ mod tests {
         let program = Program::new(&buf[..n], |_| false).unwrap();
         let mut slots = [Slot::EMPTY; 5];
         let slots = decode_into(&program, &Helpers::empty(), &mut slots).unwrap();
-        assert_eq!(slots[1], Slot { op: Op::Add64Imm, dst: 0, src: 0, aux: 0, imm: u64::MAX });
-        let back = Slot { op: Op::Jne64ImmBack, dst: 0, src: 0, aux: 1, imm: 2 << 32 | 0xffff_fffb };
+        assert_eq!(slots[1], Slot::new(Op::Add64Imm, 0, 0, 0, u64::MAX));
+        let back = Slot::new(Op::Jne64ImmBack, 0, 0, 1, 2 << 32 | 0xffff_fffb);
         assert_eq!(slots[2], back);
         assert_eq!(packed_imm(back.imm), -5i64 as u64);
-        assert_eq!(slots[3], Slot { op: Op::Ja, dst: 0, src: 0, aux: 4, imm: 0 });
+        assert_eq!(slots[3], Slot::new(Op::Ja, 0, 0, 4, 0));
         let mut small = [Slot::EMPTY; 4];
         assert_eq!(
             decode_into(&program, &Helpers::empty(), &mut small),
@@ -808,7 +894,7 @@ mod tests {
         }
         let (buf, n) = bytes(&count[2..]);
         let program = Program::new(&buf[..n], |_| false).unwrap();
-        let fused = Slot { op: Op::AddImmJltBack, dst: 0, src: 1, aux: 0, imm: 2 << 32 | 1 };
+        let fused = Slot::new(Op::AddImmJltBack, 0, 0, 0, AddJlt::pack(1, 2, 0, 1));
         assert_eq!(decode_one(&program, &Helpers::empty(), 0, program.insn(0)), fused);
         let forward =
             [mov_imm(1, 5), Insn::new(ADD64_IMM, 0, 0, 0, -1), Insn::new(JLT64_REG, 0, 1, 1, 0), mov_imm(0, 7), EXIT];

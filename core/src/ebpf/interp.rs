@@ -160,17 +160,16 @@ pub(crate) fn atomic_op(
     Ok(())
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Frame {
     return_pc: usize,
     saved: [u64; 4],
     r10: u64,
 }
 
-/// The local-call frames of a run.
+/// The local-call frames of a run (a fixed-capacity vector: nothing to initialise per run).
 pub(crate) struct CallStack {
-    frames: [Frame; MAX_CALL_DEPTH as usize],
-    depth: usize,
+    frames: heapless::Vec<Frame, { MAX_CALL_DEPTH as usize }>,
     max_depth: usize,
     stack_len: u64,
 }
@@ -178,8 +177,7 @@ pub(crate) struct CallStack {
 impl CallStack {
     pub(crate) fn new(config: &Config, memory: &Memory) -> CallStack {
         CallStack {
-            frames: [Frame::default(); MAX_CALL_DEPTH as usize],
-            depth: 0,
+            frames: heapless::Vec::new(),
             max_depth: config.max_call_depth.min(MAX_CALL_DEPTH) as usize,
             stack_len: memory.stack.len() as u64,
         }
@@ -190,30 +188,21 @@ impl CallStack {
     /// saved and `r10 -= FRAME_SIZE`.
     #[inline]
     pub(crate) fn call(&mut self, reg: &mut Registers, pc: usize, return_pc: usize) -> Result<(), RunError> {
-        let needed = FRAME_SIZE.saturating_mul(self.depth as u64 + 2);
-        if self.depth >= self.max_depth || self.stack_len < needed {
+        let depth = self.frames.len();
+        let needed = FRAME_SIZE.saturating_mul(depth as u64 + 2);
+        let frame = Frame { return_pc, saved: [reg[6], reg[7], reg[8], reg[9]], r10: reg[10] };
+        if depth >= self.max_depth || self.stack_len < needed || self.frames.push(frame).is_err() {
             return Err(RunError::CallDepthExceeded { pc: pc as u32 });
         }
-        let Some(frame) = self.frames.get_mut(self.depth) else {
-            return Err(RunError::CallDepthExceeded { pc: pc as u32 });
-        };
-        *frame = Frame { return_pc, saved: [reg[6], reg[7], reg[8], reg[9]], r10: reg[10] };
-        self.depth += 1;
         reg[10] = reg[10].wrapping_sub(FRAME_SIZE);
         Ok(())
     }
 
-    /// `exit` at `pc`: `None` when it ends the run (r0 is the result), else the pc the
-    /// caller resumes at, with r6..r9 and r10 restored and r1..r5 zeroed.
+    /// `exit`: `None` when it ends the run (r0 is the result), else the pc the caller
+    /// resumes at, with r6..r9 and r10 restored and r1..r5 zeroed.
     #[inline]
-    pub(crate) fn exit(&mut self, reg: &mut Registers, pc: usize) -> Result<Option<usize>, RunError> {
-        if self.depth == 0 {
-            return Ok(None);
-        }
-        self.depth -= 1;
-        let Some(frame) = self.frames.get(self.depth) else {
-            return Err(RunError::CallDepthExceeded { pc: pc as u32 });
-        };
+    pub(crate) fn exit(&mut self, reg: &mut Registers) -> Option<usize> {
+        let frame = self.frames.pop()?;
         let [r6, r7, r8, r9] = frame.saved;
         reg[6] = r6;
         reg[7] = r7;
@@ -221,7 +210,7 @@ impl CallStack {
         reg[9] = r9;
         reg[10] = frame.r10;
         reg[1..6].fill(0);
-        Ok(Some(frame.return_pc))
+        Some(frame.return_pc)
     }
 }
 
@@ -536,7 +525,7 @@ fn run_inner<const COUNT: bool>(
                 call_helper(helpers.get(id), id, memory, &mut reg, pc)?;
                 pc = next;
             }
-            op::EXIT => match calls.exit(&mut reg, pc)? {
+            op::EXIT => match calls.exit(&mut reg) {
                 None => return Ok(reg[0]),
                 Some(return_pc) => pc = return_pc,
             },
