@@ -749,7 +749,7 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        run(self.slots(), self.program.has_local_calls(), &self.helpers, memory, &self.config)
+        threaded::run(self.slots(), self.program.has_local_calls(), &self.helpers, memory, &self.config)
     }
 
     /// The validated program this was decoded from.
@@ -933,6 +933,259 @@ mod tests {
                 let want = vm.interpret(&mut Memory::new(&mut stack, context, &mut []));
                 let got = fast.run(&mut Memory::new(&mut stack, context, &mut []));
                 assert_eq!(got, want, "fuel {fuel}, context {context:?}");
+            }
+        }
+    }
+}
+
+/// EXPERIMENT (measured, then removed): function-pointer threading over the same slots.
+/// Each operation is a handler `fn(&mut State, &Slot, pc) -> next pc` in a static table
+/// indexed by the operation code; the loop is one indirect call per slot.
+mod threaded {
+    use super::*;
+    use crate::ebpf::interp::Registers;
+    use crate::ebpf::memory::Table;
+
+    pub(super) struct State<'a, 'r, 'm, 'h> {
+        reg: Registers,
+        fuel: u64,
+        calls: CallStack,
+        table: Table,
+        memory: &'a mut Memory<'r, 'm>,
+        helpers: &'a Helpers<'h>,
+        outcome: Result<u64, RunError>,
+    }
+
+    const STOP: usize = usize::MAX;
+
+    impl State<'_, '_, '_, '_> {
+        fn fail(&mut self, e: RunError) -> usize {
+            self.outcome = Err(e);
+            STOP
+        }
+    }
+
+    type Handler = for<'s, 'a, 'r, 'm, 'h> fn(&'s mut State<'a, 'r, 'm, 'h>, &Slot, usize) -> usize;
+
+    macro_rules! attempt {
+        ($st:ident, $e:expr) => {
+            if let Err(e) = $e {
+                return $st.fail(e);
+            }
+        };
+    }
+
+    fn invalid(st: &mut State, _: &Slot, pc: usize) -> usize {
+        st.fail(RunError::InvalidInstruction { pc: pc as u32 })
+    }
+
+    macro_rules! add_jlt {
+        ($back:expr, $imm:expr) => {
+            |st, slot, pc| {
+                let (d, sr) = ((slot.dst & 0x0f) as usize, (slot.src & 0x0f) as usize);
+                let operand = if $imm { packed_imm(slot.imm) } else { st.reg[sr] };
+                st.reg[d] = s::add64(st.reg[d], operand);
+                if $back {
+                    attempt!(st, burn(&mut st.fuel, AddJlt::charge(slot.imm), pc + 1));
+                }
+                let (a, b) = AddJlt::registers(slot.imm);
+                if s::jlt64(st.reg[a], st.reg[b]) { slot.aux as usize } else { pc + 2 }
+            }
+        };
+    }
+
+    macro_rules! handlers {
+        (
+            binary: [$(($bic:literal, $bi:ident, $brc:literal, $br:ident, $bf:path)),* $(,)?],
+            division: [$(($dic:literal, $drc:literal, $dui:ident, $dur:ident, $dsi:ident, $dsr:ident,
+                $duf:path, $dsf:path)),* $(,)?],
+            unary: [$(($u:ident, $uf:path)),* $(,)?],
+            moves: [$(($m:ident, $mf:path)),* $(,)?],
+            loads: [$(($lc:literal, $l:ident, $ls:literal, $lf:path)),* $(,)?],
+            stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
+            three_address: [$(($tic:literal, $ti:ident, $trc:literal, $tr:ident, $tf:path)),* $(,)?],
+            indexed_loads: [$(($xc:literal, $x:ident, $xs:literal)),* $(,)?],
+            shifted_loads: [$(($yc:literal, $y:ident, $ys:literal)),* $(,)?],
+            jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
+                $jf:path)),* $(,)?],
+        ) => {
+            const ALL: &[Op] = &[$(Op::$bi, Op::$br,)* $(Op::$dui, Op::$dur, Op::$dsi, Op::$dsr,)* $(Op::$u,)*
+                $(Op::$m,)* $(Op::$l,)* $(Op::$si, Op::$sr,)* $(Op::$ti, Op::$tr,)* $(Op::$x,)* $(Op::$y,)*
+                $(Op::$ji, Op::$jr, Op::$jib, Op::$jrb,)* Op::MovMov, Op::MovImmMovImm, Op::AddImmJlt,
+                Op::AddImmJltBack, Op::AddRegJlt, Op::AddRegJltBack, Op::MovImm, Op::Nop, Op::Lddw, Op::Atomic32,
+                Op::Atomic64, Op::Ja, Op::JaBack, Op::CallLocal, Op::CallHelper, Op::CallX, Op::Exit, Op::Invalid];
+
+            const fn handler(op: Op) -> Handler {
+                match op {
+                    $(
+                        Op::$bi => |st, slot, pc| { let d = (slot.dst & 15) as usize; st.reg[d] = $bf(st.reg[d], slot.imm); pc + 1 },
+                        Op::$br => |st, slot, pc| { let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize); st.reg[d] = $bf(st.reg[d], st.reg[sr]); pc + 1 },
+                    )*
+                    $(
+                        Op::$dui => |st, slot, pc| { let d = (slot.dst & 15) as usize; st.reg[d] = $duf(st.reg[d], slot.imm); pc + 1 },
+                        Op::$dur => |st, slot, pc| { let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize); st.reg[d] = $duf(st.reg[d], st.reg[sr]); pc + 1 },
+                        Op::$dsi => |st, slot, pc| { let d = (slot.dst & 15) as usize; st.reg[d] = $dsf(st.reg[d], slot.imm); pc + 1 },
+                        Op::$dsr => |st, slot, pc| { let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize); st.reg[d] = $dsf(st.reg[d], st.reg[sr]); pc + 1 },
+                    )*
+                    $(Op::$u => |st, slot, pc| { let d = (slot.dst & 15) as usize; st.reg[d] = $uf(st.reg[d]); pc + 1 },)*
+                    $(Op::$m => |st, slot, pc| { let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize); st.reg[d] = $mf(st.reg[sr]); pc + 1 },)*
+                    $(
+                        Op::$l => |st, slot, pc| {
+                            let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize);
+                            let addr = st.reg[sr].wrapping_add(slot.aux as i32 as i64 as u64);
+                            let Some(v) = st.memory.load_in(&st.table, addr, $ls) else {
+                                return st.fail(RunError::MemoryFault { pc: pc as u32, addr });
+                            };
+                            st.reg[d] = $lf(v);
+                            pc + 1
+                        },
+                    )*
+                    $(
+                        Op::$si => |st, slot, pc| {
+                            let d = (slot.dst & 15) as usize;
+                            let addr = st.reg[d].wrapping_add(slot.aux as i32 as i64 as u64);
+                            if st.memory.store_in(&st.table, addr, $ss, slot.imm).is_none() {
+                                return st.fail(RunError::MemoryFault { pc: pc as u32, addr });
+                            }
+                            pc + 1
+                        },
+                        Op::$sr => |st, slot, pc| {
+                            let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize);
+                            let addr = st.reg[d].wrapping_add(slot.aux as i32 as i64 as u64);
+                            if st.memory.store_in(&st.table, addr, $ss, st.reg[sr]).is_none() {
+                                return st.fail(RunError::MemoryFault { pc: pc as u32, addr });
+                            }
+                            pc + 1
+                        },
+                    )*
+                    $(
+                        Op::$ti => |st, slot, pc| { let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize); st.reg[d] = $tf(st.reg[sr], slot.imm); pc + 2 },
+                        Op::$tr => |st, slot, pc| { let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize); st.reg[d] = $tf(st.reg[sr], st.reg[slot.aux as usize & 15]); pc + 2 },
+                    )*
+                    $(
+                        Op::$x => |st, slot, pc| {
+                            let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize);
+                            let base = st.reg[sr].wrapping_add(st.reg[(slot.imm >> 8) as usize & 0x0f]);
+                            st.reg[slot.imm as usize & 0x0f] = base;
+                            let addr = base.wrapping_add(slot.aux as i32 as i64 as u64);
+                            let Some(v) = st.memory.load_in(&st.table, addr, $xs) else {
+                                return st.fail(RunError::MemoryFault { pc: (pc + 2) as u32, addr });
+                            };
+                            st.reg[d] = v;
+                            pc + 3
+                        },
+                    )*
+                    $(
+                        Op::$y => |st, slot, pc| {
+                            let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize);
+                            let addr = st.reg[sr].wrapping_add(slot.aux as i32 as i64 as u64);
+                            let Some(v) = st.memory.load_in(&st.table, addr, $ys) else {
+                                return st.fail(RunError::MemoryFault { pc: pc as u32, addr });
+                            };
+                            st.reg[d] = s::lsh64(v, slot.imm);
+                            pc + 2
+                        },
+                    )*
+                    $(
+                        Op::$ji => |st, slot, pc| { let d = (slot.dst & 15) as usize; if $jf(st.reg[d], slot.imm) { slot.aux as usize } else { pc + 1 } },
+                        Op::$jr => |st, slot, pc| { let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize); if $jf(st.reg[d], st.reg[sr]) { slot.aux as usize } else { pc + 1 } },
+                        Op::$jib => |st, slot, pc| {
+                            let d = (slot.dst & 15) as usize;
+                            attempt!(st, burn(&mut st.fuel, slot.imm >> 32, pc));
+                            if $jf(st.reg[d], packed_imm(slot.imm)) { slot.aux as usize } else { pc + 1 }
+                        },
+                        Op::$jrb => |st, slot, pc| {
+                            let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize);
+                            attempt!(st, burn(&mut st.fuel, slot.imm, pc));
+                            if $jf(st.reg[d], st.reg[sr]) { slot.aux as usize } else { pc + 1 }
+                        },
+                    )*
+                    Op::MovMov => |st, slot, pc| {
+                        let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize);
+                        st.reg[d] = st.reg[sr];
+                        st.reg[slot.aux as usize & 0x0f] = st.reg[slot.imm as usize & 0x0f];
+                        pc + 2
+                    },
+                    Op::MovImmMovImm => |st, slot, pc| {
+                        st.reg[(slot.dst & 15) as usize] = packed_imm(slot.imm);
+                        st.reg[slot.aux as usize & 0x0f] = packed_imm(slot.imm >> 32);
+                        pc + 2
+                    },
+                    Op::AddImmJlt => add_jlt!(false, true),
+                    Op::AddImmJltBack => add_jlt!(true, true),
+                    Op::AddRegJlt => add_jlt!(false, false),
+                    Op::AddRegJltBack => add_jlt!(true, false),
+                    Op::MovImm => |st, slot, pc| { st.reg[(slot.dst & 15) as usize] = slot.imm; pc + 1 },
+                    Op::Nop => |_, _, pc| pc + 1,
+                    Op::Lddw => |st, slot, pc| { st.reg[(slot.dst & 15) as usize] = slot.imm; pc + 2 },
+                    Op::Atomic32 | Op::Atomic64 => |st, slot, pc| {
+                        let (d, sr) = ((slot.dst & 15) as usize, (slot.src & 15) as usize);
+                        let size = if slot.op == Op::Atomic64 { 8 } else { 4 };
+                        let addr = st.reg[d].wrapping_add(slot.aux as i32 as i64 as u64);
+                        attempt!(st, interp::atomic_op(st.memory, &st.table, &mut st.reg, addr, size, slot.imm as i32, sr, pc));
+                        pc + 1
+                    },
+                    Op::Ja => |_, slot, _| slot.aux as usize,
+                    Op::JaBack => |st, slot, pc| {
+                        attempt!(st, burn(&mut st.fuel, slot.imm, pc));
+                        slot.aux as usize
+                    },
+                    Op::CallLocal => |st, slot, pc| {
+                        attempt!(st, burn(&mut st.fuel, slot.imm, pc));
+                        attempt!(st, st.calls.call(&mut st.reg, pc, pc + 1));
+                        slot.aux as usize
+                    },
+                    Op::CallHelper => |st, slot, pc| {
+                        attempt!(st, interp::call_helper(st.helpers.at(slot.aux as usize), slot.imm, st.memory, &mut st.reg, pc));
+                        pc + 1
+                    },
+                    Op::CallX => |st, slot, pc| {
+                        let id = st.reg[(slot.dst & 15) as usize];
+                        attempt!(st, interp::call_helper(st.helpers.get(id), id, st.memory, &mut st.reg, pc));
+                        pc + 1
+                    },
+                    Op::Exit => |st, _, _| match st.calls.exit(&mut st.reg) {
+                        None => {
+                            st.outcome = Ok(st.reg[0]);
+                            STOP
+                        }
+                        Some(return_pc) => return_pc,
+                    },
+                    Op::Invalid => invalid,
+                }
+            }
+        };
+    }
+    for_each_op!(handlers);
+
+    static HANDLERS: [Handler; 256] = {
+        let mut table = [invalid as Handler; 256];
+        let mut i = 0;
+        while i < ALL.len() {
+            table[ALL[i] as usize] = handler(ALL[i]);
+            i += 1;
+        }
+        table
+    };
+
+    pub(super) fn run(
+        slots: &[Slot],
+        local_calls: bool,
+        helpers: &Helpers,
+        memory: &mut Memory,
+        config: &Config,
+    ) -> Result<u64, RunError> {
+        let (table, reg) = interp::enter(memory, local_calls)?;
+        let calls = CallStack::new(config, memory);
+        let mut st = State { reg, fuel: config.fuel, calls, table, memory, helpers, outcome: Ok(0) };
+        let mut pc: usize = 0;
+        loop {
+            let Some(slot) = slots.get(pc) else {
+                return Err(RunError::InvalidInstruction { pc: pc as u32 });
+            };
+            pc = HANDLERS[slot.op as usize](&mut st, slot, pc);
+            if pc == STOP {
+                return st.outcome;
             }
         }
     }
