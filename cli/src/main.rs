@@ -30,7 +30,7 @@ Exit codes: 0 success, 1 program or runtime error, 2 usage error.
 ";
 
 const RUN_HELP: &str = "\
-usage: tessera run FILE [--mem-hex HEX] [--interp | --jit] [--fuel N]
+usage: tessera run FILE [--mem-hex HEX] [--interp | --fast | --jit] [--fuel N]
 
 Runs FILE and prints `r0 = <decimal> (<hex>)`.
 
@@ -42,7 +42,8 @@ options:
   --mem-hex HEX  context memory as hex bytes (`aa bb cc` or `aabbcc`; quote spaces).
                  r1 holds its address and r2 its length (both 0-length when absent).
   --jit          run generated native code (the default)
-  --interp       run the interpreter
+  --interp       run the reference interpreter
+  --fast         run the fast interpreter (pre-decoded; the same results)
   --fuel N       stop with an error after N back edges and local calls (default: unlimited)
 
 The program gets a stack of 9 frames of 512 bytes and one helper: id 5 returns its first
@@ -165,6 +166,7 @@ fn run(args: Vec<String>) -> Result<()> {
         match opt {
             "--mem-hex" => mem_hex = Some(args.value(opt)?),
             "--interp" => mode = Mode::Interpreter,
+            "--fast" => mode = Mode::FastInterpreter,
             "--jit" => mode = Mode::Jit,
             "--fuel" => {
                 let v = args.value(opt)?;

@@ -83,11 +83,11 @@ fn conformance_through(interpreter: Interpreter) {
             Some(f) => failures.push(format!("{}: {f}", case.name)),
         }
     }
-    println!(
-        "\n{interpreter:?} interpreter conformance ({}): {passed} passed, {} failed",
-        std::env::consts::ARCH,
-        failures.len()
-    );
+    let label = match interpreter {
+        Interpreter::Reference => "interp",
+        Interpreter::Fast => "fast-interp",
+    };
+    println!("\n{label} conformance ({}): {passed} passed, {} failed", std::env::consts::ARCH, failures.len());
     for f in &failures {
         println!("  FAIL {f}");
     }

@@ -14,12 +14,13 @@ use tessera::ebpf::Mode;
 use tessera_cli::{execute, parse_hex};
 
 const HELP: &str = "\
-usage: tessera-bpf-plugin [--jit | --interp] [MEMORY-HEX] < PROGRAM-HEX
+usage: tessera-bpf-plugin [--jit | --interp | --fast] [MEMORY-HEX] < PROGRAM-HEX
 
 Runs the eBPF program given as hex bytes on stdin with MEMORY-HEX as context memory
 (r1 = address, r2 = length) and prints r0 in hex. Helper id 5 returns its first argument.
   --jit     run generated native code (default)
-  --interp  run the interpreter
+  --interp  run the reference interpreter
+  --fast    run the fast interpreter
 Exit codes: 0 success, 1 program or runtime error, 2 usage error.
 ";
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--jit" => mode = Mode::Jit,
             "--interp" => mode = Mode::Interpreter,
+            "--fast" => mode = Mode::FastInterpreter,
             "-h" | "--help" => {
                 print!("{HELP}");
                 return ExitCode::SUCCESS;
