@@ -13,7 +13,7 @@
 //!
 //! Everything else is the reference interpreter's ([`super::interp`]), shared rather than
 //! copied: the entry state, fuel, the local-call frames, helper calls, atomics, the `lddw`
-//! values, and every memory access goes through [`Memory::load_in`] / [`Memory::store_in`],
+//! values, and every memory access goes through `Memory::load_in` / `Memory::store_in`,
 //! which check it with `semantics::locate` against the run's region table. Operations come
 //! from `tessera_stencils::semantics`, as for the reference and the JIT. So results, errors
 //! (with their pc and address), fuel and final memory are the reference's exactly, which
@@ -24,10 +24,17 @@
 //! [`super::Vm::prepare_fast`] / [`super::Vm::prepare_fast_in`], which return a
 //! [`FastProgram`], and `Mode::FastInterpreter` in [`super::Vm::run`].
 //!
-//! Dispatch: a `match` over the `#[repr(u8)]` operation code was measured against threading
-//! through function pointers (each slot holding its handler) on the benchmark suite; the
-//! `match` keeps pc, fuel and the operands in machine registers across instructions and won
-//! (see the crate's bench README section for the figures).
+//! Dispatch: a `match` over the `#[repr(u8)]` operation code. Threading through function
+//! pointers (a static table of handlers indexed by the code, over the same slots; in the
+//! history as a reverted experiment) measured about 25% slower on the benchmark suite
+//! (geomean against solana-sbpf's interpreter 0.60 instead of 0.48; crc32 0.79 instead of
+//! 0.40): the `match` keeps pc, fuel and the slot's fields in machine registers, a handler
+//! call spills them.
+//!
+//! Superinstructions: clang's two-address code spends many instructions on `mov`s and
+//! address arithmetic. Pairs and triples counted over the benchmark suite's runs decide
+//! which instruction sequences decode into one slot (see `superinstruction`); every other
+//! slot still holds its own instruction, so a jump into a sequence runs it from there.
 
 use tessera_stencils::semantics as s;
 
@@ -40,148 +47,18 @@ use super::maps::MapDef;
 use super::memory::Memory;
 use super::program::Program;
 
-/// The operation table: drives the [`Op`] codes, decoding and dispatch, so the three cannot
-/// disagree. `$m` is called with the groups below.
-macro_rules! for_each_op {
-    ($m:ident) => {
-        $m! {
-            // `dst = f(dst, operand)`: (imm opcode, code, reg opcode, code, f)
-            binary: [
-                (0x07, Add64Imm, 0x0f, Add64Reg, s::add64),
-                (0x17, Sub64Imm, 0x1f, Sub64Reg, s::sub64),
-                (0x27, Mul64Imm, 0x2f, Mul64Reg, s::mul64),
-                (0x47, Or64Imm, 0x4f, Or64Reg, s::or64),
-                (0x57, And64Imm, 0x5f, And64Reg, s::and64),
-                (0x67, Lsh64Imm, 0x6f, Lsh64Reg, s::lsh64),
-                (0x77, Rsh64Imm, 0x7f, Rsh64Reg, s::rsh64),
-                (0xa7, Xor64Imm, 0xaf, Xor64Reg, s::xor64),
-                (0xc7, Arsh64Imm, 0xcf, Arsh64Reg, s::arsh64),
-                (0x04, Add32Imm, 0x0c, Add32Reg, s::add32),
-                (0x14, Sub32Imm, 0x1c, Sub32Reg, s::sub32),
-                (0x24, Mul32Imm, 0x2c, Mul32Reg, s::mul32),
-                (0x44, Or32Imm, 0x4c, Or32Reg, s::or32),
-                (0x54, And32Imm, 0x5c, And32Reg, s::and32),
-                (0x64, Lsh32Imm, 0x6c, Lsh32Reg, s::lsh32),
-                (0x74, Rsh32Imm, 0x7c, Rsh32Reg, s::rsh32),
-                (0xa4, Xor32Imm, 0xac, Xor32Reg, s::xor32),
-                (0xc4, Arsh32Imm, 0xcc, Arsh32Reg, s::arsh32),
-            ],
-            // Division and modulo, unsigned (off 0) or signed (off 1): (imm opcode, reg
-            // opcode, unsigned imm, unsigned reg, signed imm, signed reg, unsigned f, signed f)
-            division: [
-                (0x37, 0x3f, Div64Imm, Div64Reg, SDiv64Imm, SDiv64Reg, s::div64, s::sdiv64),
-                (0x97, 0x9f, Mod64Imm, Mod64Reg, SMod64Imm, SMod64Reg, s::mod64, s::smod64),
-                (0x34, 0x3c, Div32Imm, Div32Reg, SDiv32Imm, SDiv32Reg, s::div32, s::sdiv32),
-                (0x94, 0x9c, Mod32Imm, Mod32Reg, SMod32Imm, SMod32Reg, s::mod32, s::smod32),
-            ],
-            // `dst = f(dst)` (negation, byte order)
-            unary: [
-                (Neg64, s::neg64),
-                (Neg32, s::neg32),
-                (Zext16, s::zext16),
-                (Zext32, s::zext32),
-                (Bswap16, s::bswap16),
-                (Bswap32, s::bswap32),
-                (Bswap64, s::bswap64),
-            ],
-            // `dst = f(src)` (moves, sign extensions)
-            moves: [
-                (Mov64, core::convert::identity),
-                (Mov32, s::mov32),
-                (MovSx64From8, s::movsx64_8),
-                (MovSx64From16, s::movsx64_16),
-                (MovSx64From32, s::movsx64_32),
-                (MovSx32From8, s::movsx32_8),
-                (MovSx32From16, s::movsx32_16),
-            ],
-            // `dst = f(the size bytes at src + off)`: (opcode, code, size, f)
-            loads: [
-                (0x71, Ldx8, 1, core::convert::identity),
-                (0x69, Ldx16, 2, core::convert::identity),
-                (0x61, Ldx32, 4, core::convert::identity),
-                (0x79, Ldx64, 8, core::convert::identity),
-                (0x91, Ldxs8, 1, s::movsx64_8),
-                (0x89, Ldxs16, 2, s::movsx64_16),
-                (0x81, Ldxs32, 4, s::movsx64_32),
-            ],
-            // The low size bytes of imm or src to dst + off: (imm opcode, code, reg opcode,
-            // code, size)
-            stores: [
-                (0x72, St8, 0x73, Stx8, 1),
-                (0x6a, St16, 0x6b, Stx16, 2),
-                (0x62, St32, 0x63, Stx32, 4),
-                (0x7a, St64, 0x7b, Stx64, 8),
-            ],
-            // Superinstructions `mov64 d, s; op64 d, operand` (`d = f(s, operand)`): (imm
-            // opcode, code, reg opcode, code, f) of the second instruction
-            three_address: [
-                (0x07, Add64ImmFrom, 0x0f, Add64RegFrom, s::add64),
-                (0x17, Sub64ImmFrom, 0x1f, Sub64RegFrom, s::sub64),
-                (0x27, Mul64ImmFrom, 0x2f, Mul64RegFrom, s::mul64),
-                (0x47, Or64ImmFrom, 0x4f, Or64RegFrom, s::or64),
-                (0x57, And64ImmFrom, 0x5f, And64RegFrom, s::and64),
-                (0x67, Lsh64ImmFrom, 0x6f, Lsh64RegFrom, s::lsh64),
-                (0x77, Rsh64ImmFrom, 0x7f, Rsh64RegFrom, s::rsh64),
-                (0xa7, Xor64ImmFrom, 0xaf, Xor64RegFrom, s::xor64),
-                (0xc7, Arsh64ImmFrom, 0xcf, Arsh64RegFrom, s::arsh64),
-            ],
-            // Superinstructions `mov64 d, s; add64 d, t; ldx x, [d + off]` (array indexing):
-            // (opcode, code, size) of the load
-            indexed_loads: [
-                (0x71, Ldx8Indexed, 1),
-                (0x69, Ldx16Indexed, 2),
-                (0x61, Ldx32Indexed, 4),
-                (0x79, Ldx64Indexed, 8),
-            ],
-            // Superinstructions `ldx x, [src + off]; lsh64 x, imm` (assembling bytes): (opcode,
-            // code, size) of the load
-            shifted_loads: [
-                (0x71, Ldx8Lsh, 1),
-                (0x69, Ldx16Lsh, 2),
-                (0x61, Ldx32Lsh, 4),
-                (0x79, Ldx64Lsh, 8),
-            ],
-            // `if f(dst, operand) goto target`, forward or back edge: (imm opcode, reg opcode,
-            // imm, reg, imm back edge, reg back edge, f)
-            jumps: [
-                (0x15, 0x1d, Jeq64Imm, Jeq64Reg, Jeq64ImmBack, Jeq64RegBack, s::jeq64),
-                (0x25, 0x2d, Jgt64Imm, Jgt64Reg, Jgt64ImmBack, Jgt64RegBack, s::jgt64),
-                (0x35, 0x3d, Jge64Imm, Jge64Reg, Jge64ImmBack, Jge64RegBack, s::jge64),
-                (0x45, 0x4d, Jset64Imm, Jset64Reg, Jset64ImmBack, Jset64RegBack, s::jset64),
-                (0x55, 0x5d, Jne64Imm, Jne64Reg, Jne64ImmBack, Jne64RegBack, s::jne64),
-                (0x65, 0x6d, Jsgt64Imm, Jsgt64Reg, Jsgt64ImmBack, Jsgt64RegBack, s::jsgt64),
-                (0x75, 0x7d, Jsge64Imm, Jsge64Reg, Jsge64ImmBack, Jsge64RegBack, s::jsge64),
-                (0xa5, 0xad, Jlt64Imm, Jlt64Reg, Jlt64ImmBack, Jlt64RegBack, s::jlt64),
-                (0xb5, 0xbd, Jle64Imm, Jle64Reg, Jle64ImmBack, Jle64RegBack, s::jle64),
-                (0xc5, 0xcd, Jslt64Imm, Jslt64Reg, Jslt64ImmBack, Jslt64RegBack, s::jslt64),
-                (0xd5, 0xdd, Jsle64Imm, Jsle64Reg, Jsle64ImmBack, Jsle64RegBack, s::jsle64),
-                (0x16, 0x1e, Jeq32Imm, Jeq32Reg, Jeq32ImmBack, Jeq32RegBack, s::jeq32),
-                (0x26, 0x2e, Jgt32Imm, Jgt32Reg, Jgt32ImmBack, Jgt32RegBack, s::jgt32),
-                (0x36, 0x3e, Jge32Imm, Jge32Reg, Jge32ImmBack, Jge32RegBack, s::jge32),
-                (0x46, 0x4e, Jset32Imm, Jset32Reg, Jset32ImmBack, Jset32RegBack, s::jset32),
-                (0x56, 0x5e, Jne32Imm, Jne32Reg, Jne32ImmBack, Jne32RegBack, s::jne32),
-                (0x66, 0x6e, Jsgt32Imm, Jsgt32Reg, Jsgt32ImmBack, Jsgt32RegBack, s::jsgt32),
-                (0x76, 0x7e, Jsge32Imm, Jsge32Reg, Jsge32ImmBack, Jsge32RegBack, s::jsge32),
-                (0xa6, 0xae, Jlt32Imm, Jlt32Reg, Jlt32ImmBack, Jlt32RegBack, s::jlt32),
-                (0xb6, 0xbe, Jle32Imm, Jle32Reg, Jle32ImmBack, Jle32RegBack, s::jle32),
-                (0xc6, 0xce, Jslt32Imm, Jslt32Reg, Jslt32ImmBack, Jslt32RegBack, s::jslt32),
-                (0xd6, 0xde, Jsle32Imm, Jsle32Reg, Jsle32ImmBack, Jsle32RegBack, s::jsle32),
-            ],
-        }
-    };
-}
-
-/// The operation codes: the table's, then those decoded by hand.
-macro_rules! define_ops {
+/// Generates, from the operation table below, the [`Op`] codes (the table's, then those
+/// decoded by hand), the decoder's lookups and the interpreter loop, so the three cannot
+/// disagree.
+macro_rules! interpreter {
     (
-        binary: [$(($bic:literal, $bi:ident, $brc:literal, $br:ident, $bf:path)),* $(,)?],
+        binary: [$(($bic:literal, $bi:ident, $brc:literal, $br:ident, $bf:path $(, $ti:ident, $tr:ident)?)),* $(,)?],
         division: [$(($dic:literal, $drc:literal, $dui:ident, $dur:ident, $dsi:ident, $dsr:ident,
             $duf:path, $dsf:path)),* $(,)?],
         unary: [$(($u:ident, $uf:path)),* $(,)?],
         moves: [$(($m:ident, $mf:path)),* $(,)?],
         loads: [$(($lc:literal, $l:ident, $ls:literal, $lf:path)),* $(,)?],
         stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
-        three_address: [$(($tic:literal, $ti:ident, $trc:literal, $tr:ident, $tf:path)),* $(,)?],
         indexed_loads: [$(($xc:literal, $x:ident, $xs:literal)),* $(,)?],
         shifted_loads: [$(($yc:literal, $y:ident, $ys:literal)),* $(,)?],
         jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
@@ -197,7 +74,7 @@ macro_rules! define_ops {
             $($m,)*
             $($l,)*
             $($si, $sr,)*
-            $($ti, $tr,)*
+            $($($ti, $tr,)?)*
             $($x,)*
             $($y,)*
             $($ji, $jr, $jib, $jrb,)*
@@ -251,7 +128,7 @@ macro_rules! define_ops {
         /// The three-address superinstruction of `mov64 d, s` then `opcode` on `d`.
         fn three_address_op(opcode: u8) -> Option<Op> {
             Some(match opcode {
-                $($tic => Op::$ti, $trc => Op::$tr,)*
+                $($($bic => Op::$ti, $brc => Op::$tr,)?)*
                 _ => return None,
             })
         }
@@ -276,16 +153,291 @@ macro_rules! define_ops {
         fn fused_len(op: Op) -> usize {
             match op {
                 $(Op::$x)|* => 3,
-                $(Op::$ti | Op::$tr)|* | $(Op::$y)|* => 2,
+                $($(Op::$ti | Op::$tr => 2,)?)*
+                $(Op::$y)|* => 2,
                 Op::MovMov | Op::MovImmMovImm | Op::AddImmJlt | Op::AddImmJltBack | Op::AddRegJlt
                 | Op::AddRegJltBack => 2,
                 _ => 1,
             }
         }
+
+        /// Runs decoded `slots` to completion and returns `r0`; the contract is the reference
+        /// interpreter's ([`interp::run`]).
+        fn run(
+            slots: &[Slot],
+            local_calls: bool,
+            helpers: &Helpers,
+            memory: &mut Memory,
+            config: &Config,
+        ) -> Result<u64, RunError> {
+            let (table, mut reg) = interp::enter(memory, local_calls)?;
+            let mut calls = CallStack::new(config, memory);
+            let mut fuel_left = config.fuel;
+            let mut pc: usize = 0;
+            loop {
+                let Some(&slot) = slots.get(pc) else {
+                    return Err(RunError::InvalidInstruction { pc: pc as u32 });
+                };
+                let d = (slot.dst & 0x0f) as usize;
+                let sr = (slot.src & 0x0f) as usize;
+                let off = slot.aux as i32 as i64 as u64;
+
+                match slot.op {
+                    $(
+                        Op::$bi => { reg[d] = $bf(reg[d], slot.imm); pc += 1; }
+                        Op::$br => { reg[d] = $bf(reg[d], reg[sr]); pc += 1; }
+                    )*
+                    $(
+                        Op::$dui => { reg[d] = $duf(reg[d], slot.imm); pc += 1; }
+                        Op::$dur => { reg[d] = $duf(reg[d], reg[sr]); pc += 1; }
+                        Op::$dsi => { reg[d] = $dsf(reg[d], slot.imm); pc += 1; }
+                        Op::$dsr => { reg[d] = $dsf(reg[d], reg[sr]); pc += 1; }
+                    )*
+                    $(Op::$u => { reg[d] = $uf(reg[d]); pc += 1; })*
+                    $(Op::$m => { reg[d] = $mf(reg[sr]); pc += 1; })*
+                    $(
+                        Op::$l => {
+                            let addr = reg[sr].wrapping_add(off);
+                            let Some(v) = memory.load_in(&table, addr, $ls) else {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            };
+                            reg[d] = $lf(v);
+                            pc += 1;
+                        }
+                    )*
+                    $(
+                        Op::$si => {
+                            let addr = reg[d].wrapping_add(off);
+                            if memory.store_in(&table, addr, $ss, slot.imm).is_none() {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            }
+                            pc += 1;
+                        }
+                        Op::$sr => {
+                            let addr = reg[d].wrapping_add(off);
+                            if memory.store_in(&table, addr, $ss, reg[sr]).is_none() {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            }
+                            pc += 1;
+                        }
+                    )*
+                    $(
+                        Op::$ji => pc = if $jf(reg[d], slot.imm) { slot.aux as usize } else { pc + 1 },
+                        Op::$jr => pc = if $jf(reg[d], reg[sr]) { slot.aux as usize } else { pc + 1 },
+                        Op::$jib => {
+                            burn(&mut fuel_left, slot.imm >> 32, pc)?;
+                            pc = if $jf(reg[d], packed_imm(slot.imm)) { slot.aux as usize } else { pc + 1 };
+                        }
+                        Op::$jrb => {
+                            burn(&mut fuel_left, slot.imm, pc)?;
+                            pc = if $jf(reg[d], reg[sr]) { slot.aux as usize } else { pc + 1 };
+                        }
+                    )*
+                    $($(
+                        Op::$ti => { reg[d] = $bf(reg[sr], slot.imm); pc += 2; }
+                        Op::$tr => { reg[d] = $bf(reg[sr], reg[slot.aux as usize & 0x0f]); pc += 2; }
+                    )?)*
+                    $(
+                        Op::$x => {
+                            let base = reg[sr].wrapping_add(reg[(slot.imm >> 8) as usize & 0x0f]);
+                            reg[slot.imm as usize & 0x0f] = base;
+                            let addr = base.wrapping_add(off);
+                            let Some(v) = memory.load_in(&table, addr, $xs) else {
+                                return Err(RunError::MemoryFault { pc: (pc + 2) as u32, addr });
+                            };
+                            reg[d] = v;
+                            pc += 3;
+                        }
+                    )*
+                    $(
+                        Op::$y => {
+                            let addr = reg[sr].wrapping_add(off);
+                            let Some(v) = memory.load_in(&table, addr, $ys) else {
+                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
+                            };
+                            reg[d] = s::lsh64(v, slot.imm);
+                            pc += 2;
+                        }
+                    )*
+                    Op::MovMov => {
+                        reg[d] = reg[sr];
+                        reg[slot.aux as usize & 0x0f] = reg[slot.imm as usize & 0x0f];
+                        pc += 2;
+                    }
+                    Op::MovImmMovImm => {
+                        reg[d] = packed_imm(slot.imm);
+                        reg[slot.aux as usize & 0x0f] = packed_imm(slot.imm >> 32);
+                        pc += 2;
+                    }
+                    Op::AddImmJlt => pc = add_jlt(&mut reg, &mut fuel_left, &slot, pc, packed_imm(slot.imm), false)?,
+                    Op::AddImmJltBack => pc = add_jlt(&mut reg, &mut fuel_left, &slot, pc, packed_imm(slot.imm), true)?,
+                    Op::AddRegJlt => {
+                        let operand = reg[sr];
+                        pc = add_jlt(&mut reg, &mut fuel_left, &slot, pc, operand, false)?;
+                    }
+                    Op::AddRegJltBack => {
+                        let operand = reg[sr];
+                        pc = add_jlt(&mut reg, &mut fuel_left, &slot, pc, operand, true)?;
+                    }
+                    Op::MovImm => {
+                        reg[d] = slot.imm;
+                        pc += 1;
+                    }
+                    Op::Nop => pc += 1,
+                    Op::Lddw => {
+                        reg[d] = slot.imm;
+                        pc += 2;
+                    }
+                    Op::Atomic32 | Op::Atomic64 => {
+                        let size = if slot.op == Op::Atomic64 { 8 } else { 4 };
+                        let addr = reg[d].wrapping_add(off);
+                        interp::atomic_op(memory, &table, &mut reg, addr, size, slot.imm as i32, sr, pc)?;
+                        pc += 1;
+                    }
+                    Op::Ja => pc = slot.aux as usize,
+                    Op::JaBack => {
+                        burn(&mut fuel_left, slot.imm, pc)?;
+                        pc = slot.aux as usize;
+                    }
+                    Op::CallLocal => {
+                        burn(&mut fuel_left, slot.imm, pc)?;
+                        calls.call(&mut reg, pc, pc + 1)?;
+                        pc = slot.aux as usize;
+                    }
+                    Op::CallHelper => {
+                        interp::call_helper(helpers.at(slot.aux as usize), slot.imm, memory, &mut reg, pc)?;
+                        pc += 1;
+                    }
+                    Op::CallX => {
+                        let id = reg[d];
+                        interp::call_helper(helpers.get(id), id, memory, &mut reg, pc)?;
+                        pc += 1;
+                    }
+                    Op::Exit => match calls.exit(&mut reg) {
+                        None => return Ok(reg[0]),
+                        Some(return_pc) => pc = return_pc,
+                    },
+                    Op::Invalid => return Err(RunError::InvalidInstruction { pc: pc as u32 }),
+                }
+            }
+        }
     };
 }
 
-for_each_op!(define_ops);
+// The operation table: every table-driven operation, with its opcodes and semantics.
+interpreter! {
+    // `dst = f(dst, operand)`: (imm opcode, code, reg opcode, code, f), and for the 64-bit
+    // ones the codes of the superinstructions `mov64 d, s; op64 d, operand`, which compute
+    // `d = f(s, operand)`
+    binary: [
+        (0x07, Add64Imm, 0x0f, Add64Reg, s::add64, Add64ImmFrom, Add64RegFrom),
+        (0x17, Sub64Imm, 0x1f, Sub64Reg, s::sub64, Sub64ImmFrom, Sub64RegFrom),
+        (0x27, Mul64Imm, 0x2f, Mul64Reg, s::mul64, Mul64ImmFrom, Mul64RegFrom),
+        (0x47, Or64Imm, 0x4f, Or64Reg, s::or64, Or64ImmFrom, Or64RegFrom),
+        (0x57, And64Imm, 0x5f, And64Reg, s::and64, And64ImmFrom, And64RegFrom),
+        (0x67, Lsh64Imm, 0x6f, Lsh64Reg, s::lsh64, Lsh64ImmFrom, Lsh64RegFrom),
+        (0x77, Rsh64Imm, 0x7f, Rsh64Reg, s::rsh64, Rsh64ImmFrom, Rsh64RegFrom),
+        (0xa7, Xor64Imm, 0xaf, Xor64Reg, s::xor64, Xor64ImmFrom, Xor64RegFrom),
+        (0xc7, Arsh64Imm, 0xcf, Arsh64Reg, s::arsh64, Arsh64ImmFrom, Arsh64RegFrom),
+        (0x04, Add32Imm, 0x0c, Add32Reg, s::add32),
+        (0x14, Sub32Imm, 0x1c, Sub32Reg, s::sub32),
+        (0x24, Mul32Imm, 0x2c, Mul32Reg, s::mul32),
+        (0x44, Or32Imm, 0x4c, Or32Reg, s::or32),
+        (0x54, And32Imm, 0x5c, And32Reg, s::and32),
+        (0x64, Lsh32Imm, 0x6c, Lsh32Reg, s::lsh32),
+        (0x74, Rsh32Imm, 0x7c, Rsh32Reg, s::rsh32),
+        (0xa4, Xor32Imm, 0xac, Xor32Reg, s::xor32),
+        (0xc4, Arsh32Imm, 0xcc, Arsh32Reg, s::arsh32),
+    ],
+    // Division and modulo, unsigned (off 0) or signed (off 1): (imm opcode, reg
+    // opcode, unsigned imm, unsigned reg, signed imm, signed reg, unsigned f, signed f)
+    division: [
+        (0x37, 0x3f, Div64Imm, Div64Reg, SDiv64Imm, SDiv64Reg, s::div64, s::sdiv64),
+        (0x97, 0x9f, Mod64Imm, Mod64Reg, SMod64Imm, SMod64Reg, s::mod64, s::smod64),
+        (0x34, 0x3c, Div32Imm, Div32Reg, SDiv32Imm, SDiv32Reg, s::div32, s::sdiv32),
+        (0x94, 0x9c, Mod32Imm, Mod32Reg, SMod32Imm, SMod32Reg, s::mod32, s::smod32),
+    ],
+    // `dst = f(dst)` (negation, byte order)
+    unary: [
+        (Neg64, s::neg64),
+        (Neg32, s::neg32),
+        (Zext16, s::zext16),
+        (Zext32, s::zext32),
+        (Bswap16, s::bswap16),
+        (Bswap32, s::bswap32),
+        (Bswap64, s::bswap64),
+    ],
+    // `dst = f(src)` (moves, sign extensions)
+    moves: [
+        (Mov64, core::convert::identity),
+        (Mov32, s::mov32),
+        (MovSx64From8, s::movsx64_8),
+        (MovSx64From16, s::movsx64_16),
+        (MovSx64From32, s::movsx64_32),
+        (MovSx32From8, s::movsx32_8),
+        (MovSx32From16, s::movsx32_16),
+    ],
+    // `dst = f(the size bytes at src + off)`: (opcode, code, size, f)
+    loads: [
+        (0x71, Ldx8, 1, core::convert::identity),
+        (0x69, Ldx16, 2, core::convert::identity),
+        (0x61, Ldx32, 4, core::convert::identity),
+        (0x79, Ldx64, 8, core::convert::identity),
+        (0x91, Ldxs8, 1, s::movsx64_8),
+        (0x89, Ldxs16, 2, s::movsx64_16),
+        (0x81, Ldxs32, 4, s::movsx64_32),
+    ],
+    // The low size bytes of imm or src to dst + off: (imm opcode, code, reg opcode,
+    // code, size)
+    stores: [
+        (0x72, St8, 0x73, Stx8, 1),
+        (0x6a, St16, 0x6b, Stx16, 2),
+        (0x62, St32, 0x63, Stx32, 4),
+        (0x7a, St64, 0x7b, Stx64, 8),
+    ],
+    // Superinstructions `mov64 d, s; add64 d, t; ldx x, [d + off]` (array indexing):
+    // (opcode, code, size) of the load
+    indexed_loads: [
+        (0x71, Ldx8Indexed, 1),
+        (0x69, Ldx16Indexed, 2),
+        (0x61, Ldx32Indexed, 4),
+        (0x79, Ldx64Indexed, 8),
+    ],
+    // Superinstructions `ldx x, [src + off]; lsh64 x, imm` (assembling bytes): (opcode,
+    // code, size) of the load
+    shifted_loads: [
+        (0x71, Ldx8Lsh, 1),
+        (0x69, Ldx16Lsh, 2),
+        (0x61, Ldx32Lsh, 4),
+        (0x79, Ldx64Lsh, 8),
+    ],
+    // `if f(dst, operand) goto target`, forward or back edge: (imm opcode, reg opcode,
+    // imm, reg, imm back edge, reg back edge, f)
+    jumps: [
+        (0x15, 0x1d, Jeq64Imm, Jeq64Reg, Jeq64ImmBack, Jeq64RegBack, s::jeq64),
+        (0x25, 0x2d, Jgt64Imm, Jgt64Reg, Jgt64ImmBack, Jgt64RegBack, s::jgt64),
+        (0x35, 0x3d, Jge64Imm, Jge64Reg, Jge64ImmBack, Jge64RegBack, s::jge64),
+        (0x45, 0x4d, Jset64Imm, Jset64Reg, Jset64ImmBack, Jset64RegBack, s::jset64),
+        (0x55, 0x5d, Jne64Imm, Jne64Reg, Jne64ImmBack, Jne64RegBack, s::jne64),
+        (0x65, 0x6d, Jsgt64Imm, Jsgt64Reg, Jsgt64ImmBack, Jsgt64RegBack, s::jsgt64),
+        (0x75, 0x7d, Jsge64Imm, Jsge64Reg, Jsge64ImmBack, Jsge64RegBack, s::jsge64),
+        (0xa5, 0xad, Jlt64Imm, Jlt64Reg, Jlt64ImmBack, Jlt64RegBack, s::jlt64),
+        (0xb5, 0xbd, Jle64Imm, Jle64Reg, Jle64ImmBack, Jle64RegBack, s::jle64),
+        (0xc5, 0xcd, Jslt64Imm, Jslt64Reg, Jslt64ImmBack, Jslt64RegBack, s::jslt64),
+        (0xd5, 0xdd, Jsle64Imm, Jsle64Reg, Jsle64ImmBack, Jsle64RegBack, s::jsle64),
+        (0x16, 0x1e, Jeq32Imm, Jeq32Reg, Jeq32ImmBack, Jeq32RegBack, s::jeq32),
+        (0x26, 0x2e, Jgt32Imm, Jgt32Reg, Jgt32ImmBack, Jgt32RegBack, s::jgt32),
+        (0x36, 0x3e, Jge32Imm, Jge32Reg, Jge32ImmBack, Jge32RegBack, s::jge32),
+        (0x46, 0x4e, Jset32Imm, Jset32Reg, Jset32ImmBack, Jset32RegBack, s::jset32),
+        (0x56, 0x5e, Jne32Imm, Jne32Reg, Jne32ImmBack, Jne32RegBack, s::jne32),
+        (0x66, 0x6e, Jsgt32Imm, Jsgt32Reg, Jsgt32ImmBack, Jsgt32RegBack, s::jsgt32),
+        (0x76, 0x7e, Jsge32Imm, Jsge32Reg, Jsge32ImmBack, Jsge32RegBack, s::jsge32),
+        (0xa6, 0xae, Jlt32Imm, Jlt32Reg, Jlt32ImmBack, Jlt32RegBack, s::jlt32),
+        (0xb6, 0xbe, Jle32Imm, Jle32Reg, Jle32ImmBack, Jle32RegBack, s::jle32),
+        (0xc6, 0xce, Jslt32Imm, Jslt32Reg, Jslt32ImmBack, Jslt32RegBack, s::jslt32),
+        (0xd6, 0xde, Jsle32Imm, Jsle32Reg, Jsle32ImmBack, Jsle32RegBack, s::jsle32),
+    ],
+}
 
 /// One decoded instruction slot (16 bytes). Which fields mean what depends on the
 /// operation: `aux` holds a jump or call target (absolute), a memory offset (`i32`) or a
@@ -519,189 +671,24 @@ impl AddJlt {
     }
 }
 
-/// Runs decoded `slots` to completion and returns `r0`; the contract is the reference
-/// interpreter's ([`interp::run`]).
-fn run(
-    slots: &[Slot],
-    local_calls: bool,
-    helpers: &Helpers,
-    memory: &mut Memory,
-    config: &Config,
-) -> Result<u64, RunError> {
-    let (table, mut reg) = interp::enter(memory, local_calls)?;
-    let mut calls = CallStack::new(config, memory);
-    let mut fuel_left = config.fuel;
-    let mut pc: usize = 0;
-    loop {
-        let Some(&slot) = slots.get(pc) else {
-            return Err(RunError::InvalidInstruction { pc: pc as u32 });
-        };
-        let d = (slot.dst & 0x0f) as usize;
-        let sr = (slot.src & 0x0f) as usize;
-        let off = slot.aux as i32 as i64 as u64;
-
-        // `d += operand; if a < b goto target`, charging the jump's fuel on a back edge.
-        macro_rules! add_jlt {
-            ($operand:expr, $back:expr) => {{
-                reg[d] = s::add64(reg[d], $operand);
-                if $back {
-                    burn(&mut fuel_left, AddJlt::charge(slot.imm), pc + 1)?;
-                }
-                let (a, b) = AddJlt::registers(slot.imm);
-                pc = if s::jlt64(reg[a], reg[b]) { slot.aux as usize } else { pc + 2 };
-            }};
-        }
-
-        macro_rules! dispatch {
-            (
-                binary: [$(($bic:literal, $bi:ident, $brc:literal, $br:ident, $bf:path)),* $(,)?],
-                division: [$(($dic:literal, $drc:literal, $dui:ident, $dur:ident, $dsi:ident, $dsr:ident,
-                    $duf:path, $dsf:path)),* $(,)?],
-                unary: [$(($u:ident, $uf:path)),* $(,)?],
-                moves: [$(($m:ident, $mf:path)),* $(,)?],
-                loads: [$(($lc:literal, $l:ident, $ls:literal, $lf:path)),* $(,)?],
-                stores: [$(($sic:literal, $si:ident, $src:literal, $sr:ident, $ss:literal)),* $(,)?],
-                three_address: [$(($tic:literal, $ti:ident, $trc:literal, $tr:ident, $tf:path)),* $(,)?],
-                indexed_loads: [$(($xc:literal, $x:ident, $xs:literal)),* $(,)?],
-                shifted_loads: [$(($yc:literal, $y:ident, $ys:literal)),* $(,)?],
-                jumps: [$(($jic:literal, $jrc:literal, $ji:ident, $jr:ident, $jib:ident, $jrb:ident,
-                    $jf:path)),* $(,)?],
-            ) => {
-                match slot.op {
-                    $(
-                        Op::$bi => { reg[d] = $bf(reg[d], slot.imm); pc += 1; }
-                        Op::$br => { reg[d] = $bf(reg[d], reg[sr]); pc += 1; }
-                    )*
-                    $(
-                        Op::$dui => { reg[d] = $duf(reg[d], slot.imm); pc += 1; }
-                        Op::$dur => { reg[d] = $duf(reg[d], reg[sr]); pc += 1; }
-                        Op::$dsi => { reg[d] = $dsf(reg[d], slot.imm); pc += 1; }
-                        Op::$dsr => { reg[d] = $dsf(reg[d], reg[sr]); pc += 1; }
-                    )*
-                    $(Op::$u => { reg[d] = $uf(reg[d]); pc += 1; })*
-                    $(Op::$m => { reg[d] = $mf(reg[sr]); pc += 1; })*
-                    $(
-                        Op::$l => {
-                            let addr = reg[sr].wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $ls) else {
-                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
-                            };
-                            reg[d] = $lf(v);
-                            pc += 1;
-                        }
-                    )*
-                    $(
-                        Op::$si => {
-                            let addr = reg[d].wrapping_add(off);
-                            if memory.store_in(&table, addr, $ss, slot.imm).is_none() {
-                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
-                            }
-                            pc += 1;
-                        }
-                        Op::$sr => {
-                            let addr = reg[d].wrapping_add(off);
-                            if memory.store_in(&table, addr, $ss, reg[sr]).is_none() {
-                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
-                            }
-                            pc += 1;
-                        }
-                    )*
-                    $(
-                        Op::$ji => pc = if $jf(reg[d], slot.imm) { slot.aux as usize } else { pc + 1 },
-                        Op::$jr => pc = if $jf(reg[d], reg[sr]) { slot.aux as usize } else { pc + 1 },
-                        Op::$jib => {
-                            burn(&mut fuel_left, slot.imm >> 32, pc)?;
-                            pc = if $jf(reg[d], packed_imm(slot.imm)) { slot.aux as usize } else { pc + 1 };
-                        }
-                        Op::$jrb => {
-                            burn(&mut fuel_left, slot.imm, pc)?;
-                            pc = if $jf(reg[d], reg[sr]) { slot.aux as usize } else { pc + 1 };
-                        }
-                    )*
-                    $(
-                        Op::$ti => { reg[d] = $tf(reg[sr], slot.imm); pc += 2; }
-                        Op::$tr => { reg[d] = $tf(reg[sr], reg[slot.aux as usize & 0x0f]); pc += 2; }
-                    )*
-                    $(
-                        Op::$x => {
-                            let base = reg[sr].wrapping_add(reg[(slot.imm >> 8) as usize & 0x0f]);
-                            reg[slot.imm as usize & 0x0f] = base;
-                            let addr = base.wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $xs) else {
-                                return Err(RunError::MemoryFault { pc: (pc + 2) as u32, addr });
-                            };
-                            reg[d] = v;
-                            pc += 3;
-                        }
-                    )*
-                    $(
-                        Op::$y => {
-                            let addr = reg[sr].wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $ys) else {
-                                return Err(RunError::MemoryFault { pc: pc as u32, addr });
-                            };
-                            reg[d] = s::lsh64(v, slot.imm);
-                            pc += 2;
-                        }
-                    )*
-                    Op::MovMov => {
-                        reg[d] = reg[sr];
-                        reg[slot.aux as usize & 0x0f] = reg[slot.imm as usize & 0x0f];
-                        pc += 2;
-                    }
-                    Op::MovImmMovImm => {
-                        reg[d] = packed_imm(slot.imm);
-                        reg[slot.aux as usize & 0x0f] = packed_imm(slot.imm >> 32);
-                        pc += 2;
-                    }
-                    Op::AddImmJlt => add_jlt!(packed_imm(slot.imm), false),
-                    Op::AddImmJltBack => add_jlt!(packed_imm(slot.imm), true),
-                    Op::AddRegJlt => add_jlt!(reg[sr], false),
-                    Op::AddRegJltBack => add_jlt!(reg[sr], true),
-                    Op::MovImm => {
-                        reg[d] = slot.imm;
-                        pc += 1;
-                    }
-                    Op::Nop => pc += 1,
-                    Op::Lddw => {
-                        reg[d] = slot.imm;
-                        pc += 2;
-                    }
-                    Op::Atomic32 | Op::Atomic64 => {
-                        let size = if slot.op == Op::Atomic64 { 8 } else { 4 };
-                        let addr = reg[d].wrapping_add(off);
-                        interp::atomic_op(memory, &table, &mut reg, addr, size, slot.imm as i32, sr, pc)?;
-                        pc += 1;
-                    }
-                    Op::Ja => pc = slot.aux as usize,
-                    Op::JaBack => {
-                        burn(&mut fuel_left, slot.imm, pc)?;
-                        pc = slot.aux as usize;
-                    }
-                    Op::CallLocal => {
-                        burn(&mut fuel_left, slot.imm, pc)?;
-                        calls.call(&mut reg, pc, pc + 1)?;
-                        pc = slot.aux as usize;
-                    }
-                    Op::CallHelper => {
-                        interp::call_helper(helpers.at(slot.aux as usize), slot.imm, memory, &mut reg, pc)?;
-                        pc += 1;
-                    }
-                    Op::CallX => {
-                        let id = reg[d];
-                        interp::call_helper(helpers.get(id), id, memory, &mut reg, pc)?;
-                        pc += 1;
-                    }
-                    Op::Exit => match calls.exit(&mut reg) {
-                        None => return Ok(reg[0]),
-                        Some(return_pc) => pc = return_pc,
-                    },
-                    Op::Invalid => return Err(RunError::InvalidInstruction { pc: pc as u32 }),
-                }
-            };
-        }
-        for_each_op!(dispatch);
+/// `d += operand; if a < b goto target` (see [`AddJlt`]), charging the jump's fuel on a back
+/// edge; returns the next pc.
+#[inline(always)]
+fn add_jlt(
+    reg: &mut interp::Registers,
+    fuel_left: &mut u64,
+    slot: &Slot,
+    pc: usize,
+    operand: u64,
+    back: bool,
+) -> Result<usize, RunError> {
+    let d = (slot.dst & 0x0f) as usize;
+    reg[d] = s::add64(reg[d], operand);
+    if back {
+        burn(fuel_left, AddJlt::charge(slot.imm), pc + 1)?;
     }
+    let (a, b) = AddJlt::registers(slot.imm);
+    Ok(if s::jlt64(reg[a], reg[b]) { slot.aux as usize } else { pc + 2 })
 }
 
 /// Where a [`FastProgram`]'s slots live.

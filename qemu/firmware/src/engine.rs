@@ -1,11 +1,15 @@
 //! Every use of tessera's API in the images, in one place: load (validate) a program, run
-//! it through the interpreter, count what it executes, compile it into the code region and
-//! run the generated code. The rest of the firmware sees only these types.
+//! it through the reference interpreter, count what it executes, decode it for the fast
+//! interpreter and run that, compile it into the code region and run the generated code.
+//! The rest of the firmware sees only these types.
 
 pub use tessera::ebpf::Error;
-use tessera::ebpf::{Helper, Helpers, Memory, Vm, interp};
+use tessera::ebpf::fast_interp::Slot;
 #[cfg(feature = "jit")]
-use tessera::jit::{CodeBuffer, Fixup, Scratch};
+use tessera::ebpf::jit::Scratch;
+use tessera::ebpf::{FastProgram, Helper, Helpers, Memory, Vm, interp};
+#[cfg(feature = "jit")]
+use tessera::jit::{CodeBuffer, Fixup};
 
 /// Nine 512-byte frames: the entry frame and eight nested local calls.
 pub const STACK_SIZE: usize = 512 * 9;
@@ -26,13 +30,34 @@ impl Default for Stack {
     }
 }
 
-/// Label and fix-up scratch for one compilation, in static memory (no heap, and off the
-/// stack): enough for programs of `MAX_SLOTS` slots.
+/// The slots a program decodes into for the fast interpreter (one per instruction slot; the
+/// suite's programs have at most a few dozen).
+pub const MAX_DECODED_SLOTS: usize = 256;
+
+/// Decoded slots for the fast interpreter, provided by the caller (no heap), like [`Stack`].
+pub struct SlotBuffer([Slot; MAX_DECODED_SLOTS]);
+
+impl SlotBuffer {
+    pub const fn new() -> SlotBuffer {
+        SlotBuffer([Slot::EMPTY; MAX_DECODED_SLOTS])
+    }
+}
+
+impl Default for SlotBuffer {
+    fn default() -> SlotBuffer {
+        SlotBuffer::new()
+    }
+}
+
+/// Scratch for one compilation, in static memory (no heap, and off the stack): labels,
+/// fix-ups and provenance words for programs of `MAX_SLOTS` slots (what
+/// `tessera::ebpf::ScratchSize` asks of them; `compile_into` checks it).
 #[cfg(feature = "jit")]
 const MAX_SLOTS: usize = 2048;
 #[cfg(feature = "jit")]
-static SCRATCH: spin::Mutex<([u32; 2 * MAX_SLOTS], [Fixup; 2 * MAX_SLOTS + 1])> =
-    spin::Mutex::new(([0; 2 * MAX_SLOTS], [Fixup::EMPTY; 2 * MAX_SLOTS + 1]));
+#[allow(clippy::type_complexity)]
+static SCRATCH: spin::Mutex<([u32; 2 * MAX_SLOTS], [Fixup; 2 * MAX_SLOTS + 1], [u64; 2 * MAX_SLOTS.div_ceil(64)])> =
+    spin::Mutex::new(([0; 2 * MAX_SLOTS], [Fixup::EMPTY; 2 * MAX_SLOTS + 1], [0; 2 * MAX_SLOTS.div_ceil(64)]));
 
 /// The conformance suite's helper 5: returns its first argument.
 static HELPERS: [Helper; 1] = [Helper { id: 5, func: |_, a, _, _, _, _| a }];
@@ -56,11 +81,15 @@ impl Loaded<'_> {
 
     /// [`Loaded::interpret`], also returning the number of eBPF instructions executed.
     pub fn count_executed(&self, context: &mut [u8], stack: &mut Stack) -> (Result<u64, Error>, u64) {
-        let (r1, r2) = (context.as_ptr() as u64, context.len() as u64);
         let mut memory = Memory::new(&mut stack.0, context, &mut []);
         let (result, executed) =
-            interp::run_counting(self.vm.program(), &Helpers::new(&HELPERS), &mut memory, r1, r2, self.vm.config());
+            interp::run_counting(self.vm.program(), &Helpers::new(&HELPERS), &mut memory, self.vm.config());
         (result.map_err(Error::from), executed)
+    }
+
+    /// Decodes the program for the fast interpreter into `buffer`.
+    pub fn decode<'b>(&self, buffer: &'b mut SlotBuffer) -> Result<Decoded<'_, 'b>, Error> {
+        Ok(Decoded { fast: self.vm.prepare_fast_in(&mut buffer.0)? })
     }
 
     /// Compiles for this machine into `region` (replacing what it held before).
@@ -72,9 +101,22 @@ impl Loaded<'_> {
         // so code is never rewritten while a handle to it exists.
         let mut buffer = unsafe { CodeBuffer::executable(&mut region.memory[..]) };
         let mut scratch = SCRATCH.lock();
-        let (labels, fixups) = &mut *scratch;
-        let jit = self.vm.compile_into(&mut buffer, Scratch { labels, fixups })?;
+        let (labels, fixups, words) = &mut *scratch;
+        let jit = self.vm.compile_into(&mut buffer, Scratch { labels, fixups, words })?;
         Ok(Compiled { jit })
+    }
+}
+
+/// A program decoded for the fast interpreter, in a [`SlotBuffer`] it borrows.
+pub struct Decoded<'p, 'b> {
+    fast: FastProgram<'p, 'static, 'b>,
+}
+
+impl Decoded<'_, '_> {
+    /// Runs the fast interpreter with r1 = `context`, r2 = its length.
+    pub fn run(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
+        Ok(self.fast.run(&mut memory)?)
     }
 }
 
