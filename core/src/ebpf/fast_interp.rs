@@ -170,7 +170,8 @@ macro_rules! interpreter {
             memory: &mut Memory,
             config: &Config,
         ) -> Result<u64, RunError> {
-            let (table, mut reg) = interp::enter(memory, local_calls)?;
+            let mut table = interp::EMPTY_TABLE;
+            let mut reg = interp::enter(memory, local_calls, &mut table)?;
             let mut calls = CallStack::new(config, memory);
             let mut fuel_left = config.fuel;
             let mut pc: usize = 0;

@@ -15,7 +15,7 @@
 //!   restores them and zeroes r1..r5 (r0 is the callee's result);
 //! - atomics: bounds (as a write) first, then natural alignment.
 
-use tessera_stencils::abi::{FRAME_SIZE, MAP_HANDLE};
+use tessera_stencils::abi::{FRAME_SIZE, MAP_HANDLE, RegionEntry, region};
 use tessera_stencils::semantics as s;
 
 use super::error::RunError;
@@ -51,19 +51,26 @@ impl Default for Config {
 /// go out of bounds; the validator guarantees only r0..r10 are named.
 pub(crate) type Registers = [u64; 16];
 
+/// An empty region table (`RegionEntry::default()` everywhere: no access allowed), for
+/// [`enter`] to fill.
+pub(crate) const EMPTY_TABLE: Table =
+    [RegionEntry { host: 0, read_end: [0; 4], write_end: [0; 4], len: 0, mask: 0, read_limit: 0, write_limit: 0 };
+        region::COUNT];
+
 /// Everything a run does before its first instruction: checks the stack, builds the region
-/// table, zeroes the frames the run may touch and sets the entry registers (r1 = the
-/// context's address, r2 = its length, r10 = the end of the stack).
+/// table into `table` (from [`EMPTY_TABLE`]), zeroes the frames the run may touch and
+/// returns the entry registers (r1 = the context's address, r2 = its length, r10 = the end
+/// of the stack).
 #[inline]
-pub(crate) fn enter(memory: &mut Memory, local_calls: bool) -> Result<(Table, Registers), RunError> {
+pub(crate) fn enter(memory: &mut Memory, local_calls: bool, table: &mut Table) -> Result<Registers, RunError> {
     memory.check_stack()?;
-    let table = memory.table()?;
+    memory.fill_table(table)?;
     memory.clear_stack(local_calls);
     let mut reg = [0u64; 16];
     reg[1] = memory.context_address();
     reg[2] = memory.context.len() as u64;
     reg[10] = memory.stack_end();
-    Ok((table, reg))
+    Ok(reg)
 }
 
 /// Spends `charge` units of `fuel` at `pc`, or stops the run when less is left.
@@ -243,7 +250,8 @@ fn run_inner<const COUNT: bool>(
     config: &Config,
     executed: &mut u64,
 ) -> Result<u64, RunError> {
-    let (table, mut reg) = enter(memory, program.has_local_calls())?;
+    let mut table = EMPTY_TABLE;
+    let mut reg = enter(memory, program.has_local_calls(), &mut table)?;
     let mut calls = CallStack::new(config, memory);
     let mut fuel_left = config.fuel;
     let mut pc: usize = 0;
@@ -586,6 +594,11 @@ mod tests {
             Ok(0x1122_3344_5566_7788)
         );
         assert_eq!(exec(&[mov(0, 0x1234), Insn::new(0xdc, 0, 0, 0, 16), EXIT]), Ok(0x3412));
+    }
+
+    #[test]
+    fn the_empty_table_allows_nothing_like_the_default_one() {
+        assert_eq!(EMPTY_TABLE, [RegionEntry::default(); region::COUNT]);
     }
 
     #[test]
