@@ -148,9 +148,9 @@ pub fn prepare<'p>(engine: Engine, program: &'p Program) -> Result<Box<dyn Runne
         },
         Engine::TesseraJit | Engine::TesseraInterp | Engine::TesseraRefInterp => {
             let mode = match engine {
-                Engine::TesseraJit => tessera_api::Engine::Jit,
-                Engine::TesseraInterp => tessera_api::Engine::FastInterpreter,
-                _ => tessera_api::Engine::Interpreter,
+                Engine::TesseraJit => tessera_api::Mode::Jit,
+                Engine::TesseraInterp => tessera_api::Mode::FastInterpreter,
+                _ => tessera_api::Mode::Interpreter,
             };
             let prepared = tessera_api::prepare(&program.bytecode, mode)?;
             Ok(Box::new(TesseraRunner { prepared, input, stack: tessera_api::new_stack() }))
@@ -166,9 +166,9 @@ pub fn compile_once(compiler: Compiler, program: &Program, scratch: &mut [u8]) -
     match compiler {
         Compiler::TesseraJit | Compiler::TesseraDecode => {
             let mode = if compiler == Compiler::TesseraJit {
-                tessera_api::Engine::Jit
+                tessera_api::Mode::Jit
             } else {
-                tessera_api::Engine::FastInterpreter
+                tessera_api::Mode::FastInterpreter
             };
             let start = Instant::now();
             let prepared = tessera_api::prepare(&program.bytecode, mode)?;

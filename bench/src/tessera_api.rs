@@ -42,7 +42,7 @@ const STACK_LEN: usize = FRAME_SIZE as usize * 9;
 
 /// How a [`Prepared`] program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
+pub enum Mode {
     /// Generated code (`Vm::compile`).
     Jit,
     /// The fast interpreter (`Vm::prepare_fast`: decoded once, then run).
@@ -51,7 +51,7 @@ pub enum Engine {
     Interpreter,
 }
 
-/// A validated program, prepared for one engine.
+/// A validated program, prepared for one mode.
 pub struct Prepared<'p> {
     vm: Vm<'p, 'static>,
     jit: Option<JitProgram<'p, 'static, 'static>>,
@@ -63,23 +63,23 @@ pub fn new_stack() -> Vec<u8> {
     vec![0; STACK_LEN]
 }
 
-/// Validates `bytecode` and prepares it for `engine`: what an embedder with `std` does to
+/// Validates `bytecode` and prepares it to run in `mode`: what an embedder with `std` does to
 /// get a runnable program from bytes. For the JIT: validation, lowering, emission into the
 /// process's code arena (no system call per program); for the fast interpreter:
 /// validation and decoding; for the reference interpreter: validation.
-pub fn prepare(bytecode: &[u8], engine: Engine) -> Result<Prepared<'_>, String> {
+pub fn prepare(bytecode: &[u8], mode: Mode) -> Result<Prepared<'_>, String> {
     let mut vm = Vm::new(bytecode, Helpers::new(&HELPERS)).map_err(|e| e.to_string())?;
     vm.set_fuel(u64::MAX);
-    let jit = match engine {
-        Engine::Jit => Some(vm.compile().map_err(|e| e.to_string())?),
+    let jit = match mode {
+        Mode::Jit => Some(vm.compile().map_err(|e| e.to_string())?),
         _ => None,
     };
-    let fast = (engine == Engine::FastInterpreter).then(|| vm.prepare_fast());
+    let fast = (mode == Mode::FastInterpreter).then(|| vm.prepare_fast());
     Ok(Prepared { vm, jit, fast })
 }
 
 impl Prepared<'_> {
-    /// Runs the engine it was prepared for with r1 = `context`, r2 = its length, on `stack`
+    /// Runs in the mode it was prepared for, with r1 = `context`, r2 = its length, on `stack`
     /// (from [`new_stack`]).
     pub fn run(&mut self, context: &mut [u8], stack: &mut [u8]) -> Result<u64, String> {
         let mut memory = Memory::new(stack, context, &mut []);

@@ -187,10 +187,9 @@ impl<'r, 'm> Memory<'r, 'm> {
         Ok(table)
     }
 
-    /// [`Memory::table`] into `table`, which must hold only default entries (the regions
-    /// a run does not have stay so): the
-    /// interpreters build it in their own frame, where moving 1 KiB out of a `Result` would
-    /// cost as much as a short run.
+    /// [`Memory::table`] into `table`, which must hold only default entries (the regions a
+    /// run does not have stay so). The interpreters build it in their own frame: moving
+    /// 1 KiB out of a `Result` costs as much as a short run.
     pub(crate) fn fill_table(&mut self, table: &mut Table) -> Result<(), RunError> {
         let count = region::FIRST_MAP as usize + self.maps.len() + self.regions.len();
         if count > region::COUNT {

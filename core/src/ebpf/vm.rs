@@ -10,14 +10,17 @@
 //! let (mut stack, mut ctx) = ([0u8; 512 * 9], [0u8; 4]);
 //! let mut memory = Memory::new(&mut stack, &mut ctx, &mut []);
 //! assert_eq!(jit.run(&mut memory), Ok(5));
-//! assert_eq!(vm.interpret(&mut memory), Ok(5));
+//! assert_eq!(vm.interpret(&mut memory), Ok(5));         // the reference interpreter
+//! let fast = vm.prepare_fast();                         // decoded once, for the fast one
+//! assert_eq!(fast.run(&mut memory), Ok(5));
 //! # }
 //! ```
 //!
 //! Without `std`, compile into caller memory with [`Vm::compile_into`] (a [`CodeBuffer`]
 //! the embedder vouches is executable, and [`Scratch`] sized by [`Vm::scratch_size`]); the
 //! [`JitProgram`] it returns runs the same way. [`Vm::emit_for`] emits for any ISA, from any
-//! host, without running.
+//! host, without running. Where memory cannot be made executable, [`Vm::prepare_fast_in`]
+//! decodes for the fast interpreter into caller memory.
 
 #[cfg(feature = "jit")]
 use tessera_jit::{Allocation, CodeBuffer, Isa};
@@ -123,7 +126,8 @@ impl<'p, 'h> Vm<'p, 'h> {
     }
 
     /// Runs in `mode` with r1 = the context's address, r2 = its length; `Mode::Jit`
-    /// compiles into the process's code arena on first use and keeps the code.
+    /// compiles into the process's code arena on first use and keeps the code,
+    /// `Mode::FastInterpreter` decodes on first use and keeps the slots.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     pub fn run(&mut self, mode: Mode, memory: &mut Memory) -> Result<u64, super::Error> {
         match mode {
