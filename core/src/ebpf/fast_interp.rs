@@ -889,6 +889,68 @@ mod tests {
         assert_eq!(both(&forward, 0, &[]).0, Ok(7));
     }
 
+    /// A program with maps: a map handle (`lddw` src 1) for `map_lookup_elem`, a store into
+    /// the value found, a map value's address (`lddw` src 2) and a load there at `offset`.
+    /// Every mode gives the same result (or fault) and leaves the same map values.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn map_loads_and_helpers_like_the_reference() {
+        use crate::ebpf::Mode;
+        use crate::ebpf::helpers::standard::STANDARD;
+        use crate::ebpf::maps::{Map, MapDef, MapName, MapType};
+        let def = MapDef::new(MapType::Array.raw(), 4, 12, 3, 0, MapName::new("m")).unwrap();
+        let defs = [def];
+        for (offset, want) in [(0, Ok(9 + 77)), (6, Err(RunError::MemoryFault { pc: 11, addr: (3 << 32) + 10 }))] {
+            let prog = [
+                Insn::new(0x62, 10, 0, -4, 1), // *(u32 *)(r10 - 4) = 1 (the key)
+                Insn::new(op::LDDW, 1, pseudo::LDDW_MAP_FD, 0, 0),
+                Insn::new(0, 0, 0, 0, 0),
+                mov(2, 10),
+                Insn::new(ADD64_IMM, 2, 0, 0, -4),
+                Insn::new(op::CALL, 0, 0, 0, 1), // map_lookup_elem(map 0, &key)
+                Insn::new(0x62, 0, 0, 0, 77),    // *(u32 *)(value 1) = 77
+                Insn::new(0x61, 5, 0, 0, 0),
+                Insn::new(op::LDDW, 3, pseudo::LDDW_MAP_VALUE, 0, 0),
+                Insn::new(0, 0, 0, 0, 4), // value 0, byte 4
+                mov_imm(0, 0),
+                Insn::new(0x61, 4, 3, offset, 0),
+                Insn::new(0xbf, 0, 4, 0, 0),
+                Insn::new(0x0f, 0, 5, 0, 0),
+                EXIT,
+            ];
+            let (buf, n) = bytes(&prog);
+            let mut vm = Vm::with_maps(&buf[..n], &defs, Helpers::new(&STANDARD)).unwrap();
+            let mut modes = alloc::vec![Mode::Interpreter, Mode::FastInterpreter];
+            if cfg!(all(feature = "jit", feature = "std", target_os = "linux")) {
+                modes.push(Mode::Jit);
+            }
+            let mut outcomes = alloc::vec::Vec::new();
+            for mode in modes {
+                let mut maps = [Map::new(def).unwrap()];
+                maps[0].values_mut()[4] = 9;
+                let mut stack = [0u8; 512];
+                let mut memory = Memory::new(&mut stack, &mut [], &mut []).with_maps(&mut maps);
+                let result = run_mode(&mut vm, mode, &mut memory);
+                outcomes.push((result, maps[0].values().to_vec()));
+            }
+            assert_eq!(outcomes[0].0, want.map_err(crate::ebpf::Error::from), "offset {offset}");
+            assert!(outcomes.iter().all(|o| *o == outcomes[0]), "offset {offset}: {outcomes:?}");
+            assert_eq!(outcomes[0].1[16], 77, "the helper found value 1");
+        }
+    }
+
+    /// Runs `vm` in `mode`: `Vm::run` where it exists, else the interpreters directly.
+    #[cfg(feature = "alloc")]
+    fn run_mode(vm: &mut Vm, mode: crate::ebpf::Mode, memory: &mut Memory) -> Result<u64, crate::ebpf::Error> {
+        #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+        return vm.run(mode, memory);
+        #[cfg(not(all(feature = "jit", feature = "std", target_os = "linux")))]
+        match mode {
+            crate::ebpf::Mode::FastInterpreter => Ok(vm.prepare_fast().run(memory)?),
+            _ => Ok(vm.interpret(memory)?),
+        }
+    }
+
     fn add(_: &mut Memory, a: u64, b: u64, _: u64, _: u64, _: u64) -> u64 {
         a + b
     }
