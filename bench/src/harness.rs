@@ -119,7 +119,7 @@ pub fn prepare_and_check<'p>(
     engines: &[Engine],
 ) -> Result<(Vec<(Engine, Result<Box<dyn Runner + 'p>, String>)>, u64), Mismatch> {
     let mut runners: Vec<_> = engines.iter().map(|&e| (e, engines::prepare(e, program))).collect();
-    let reference = if program.native.is_some() { Engine::Native } else { Engine::TesseraInterp };
+    let reference = if program.native.is_some() { Engine::Native } else { Engine::TesseraRefInterp };
     let expected = match runners.iter_mut().find(|(e, _)| *e == reference) {
         Some((_, Ok(runner))) => match runner.run(&program.input).0 {
             Ok(r0) => r0,

@@ -9,24 +9,29 @@ use crate::engines::{Compiler, Engine};
 use crate::harness::{ProgramReport, Stats, geomean};
 
 /// The ratios reported per program and as geometric means: (numerator, denominator).
-pub const RUN_RATIOS: [(Engine, Engine); 6] = [
+/// `tessera-interp` is the fast interpreter; `tessera-refint` the reference one.
+pub const RUN_RATIOS: [(Engine, Engine); 8] = [
     (Engine::TesseraJit, Engine::RbpfJit),
     (Engine::TesseraJit, Engine::SbpfJit),
     (Engine::TesseraInterp, Engine::SbpfInterp),
     (Engine::TesseraInterp, Engine::RbpfInterp),
+    (Engine::TesseraRefInterp, Engine::SbpfInterp),
+    (Engine::TesseraInterp, Engine::TesseraRefInterp),
     (Engine::TesseraJit, Engine::TesseraInterp),
     (Engine::RbpfJit, Engine::SbpfJit),
 ];
-pub const COMPILE_RATIOS: [(Compiler, Compiler); 3] = [
+pub const COMPILE_RATIOS: [(Compiler, Compiler); 4] = [
     (Compiler::RbpfJit, Compiler::TesseraJit),
     (Compiler::SbpfJit, Compiler::TesseraJit),
     (Compiler::TesseraJit, Compiler::TesseraEmit),
+    (Compiler::TesseraDecode, Compiler::TesseraJit),
 ];
 
 /// Engines compared with native C.
-const VS_NATIVE: [Engine; 6] = [
+const VS_NATIVE: [Engine; 7] = [
     Engine::TesseraJit,
     Engine::TesseraInterp,
+    Engine::TesseraRefInterp,
     Engine::RbpfJit,
     Engine::RbpfInterp,
     Engine::SbpfJit,
@@ -130,8 +135,11 @@ pub fn render_tables(reports: &[ProgramReport]) -> String {
         }
         out.push('\n');
     }
-    let _ =
-        writeln!(out, "(names: t = tessera, r = rbpf, s = sbpf; -jit/-int = JIT/interpreter; -emit = compile_into)");
+    let _ = writeln!(
+        out,
+        "(names: t = tessera, r = rbpf, s = sbpf; -jit/-int = JIT/interpreter; -emit = compile_into;\n\
+         t-int = tessera's fast interpreter, t-refint = its reference interpreter)"
+    );
 
     // Why an engine did not take part, once per program and reason.
     let mut rejected: Vec<(String, Vec<String>, String)> = Vec::new();
@@ -185,7 +193,7 @@ pub fn render_tables(reports: &[ProgramReport]) -> String {
     out
 }
 
-/// The three closing lines.
+/// The three closing lines, and which interpreter the last one measures.
 pub fn render_summary(reports: &[ProgramReport]) -> String {
     let mut out = String::new();
     let summary = [
@@ -206,6 +214,7 @@ pub fn render_summary(reports: &[ProgramReport]) -> String {
         let value = g.map(|(g, _)| format!("{g:.3}")).unwrap_or_else(|| "n/a".into());
         let _ = writeln!(out, "geomean {name} = {value}");
     }
+    let _ = writeln!(out, "(tessera-interp is the fast interpreter; the reference interpreter is tessera-refint)");
     out
 }
 
@@ -294,7 +303,8 @@ pub fn write_svg(path: &Path, reports: &[ProgramReport]) -> Result<(), Box<dyn s
             Compiler::TesseraJit => engine_color(Engine::TesseraJit),
             Compiler::RbpfJit => engine_color(Engine::RbpfJit),
             Compiler::SbpfJit => engine_color(Engine::SbpfJit),
-            Compiler::TesseraEmit => engine_color(Engine::TesseraInterp),
+            Compiler::TesseraEmit => engine_color(Engine::TesseraRefInterp),
+            Compiler::TesseraDecode => engine_color(Engine::TesseraInterp),
         })
         .collect();
     grouped_bars(
@@ -315,7 +325,8 @@ pub fn write_svg(path: &Path, reports: &[ProgramReport]) -> Result<(), Box<dyn s
 fn engine_color(engine: Engine) -> RGBColor {
     match engine {
         Engine::TesseraJit => RGBColor(0x1f, 0x77, 0xb4),
-        Engine::TesseraInterp => RGBColor(0xae, 0xc7, 0xe8),
+        Engine::TesseraInterp => RGBColor(0x6b, 0xae, 0xd6),
+        Engine::TesseraRefInterp => RGBColor(0xc6, 0xdb, 0xef),
         Engine::RbpfJit => RGBColor(0xd6, 0x27, 0x28),
         Engine::RbpfInterp => RGBColor(0xff, 0x98, 0x96),
         Engine::SbpfJit => RGBColor(0x2c, 0xa0, 0x2c),

@@ -3,7 +3,7 @@
 
 use tessera::CodeBuffer;
 use tessera::ebpf::jit::OwnedScratch;
-use tessera::ebpf::{Helper, Helpers, JitProgram, Memory, Vm};
+use tessera::ebpf::{FastProgram, Helper, Helpers, JitProgram, Memory, Vm};
 pub use tessera_arch::Isa;
 use tessera_stencils::abi::FRAME_SIZE;
 
@@ -40,44 +40,55 @@ impl HelperSet {
 /// plus the entry frame.
 const STACK_LEN: usize = FRAME_SIZE as usize * 9;
 
-/// A validated program compiled for the host, ready to run in either mode.
-pub struct Compiled<'p> {
-    vm: Vm<'p, 'static>,
-    jit: Option<JitProgram<'p, 'static, 'static>>,
+/// How a [`Prepared`] program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Generated code (`Vm::compile`).
+    Jit,
+    /// The fast interpreter (`Vm::prepare_fast`: decoded once, then run).
+    FastInterpreter,
+    /// The reference interpreter (`Vm::interpret`).
+    Interpreter,
 }
 
-/// A zeroed stack for [`Compiled::run`] (allocated by the caller, outside compile timing).
+/// A validated program, prepared for one mode.
+pub struct Prepared<'p> {
+    vm: Vm<'p, 'static>,
+    jit: Option<JitProgram<'p, 'static, 'static>>,
+    fast: Option<FastProgram<'p, 'static, 'static>>,
+}
+
+/// A zeroed stack for [`Prepared::run`] (allocated by the caller, outside compile timing).
 pub fn new_stack() -> Vec<u8> {
     vec![0; STACK_LEN]
 }
 
-/// Validates `bytecode` and compiles it into the process's code arena: what an embedder
-/// with `std` does to get runnable code from bytes (validation, lowering, emission; no
-/// system call per program).
-pub fn compile(bytecode: &[u8]) -> Result<Compiled<'_>, String> {
+/// Validates `bytecode` and prepares it to run in `mode`: what an embedder with `std` does to
+/// get a runnable program from bytes. For the JIT: validation, lowering, emission into the
+/// process's code arena (no system call per program); for the fast interpreter:
+/// validation and decoding; for the reference interpreter: validation.
+pub fn prepare(bytecode: &[u8], mode: Mode) -> Result<Prepared<'_>, String> {
     let mut vm = Vm::new(bytecode, Helpers::new(&HELPERS)).map_err(|e| e.to_string())?;
     vm.set_fuel(u64::MAX);
-    let jit = vm.compile().map_err(|e| e.to_string())?;
-    Ok(Compiled { vm, jit: Some(jit) })
+    let jit = match mode {
+        Mode::Jit => Some(vm.compile().map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let fast = (mode == Mode::FastInterpreter).then(|| vm.prepare_fast());
+    Ok(Prepared { vm, jit, fast })
 }
 
-/// Validates `bytecode` only (for the interpreter, which needs no compilation).
-pub fn validate(bytecode: &[u8]) -> Result<Compiled<'_>, String> {
-    let mut vm = Vm::new(bytecode, Helpers::new(&HELPERS)).map_err(|e| e.to_string())?;
-    vm.set_fuel(u64::MAX);
-    Ok(Compiled { vm, jit: None })
-}
-
-impl Compiled<'_> {
-    /// Runs the generated code (`jit`) or the interpreter with r1 = `context`, r2 = its
-    /// length, on `stack` (from [`new_stack`]).
-    pub fn run(&mut self, jit: bool, context: &mut [u8], stack: &mut [u8]) -> Result<u64, String> {
+impl Prepared<'_> {
+    /// Runs in the mode it was prepared for, with r1 = `context`, r2 = its length, on `stack`
+    /// (from [`new_stack`]).
+    pub fn run(&mut self, context: &mut [u8], stack: &mut [u8]) -> Result<u64, String> {
         let mut memory = Memory::new(stack, context, &mut []);
-        match (jit, &self.jit) {
-            (true, Some(compiled)) => compiled.run(&mut memory).map_err(|e| e.to_string()),
-            (true, None) => Err("not compiled".into()),
-            (false, _) => self.vm.interpret(&mut memory).map_err(|e| e.to_string()),
-        }
+        let result = match (&self.jit, &self.fast) {
+            (Some(jit), _) => jit.run(&mut memory),
+            (None, Some(fast)) => fast.run(&mut memory),
+            (None, None) => self.vm.interpret(&mut memory),
+        };
+        result.map_err(|e| e.to_string())
     }
 
     /// Bytes of generated code.

@@ -1,6 +1,7 @@
-//! The suite's programs are correct and runnable by every engine: tessera's interpreter,
-//! tessera's JIT and the native build agree on every C program, the interpreter and the
-//! JIT agree on the generated ones, and the bytecode avoids what the peers get wrong.
+//! The suite's programs are correct and runnable by every engine: tessera's interpreters
+//! (fast and reference), tessera's JIT and the native build agree on every C program, the
+//! interpreters and the JIT agree on the generated ones, and the bytecode avoids what the
+//! peers get wrong.
 //! (Correctness only; timing is `cargo xtask bench`.)
 
 use tessera_bench::engines::Engine;
@@ -10,10 +11,10 @@ use tessera_bench::loader::{LoadError, text_of};
 use tessera_bench::programs::{C_PROGRAMS, GENERATED_SLOTS, generated};
 
 #[test]
-fn c_programs_agree_in_tessera_interpreter_jit_and_native() {
+fn c_programs_agree_in_tessera_interpreters_jit_and_native() {
     for c in &C_PROGRAMS {
         let program = c.load().unwrap_or_else(|e| panic!("{e}"));
-        let engines = [Engine::Native, Engine::TesseraInterp, Engine::TesseraJit];
+        let engines = [Engine::Native, Engine::TesseraInterp, Engine::TesseraRefInterp, Engine::TesseraJit];
         let (runners, r0) = prepare_and_check(&program, &engines).unwrap_or_else(|e| panic!("{e}"));
         for (engine, runner) in &runners {
             assert!(runner.is_ok(), "{}: {} rejects it: {:?}", program.name, engine.name(), runner.as_ref().err());
@@ -23,12 +24,12 @@ fn c_programs_agree_in_tessera_interpreter_jit_and_native() {
 }
 
 #[test]
-fn generated_programs_agree_in_tessera_interpreter_and_jit() {
+fn generated_programs_agree_in_tessera_interpreters_and_jit() {
     for slots in GENERATED_SLOTS {
         let program = generated(slots);
         assert_eq!(program.slots(), slots);
-        let (runners, _) =
-            prepare_and_check(&program, &[Engine::TesseraInterp, Engine::TesseraJit]).unwrap_or_else(|e| panic!("{e}"));
+        let engines = [Engine::TesseraRefInterp, Engine::TesseraInterp, Engine::TesseraJit];
+        let (runners, _) = prepare_and_check(&program, &engines).unwrap_or_else(|e| panic!("{e}"));
         assert!(runners.iter().all(|(_, r)| r.is_ok()), "{}: an engine rejects it", program.name);
     }
 }

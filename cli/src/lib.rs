@@ -147,9 +147,9 @@ mod tests {
     }
 
     #[test]
-    fn runs_both_modes() {
+    fn runs_every_mode() {
         let (bytes, _) = load_program(b"ldxb %r0, [%r1+1]\nadd %r0, %r2\nexit").unwrap();
-        for mode in [Mode::Interpreter, Mode::Jit] {
+        for mode in [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit] {
             assert_eq!(execute(&bytes, &mut [1, 40, 3], mode, tessera::ebpf::fuel::DEFAULT_FUEL), Ok(43));
         }
     }

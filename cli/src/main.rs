@@ -60,7 +60,7 @@ fn run_help() -> String {
     format!(
         "\
 usage: tessera run PROG [--section S | --function F] [--mem FILE | --mem-hex HEX]
-                        [--interp | --jit] [--isa x86_64|aarch64|riscv64] [--fuel N]
+                        [--interp | --fast | --jit] [--isa x86_64|aarch64|riscv64] [--fuel N]
                         [--perf-map] [--show-maps]
 
 Runs PROG and prints `r0 = <decimal> (<hex>)`.
@@ -76,7 +76,9 @@ options:
   --mem-hex HEX  context memory as hex bytes (`aa bb cc` or `aabbcc`; quote spaces).
                  r1 holds its address and r2 its length (both 0-length when absent).
   --jit          run generated native code (the default)
-  --interp       run the interpreter (the same result, or the same error, as --jit)
+  --interp       run the reference interpreter (the same result, or the same error, as
+                 --jit)
+  --fast         run the fast interpreter (pre-decoded; the same results)
   --isa ISA      run on ISA: the host's natively; another through qemu-user, by running
                  this same command with the tessera built for that ISA's Linux target
                  under `qemu-<arch> -L /usr/<arch>-linux-gnu` (its output and exit
@@ -308,6 +310,7 @@ fn run(args: Vec<String>, command_line: &[OsString]) -> Result<()> {
             "--mem" => o.mem_file = Some(args.value(opt)?),
             "--mem-hex" => o.mem_hex = Some(args.value(opt)?),
             "--interp" => o.mode = Mode::Interpreter,
+            "--fast" => o.mode = Mode::FastInterpreter,
             "--jit" => o.mode = Mode::Jit,
             "--isa" => o.isa = Some(parse_isa("run", &args.value(opt)?)?),
             "--perf-map" => o.perf_map = true,

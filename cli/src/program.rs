@@ -219,6 +219,7 @@ impl ProgramFile {
         let mut memory = Memory::new(&mut stack, context, &mut []).with_maps(maps).with_host(&mut host);
         match mode {
             Mode::Interpreter => Ok(vm.interpret(&mut memory)?),
+            Mode::FastInterpreter => vm.run(Mode::FastInterpreter, &mut memory),
             Mode::Jit => match perf {
                 None => Ok(vm.compile()?.run(&mut memory)?),
                 Some(perf) => {

@@ -48,24 +48,26 @@ impl Drop for TempDir {
 }
 
 #[test]
-fn example_runs_in_both_modes() {
+fn example_runs_in_every_mode() {
     let file = example();
     let file = file.to_str().unwrap();
     let jit = tessera(&["run", file, "--jit"]);
     let interp = tessera(&["run", file, "--interp"]);
+    let fast = tessera(&["run", file, "--fast"]);
     let default = tessera(&["run", file]);
-    for o in [&jit, &interp, &default] {
+    for o in [&jit, &interp, &fast, &default] {
         assert!(o.status.success(), "{}", stderr(o));
     }
     assert_eq!(stdout(&jit), "r0 = 500500 (0x7a314)\n");
     assert_eq!(stdout(&interp), stdout(&jit));
+    assert_eq!(stdout(&fast), stdout(&jit));
     assert_eq!(stdout(&default), stdout(&jit));
 }
 
 #[test]
 fn fuel_stops_the_example() {
     let file = example();
-    for mode in ["--jit", "--interp"] {
+    for mode in ["--jit", "--interp", "--fast"] {
         let o = tessera(&["run", file.to_str().unwrap(), mode, "--fuel", "100"]);
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains("out of fuel"), "{}", stderr(&o));
@@ -77,7 +79,7 @@ fn memory_is_passed_in_r1_and_r2() {
     let dir = TempDir::new("mem");
     let src = dir.path("mem.s");
     std::fs::write(&src, "ldxb %r0, [%r1+2]\nlsh %r0, 8\nor %r0, %r2\nexit\n").unwrap();
-    for mode in ["--jit", "--interp"] {
+    for mode in ["--jit", "--interp", "--fast"] {
         let o = tessera(&["run", &src, "--mem-hex", "aa bb 11 cc", mode]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(stdout(&o), "r0 = 4356 (0x1104)\n");

@@ -4,7 +4,7 @@
 //! or exit status 1 with our typed error on stderr.
 //!
 //! The plugin built for the host by this very `cargo test` (`CARGO_BIN_EXE_…`) always runs,
-//! in `--interp` and `--jit` mode, so the suite cannot pass by skipping everything. The
+//! in `--interp`, `--fast` and `--jit` mode, so the suite cannot pass by skipping everything. The
 //! plugins for the other Linux targets (x86_64, aarch64, riscv64: whichever are foreign) run
 //! through qemu-user when built, from `<target dir>/<triple>/debug/tessera-bpf-plugin`
 //! (the target dir is `$CARGO_TARGET_DIR`, the one this test binary lives in, or
@@ -235,7 +235,7 @@ fn plugin_conformance() {
             }
             continue;
         }
-        for mode in ["--interp", "--jit"] {
+        for mode in ["--interp", "--fast", "--jit"] {
             let (passed, failures) = run_all(t, &plugin, mode, &cases);
             let mode_name = mode.trim_start_matches('-');
             println!("\nplugin {} ({}) {mode_name}:", t.triple, plugin.display());
@@ -250,6 +250,6 @@ fn plugin_conformance() {
             }
         }
     }
-    assert_eq!(host_runs, 2, "the host plugin must run in both modes");
+    assert_eq!(host_runs, 3, "the host plugin must run in every mode");
     assert!(failed.is_empty(), "{} failures:\n{}", failed.len(), failed.join("\n"));
 }

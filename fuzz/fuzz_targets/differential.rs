@@ -1,6 +1,7 @@
 //! Long-running form of `host-tests/tests/differential.rs`: the fuzzer's bytes drive the
-//! same program generator, and the JIT must agree with the interpreter on the result or
-//! error and on every byte of memory (`tessera_host_tests::differential::check`).
+//! same program generator, and the JIT and the fast interpreter must agree with the
+//! reference interpreter on the result or error and on every byte of memory
+//! (`tessera_host_tests::differential::check`).
 //! `cargo +nightly fuzz run differential`.
 #![no_main]
 

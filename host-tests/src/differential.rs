@@ -1,9 +1,10 @@
-//! JIT against interpreter on one program, over the whole run-time surface the generated
-//! programs use ([`crate::program_gen`]): stack, context, two granted regions (one
-//! read-only), an array map whose value the program addresses directly, and helpers that
-//! read and write the program's memory. Both modes start from identical memory and must
-//! end with the same result or error and the same bytes everywhere. Shared by the
-//! property test (`tests/differential.rs`) and the cargo-fuzz target.
+//! The JIT and the fast interpreter against the reference interpreter on one program, over
+//! the whole run-time surface the generated programs use ([`crate::program_gen`]): stack,
+//! context, two granted regions (one read-only), an array map whose value the program
+//! addresses directly, and helpers that read and write the program's memory. Every mode
+//! starts from identical memory and must end with the same result or error and the same
+//! bytes everywhere. Shared by the property test (`tests/differential.rs`) and the
+//! cargo-fuzz target.
 
 use tessera::ebpf::maps::{AlignedBytes, Map, MapDef, MapName};
 use tessera::ebpf::{Error, Helper, Helpers, Insn, Memory, Mode, Region, Vm, disasm};
@@ -65,29 +66,39 @@ pub fn run(bytes: &[u8], maps: &[MapDef], mode: Mode, fuel: u64) -> Outcome {
     Outcome { result, stack, context, writable, map_values }
 }
 
-/// Runs `insns` in both modes; `Ok` with the result both agree on, `Err` (the program
-/// disassembled, and what differs) when the modes disagree.
+/// Runs `insns` in every mode; `Ok` with the result all agree on, `Err` (the program
+/// disassembled, and what differs) when a mode disagrees with the reference interpreter.
 pub fn check(insns: &[Insn], fuel: u64) -> Result<Result<u64, Error>, String> {
     let bytes = program_gen::to_bytes(insns);
     let maps = map_defs();
-    let jit = run(&bytes, &maps, Mode::Jit, fuel);
-    let interp = run(&bytes, &maps, Mode::Interpreter, fuel);
-    if jit == interp {
-        return Ok(jit.result);
-    }
-    let mut what = Vec::new();
-    if jit.result != interp.result {
-        what.push(format!("result: JIT {:?}, interpreter {:?}", jit.result, interp.result));
-    }
-    for (name, a, b) in [
-        ("stack", &jit.stack, &interp.stack),
-        ("context", &jit.context, &interp.context),
-        ("writable region", &jit.writable, &interp.writable),
-        ("map values", &jit.map_values, &interp.map_values),
-    ] {
-        if let Some(at) = a.iter().zip(b).position(|(x, y)| x != y) {
-            what.push(format!("{name} differs first at byte {at}: JIT {:#04x}, interpreter {:#04x}", a[at], b[at]));
+    let reference = run(&bytes, &maps, Mode::Interpreter, fuel);
+    for mode in [Mode::Jit, Mode::FastInterpreter] {
+        let got = run(&bytes, &maps, mode, fuel);
+        if got == reference {
+            continue;
         }
+        let mut what = Vec::new();
+        if got.result != reference.result {
+            what.push(format!("result: {mode:?} {:?}, interpreter {:?}", got.result, reference.result));
+        }
+        for (name, a, b) in [
+            ("stack", &got.stack, &reference.stack),
+            ("context", &got.context, &reference.context),
+            ("writable region", &got.writable, &reference.writable),
+            ("map values", &got.map_values, &reference.map_values),
+        ] {
+            if let Some(at) = a.iter().zip(b).position(|(x, y)| x != y) {
+                what.push(format!(
+                    "{name} differs first at byte {at}: {mode:?} {:#04x}, interpreter {:#04x}",
+                    a[at], b[at]
+                ));
+            }
+        }
+        return Err(format!(
+            "{mode:?} and the interpreter disagree ({}) on\n{}",
+            what.join("; "),
+            disasm::Disassembly(insns)
+        ));
     }
-    Err(format!("JIT and interpreter disagree ({}) on\n{}", what.join("; "), disasm::Disassembly(insns)))
+    Ok(reference.result)
 }

@@ -6,8 +6,10 @@
 //! branches, backward branches (loops that only fuel stops), loads, stores and atomics both
 //! in and out of bounds of the stack, the context, two granted regions (one read-only) and
 //! a map value, helper calls by `call` and `callx` (helpers that read and write the
-//! program's memory, and unknown ids), and local calls (including recursion deep enough to
-//! hit the call-depth limit). [`crate::differential`] gives them the memory they expect.
+//! program's memory, and unknown ids), local calls (including recursion deep enough to hit
+//! the call-depth limit), and the compiler idioms the fast interpreter runs as
+//! superinstructions, with registers that may alias. [`crate::differential`] gives the
+//! programs the memory they expect.
 
 use tessera::ebpf::Insn;
 use tessera::ebpf::insn::{alu, atomic, class, jmp, mem, op, pseudo, source};
@@ -158,10 +160,70 @@ fn helper_call(s: &mut impl Source, out: &mut Vec<Insn>) {
     }
 }
 
+/// A branch offset from `pc` in a body of `len` slots: mostly forward; backward ones make
+/// loops only fuel ends.
+fn branch_offset(s: &mut impl Source, pc: usize, len: usize) -> i16 {
+    if s.below(4) == 0 {
+        -(s.below(pc as u32 + 1) as i16) - 1
+    } else {
+        s.below(len.saturating_sub(pc + 1) as u32) as i16
+    }
+}
+
+/// The 64-bit ALU operations with a three-address superinstruction (after a `mov64`).
+const THREE_ADDRESS_OPS: [u8; 9] =
+    [alu::ADD, alu::SUB, alu::MUL, alu::OR, alu::AND, alu::LSH, alu::RSH, alu::XOR, alu::ARSH];
+
+/// clang's two-address idioms, which the fast interpreter fuses: `mov d, s; op d, x`,
+/// `mov d, base; add d, t; ldx x, [d + off]`, `add d, k; jlt d, r, target`, `mov; mov`.
+/// Registers are drawn so that they sometimes alias (`x` or `t` may be `d`, and so on).
+fn idiom(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
+    let (d, src) = (reg(s), s.below(11) as u8);
+    let mov = |d, src| Insn::new(class::ALU64 | alu::MOV | source::X, d, src, 0, 0);
+    match s.below(4) {
+        0 => {
+            out.push(mov(d, src));
+            let code = THREE_ADDRESS_OPS[s.below(THREE_ADDRESS_OPS.len() as u32) as usize];
+            if s.below(2) == 0 {
+                let imm = if matches!(code, alu::LSH | alu::RSH | alu::ARSH) { s.imm() & 63 } else { s.imm() };
+                out.push(Insn::new(class::ALU64 | code | source::K, d, 0, 0, imm));
+            } else {
+                let x = [d, src, s.below(11) as u8][s.below(3) as usize];
+                out.push(Insn::new(class::ALU64 | code | source::X, d, x, 0, 0));
+            }
+        }
+        1 => {
+            // Mostly a small index in `t` into the stack or context, so that loads succeed.
+            let (base, off) = address(s);
+            let t = [d, reg(s), reg(s)][s.below(3) as usize];
+            let index = [0, 8, 16][s.below(3) as usize];
+            if s.below(4) != 0 && t != d {
+                out.push(Insn::new(class::ALU64 | alu::MOV | source::K, t, 0, 0, index));
+            }
+            out.push(mov(d, base));
+            out.push(Insn::new(class::ALU64 | alu::ADD | source::X, d, t, 0, 0));
+            let x = [d, reg(s)][s.below(2) as usize];
+            let size = SIZES[s.below(4) as usize];
+            out.push(Insn::new(class::LDX | mem::MEM | size, x, d, off.wrapping_sub(index as i16), 0));
+        }
+        2 => {
+            out.push(Insn::new(class::ALU64 | alu::ADD | source::K, d, 0, 0, s.imm()));
+            let off = branch_offset(s, pc + 1, len);
+            out.push(Insn::new(class::JMP | jmp::JLT | source::X, d, s.below(11) as u8, off, 0));
+        }
+        _ => {
+            out.push(mov(d, src));
+            let second_dst = [d, reg(s)][s.below(2) as usize];
+            let second_src = [d, src, s.below(11) as u8][s.below(3) as usize];
+            out.push(mov(second_dst, second_src));
+        }
+    }
+}
+
 /// One straight-line or branching instruction at `pc` in a body of `len` slots.
 fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
     let dst = reg(s);
-    match s.below(16) {
+    match s.below(17) {
         0..=5 => {
             let cls = if s.below(2) == 0 { class::ALU64 } else { class::ALU };
             let code = ALU_OPS[s.below(ALU_OPS.len() as u32) as usize];
@@ -198,9 +260,7 @@ fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
             }
         }
         7 | 8 => {
-            // Conditional branch: mostly forward; backward ones make loops only fuel ends.
-            let back = s.below(4) == 0;
-            let off = if back { -(s.below(pc as u32 + 1) as i16) - 1 } else { s.below((len - pc - 1) as u32) as i16 };
+            let off = branch_offset(s, pc, len);
             let cls = if s.below(2) == 0 { class::JMP } else { class::JMP32 };
             let code = JMP_OPS[s.below(JMP_OPS.len() as u32) as usize];
             if s.below(2) == 0 {
@@ -252,6 +312,7 @@ fn body_insn(s: &mut impl Source, pc: usize, len: usize, out: &mut Vec<Insn>) {
             1 => helper_call(s, out),
             _ => region_pointer(s, dst, out),
         },
+        15 => idiom(s, pc, len, out),
         _ => {
             // lddw
             out.push(Insn::new(op::LDDW, dst, 0, 0, s.imm()));

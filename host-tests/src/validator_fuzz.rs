@@ -10,7 +10,7 @@
 //!   function, jumps out of a function, unreachable code) equals that of
 //!   [`reference_control_flow`], a slow and obvious implementation of the same rules;
 //! - an accepted program runs to the same result or error, and the same memory, in the
-//!   interpreter and the JIT.
+//!   interpreter, the fast interpreter and the JIT.
 //!
 //! A failure message carries the program disassembled.
 
@@ -277,7 +277,7 @@ pub fn check(insns: &[Insn]) -> Result<Verdict, String> {
     // One set of buffers for both runs, so addresses (r10, r1) and anything derived from
     // them compare equal.
     let (mut stack, mut context) = (vec![0u8; 512 * 9], vec![0u8; 64]);
-    let runs = [Mode::Interpreter, Mode::Jit].map(|mode| {
+    let runs = [Mode::Interpreter, Mode::Jit, Mode::FastInterpreter].map(|mode| {
         stack.fill(0);
         context.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
         let result = Vm::new(&bytes, Helpers::new(&HELPERS)).map_err(Error::from).and_then(|mut vm| {
@@ -288,6 +288,9 @@ pub fn check(insns: &[Insn]) -> Result<Verdict, String> {
     });
     if runs[0] != runs[1] {
         return Err(format!("interpreter {:?} but JIT {:?}\n{}", runs[0].0, runs[1].0, listing()));
+    }
+    if runs[0] != runs[2] {
+        return Err(format!("interpreter {:?} but fast interpreter {:?}\n{}", runs[0].0, runs[2].0, listing()));
     }
     Ok(Verdict::Accepted)
 }

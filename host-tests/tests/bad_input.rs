@@ -1,20 +1,21 @@
 //! The bad-input catalogue: every bad input we know of, each with the exact typed error it
 //! must get, and a check after each one that the VM still works (a good program validates
-//! and runs in both modes).
+//! and runs in every mode).
 //!
 //! Each entry names its input (assembly text, assembly into fixed buffers, bytecode, or
 //! bytecode with caller scratch) and the stage it must fail at: the assembler, validation,
-//! or a run (the same error in the interpreter and the JIT). Every [`AsmErrorKind`] and
-//! every [`Error`] variant must be covered by an entry, except those in [`NOT_COVERED`]
-//! (each with the reason): a new variant must be placed in [`variants!`], and a variant that
-//! gains an entry must leave [`NOT_COVERED`]. Inputs are assembly, bytecode, or a
-//! [`Input::Scenario`] that sets up the embedder's side (memory, maps, helpers, code
-//! buffers) and reports what both run modes did.
+//! or a run (the same error in the interpreter, the fast interpreter and the JIT). Every
+//! [`AsmErrorKind`] and every [`Error`] variant must be covered by an entry, except those in
+//! [`NOT_COVERED`] (each with the reason): a new variant must be placed in [`variants!`], and
+//! a variant that gains an entry must leave [`NOT_COVERED`]. Inputs are assembly, bytecode,
+//! or a [`Input::Scenario`] that sets up the embedder's side (memory, maps, helpers, code
+//! buffers) and reports what every run mode did.
 
 use std::collections::BTreeSet;
 
 use tessera::CodeBuffer;
 use tessera::ebpf::asm::{self, AsmError, AsmErrorKind, Label};
+use tessera::ebpf::fast_interp::Slot;
 use tessera::ebpf::insn::op;
 use tessera::ebpf::jit::OwnedScratch;
 use tessera::ebpf::maps::{Map, MapDef, MapName};
@@ -39,8 +40,10 @@ enum Input {
     Bytes(Vec<u8>),
     /// Bytecode validated with `Program::new_in` and this many words of scratch.
     BytesWithScratch(Vec<u8>, usize),
+    /// Bytecode validated, then decoded for the fast interpreter into this many slots.
+    BytesWithSlots(Vec<u8>, usize),
     /// The embedder's side set up by the function, which returns the error (for a run, the
-    /// same in both modes, or a description of how the modes differ).
+    /// same in every mode, or a description of how the modes differ).
     Scenario(fn() -> Result<Expected, String>),
 }
 
@@ -50,8 +53,8 @@ enum Expected {
     Asm(AsmError),
     /// Rejected by validation (`Program::new` and `Vm::new` alike).
     Invalid(LoadError),
-    /// Valid, and both run modes end in this error (stack of 9 frames, 16 bytes of context,
-    /// fuel 1000).
+    /// Valid, and every run mode (interpreter, fast interpreter, JIT) ends in this error
+    /// (stack of 9 frames, 16 bytes of context, fuel 1000).
     Run(RunError),
     /// Valid, and compiling fails with this error.
     Compile(CompileError),
@@ -120,6 +123,14 @@ fn catalogue() -> Vec<Entry> {
             "scratch too small",
             BytesWithScratch(bytes(&[Insn::new(op::EXIT, 0, 0, 0, 0)]), 2),
             Invalid(LoadError::ScratchTooSmall { needed: 5 }),
+        ),
+        entry(
+            "fast-interpreter slot buffer too small",
+            BytesWithSlots(
+                bytes(&[Insn::new(op::LDDW, 0, 0, 0, 1), Insn::default(), Insn::new(op::EXIT, 0, 0, 0, 0)]),
+                2,
+            ),
+            Invalid(LoadError::SlotBufferTooSmall { needed: 3 }),
         ),
         // --- validation: each slot ---
         entry("LD_ABS", Program(".raw 0x20\nexit"), Invalid(LoadError::UnknownOpcode { pc: 0, opcode: 0x20 })),
@@ -271,30 +282,36 @@ fn entry_stencil_len() -> u64 {
 
 const ADD_ONE: &str = "mov %r0, %r2\nadd %r0, 1\nexit";
 
-/// Runs `program` in both modes with memory from `memory` (called once per mode); the
-/// error both end in, or how they differ.
-fn both_modes(
+/// Every run mode, the reference first.
+const MODES: [Mode; 3] = [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit];
+
+/// The run-time error every mode ended in, or how they differ.
+fn agreed(results: [Result<u64, Error>; 3]) -> Result<Expected, String> {
+    match results {
+        [Err(Error::Run(a)), Err(Error::Run(b)), Err(Error::Run(c))] if a == b && a == c => Ok(Expected::Run(a)),
+        [a, b, c] => Err(format!("interpreter {a:?}, fast interpreter {b:?}, JIT {c:?}")),
+    }
+}
+
+/// Runs `program` in every mode with memory from `memory` (called once per mode).
+fn every_mode(
     program: &str,
     helpers: Helpers,
     memory: impl Fn(&mut dyn FnMut(&mut Memory) -> Result<u64, Error>) -> Result<u64, Error>,
 ) -> Result<Expected, String> {
     let bytes = asm::assemble_to_bytes(program).map_err(|e| e.to_string())?;
-    let [interp, jit] = [Mode::Interpreter, Mode::Jit].map(|mode| {
+    agreed(MODES.map(|mode| {
         let mut vm = Vm::new(&bytes, helpers).map_err(Error::Load)?;
         memory(&mut |m| vm.run(mode, m))
-    });
-    match (interp, jit) {
-        (Err(Error::Run(a)), Err(Error::Run(b))) if a == b => Ok(Expected::Run(a)),
-        (a, b) => Err(format!("interpreter {a:?}, JIT {b:?}")),
-    }
+    }))
 }
 
 fn small_stack() -> Result<Expected, String> {
-    both_modes(ADD_ONE, Helpers::empty(), |run| run(&mut Memory::new(&mut [0u8; 511], &mut [], &mut [])))
+    every_mode(ADD_ONE, Helpers::empty(), |run| run(&mut Memory::new(&mut [0u8; 511], &mut [], &mut [])))
 }
 
 fn too_many_regions() -> Result<Expected, String> {
-    both_modes(ADD_ONE, Helpers::empty(), |run| {
+    every_mode(ADD_ONE, Helpers::empty(), |run| {
         let data = [0u8; 4];
         let mut regions: Vec<Region> = (0..14).map(|_| Region::ReadOnly(&data)).collect();
         run(&mut Memory::new(&mut [0u8; 512], &mut [], &mut regions))
@@ -306,16 +323,12 @@ fn wrong_maps() -> Result<Expected, String> {
     let def = |value| MapDef::new(2, 4, value, 1, 0, MapName::new("m")).map_err(|e| e.to_string());
     let program_maps = [def(8)?];
     let bytes = asm::assemble_to_bytes(ADD_ONE).map_err(|e| e.to_string())?;
-    let [interp, jit] = [Mode::Interpreter, Mode::Jit].map(|mode| {
+    let run_with = def(16)?;
+    agreed(MODES.map(|mode| {
         let mut vm = Vm::with_maps(&bytes, &program_maps, Helpers::empty()).map_err(Error::Load)?;
-        let mut maps = [Map::new(def(16).map_err(|_| Error::Run(RunError::NotRunnable))?)
-            .map_err(|_| Error::Run(RunError::NotRunnable))?];
+        let mut maps = [Map::new(run_with).map_err(|_| Error::Run(RunError::NotRunnable))?];
         vm.run(mode, &mut Memory::new(&mut [0u8; 512], &mut [], &mut []).with_maps(&mut maps))
-    });
-    match (interp, jit) {
-        (Err(Error::Run(a)), Err(Error::Run(b))) if a == b => Ok(Expected::Run(a)),
-        (a, b) => Err(format!("interpreter {a:?}, JIT {b:?}")),
-    }
+    }))
 }
 
 fn panics(_: &mut Memory, _: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
@@ -327,7 +340,7 @@ fn panicking_helper() -> Result<Expected, String> {
     // The panic is caught and reported; keep its message out of the test output.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = both_modes("call 9\nexit", Helpers::new(&PANICS), |run| {
+    let outcome = every_mode("call 9\nexit", Helpers::new(&PANICS), |run| {
         run(&mut Memory::new(&mut [0u8; 512], &mut [], &mut []))
     });
     std::panic::set_hook(hook);
@@ -443,7 +456,7 @@ variants! {
     LoadError: BytecodeLength, EmptyProgram, ProgramTooLong, UnknownOpcode, ReservedField, BadRegister,
         FrameRegisterWrite, JumpOutOfRange, JumpIntoLddw, TruncatedLddw, BadLddwSecondSlot, UnknownHelper,
         FallsOffEnd, FallsIntoFunction, JumpOutOfFunction, Unreachable, ShiftOutOfRange, ScratchTooSmall, UnknownMap,
-        MapValueOffset, DuplicateHelper, HelperTableFull;
+        MapValueOffset, SlotBufferTooSmall, DuplicateHelper, HelperTableFull;
     CompileError: Emit, IsaNotLinked, UnsupportedHost, ScratchTooSmall, Unlowerable, CodeTooLarge;
     RunError: MemoryFault, OutOfFuel, CallDepthExceeded, MisalignedAtomic, HelperNotFound, StackTooSmall,
         TooManyRegions, NotRunnable, InvalidInstruction, RegionTooLarge, MapMismatch, HelperPanicked;
@@ -506,6 +519,14 @@ fn outcome(input: &Input) -> Result<Expected, String> {
                 Ok(_) => Err("validated".into()),
             };
         }
+        Input::BytesWithSlots(code, len) => {
+            let vm = Vm::new(code, helpers).map_err(|e| format!("does not validate: {e}"))?;
+            let mut slots = vec![Slot::EMPTY; *len];
+            return match vm.prepare_fast_in(&mut slots) {
+                Err(e) => Ok(Expected::Invalid(e)),
+                Ok(_) => Err("decoded".into()),
+            };
+        }
         Input::Program(text) => {
             asm::to_bytes(&asm::assemble_to_vec(text).map_err(|e| format!("does not assemble: {e}"))?)
         }
@@ -520,11 +541,7 @@ fn outcome(input: &Input) -> Result<Expected, String> {
     if let Some(e) = by_vm {
         return Ok(Expected::Invalid(e));
     }
-    let [interp, jit] = [Mode::Interpreter, Mode::Jit].map(|mode| run(&program, mode));
-    match (interp, jit) {
-        (Err(Error::Run(a)), Err(Error::Run(b))) if a == b => Ok(Expected::Run(a)),
-        (a, b) => Err(format!("interpreter {a:?}, JIT {b:?}")),
-    }
+    agreed(MODES.map(|mode| run(&program, mode)))
 }
 
 fn run(program: &[u8], mode: Mode) -> Result<u64, Error> {
@@ -539,7 +556,7 @@ fn still_works() -> Result<(), String> {
     const GOOD: &str =
         "mov %r0, 0\nmov %r6, 10\nloop: call local f\nsub %r6, 1\njne %r6, 0, loop\nexit\nf: add %r0, 3\nexit";
     let program = asm::assemble_to_bytes(GOOD).map_err(|e| e.to_string())?;
-    for mode in [Mode::Interpreter, Mode::Jit] {
+    for mode in MODES {
         let r = run(&program, mode);
         if r != Ok(30) {
             return Err(format!("{mode:?}: the good program gave {r:?}"));

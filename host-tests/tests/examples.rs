@@ -15,7 +15,7 @@ use tessera::ebpf::elf::{MapOrigin, Object, Select};
 use tessera::ebpf::helpers::standard::STANDARD;
 use tessera::ebpf::maps::{Map, MapDef, MapKey};
 use tessera::ebpf::memory::Host;
-use tessera::ebpf::{Helpers, JitProgram, Memory, Mode, RunError, Vm};
+use tessera::ebpf::{FastProgram, Helpers, JitProgram, Memory, Mode, RunError, Vm};
 use tessera_native_examples::{HostConfig, NativeGlobal, NativeProgram, PROGRAM_FILES, ProgramFile, Session};
 
 /// Nine frames: the entry and eight nested local calls.
@@ -480,14 +480,23 @@ fn run_native(file: &ProgramFile, scenario: &Scenario) -> Result<NativeRun, Stri
 struct Loaded<'p> {
     name: &'static str,
     vm: Vm<'p, 'static>,
-    jit: Option<JitProgram<'p, 'static, 'static>>,
+    /// The program compiled or decoded once, for the runs of a JIT or fast-interpreter
+    /// build.
+    prepared: Prepared<'p>,
+}
+
+enum Prepared<'p> {
+    Nothing,
+    Decoded(FastProgram<'p, 'static, 'static>),
+    Compiled(JitProgram<'p, 'static, 'static>),
 }
 
 impl Loaded<'_> {
     fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
-        match &self.jit {
-            Some(jit) => jit.run(memory),
-            None => self.vm.interpret(memory),
+        match &self.prepared {
+            Prepared::Compiled(jit) => jit.run(memory),
+            Prepared::Decoded(fast) => fast.run(memory),
+            Prepared::Nothing => self.vm.interpret(memory),
         }
     }
 }
@@ -512,11 +521,12 @@ fn run_tessera(
     let mut programs = Vec::new();
     for (name, code) in &codes {
         let vm = Vm::with_maps(code, &defs, Helpers::new(&STANDARD)).map_err(|e| format!("{name}: {e}"))?;
-        let jit = match mode {
-            Mode::Jit => Some(vm.compile().map_err(|e| format!("{name}: {e}"))?),
-            Mode::Interpreter => None,
+        let prepared = match mode {
+            Mode::Jit => Prepared::Compiled(vm.compile().map_err(|e| format!("{name}: {e}"))?),
+            Mode::FastInterpreter => Prepared::Decoded(vm.prepare_fast()),
+            Mode::Interpreter => Prepared::Nothing,
         };
-        programs.push(Loaded { name, vm, jit });
+        programs.push(Loaded { name, vm, prepared });
     }
     let mut host = TestHost::new(host);
     let mut stack = vec![0u8; STACK_LEN];
@@ -675,7 +685,7 @@ fn check_file(file: &ProgramFile) -> usize {
     let mut failures = Vec::new();
     let mut matched = 0;
     for (cpu, bytes) in file.objects {
-        for mode in [Mode::Interpreter, Mode::Jit] {
+        for mode in [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit] {
             match compare_build(bytes, &scenario, mode, scenario.host, &native) {
                 Ok(()) => matched += 1,
                 Err(e) => failures.push(format!("{} ({cpu}, {mode:?}): {e}", file.source)),
@@ -733,10 +743,13 @@ macro_rules! matches_native {
     ($($name:ident),* $(,)?) => {
         mod matches_native {
             use super::*;
+
+            /// Five builds (the default CPU and `-mcpu=v1` … `v4`) in three modes.
+            const BUILDS_AND_MODES: usize = 5 * 3;
         $(
             #[test]
             fn $name() {
-                assert_eq!(check_file(file(stringify!($name))), 10);
+                assert_eq!(check_file(file(stringify!($name))), BUILDS_AND_MODES);
             }
         )*
         /// A program file no test above names (one added to `host-tests/c/` with its objects)
@@ -745,7 +758,7 @@ macro_rules! matches_native {
         fn every_other_program_file() {
             let named = [$(stringify!($name)),*];
             for file in PROGRAM_FILES.iter().filter(|f| !named.contains(&f.name)) {
-                assert_eq!(check_file(file), 10);
+                assert_eq!(check_file(file), BUILDS_AND_MODES);
             }
         }
         }

@@ -98,18 +98,20 @@ fn run(code: &[u8], defs: &[MapDef], mode: Mode, context: &[u8]) -> Outcome {
         let mut memory = Memory::new(&mut stack, &mut context, &mut []).with_maps(&mut maps).with_host(&mut trace);
         match mode {
             Mode::Interpreter => vm.interpret(&mut memory),
+            Mode::FastInterpreter => vm.prepare_fast().run(&mut memory),
             Mode::Jit => vm.compile().expect("compiles").run(&mut memory),
         }
     };
     (result, maps.iter().map(|m| (m.values().to_vec(), m.len())).collect(), trace.0)
 }
 
-/// Runs `text` in both modes with the maps of [`defs`]; they must agree on everything.
+/// Runs `text` in every mode with the maps of [`defs`]; they must agree on everything.
 fn run_both(text: &str, context: &[u8]) -> Outcome {
     let code = program(text);
     let interpreted = run(&code, &defs(), Mode::Interpreter, context);
-    let compiled = run(&code, &defs(), Mode::Jit, context);
-    assert_eq!(interpreted, compiled, "interpreter and JIT disagree on\n{text}");
+    for mode in [Mode::FastInterpreter, Mode::Jit] {
+        assert_eq!(run(&code, &defs(), mode, context), interpreted, "{mode:?} and the interpreter disagree on\n{text}");
+    }
     interpreted
 }
 

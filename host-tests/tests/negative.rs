@@ -156,10 +156,10 @@ fn wrong_expectation_is_really_wrong() {
     assert_ne!(case.result, Some(correct));
 }
 
-/// Runs a negative file's program in both modes and returns the two results.
-fn run_both(case: &TestCase) -> [Result<u64, Error>; 2] {
+/// Runs a negative file's program in every mode and returns the results.
+fn run_all_modes(case: &TestCase) -> [Result<u64, Error>; 3] {
     let bytes = conformance::program_bytes(case).expect("program");
-    [Mode::Interpreter, Mode::Jit].map(|mode| {
+    [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit].map(|mode| {
         let mut vm = Vm::new(&bytes, Helpers::empty()).expect("valid program");
         let (mut stack, mut context) = (vec![0u8; 512 * 9], case.mem.clone());
         let mut memory = Memory::new(&mut stack, &mut context, &mut []);
@@ -168,17 +168,17 @@ fn run_both(case: &TestCase) -> [Result<u64, Error>; 2] {
 }
 
 #[test]
-fn wrong_expectations_are_not_met_by_either_mode() {
+fn wrong_expectations_are_not_met_by_any_mode() {
     let cases = negatives();
     let high_bits = cases.iter().find(|c| c.name == "incorrect_return_value_high_bits").expect("file");
-    for result in run_both(high_bits) {
+    for result in run_all_modes(high_bits) {
         assert_eq!(result, Ok(0x8877665544332211));
         assert_ne!(result.ok(), high_bits.result);
     }
     // `or %r0, %r10; exit` runs and returns r10 (r0 starts at 0), not the error it expects.
     let error = cases.iter().find(|c| c.name == "error").expect("file");
     assert!(error.error.is_some());
-    for result in run_both(error) {
+    for result in run_all_modes(error) {
         let r0 = result.expect("a valid program runs");
         assert_ne!(r0, 0, "r0 | r10 is the frame pointer");
     }

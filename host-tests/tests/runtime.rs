@@ -1,11 +1,11 @@
-//! The run-time contract, in both modes on every ISA the test binary runs on: granted
+//! The run-time contract, in every mode on every ISA the test binary runs on: granted
 //! regions, the address model (no host address reaches a program), the stack cleared
 //! between runs, an empty context as null, a panicking helper, the region limit.
 
 use tessera::ebpf::{Error, Helper, Helpers, Memory, Mode, Region, RunError, Vm, asm};
 
-fn modes() -> [Mode; 2] {
-    [Mode::Interpreter, Mode::Jit]
+fn modes() -> [Mode; 3] {
+    [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit]
 }
 
 fn vm<'p>(bytes: &'p [u8], helpers: &'p [Helper]) -> Vm<'p, 'p> {

@@ -16,9 +16,9 @@ pub const QEMU_SYSTEMS: &[&str] = &["qemu-system-aarch64", "qemu-system-riscv64"
 
 /// The images, by package suffix (`tessera-qemu-<name>`), with what their summary lines are.
 const CONFORMANCE_IMAGES: &[(&str, &[&str])] = &[
-    ("heap", &["heap interpreter", "heap jit"]),
-    ("noheap", &["no-heap interpreter", "no-heap jit"]),
-    ("interp", &["interp-only interpreter"]),
+    ("heap", &["heap interpreter", "heap fast-interpreter", "heap jit"]),
+    ("noheap", &["no-heap interpreter", "no-heap fast-interpreter", "no-heap jit"]),
+    ("interp", &["interp-only interpreter", "interp-only fast-interpreter"]),
 ];
 const BENCH_IMAGE: &str = "bench";
 /// Images `size` reports: with a heap, without one, and without the JIT.
@@ -103,11 +103,13 @@ pub fn missing_qemu() -> Vec<&'static str> {
     QEMU_SYSTEMS.iter().copied().filter(|q| find_in_path(q).is_none()).collect()
 }
 
-/// One bench line: `bench <arch> <name>: ebpf E interpreter I jit J native N code C`.
+/// One bench line: `bench <arch> <name>: ebpf E interpreter I fast F jit J native N code C`
+/// (`fast`: the fast interpreter).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct BenchCounts {
     ebpf: u64,
     interpreter: u64,
+    fast: u64,
     jit: u64,
     native: u64,
     code: u64,
@@ -121,6 +123,7 @@ fn parse_bench(line: &str, arch: &str) -> Option<(String, BenchCounts)> {
     let counts = BenchCounts {
         ebpf: field("ebpf")?,
         interpreter: field("interpreter")?,
+        fast: field("fast")?,
         jit: field("jit")?,
         native: field("native")?,
         code: field("code")?,
@@ -135,27 +138,32 @@ fn instruction_table(benches: &BTreeMap<String, BTreeMap<String, BenchCounts>>) 
         "guest instructions per executed eBPF instruction (QEMU -icount shift=0; the `empty` bench's call cost subtracted)"
             .to_string(),
         format!(
-            "{:<8} {:<8} {:>10} {:>12} {:>9} {:>12} {:>10} {:>10}",
-            "isa", "bench", "eBPF insns", "interpreter", "jit", "native C", "jit/native", "code bytes"
+            "{:<8} {:<8} {:>10} {:>12} {:>12} {:>9} {:>12} {:>10} {:>10}",
+            "isa", "bench", "eBPF insns", "interpreter", "fast interp", "jit", "native C", "jit/native", "code bytes"
         ),
     ];
     for (arch, rows) in benches {
         let base = rows.get("empty").copied().unwrap_or_default();
         out.push(format!(
-            "{:<8} {:<8} {:>10} {:>12} {:>9} {:>12} {:>10} {:>10}   (instructions per call)",
-            arch, "empty", base.ebpf, base.interpreter, base.jit, base.native, "", base.code
+            "{:<8} {:<8} {:>10} {:>12} {:>12} {:>9} {:>12} {:>10} {:>10}   (instructions per call)",
+            arch, "empty", base.ebpf, base.interpreter, base.fast, base.jit, base.native, "", base.code
         ));
         for (name, c) in rows.iter().filter(|(n, _)| n.as_str() != "empty") {
             let insns = c.ebpf.saturating_sub(base.ebpf).max(1) as f64;
             let per = |v: u64, b: u64| v.saturating_sub(b) as f64 / insns;
-            let (interp, jit, native) =
-                (per(c.interpreter, base.interpreter), per(c.jit, base.jit), per(c.native, base.native));
+            let (interp, fast, jit, native) = (
+                per(c.interpreter, base.interpreter),
+                per(c.fast, base.fast),
+                per(c.jit, base.jit),
+                per(c.native, base.native),
+            );
             out.push(format!(
-                "{:<8} {:<8} {:>10} {:>12.2} {:>9.2} {:>12.2} {:>9.2}x {:>10}",
+                "{:<8} {:<8} {:>10} {:>12.2} {:>12.2} {:>9.2} {:>12.2} {:>9.2}x {:>10}",
                 arch,
                 name,
                 c.ebpf,
                 interp,
+                fast,
                 jit,
                 native,
                 jit / native.max(f64::MIN_POSITIVE),
@@ -396,16 +404,20 @@ mod tests {
 
     #[test]
     fn bench_lines_and_table() {
-        let line = "bench riscv64 prime: ebpf 655 interpreter 39275 jit 4787 native 270 code 264";
+        let line = "bench riscv64 prime: ebpf 655 interpreter 39275 fast 20000 jit 4787 native 270 code 264";
         let (name, c) = parse_bench(line, "riscv64").unwrap();
         assert_eq!(name, "prime");
-        assert_eq!(c, BenchCounts { ebpf: 655, interpreter: 39275, jit: 4787, native: 270, code: 264 });
+        assert_eq!(c, BenchCounts { ebpf: 655, interpreter: 39275, fast: 20000, jit: 4787, native: 270, code: 264 });
         assert_eq!(parse_bench(line, "aarch64"), None);
-        let empty = BenchCounts { ebpf: 2, interpreter: 2458, jit: 2240, native: 6, code: 36 };
+        let empty = BenchCounts { ebpf: 2, interpreter: 2458, fast: 2410, jit: 2240, native: 6, code: 36 };
         let rows = BTreeMap::from([("riscv64".to_string(), BTreeMap::from([("empty".to_string(), empty), (name, c)]))]);
         let table = instruction_table(&rows);
-        // (39275 - 2458) / 653 = 56.38; (4787 - 2240) / 653 = 3.90; (270 - 6) / 653 = 0.40.
+        // (39275 - 2458) / 653 = 56.38; (20000 - 2410) / 653 = 26.94; (4787 - 2240) / 653 =
+        // 3.90; (270 - 6) / 653 = 0.40.
         let prime = table.iter().find(|l| l.contains("prime")).unwrap();
-        assert!(prime.contains("56.38") && prime.contains("3.90") && prime.contains("0.40"), "{prime}");
+        assert!(
+            prime.contains("56.38") && prime.contains("26.94") && prime.contains("3.90") && prime.contains("0.40"),
+            "{prime}"
+        );
     }
 }

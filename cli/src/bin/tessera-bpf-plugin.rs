@@ -17,12 +17,13 @@ use tessera_cli::{execute, parse_hex};
 fn help() -> String {
     format!(
         "\
-usage: tessera-bpf-plugin [--jit | --interp] [--fuel N] [MEMORY-HEX] < PROGRAM-HEX
+usage: tessera-bpf-plugin [--jit | --interp | --fast] [--fuel N] [MEMORY-HEX] < PROGRAM-HEX
 
 Runs the eBPF program given as hex bytes on stdin with MEMORY-HEX as context memory
 (r1 = address, r2 = length) and prints r0 in hex. Helper id 5 returns its first argument.
   --jit     run generated native code (default)
-  --interp  run the interpreter
+  --interp  run the reference interpreter
+  --fast    run the fast interpreter
   --fuel N  the execution budget: back edges and local calls are charged the instructions
             they may run; the run stops with an error once it is spent (default: {DEFAULT_FUEL})
 Exit codes: 0 success, 1 program or runtime error, 2 usage error.
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--jit" => mode = Mode::Jit,
             "--interp" => mode = Mode::Interpreter,
+            "--fast" => mode = Mode::FastInterpreter,
             "--fuel" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(n) => fuel = n,
                 None => {

@@ -55,6 +55,9 @@ pub enum LoadError {
     MapValueOffset { pc: u32, map: u32, offset: u32 },
     /// The caller's validation scratch is smaller than `needed` words.
     ScratchTooSmall { needed: u32 },
+    /// The caller's buffer for the fast interpreter's decoded program is smaller than
+    /// `needed` slots (see `fast_interp::slots_needed`).
+    SlotBufferTooSmall { needed: u32 },
     /// A helper id was registered twice.
     DuplicateHelper { id: u32 },
     /// A fixed-capacity helper registry is full.
@@ -162,6 +165,9 @@ impl fmt::Display for LoadError {
                 write!(f, "instruction {pc}: shift by {amount} is outside 0..{width}")
             }
             LoadError::ScratchTooSmall { needed } => write!(f, "validation scratch too small: {needed} words needed"),
+            LoadError::SlotBufferTooSmall { needed } => {
+                write!(f, "fast-interpreter slot buffer too small: {needed} slots needed")
+            }
             LoadError::DuplicateHelper { id } => write!(f, "helper id {id} registered twice"),
             LoadError::HelperTableFull { capacity } => write!(f, "helper registry full ({capacity} helpers)"),
         }

@@ -66,7 +66,18 @@ impl<'h> Helpers<'h> {
 
     /// Looks a helper up by id (ids are 32-bit; `callx` passes a 64-bit register).
     pub fn get(&self, id: u64) -> Option<HelperFn> {
-        self.table.iter().find(|h| h.id as u64 == id).map(|h| h.func)
+        self.position(id).and_then(|index| self.at(index))
+    }
+
+    /// Where helper `id` is in the table (the fast interpreter resolves each `call` once).
+    pub(crate) fn position(&self, id: u64) -> Option<usize> {
+        self.table.iter().position(|h| h.id as u64 == id)
+    }
+
+    /// The helper at `index` in the table.
+    #[inline]
+    pub(crate) fn at(&self, index: usize) -> Option<HelperFn> {
+        self.table.get(index).map(|h| h.func)
     }
 
     pub fn contains(&self, id: i32) -> bool {

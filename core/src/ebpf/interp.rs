@@ -16,14 +16,14 @@
 //!   restores them and zeroes r1..r5 (r0 is the callee's result);
 //! - atomics: bounds (as a write) first, then natural alignment.
 
-use tessera_stencils::abi::{FRAME_SIZE, MAP_HANDLE};
+use tessera_stencils::abi::{FRAME_SIZE, MAP_HANDLE, RegionEntry, region};
 use tessera_stencils::semantics as s;
 
 use super::error::RunError;
 use super::fuel;
-use super::helpers::{self, CallFailure, Helpers};
-use super::insn::{atomic, op, pseudo};
-use super::memory::Memory;
+use super::helpers::{self, CallFailure, HelperFn, Helpers};
+use super::insn::{Insn, atomic, op, pseudo};
+use super::memory::{Memory, Table};
 use super::program::Program;
 
 /// The deepest local-call nesting the interpreter supports, whatever [`Config`] asks.
@@ -46,11 +46,180 @@ impl Default for Config {
     }
 }
 
-#[derive(Clone, Copy, Default)]
+// ---- The run-time contract, shared with the fast interpreter (`super::fast_interp`) ----
+
+/// The registers a run starts with. 16 of them so that indexing by a 4-bit field can never
+/// go out of bounds; the validator guarantees only r0..r10 are named.
+pub(crate) type Registers = [u64; 16];
+
+/// An empty region table (`RegionEntry::default()` everywhere: no access allowed), for
+/// [`enter`] to fill.
+pub(crate) const EMPTY_TABLE: Table =
+    [RegionEntry { host: 0, read_end: [0; 4], write_end: [0; 4], len: 0, mask: 0, read_limit: 0, write_limit: 0 };
+        region::COUNT];
+
+/// Everything a run does before its first instruction: checks the stack, builds the region
+/// table into `table` (from [`EMPTY_TABLE`]), zeroes the frames the run may touch and
+/// returns the entry registers (r1 = the context's address, r2 = its length, r10 = the end
+/// of the stack).
+#[inline]
+pub(crate) fn enter(memory: &mut Memory, local_calls: bool, table: &mut Table) -> Result<Registers, RunError> {
+    memory.check_stack()?;
+    memory.fill_table(table)?;
+    memory.clear_stack(local_calls);
+    let mut reg = [0u64; 16];
+    reg[1] = memory.context_address();
+    reg[2] = memory.context.len() as u64;
+    reg[10] = memory.stack_end();
+    Ok(reg)
+}
+
+/// Spends `charge` units of `fuel` at `pc`, or stops the run when less is left.
+#[inline(always)]
+pub(crate) fn burn(fuel: &mut u64, charge: u64, pc: usize) -> Result<(), RunError> {
+    match fuel.checked_sub(charge) {
+        Some(left) => {
+            *fuel = left;
+            Ok(())
+        }
+        None => Err(RunError::OutOfFuel { pc: pc as u32 }),
+    }
+}
+
+/// The value `lddw` at `pc` loads: a map handle (src 1), a map value's address (src 2), or
+/// the 64-bit immediate.
+#[inline]
+pub(crate) fn lddw_value(program: &Program, pc: usize, insn: Insn) -> u64 {
+    let second = program.insn(pc + 1).imm as u32 as u64;
+    match insn.src {
+        pseudo::LDDW_MAP_FD => MAP_HANDLE | insn.imm as u32 as u64,
+        pseudo::LDDW_MAP_VALUE => Memory::map_address(insn.imm as u32 as usize) + second,
+        _ => program.lddw_value(pc),
+    }
+}
+
+/// A helper call at `pc` (`f` is the helper `id` names, if any): `r0 = f(r1..r5)`, then
+/// r1..r5 are zeroed.
+#[inline]
+pub(crate) fn call_helper(
+    f: Option<HelperFn>,
+    id: u64,
+    memory: &mut Memory,
+    reg: &mut Registers,
+    pc: usize,
+) -> Result<(), RunError> {
+    let Some(f) = f else {
+        return Err(RunError::HelperNotFound { pc: pc as u32, id });
+    };
+    reg[0] = match helpers::call(f, memory, [reg[1], reg[2], reg[3], reg[4], reg[5]]) {
+        Ok(r0) => r0,
+        Err(CallFailure::Panicked) => return Err(RunError::HelperPanicked { pc: pc as u32 }),
+    };
+    reg[1..6].fill(0);
+    Ok(())
+}
+
+/// The atomic operation `imm` (see [`atomic`]) of `size` bytes at `addr` with operand
+/// register `src`, at `pc`: bounds (as a write) first, then natural alignment.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn atomic_op(
+    memory: &mut Memory,
+    table: &Table,
+    reg: &mut Registers,
+    addr: u64,
+    size: u64,
+    imm: i32,
+    src: usize,
+    pc: usize,
+) -> Result<(), RunError> {
+    if s::locate(table, addr, size, true).is_none() {
+        return Err(RunError::MemoryFault { pc: pc as u32, addr });
+    }
+    if !s::is_aligned(addr, size) {
+        return Err(RunError::MisalignedAtomic { pc: pc as u32, addr });
+    }
+    let Some(old) = memory.load_in(table, addr, size) else {
+        return Err(RunError::MemoryFault { pc: pc as u32, addr });
+    };
+    let v = reg[src & 0x0f];
+    let new = match imm {
+        atomic::CMPXCHG => {
+            let expected = if size == 8 { reg[0] } else { s::zext32(reg[0]) };
+            reg[0] = old;
+            if expected == old { Some(v) } else { None }
+        }
+        atomic::XCHG => Some(v),
+        i => Some(match i & !atomic::FETCH {
+            atomic::ADD => s::atomic_add(old, v),
+            atomic::OR => s::atomic_or(old, v),
+            atomic::AND => s::atomic_and(old, v),
+            _ => s::atomic_xor(old, v),
+        }),
+    };
+    if let Some(new) = new
+        && memory.store_in(table, addr, size, new).is_none()
+    {
+        return Err(RunError::MemoryFault { pc: pc as u32, addr });
+    }
+    if imm & atomic::FETCH != 0 && imm != atomic::CMPXCHG {
+        reg[src & 0x0f] = old;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
 struct Frame {
     return_pc: usize,
     saved: [u64; 4],
     r10: u64,
+}
+
+/// The local-call frames of a run (a fixed-capacity vector: nothing to initialise per run).
+pub(crate) struct CallStack {
+    frames: heapless::Vec<Frame, { MAX_CALL_DEPTH as usize }>,
+    max_depth: usize,
+    stack_len: u64,
+}
+
+impl CallStack {
+    pub(crate) fn new(config: &Config, memory: &Memory) -> CallStack {
+        CallStack {
+            frames: heapless::Vec::new(),
+            max_depth: config.max_call_depth.min(MAX_CALL_DEPTH) as usize,
+            stack_len: memory.stack.len() as u64,
+        }
+    }
+
+    /// A local call at `pc` returning to `return_pc` (its fuel already charged): depth
+    /// (`max_call_depth`, and room for one more frame in the stack), then r6..r9 and r10
+    /// saved and `r10 -= FRAME_SIZE`.
+    #[inline]
+    pub(crate) fn call(&mut self, reg: &mut Registers, pc: usize, return_pc: usize) -> Result<(), RunError> {
+        let depth = self.frames.len();
+        let needed = FRAME_SIZE.saturating_mul(depth as u64 + 2);
+        let frame = Frame { return_pc, saved: [reg[6], reg[7], reg[8], reg[9]], r10: reg[10] };
+        if depth >= self.max_depth || self.stack_len < needed || self.frames.push(frame).is_err() {
+            return Err(RunError::CallDepthExceeded { pc: pc as u32 });
+        }
+        reg[10] = reg[10].wrapping_sub(FRAME_SIZE);
+        Ok(())
+    }
+
+    /// `exit`: `None` when it ends the run (r0 is the result), else the pc the caller
+    /// resumes at, with r6..r9 and r10 restored and r1..r5 zeroed.
+    #[inline]
+    pub(crate) fn exit(&mut self, reg: &mut Registers) -> Option<usize> {
+        let frame = self.frames.pop()?;
+        let [r6, r7, r8, r9] = frame.saved;
+        reg[6] = r6;
+        reg[7] = r7;
+        reg[8] = r8;
+        reg[9] = r9;
+        reg[10] = frame.r10;
+        reg[1..6].fill(0);
+        Some(frame.return_pc)
+    }
 }
 
 /// Runs `program` to completion and returns `r0`.
@@ -82,20 +251,9 @@ fn run_inner<const COUNT: bool>(
     config: &Config,
     executed: &mut u64,
 ) -> Result<u64, RunError> {
-    memory.check_stack()?;
-    let table = memory.table()?;
-    memory.clear_stack(program.has_local_calls());
-    // 16 registers so that indexing by a 4-bit field can never go out of bounds; the
-    // validator guarantees only r0..r10 are named.
-    let mut reg = [0u64; 16];
-    reg[1] = memory.context_address();
-    reg[2] = memory.context.len() as u64;
-    reg[10] = memory.stack_end();
-
-    let max_depth = config.max_call_depth.min(MAX_CALL_DEPTH) as usize;
-    let stack_len = memory.stack.len() as u64;
-    let mut frames = [Frame::default(); MAX_CALL_DEPTH as usize];
-    let mut depth: usize = 0;
+    let mut table = EMPTY_TABLE;
+    let mut reg = enter(memory, program.has_local_calls(), &mut table)?;
+    let mut calls = CallStack::new(config, memory);
     let mut fuel_left = config.fuel;
     let mut pc: usize = 0;
 
@@ -104,15 +262,7 @@ fn run_inner<const COUNT: bool>(
     macro_rules! back_edge {
         ($target:expr) => {
             if let Some(charge) = fuel::back_edge_charge(pc, $target) {
-                burn_fuel!(charge);
-            }
-        };
-    }
-    macro_rules! burn_fuel {
-        ($charge:expr) => {
-            match fuel_left.checked_sub($charge) {
-                Some(left) => fuel_left = left,
-                None => return Err(RunError::OutOfFuel { pc: pc as u32 }),
+                burn(&mut fuel_left, charge, pc)?;
             }
         };
     }
@@ -286,12 +436,7 @@ fn run_inner<const COUNT: bool>(
 
             // ---- loads ----
             op::LDDW => {
-                let second = program.insn(pc + 1).imm as u32 as u64;
-                reg[d] = match insn.src {
-                    pseudo::LDDW_MAP_FD => MAP_HANDLE | insn.imm as u32 as u64,
-                    pseudo::LDDW_MAP_VALUE => Memory::map_address(insn.imm as u32 as usize) + second,
-                    _ => program.lddw_value(pc),
-                };
+                reg[d] = lddw_value(program, pc, insn);
                 pc += 2;
             }
             0x61 => ldx!(4),
@@ -317,39 +462,7 @@ fn run_inner<const COUNT: bool>(
             0xc3 | 0xdb => {
                 let size: u64 = if insn.opcode == 0xdb { 8 } else { 4 };
                 let addr = reg[d].wrapping_add(off);
-                if s::locate(&table, addr, size, true).is_none() {
-                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
-                }
-                if !s::is_aligned(addr, size) {
-                    return Err(RunError::MisalignedAtomic { pc: pc as u32, addr });
-                }
-                let Some(old) = memory.load_in(&table, addr, size) else {
-                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
-                };
-                let v = reg[sr];
-                let fetch = insn.imm & atomic::FETCH != 0;
-                let new = match insn.imm {
-                    atomic::CMPXCHG => {
-                        let expected = if size == 8 { reg[0] } else { s::zext32(reg[0]) };
-                        reg[0] = old;
-                        if expected == old { Some(v) } else { None }
-                    }
-                    atomic::XCHG => Some(v),
-                    i => Some(match i & !atomic::FETCH {
-                        atomic::ADD => s::atomic_add(old, v),
-                        atomic::OR => s::atomic_or(old, v),
-                        atomic::AND => s::atomic_and(old, v),
-                        _ => s::atomic_xor(old, v),
-                    }),
-                };
-                if let Some(new) = new
-                    && memory.store_in(&table, addr, size, new).is_none()
-                {
-                    return Err(RunError::MemoryFault { pc: pc as u32, addr });
-                }
-                if fetch && insn.imm != atomic::CMPXCHG {
-                    reg[sr] = old;
-                }
+                atomic_op(memory, &table, &mut reg, addr, size, insn.imm, sr, pc)?;
                 pc = next;
             }
 
@@ -410,50 +523,21 @@ fn run_inner<const COUNT: bool>(
             0xde => jump!(s::jsle32, reg[sr]),
 
             // ---- calls ----
-            op::CALL if insn.src == 1 => {
+            op::CALL if insn.src == pseudo::CALL_LOCAL => {
                 let target = (next as i64 + insn.imm as i64) as usize;
-                burn_fuel!(fuel::call_charge(program.len(), target));
-                let needed = FRAME_SIZE.saturating_mul(depth as u64 + 2);
-                if depth >= max_depth || stack_len < needed {
-                    return Err(RunError::CallDepthExceeded { pc: pc as u32 });
-                }
-                let Some(frame) = frames.get_mut(depth) else {
-                    return Err(RunError::CallDepthExceeded { pc: pc as u32 });
-                };
-                *frame = Frame { return_pc: next, saved: [reg[6], reg[7], reg[8], reg[9]], r10: reg[10] };
-                depth += 1;
-                reg[10] = reg[10].wrapping_sub(FRAME_SIZE);
+                burn(&mut fuel_left, fuel::call_charge(program.len(), target), pc)?;
+                calls.call(&mut reg, pc, next)?;
                 pc = target;
             }
             op::CALL | op::CALLX => {
                 let id = if insn.opcode == op::CALLX { reg[d] } else { insn.imm as u32 as u64 };
-                let Some(f) = helpers.get(id) else {
-                    return Err(RunError::HelperNotFound { pc: pc as u32, id });
-                };
-                reg[0] = match helpers::call(f, memory, [reg[1], reg[2], reg[3], reg[4], reg[5]]) {
-                    Ok(r0) => r0,
-                    Err(CallFailure::Panicked) => return Err(RunError::HelperPanicked { pc: pc as u32 }),
-                };
-                reg[1..6].fill(0);
+                call_helper(helpers.get(id), id, memory, &mut reg, pc)?;
                 pc = next;
             }
-            op::EXIT => {
-                if depth == 0 {
-                    return Ok(reg[0]);
-                }
-                depth -= 1;
-                let Some(frame) = frames.get(depth) else {
-                    return Err(RunError::CallDepthExceeded { pc: pc as u32 });
-                };
-                let [r6, r7, r8, r9] = frame.saved;
-                reg[6] = r6;
-                reg[7] = r7;
-                reg[8] = r8;
-                reg[9] = r9;
-                reg[10] = frame.r10;
-                reg[1..6].fill(0);
-                pc = frame.return_pc;
-            }
+            op::EXIT => match calls.exit(&mut reg) {
+                None => return Ok(reg[0]),
+                Some(return_pc) => pc = return_pc,
+            },
 
             _ => return Err(RunError::InvalidInstruction { pc: pc as u32 }),
         }
@@ -511,6 +595,11 @@ mod tests {
             Ok(0x1122_3344_5566_7788)
         );
         assert_eq!(exec(&[mov(0, 0x1234), Insn::new(0xdc, 0, 0, 0, 16), EXIT]), Ok(0x3412));
+    }
+
+    #[test]
+    fn the_empty_table_allows_nothing_like_the_default_one() {
+        assert_eq!(EMPTY_TABLE, [RegionEntry::default(); region::COUNT]);
     }
 
     #[test]

@@ -29,6 +29,15 @@ impl ScratchSize {
             words: lower::words_needed(program),
         }
     }
+
+    /// Enough for any program of up to `slots` slots (for scratch sized at build time).
+    pub const fn for_slots(slots: usize) -> ScratchSize {
+        ScratchSize {
+            labels: lower::labels_for(slots),
+            fixups: lower::fixups_for(slots),
+            words: lower::words_for(slots),
+        }
+    }
 }
 
 /// The caller's scratch for one compilation (see [`ScratchSize`]); no allocator needed.

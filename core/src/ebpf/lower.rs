@@ -38,18 +38,33 @@ fn stub_label(len: usize, pc: usize) -> Label {
 
 /// Labels the lowering of `program` binds: one per slot and one per slot's stub.
 pub(crate) fn labels_needed(program: &Program) -> usize {
-    2 * program.len()
+    labels_for(program.len())
+}
+
+/// [`labels_needed`] for a program of `len` slots.
+pub(crate) const fn labels_for(len: usize) -> usize {
+    2 * len
 }
 
 /// Forward branches the lowering of `program` can leave for the emitter to fix up: the
 /// entry's, and at most a jump and a cold branch per instruction.
 pub(crate) fn fixups_needed(program: &Program) -> usize {
-    2 * program.len() + 1
+    fixups_for(program.len())
+}
+
+/// [`fixups_needed`] for a program of `len` slots.
+pub(crate) const fn fixups_for(len: usize) -> usize {
+    2 * len + 1
 }
 
 /// Scratch words: the provenance analysis's, then one per possible out-of-line stub.
 pub(crate) fn words_needed(program: &Program) -> usize {
-    super::provenance::words_needed(program.len()) + program.len()
+    words_for(program.len())
+}
+
+/// [`words_needed`] for a program of `len` slots.
+pub(crate) const fn words_for(len: usize) -> usize {
+    super::provenance::words_needed(len) + len
 }
 
 /// What an out-of-line stub holds.

@@ -182,11 +182,19 @@ impl<'r, 'm> Memory<'r, 'm> {
     /// The run's region table, with host addresses taken from the mutable borrows (the
     /// pointers generated code writes through).
     pub(crate) fn table(&mut self) -> Result<Table, RunError> {
+        let mut table = [RegionEntry::default(); region::COUNT];
+        self.fill_table(&mut table)?;
+        Ok(table)
+    }
+
+    /// [`Memory::table`] into `table`, which must hold only default entries (the regions a
+    /// run does not have stay so). The interpreters build it in their own frame: moving
+    /// 1 KiB out of a `Result` costs as much as a short run.
+    pub(crate) fn fill_table(&mut self, table: &mut Table) -> Result<(), RunError> {
         let count = region::FIRST_MAP as usize + self.maps.len() + self.regions.len();
         if count > region::COUNT {
             return Err(RunError::TooManyRegions { max: (region::COUNT - region::FIRST_MAP as usize) as u32 });
         }
-        let mut table = [RegionEntry::default(); region::COUNT];
         let stack = self.stack.as_mut_ptr() as u64;
         table[region::STACK as usize] = RegionEntry::plain(stack, table_len(1, self.stack.len())?, true);
         let context = self.context.as_mut_ptr() as u64;
@@ -215,37 +223,47 @@ impl<'r, 'm> Memory<'r, 'm> {
             table[index] = RegionEntry::plain(host, len, writable);
             index += 1;
         }
-        Ok(table)
+        Ok(())
     }
 
-    /// Region `index`'s bytes.
+    /// Region `index`'s bytes. Inlined for the stack and the context (every access of
+    /// the interpreters comes here), out of line for maps and granted regions.
+    #[inline(always)]
     fn slice(&self, index: usize) -> Option<&[u8]> {
         match index as u64 {
             region::STACK => Some(self.stack),
             region::CONTEXT => Some(self.context),
-            _ => {
-                let i = index.checked_sub(region::FIRST_MAP as usize)?;
-                match self.maps.get(i) {
-                    Some(map) => Some(map.values()),
-                    None => self.regions.get(i - self.maps.len()).map(Region::bytes),
-                }
-            }
+            _ => self.further_slice(index),
         }
     }
 
-    /// Region `index`'s bytes, writable (a read-only region has none).
+    /// A map's values or a granted region's bytes.
+    fn further_slice(&self, index: usize) -> Option<&[u8]> {
+        let i = index.checked_sub(region::FIRST_MAP as usize)?;
+        match self.maps.get(i) {
+            Some(map) => Some(map.values()),
+            None => self.regions.get(i - self.maps.len()).map(Region::bytes),
+        }
+    }
+
+    /// Region `index`'s bytes, writable (a read-only region has none); inlined as
+    /// [`Memory::slice`].
+    #[inline(always)]
     fn slice_mut(&mut self, index: usize) -> Option<&mut [u8]> {
         match index as u64 {
             region::STACK => Some(self.stack),
             region::CONTEXT => Some(self.context),
-            _ => {
-                let i = index.checked_sub(region::FIRST_MAP as usize)?;
-                let maps = self.maps.len();
-                match self.maps.get_mut(i) {
-                    Some(map) => Some(map.values_mut()),
-                    None => self.regions.get_mut(i - maps).and_then(Region::bytes_mut),
-                }
-            }
+            _ => self.further_slice_mut(index),
+        }
+    }
+
+    /// A map's values or a writable granted region's bytes.
+    fn further_slice_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        let i = index.checked_sub(region::FIRST_MAP as usize)?;
+        let maps = self.maps.len();
+        match self.maps.get_mut(i) {
+            Some(map) => Some(map.values_mut()),
+            None => self.regions.get_mut(i - maps).and_then(Region::bytes_mut),
         }
     }
 

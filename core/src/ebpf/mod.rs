@@ -10,6 +10,7 @@ pub mod disasm;
 #[cfg(feature = "elf")]
 pub mod elf;
 pub mod error;
+pub mod fast_interp;
 pub mod fuel;
 pub mod helpers;
 pub mod insn;
@@ -26,6 +27,7 @@ mod provenance;
 pub mod vm;
 
 pub use error::{CompileError, Error, LoadError, RunError};
+pub use fast_interp::FastProgram;
 pub use helpers::{Helper, HelperFn, HelperRegistry, Helpers};
 pub use insn::Insn;
 #[cfg(feature = "jit")]

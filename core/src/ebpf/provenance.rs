@@ -28,7 +28,7 @@ pub(crate) enum Pointer {
 
 /// Scratch words the analysis needs for a program of `len` slots: a bitmap of jump targets,
 /// one of function starts, and the registers each 64-slot chunk writes.
-pub(crate) fn words_needed(len: usize) -> usize {
+pub(crate) const fn words_needed(len: usize) -> usize {
     3 * len.div_ceil(64)
 }
 

@@ -10,14 +10,17 @@
 //! let (mut stack, mut ctx) = ([0u8; 512 * 9], [0u8; 4]);
 //! let mut memory = Memory::new(&mut stack, &mut ctx, &mut []);
 //! assert_eq!(jit.run(&mut memory), Ok(5));
-//! assert_eq!(vm.interpret(&mut memory), Ok(5));
+//! assert_eq!(vm.interpret(&mut memory), Ok(5));         // the reference interpreter
+//! let fast = vm.prepare_fast();                         // decoded once, for the fast one
+//! assert_eq!(fast.run(&mut memory), Ok(5));
 //! # }
 //! ```
 //!
 //! Without `std`, compile into caller memory with [`Vm::compile_into`] (a [`CodeBuffer`]
 //! the embedder vouches is executable, and [`Scratch`] sized by [`Vm::scratch_size`]); the
 //! [`JitProgram`] it returns runs the same way. [`Vm::emit_for`] emits for any ISA, from any
-//! host, without running.
+//! host, without running. Where memory cannot be made executable, [`Vm::prepare_fast_in`]
+//! decodes for the fast interpreter into caller memory.
 
 #[cfg(feature = "jit")]
 use tessera_jit::{Allocation, CodeBuffer, Isa};
@@ -25,6 +28,7 @@ use tessera_jit::{Allocation, CodeBuffer, Isa};
 #[cfg(feature = "jit")]
 use super::error::CompileError;
 use super::error::{LoadError, RunError};
+use super::fast_interp::{self, FastProgram, Slot};
 use super::interp::{self, Config};
 #[cfg(feature = "jit")]
 use super::jit::{self, JitProgram, Scratch, ScratchSize};
@@ -35,7 +39,10 @@ use super::{Helpers, Memory, Program};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Mode {
+    /// The reference interpreter ([`Vm::interpret`]).
     Interpreter,
+    /// The fast interpreter ([`Vm::prepare_fast`]): the same results, pre-decoded.
+    FastInterpreter,
     Jit,
 }
 
@@ -53,6 +60,9 @@ pub struct Vm<'p, 'h> {
     /// The code [`Vm::run`] compiled on first use in `Mode::Jit`.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     compiled: Option<JitProgram<'p, 'h, 'static>>,
+    /// The program [`Vm::run`] decoded on first use in `Mode::FastInterpreter`.
+    #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+    decoded: Option<FastProgram<'p, 'h, 'static>>,
 }
 
 impl<'p, 'h> Vm<'p, 'h> {
@@ -76,6 +86,8 @@ impl<'p, 'h> Vm<'p, 'h> {
             max_code_size: jit::DEFAULT_MAX_CODE_SIZE,
             #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
             compiled: None,
+            #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
+            decoded: None,
         })
     }
 
@@ -88,8 +100,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         self.maps
     }
 
-    /// What a compiled program keeps of this one.
-    #[cfg(feature = "jit")]
+    /// What a compiled or decoded program keeps of this one.
     fn parts(&self) -> (Program<'p>, &'p [MapDef], Helpers<'h>, super::interp::Config) {
         (self.program, self.maps, self.helpers, self.config)
     }
@@ -118,20 +129,26 @@ impl<'p, 'h> Vm<'p, 'h> {
         self.forget_compiled();
     }
 
-    /// Limits live in compiled handles too: a change takes a fresh compile.
+    /// Limits live in compiled and decoded handles too: a change takes a fresh one.
     fn forget_compiled(&mut self) {
         #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
         {
             self.compiled = None;
+            self.decoded = None;
         }
     }
 
     /// Runs in `mode` with r1 = the context's address, r2 = its length; `Mode::Jit`
-    /// compiles into the process's code arena on first use and keeps the code.
+    /// compiles into the process's code arena on first use and keeps the code,
+    /// `Mode::FastInterpreter` decodes on first use and keeps the slots.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     pub fn run(&mut self, mode: Mode, memory: &mut Memory) -> Result<u64, super::Error> {
         match mode {
             Mode::Interpreter => Ok(self.interpret(memory)?),
+            Mode::FastInterpreter => {
+                let parts = self.parts();
+                Ok(self.decoded.get_or_insert_with(|| FastProgram::on_heap(parts)).run(memory)?)
+            }
             Mode::Jit => {
                 let compiled = match self.compiled.take() {
                     Some(compiled) => compiled,
@@ -155,6 +172,24 @@ impl<'p, 'h> Vm<'p, 'h> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
         interp::run(&self.program, &self.helpers, memory, &self.config)
+    }
+
+    /// Decodes the program for the fast interpreter onto the heap (once; run the result as
+    /// often as needed).
+    #[cfg(feature = "alloc")]
+    pub fn prepare_fast(&self) -> FastProgram<'p, 'h, 'static> {
+        FastProgram::on_heap(self.parts())
+    }
+
+    /// Decodes the program for the fast interpreter into `buffer`, which needs
+    /// [`Vm::fast_slots_needed`] slots (no allocator needed).
+    pub fn prepare_fast_in<'b>(&self, buffer: &'b mut [Slot]) -> Result<FastProgram<'p, 'h, 'b>, LoadError> {
+        FastProgram::in_buffer(self.parts(), buffer)
+    }
+
+    /// The buffer [`Vm::prepare_fast_in`] needs, in slots.
+    pub fn fast_slots_needed(&self) -> usize {
+        fast_interp::slots_needed(&self.program)
     }
 
     /// Emits code for `isa` (any ISA, from any host) into `buffer`, without a way to run it:

@@ -1,7 +1,8 @@
-//! The conformance suite on the target: every case through the interpreter and (with the
-//! `jit` feature) through generated code, each checked against the file's expectation and
-//! the JIT against the interpreter. Prints one `N passed, M failed` line per mode, and every
-//! failure with its details.
+//! The conformance suite on the target: every case through the reference interpreter, the
+//! fast interpreter (decoded into a caller buffer) and (with the `jit` feature) generated
+//! code, each checked against the file's expectation and the fast interpreter and the JIT
+//! against the reference interpreter. Prints one `N passed, M failed` line per mode, and
+//! every failure with its details.
 
 use crate::engine::{self, Error};
 use crate::suite::{self, Case, Expect};
@@ -72,6 +73,29 @@ fn interpret(case: &Case, mut context: ContextBuffer) -> Result<u64, Error> {
     engine::load(case.program)?.interpret(&mut context, &mut engine::Stack::new())
 }
 
+fn interpret_fast(case: &Case, mut context: ContextBuffer) -> Result<u64, Error> {
+    let loaded = engine::load(case.program)?;
+    let mut slots = engine::SlotBuffer::new();
+    loaded.decode(&mut slots)?.run(&mut context, &mut engine::Stack::new())
+}
+
+/// Checks a mode's result against the expectation and against the reference interpreter's.
+fn meets_expectation_and_reference(
+    case: &Case,
+    mode: &str,
+    got: &Result<u64, Error>,
+    interpreted: &Result<u64, Error>,
+) -> bool {
+    if !meets_expectation(case, mode, got) {
+        return false;
+    }
+    if got != interpreted {
+        defmt::error!("{=str}: {=str} {} != interpreter {}", case.name, mode, got, interpreted);
+        return false;
+    }
+    true
+}
+
 #[cfg(feature = "jit")]
 fn jit(case: &Case, mut context: ContextBuffer, region: &mut engine::CodeRegion) -> Result<u64, Error> {
     let loaded = engine::load(case.program)?;
@@ -91,7 +115,7 @@ pub fn run() -> u32 {
     #[cfg(feature = "jit")]
     defmt::println!("code region: {=usize} KiB at the linker's .jit_code", region.capacity() / 1024);
 
-    let (mut interp_tally, mut seen) = (Tally::default(), 0u32);
+    let (mut interp_tally, mut fast_tally, mut seen) = (Tally::default(), Tally::default(), 0u32);
     #[cfg(feature = "jit")]
     let mut jit_tally = Tally::default();
     for case in suite::cases() {
@@ -102,36 +126,38 @@ pub fn run() -> u32 {
         }
         let Some(context) = context.ok().filter(|_| case.assembled) else {
             interp_tally.record(false);
+            fast_tally.record(false);
             #[cfg(feature = "jit")]
             jit_tally.record(false);
             continue;
         };
         let interpreted = interpret(&case, context.clone());
         interp_tally.record(meets_expectation(&case, "interpreter", &interpreted));
+        let fast = interpret_fast(&case, context.clone());
+        fast_tally.record(meets_expectation_and_reference(&case, "fast-interpreter", &fast, &interpreted));
         #[cfg(feature = "jit")]
         {
             let compiled = jit(&case, context, &mut region);
-            let mut ok = meets_expectation(&case, "jit", &compiled);
-            if ok && interpreted.as_ref().ok() != compiled.as_ref().ok() {
-                defmt::error!("{=str}: jit {} != interpreter {}", case.name, compiled, interpreted);
-                ok = false;
-            }
-            jit_tally.record(ok);
+            jit_tally.record(meets_expectation_and_reference(&case, "jit", &compiled, &interpreted));
         }
     }
     if seen != total {
         defmt::error!("the embedded suite is malformed: read {=u32} of {=u32} cases", seen, total);
         interp_tally.failed += total - seen;
+        fast_tally.failed += total - seen;
     }
-    defmt::println!(
-        "conformance {=str} {=str} interpreter: {=u32} passed, {=u32} failed",
-        arch,
-        IMAGE,
-        interp_tally.passed,
-        interp_tally.failed
-    );
+    for (mode, tally) in [("interpreter", &interp_tally), ("fast-interpreter", &fast_tally)] {
+        defmt::println!(
+            "conformance {=str} {=str} {=str}: {=u32} passed, {=u32} failed",
+            arch,
+            IMAGE,
+            mode,
+            tally.passed,
+            tally.failed
+        );
+    }
     #[cfg(not(feature = "jit"))]
-    let failed = interp_tally.failed;
+    let failed = interp_tally.failed + fast_tally.failed;
     #[cfg(feature = "jit")]
     let failed = {
         jit_tally.failed += total - seen;
@@ -142,7 +168,7 @@ pub fn run() -> u32 {
             jit_tally.passed,
             jit_tally.failed
         );
-        interp_tally.failed + jit_tally.failed
+        interp_tally.failed + fast_tally.failed + jit_tally.failed
     };
     #[cfg(feature = "heap")]
     defmt::println!("heap: {=usize} bytes at most in use during the suite", crate::heap::peak());

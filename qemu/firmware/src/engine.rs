@@ -1,11 +1,13 @@
 //! Every use of tessera's API in the images, in one place: load (validate) a program, run
-//! it through the interpreter, count what it executes, compile it into the code region and
-//! run the generated code. The rest of the firmware sees only these types.
+//! it through the reference interpreter, count what it executes, decode it for the fast
+//! interpreter and run that, compile it into the code region and run the generated code.
+//! The rest of the firmware sees only these types.
 
 pub use tessera::ebpf::Error;
+use tessera::ebpf::fast_interp::Slot;
 #[cfg(feature = "jit")]
-use tessera::ebpf::jit::Scratch;
-use tessera::ebpf::{Helper, Helpers, Memory, Vm, interp};
+use tessera::ebpf::jit::{Scratch, ScratchSize};
+use tessera::ebpf::{FastProgram, Helper, Helpers, Memory, Vm, interp};
 #[cfg(feature = "jit")]
 use tessera::jit::{CodeBuffer, Fixup};
 
@@ -28,14 +30,35 @@ impl Default for Stack {
     }
 }
 
-/// Label and fix-up scratch for one compilation, in static memory (no heap, and off the
-/// stack): enough for programs of `MAX_SLOTS` slots.
+/// The slots a program decodes into for the fast interpreter (one per instruction slot; the
+/// suite's programs have at most a few dozen).
+pub const MAX_DECODED_SLOTS: usize = 256;
+
+/// Decoded slots for the fast interpreter, provided by the caller (no heap), like [`Stack`].
+pub struct SlotBuffer([Slot; MAX_DECODED_SLOTS]);
+
+impl SlotBuffer {
+    pub const fn new() -> SlotBuffer {
+        SlotBuffer([Slot::EMPTY; MAX_DECODED_SLOTS])
+    }
+}
+
+impl Default for SlotBuffer {
+    fn default() -> SlotBuffer {
+        SlotBuffer::new()
+    }
+}
+
+/// Scratch for one compilation, in static memory (no heap, and off the stack): labels,
+/// fix-ups and words for programs of up to `MAX_SLOTS` slots (`compile_into` checks it).
 #[cfg(feature = "jit")]
 const MAX_SLOTS: usize = 2048;
 #[cfg(feature = "jit")]
+const NEED: ScratchSize = ScratchSize::for_slots(MAX_SLOTS);
+#[cfg(feature = "jit")]
 #[allow(clippy::type_complexity)]
-static SCRATCH: spin::Mutex<([u32; 2 * MAX_SLOTS], [Fixup; 2 * MAX_SLOTS + 1], [u64; MAX_SLOTS / 32])> =
-    spin::Mutex::new(([0; 2 * MAX_SLOTS], [Fixup::EMPTY; 2 * MAX_SLOTS + 1], [0; MAX_SLOTS / 32]));
+static SCRATCH: spin::Mutex<([u32; NEED.labels], [Fixup; NEED.fixups], [u64; NEED.words])> =
+    spin::Mutex::new(([0; NEED.labels], [Fixup::EMPTY; NEED.fixups], [0; NEED.words]));
 
 /// The conformance suite's helper 5: returns its first argument.
 static HELPERS: [Helper; 1] = [Helper { id: 5, func: |_, a, _, _, _, _| a }];
@@ -65,6 +88,11 @@ impl Loaded<'_> {
         (result.map_err(Error::from), executed)
     }
 
+    /// Decodes the program for the fast interpreter into `buffer`.
+    pub fn decode<'b>(&self, buffer: &'b mut SlotBuffer) -> Result<Decoded<'_, 'b>, Error> {
+        Ok(Decoded { fast: self.vm.prepare_fast_in(&mut buffer.0)? })
+    }
+
     /// Compiles for this machine into `region` (replacing what it held before).
     #[cfg(feature = "jit")]
     pub fn compile<'r>(&self, region: &'r mut CodeRegion) -> Result<Compiled<'_, 'r>, Error> {
@@ -77,6 +105,19 @@ impl Loaded<'_> {
         let (labels, fixups, words) = &mut *scratch;
         let jit = self.vm.compile_into(&mut buffer, Scratch { labels, fixups, words })?;
         Ok(Compiled { jit })
+    }
+}
+
+/// A program decoded for the fast interpreter, in a [`SlotBuffer`] it borrows.
+pub struct Decoded<'p, 'b> {
+    fast: FastProgram<'p, 'static, 'b>,
+}
+
+impl Decoded<'_, '_> {
+    /// Runs the fast interpreter with r1 = `context`, r2 = its length.
+    pub fn run(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
+        let mut memory = Memory::new(&mut stack.0, context, &mut []);
+        Ok(self.fast.run(&mut memory)?)
     }
 }
 

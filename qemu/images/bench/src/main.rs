@@ -1,7 +1,8 @@
 //! QEMU virt image: exact guest instruction counts (under `-icount shift=0`) for each bench
-//! in `qemu/bench/`, through the interpreter, the JIT and the kernel compiled natively with
-//! clang -O2, with the number of eBPF instructions executed; `cargo xtask qemu` turns them
-//! into the per-instruction table. Results of the three must agree. No global allocator.
+//! in `qemu/bench/`, through the reference interpreter, the fast interpreter, the JIT and the
+//! kernel compiled natively with clang -O2, with the number of eBPF instructions executed;
+//! `cargo xtask qemu` turns them into the per-instruction table. Results of all four must
+//! agree. No global allocator.
 #![no_std]
 #![no_main]
 
@@ -62,6 +63,18 @@ fn calibrate() -> Option<u64> {
     Some(empty)
 }
 
+/// Counts `run` on a fresh copy of `context` and a fresh stack, both set up outside the
+/// measured window.
+fn measured<R>(context: &Context, run: impl FnOnce(&mut [u8], &mut engine::Stack) -> R) -> (R, u64) {
+    let (mut context, mut stack) = (context.clone(), engine::Stack::new());
+    counted(|| run(&mut context, &mut stack))
+}
+
+/// The prepared program, or `None` after logging why `what` failed.
+fn prepared<T>(bench: &Bench, what: &str, result: Result<T, engine::Error>) -> Option<T> {
+    result.map_err(|e| defmt::error!("bench {=str}: {=str} failed: {}", bench.name, what, e)).ok()
+}
+
 fn run_bench(bench: &Bench, region: &mut engine::CodeRegion, overhead: u64) -> bool {
     let Ok(context) = Context::from_slice(bench.memory) else {
         defmt::error!("bench {=str}: {=usize} bytes of memory exceed the buffer", bench.name, bench.memory.len());
@@ -75,18 +88,13 @@ fn run_bench(bench: &Bench, region: &mut engine::CodeRegion, overhead: u64) -> b
         }
     };
     let (reference, executed) = loaded.count_executed(&mut context.clone(), &mut engine::Stack::new());
-    // Context and stack are set up outside the measured windows.
-    let (mut interp_context, mut interp_stack) = (context.clone(), engine::Stack::new());
-    let (interpreted, interp_count) = counted(|| loaded.interpret(&mut interp_context, &mut interp_stack));
-    let compiled = match loaded.compile(region) {
-        Ok(c) => c,
-        Err(e) => {
-            defmt::error!("bench {=str}: compilation failed: {}", bench.name, e);
-            return false;
-        }
-    };
-    let (mut jit_context, mut jit_stack) = (context.clone(), engine::Stack::new());
-    let (jitted, jit_count) = counted(|| compiled.run(&mut jit_context, &mut jit_stack));
+    let (interpreted, interp_count) = measured(&context, |c, s| loaded.interpret(c, s));
+    // Decoding and compilation happen once, outside the measured windows.
+    let mut slots = engine::SlotBuffer::new();
+    let Some(decoded) = prepared(bench, "decoding", loaded.decode(&mut slots)) else { return false };
+    let (fast, fast_count) = measured(&context, |c, s| decoded.run(c, s));
+    let Some(compiled) = prepared(bench, "compilation", loaded.compile(region)) else { return false };
+    let (jitted, jit_count) = measured(&context, |c, s| compiled.run(c, s));
     let mut native_context = context.clone();
     let (len, ptr) = (native_context.len() as u64, native_context.as_mut_ptr());
     // SAFETY: a bench kernel reads at most `len` bytes at `ptr` (the contract in
@@ -95,15 +103,17 @@ fn run_bench(bench: &Bench, region: &mut engine::CodeRegion, overhead: u64) -> b
 
     let agree = reference.is_ok()
         && interpreted == reference
+        && fast == reference
         && jitted == reference
         && reference == Ok(native)
         && bench.expect.is_none_or(|want| reference == Ok(want));
     if !agree {
         defmt::error!(
-            "bench {=str}: results differ: counting interpreter {}, interpreter {}, jit {}, native {=u64:#x}, expected {}",
+            "bench {=str}: results differ: counting interpreter {}, interpreter {}, fast interpreter {}, jit {}, native {=u64:#x}, expected {}",
             bench.name,
             reference,
             interpreted,
+            fast,
             jitted,
             native,
             bench.expect
@@ -111,11 +121,12 @@ fn run_bench(bench: &Bench, region: &mut engine::CodeRegion, overhead: u64) -> b
         return false;
     }
     defmt::println!(
-        "bench {=str} {=str}: ebpf {=u64} interpreter {=u64} jit {=u64} native {=u64} code {=usize}",
+        "bench {=str} {=str}: ebpf {=u64} interpreter {=u64} fast {=u64} jit {=u64} native {=u64} code {=usize}",
         arch::ARCH,
         bench.name,
         executed,
         interp_count - overhead,
+        fast_count - overhead,
         jit_count - overhead,
         native_count - overhead,
         compiled.len()
