@@ -253,17 +253,26 @@ impl<'a, P: Patcher> Emitter<'a, P> {
     /// fixed-size block moves and every hole offset is masked into the window, so the
     /// compiler proves each store in bounds and emits no checks. Stencils longer than the
     /// window, and the last bytes of the output, take [`Emitter::place_exact`].
-    #[inline]
+    #[inline(always)]
     pub fn place(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
-        let fixups_before = self.fixup_count;
-        match self.place_fast(id, holes) {
-            Some(()) => Ok(()),
-            None => {
-                // Whatever the fast path did is redone, with the exact error if any.
-                self.fixup_count = fixups_before;
-                self.place_exact(id, holes)
-            }
+        match self.place_common(id, holes) {
+            true => Ok(()),
+            false => self.place_exact(id, holes),
         }
+    }
+
+    /// The common path, out of line (the front end places stencils from dozens of call
+    /// sites, and a copy of the patch loop at each would cost more code than the call saves
+    /// time); false when [`Emitter::place_exact`] must redo the stencil and say why.
+    #[inline(never)]
+    fn place_common(&mut self, id: StencilId, holes: &Holes) -> bool {
+        let fixups_before = self.fixup_count;
+        let placed = self.place_fast(id, holes).is_some();
+        if !placed {
+            // Whatever the fast path did is redone by the exact path.
+            self.fixup_count = fixups_before;
+        }
+        placed
     }
 
     /// The fast path of [`Emitter::place`]: `None` for anything unusual (an unknown stencil
@@ -303,7 +312,7 @@ impl<'a, P: Patcher> Emitter<'a, P> {
                 }
                 operand => {
                     let v = operand_value(holes, operand);
-                    P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend), place).ok()?;
+                    P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend as i32), place).ok()?;
                     continue;
                 }
             };
@@ -350,7 +359,7 @@ impl<'a, P: Patcher> Emitter<'a, P> {
                 }
                 operand => {
                     let v = operand_value(holes, operand);
-                    P::patch_imm32(hole.kind, dst, offset, v.wrapping_add(hole.addend), place)?;
+                    P::patch_imm32(hole.kind, dst, offset, v.wrapping_add(hole.addend as i32), place)?;
                     continue;
                 }
             };

@@ -126,16 +126,18 @@ impl HoleValue {
     }
 }
 
-/// One hole: where it is, how it is encoded, and what goes in it. Eight bytes.
+/// One hole: where it is, how it is encoded, and what goes in it. Four bytes: holes are
+/// the largest part of a table after the code (the generator refuses a stencil whose
+/// holes do not fit these fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Hole {
     /// Byte offset in the stencil's code.
-    pub offset: u16,
+    pub offset: u8,
     pub kind: RelocKind,
     pub value: HoleValue,
-    /// The relocation addend (`A` in `S + A`).
-    pub addend: i32,
+    /// The relocation addend (`A` in `S + A`): 0, or -4 for x86-64's PC-relative fields.
+    pub addend: i8,
 }
 
 /// Where one stencil's code and holes are in its table.

@@ -203,9 +203,7 @@ const fn alu(code: u8) -> Option<AluFamilies> {
     };
     let pair = match code {
         0x00 => Some(ids::ADD64_RR),
-        0x10 => Some(ids::SUB64_RR),
         0x40 => Some(ids::OR64_RR),
-        0x50 => Some(ids::AND64_RR),
         0xa0 => Some(ids::XOR64_RR),
         _ => None,
     };

@@ -198,7 +198,7 @@ fn generate(root: &Path, job: &Job) -> Result<Vec<(PathBuf, String)>, String> {
             Some(_) => {}
         }
         let digest = digest::inputs(&dirs, spec)?;
-        files.push((job.table_path(spec.isa), render::table(spec, &stencils, digest, &version)));
+        files.push((job.table_path(spec.isa), render::table(spec, &stencils, digest, &version)?));
         // The listing disassembles the stencils as emitted (after the generator's rewrites),
         // from an object holding exactly the table's code and holes.
         let emitted = out_dir.join(format!("stencils-{}-emitted.o", spec.isa));

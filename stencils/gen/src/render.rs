@@ -18,7 +18,7 @@ fn header(out: &mut String, comment: &str, spec: &TargetSpec, digest: u64, versi
     let _ = writeln!(out, "{comment} target: {} {}", spec.triple, spec.flags.join(" "));
 }
 
-pub fn table(spec: &TargetSpec, stencils: &[Stencil], digest: u64, version: &str) -> String {
+pub fn table(spec: &TargetSpec, stencils: &[Stencil], digest: u64, version: &str) -> Result<String, String> {
     let mut out = String::new();
     header(&mut out, "//", spec, digest, version);
     let code_len: usize = stencils.iter().map(|s| s.code.len()).sum();
@@ -47,10 +47,17 @@ pub fn table(spec: &TargetSpec, stencils: &[Stencil], digest: u64, version: &str
     let _ = writeln!(out, "static HOLES: [Hole; {hole_len}] = [");
     for s in stencils {
         for h in &s.holes {
+            // The table's compact fields (see `tessera_jit::Hole`).
+            let (Ok(offset), Ok(addend)) = (u8::try_from(h.offset), i8::try_from(h.addend)) else {
+                return Err(format!(
+                    "stencil `{}`: hole at {:#x} with addend {}: a table hole has an 8-bit offset and addend",
+                    s.name, h.offset, h.addend
+                ));
+            };
             let _ = writeln!(
                 out,
-                "    Hole {{ offset: {}, kind: {:?}, value: {:?}, addend: {} }}, // {}",
-                h.offset, h.kind, h.value, h.addend, s.name
+                "    Hole {{ offset: {offset}, kind: {:?}, value: {:?}, addend: {addend} }}, // {}",
+                h.kind, h.value, s.name
             );
         }
     }
@@ -69,7 +76,7 @@ pub fn table(spec: &TargetSpec, stencils: &[Stencil], digest: u64, version: &str
         holes_start += s.holes.len();
     }
     let _ = writeln!(out, "];");
-    seal("//", &out)
+    Ok(seal("//", &out))
 }
 
 /// The ids shared by every ISA: one constant per single stencil, one `Family` per
