@@ -312,7 +312,8 @@ impl<'a, P: Patcher> Emitter<'a, P> {
                 }
                 operand => {
                     let v = operand_value(holes, operand);
-                    P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend as i32), place).ok()?;
+                    P::patch_imm32(hole.kind, &mut window[..], offset, v.wrapping_add(hole.addend as i32), place)
+                        .ok()?;
                     continue;
                 }
             };
