@@ -7,10 +7,23 @@
 //! function, and every instruction is reachable from the entry. Everything downstream (the
 //! interpreter, the JIT lowering) relies on these facts and does not re-check them.
 //!
+//! One forward pass over the slots does most of the work. A 256-entry table ([`RULES`])
+//! accepts the common instructions with two mask tests; anything it does not accept (a
+//! field with a value-dependent rule, a helper call, or an error) goes to the exact
+//! per-instruction checks ([`check_insn`], [`check_lddw`]), which are the definition of the
+//! rules and say which error. The same pass records jump targets, `lddw` second slots and
+//! function starts in bitmaps and proves most programs reachable on the way (a slot is
+//! reached if the previous one falls into it or an earlier jump targets it); only programs
+//! with local calls sweep again for the function rules, and only programs that pass cannot
+//! prove (a block entered only by a backward jump, or dead code) walk the exact worklist.
+//! When a program breaks several rules, the error is the one a check in this order finds
+//! first: each slot on its own (in pc order), then jump and call targets (in pc order),
+//! falling off the end, the function rules (in pc order), and the first unreachable slot.
+//!
 //! Validation takes time linear in the program length and [`scratch_words`] words of
-//! scratch (three bits per slot): from the heap with the `alloc` feature, from the stack for
-//! programs up to [`MAX_INSNS_ON_STACK`] slots without it, or from the caller through
-//! [`Program::new_in`].
+//! scratch (three bits per slot): from the stack for short programs, the heap with the
+//! `alloc` feature, the stack for programs up to [`MAX_INSNS_ON_STACK`] slots without it,
+//! or from the caller through [`Program::new_in`].
 
 use super::error::LoadError as Error;
 use super::insn::{FRAME_POINTER, Insn, REGISTER_COUNT, alu, atomic, class, jmp, mem, op, pseudo, source};
@@ -23,8 +36,14 @@ pub const MAX_INSNS: usize = 1 << 20;
 /// longer ones with [`Error::ProgramTooLong`]; [`Program::new_in`] takes any length.
 pub const MAX_INSNS_ON_STACK: usize = 4096;
 
-/// Scratch words (`u64`) [`Program::new_in`] needs for a program of `len` slots: a bitmap
-/// of function starts, one of reached slots and a three-level bitmap of pending slots.
+/// Programs up to this many slots take their scratch from the stack even with `alloc`
+/// (26 words: cheaper than a heap round trip).
+const SMALL_PROGRAM: usize = 512;
+
+/// Scratch words (`u64`) [`Program::new_in`] needs for a program of `len` slots: three
+/// bitmaps over the slots (jump targets, `lddw` second slots, function starts; the first two
+/// become the reached set and the bottom level of the worklist when reachability needs the
+/// exact walk) and the two upper levels of the worklist.
 pub const fn scratch_words(len: usize) -> usize {
     let (l0, l1, l2) = worklist_words(len);
     3 * l0 + l1 + l2
@@ -43,8 +62,8 @@ pub struct Program<'a> {
 
 impl<'a> Program<'a> {
     /// Validates `bytes`; `is_helper(id)` says whether `call id` (helper form) names a helper
-    /// the embedder registers. Scratch comes from the heap (`alloc`) or the stack (see
-    /// [`MAX_INSNS_ON_STACK`]).
+    /// the embedder registers. Scratch comes from the stack (short programs, see also
+    /// [`MAX_INSNS_ON_STACK`]) or the heap (`alloc`).
     pub fn new(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool) -> Result<Program<'a>, Error> {
         Program::checked(bytes, &is_helper, Some(&|_| None))
     }
@@ -62,13 +81,17 @@ impl<'a> Program<'a> {
         Program::checked(bytes, &is_helper, Some(&map_value_size))
     }
 
-    /// Validation with scratch from the heap (`alloc`) or the stack.
+    /// Validation with scratch from the stack or the heap.
     fn checked(
         bytes: &'a [u8],
         is_helper: &dyn Fn(i32) -> bool,
         maps: Option<MapValueSize>,
     ) -> Result<Program<'a>, Error> {
         let len = slot_count(bytes)?;
+        if len <= SMALL_PROGRAM {
+            let mut scratch = [0u64; scratch_words(SMALL_PROGRAM)];
+            return Program::checked_in(bytes, is_helper, maps, &mut scratch);
+        }
         #[cfg(feature = "alloc")]
         let mut scratch = alloc::vec![0u64; scratch_words(len)];
         #[cfg(not(feature = "alloc"))]
@@ -106,11 +129,8 @@ impl<'a> Program<'a> {
         let len = slot_count(bytes)?;
         let needed = scratch_words(len);
         let scratch = scratch.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: clamp_u32(needed) })?;
-        scratch.fill(0);
         let mut program = Program { bytes, local_calls: false };
-        program.validate(is_helper, maps)?;
-        program.validate_control_flow(scratch)?;
-        program.local_calls = program.iter().any(|(_, insn)| insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL);
+        program.local_calls = program.validate(is_helper, maps, scratch)?;
         Ok(program)
     }
 
@@ -167,99 +187,189 @@ impl<'a> Program<'a> {
         pc > 0 && self.insn(pc - 1).opcode == op::LDDW
     }
 
-    fn validate(&self, is_helper: &dyn Fn(i32) -> bool, maps: Option<MapValueSize>) -> Result<(), Error> {
+    /// The slots, whole (`bytes` holds a whole number of them once `slot_count` passed).
+    fn slots(&self) -> &'a [[u8; Insn::SIZE]] {
+        self.bytes.as_chunks().0
+    }
+
+    /// Every check, in the order that decides which error a program with several gets (see
+    /// the module documentation); `Ok` says whether the program makes local calls.
+    fn validate(
+        &self,
+        is_helper: &dyn Fn(i32) -> bool,
+        maps: Option<MapValueSize>,
+        scratch: &mut [u64],
+    ) -> Result<bool, Error> {
         let len = self.len();
-        // Pass 1: every instruction on its own, and lddw structure.
+        let (l0, l1, _) = worklist_words(len);
+        let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
+        let (targets, rest) = scratch.split_at_mut_checked(l0).ok_or(too_small)?;
+        let (seconds, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
+        let (starts, upper) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
+        targets.fill(0);
+        seconds.fill(0);
+        starts.fill(0);
+        let scan = self.scan(is_helper, maps, Bitmaps { targets, seconds, starts })?;
+        if !scan.targets_in_range || targets.iter().zip(seconds.iter()).any(|(t, s)| t & s != 0) {
+            // Some jump or call lands outside the program or on a second slot: report the
+            // first in pc order.
+            if let Some(error) = self.first_bad_target(seconds) {
+                return Err(error);
+            }
+        }
+        if scan.falls_in {
+            return Err(Error::FallsOffEnd { pc: scan.last as u32 });
+        }
+        if scan.local_calls {
+            self.check_functions(starts)?;
+        }
+        if !scan.reachable {
+            targets.fill(0);
+            seconds.fill(0);
+            upper.fill(0);
+            let (pending1, pending2) = upper.split_at_mut_checked(l1).ok_or(too_small)?;
+            self.check_reachable(targets, Worklist { levels: [seconds, pending1, pending2] })?;
+        }
+        Ok(scan.local_calls)
+    }
+
+    /// The forward pass: every slot on its own (the first error in pc order returns), and
+    /// the facts the later checks need, recorded in `bitmaps`.
+    fn scan(
+        &self,
+        is_helper: &dyn Fn(i32) -> bool,
+        maps: Option<MapValueSize>,
+        bitmaps: Bitmaps,
+    ) -> Result<Scan, Error> {
+        let Bitmaps { targets, seconds, starts } = bitmaps;
+        let slots = self.slots();
+        let len = slots.len();
+        let mut scan = Scan { last: 0, falls_in: true, targets_in_range: true, local_calls: false, reachable: true };
         let mut pc = 0;
-        let mut last = 0;
-        while pc < len {
-            let insn = self.insn(pc);
-            last = pc;
-            if insn.opcode == op::LDDW {
-                check_lddw(self, pc, insn, maps)?;
-                pc += 2;
-            } else {
-                check_insn(pc, insn, is_helper)?;
-                pc += 1;
+        while let Some(slot) = slots.get(pc) {
+            let word = u64::from_le_bytes(*slot);
+            let rule = RULES[usize::from(word as u8)];
+            let accepted = word & rule.zero == 0 && REGS[usize::from((word >> 8) as u8)] & rule.regs == rule.regs;
+            // Reached (given that every earlier slot is): falling in from the previous
+            // instruction, or targeted by an earlier jump (only forward jumps have set bits
+            // at or after pc so far).
+            if !scan.falls_in && !bit(targets, pc) {
+                scan.reachable = false;
             }
-        }
-        // Pass 2: jump and call targets (lddw second slots are now known to be well formed,
-        // so slot t is a second slot iff slot t - 1 has the lddw opcode).
-        for (pc, insn) in self.iter() {
-            if let Some(target) = branch_target(pc, insn) {
-                if target < 0 || target >= len as i64 {
-                    return Err(Error::JumpOutOfRange { pc: pc as u32, target });
+            scan.last = pc;
+            let off = i64::from((word >> 16) as i16);
+            let imm = i64::from((word >> 32) as i32);
+            match rule.flow {
+                Flow::Next => {
+                    if !accepted {
+                        check_insn(pc, Insn::decode(*slot), is_helper)?;
+                    }
+                    scan.falls_in = true;
+                    pc += 1;
+                    continue;
                 }
-                let t = target as usize;
-                if self.is_lddw_second_slot(t) {
-                    return Err(Error::JumpIntoLddw { pc: pc as u32, target: t as u32 });
+                Flow::Lddw => {
+                    let second = slots.get(pc + 1);
+                    if !accepted || !second.is_some_and(|s| u64::from_le_bytes(*s) as u32 == 0) {
+                        check_lddw(pc, Insn::decode(*slot), second.map(|s| Insn::decode(*s)), maps)?;
+                    }
+                    set_bit(seconds, pc + 1);
+                    scan.falls_in = true;
+                    pc += 2;
+                    continue;
+                }
+                Flow::Call => {
+                    // Always the exact checks: the helper id is the embedder's to judge.
+                    check_insn(pc, Insn::decode(*slot), is_helper)?;
+                    if (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
+                        scan.local_calls = true;
+                        scan.targets_in_range &= mark_target(targets, len, pc, imm);
+                        mark_target(starts, len, pc, imm);
+                    }
+                    scan.falls_in = true;
+                }
+                Flow::Branch | Flow::Goto | Flow::Goto32 | Flow::Exit => {
+                    if !accepted {
+                        check_insn(pc, Insn::decode(*slot), is_helper)?;
+                    }
+                    match rule.flow {
+                        Flow::Branch | Flow::Goto => scan.targets_in_range &= mark_target(targets, len, pc, off),
+                        Flow::Goto32 => scan.targets_in_range &= mark_target(targets, len, pc, imm),
+                        _ => {}
+                    }
+                    scan.falls_in = rule.flow == Flow::Branch;
                 }
             }
+            pc += 1;
         }
-        // Execution must not run past the last instruction.
-        let end = self.insn(last);
-        if !matches!(end.opcode, op::EXIT | op::JA | op::JA32) {
-            return Err(Error::FallsOffEnd { pc: last as u32 });
-        }
-        Ok(())
-    }
-}
-
-impl Program<'_> {
-    /// Functions, then reachability (needs the facts `validate` established: targets are in
-    /// range and are instruction starts, and the last instruction does not fall off the end).
-    fn validate_control_flow(&self, scratch: &mut [u64]) -> Result<(), Error> {
-        let (l0, l1, _) = worklist_words(self.len());
-        let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(self.len())) };
-        let (starts, rest) = scratch.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (reached, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (pending0, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (pending1, pending2) = rest.split_at_mut_checked(l1).ok_or(too_small)?;
-        self.check_functions(starts)?;
-        self.check_reachable(reached, Worklist { levels: [pending0, pending1, pending2] })
+        Ok(scan)
     }
 
-    /// Each function (the entry at 0 and every local-call target, up to the next one) ends in
-    /// `exit` or `ja`, and every jump stays in its function. One sweep: the function of the
-    /// current instruction is known from the start bitmap, whose next set bit is found by a
-    /// forward scan that never goes back (linear overall).
-    fn check_functions(&self, starts: &mut [u64]) -> Result<(), Error> {
+    /// The first jump or call (in pc order) that lands outside the program or on an `lddw`
+    /// second slot (marked in `seconds`), if any.
+    #[cold]
+    fn first_bad_target(&self, seconds: &[u64]) -> Option<Error> {
         let len = self.len();
-        set_bit(starts, 0);
-        for (pc, insn) in self.iter() {
-            if is_local_call(insn)
-                && let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
-            {
-                set_bit(starts, target);
+        self.iter().find_map(|(pc, insn)| {
+            let target = branch_target(pc, insn)?;
+            if target < 0 || target >= len as i64 {
+                Some(Error::JumpOutOfRange { pc: pc as u32, target })
+            } else if bit(seconds, target as usize) {
+                Some(Error::JumpIntoLddw { pc: pc as u32, target: target as u32 })
+            } else {
+                None
             }
-        }
+        })
+    }
+
+    /// Each function (the entry at 0 and every local-call target in `starts`, up to the next
+    /// one) ends in `exit` or `ja`, and every jump stays in its function. One sweep: the
+    /// function of the current instruction is known from the start bitmap, whose next set
+    /// bit is found by a forward scan that never goes back (linear overall). Needs what the
+    /// scan established: every slot is well formed and every target is an instruction start
+    /// in the program.
+    fn check_functions(&self, starts: &mut [u64]) -> Result<(), Error> {
+        let slots = self.slots();
+        let len = slots.len();
+        set_bit(starts, 0);
         let mut function = 0;
         let mut next_function = next_set_bit(starts, 1).unwrap_or(len);
-        for (pc, insn) in self.iter() {
+        let mut pc = 0;
+        while let Some(slot) = slots.get(pc) {
             if pc >= next_function {
                 function = next_function;
                 next_function = next_set_bit(starts, pc + 1).unwrap_or(len);
             }
-            if !is_local_call(insn)
-                && let Some(target) = branch_target(pc, insn)
-                && (target < function as i64 || target >= next_function as i64)
-            {
-                return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
+            let word = u64::from_le_bytes(*slot);
+            let flow = RULES[usize::from(word as u8)].flow;
+            let relative = match flow {
+                Flow::Branch | Flow::Goto => Some(i64::from((word >> 16) as i16)),
+                Flow::Goto32 => Some(i64::from((word >> 32) as i32)),
+                _ => None,
+            };
+            if let Some(relative) = relative {
+                let target = pc as i64 + 1 + relative;
+                if target < function as i64 || target >= next_function as i64 {
+                    return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
+                }
             }
-            let next = pc + insn_slots(insn);
-            if next == next_function && next < len && !is_unconditional_exit_or_jump(insn) {
+            let next = pc + if flow == Flow::Lddw { 2 } else { 1 };
+            if next == next_function && next < len && !flow.ends() {
                 return Err(Error::FallsIntoFunction { pc: pc as u32, function: next as u32 });
             }
+            pc = next;
         }
         Ok(())
     }
 
     /// Every instruction is reachable from the entry through fall-through, jumps and local
-    /// calls. From each slot taken off the worklist, the walk follows fall-through until it
-    /// meets a reached slot or an `exit`/`ja`, putting only branch targets on the worklist;
-    /// every slot is walked once and the worklist inserts and takes in constant time, so this
-    /// is linear too. The second slot of a reached `lddw` is marked reached with it, so the
-    /// first clear bit is the first unreachable instruction.
+    /// calls, for programs the scan could not prove so. From each slot taken off the
+    /// worklist, the walk follows fall-through until it meets a reached slot or an
+    /// `exit`/`ja`, putting only branch targets on the worklist; every slot is walked once
+    /// and the worklist inserts and takes in constant time, so this is linear too. The
+    /// second slot of a reached `lddw` is marked reached with it, so the first clear bit is
+    /// the first unreachable instruction.
+    #[cold]
     fn check_reachable(&self, reached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
         let len = self.len();
         set_bit(reached, 0);
@@ -293,6 +403,195 @@ impl Program<'_> {
     }
 }
 
+/// The scan's bitmaps over the slots (cleared before it).
+struct Bitmaps<'s> {
+    /// Every in-range jump and call target.
+    targets: &'s mut [u64],
+    /// The second slot of every `lddw`.
+    seconds: &'s mut [u64],
+    /// Every local-call target (function starts but the entry).
+    starts: &'s mut [u64],
+}
+
+/// What the scan found besides errors of single slots.
+struct Scan {
+    /// The last instruction start.
+    last: usize,
+    /// Whether the last instruction falls through (it is not `exit` or `ja`).
+    falls_in: bool,
+    /// No jump or call lands outside the program.
+    targets_in_range: bool,
+    local_calls: bool,
+    /// Every instruction is reached, proved going forward (`false` does not mean there is
+    /// unreachable code, only that the exact walk must decide).
+    reachable: bool,
+}
+
+/// Marks the target of a jump or call at `pc` by `relative` slots; whether it is in range.
+#[inline(always)]
+fn mark_target(bitmap: &mut [u64], len: usize, pc: usize, relative: i64) -> bool {
+    let target = pc as i64 + 1 + relative;
+    let in_range = (target as u64) < len as u64;
+    if in_range {
+        set_bit(bitmap, target as usize);
+    }
+    in_range
+}
+
+/// How an instruction passes control on (for the scan and the function sweep).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// To the next slot.
+    Next,
+    /// `lddw`: over its second slot.
+    Lddw,
+    /// `call`: a helper, or a local function at `pc + 1 + imm` (src 1); then the next slot.
+    Call,
+    /// A conditional jump to `pc + 1 + off`, or the next slot.
+    Branch,
+    /// `ja`: to `pc + 1 + off` only.
+    Goto,
+    /// `ja32` (`gotol`): to `pc + 1 + imm` only.
+    Goto32,
+    /// `exit`: nowhere in the function.
+    Exit,
+}
+
+impl Flow {
+    /// `exit` or `ja`: control does not go on to the next slot.
+    fn ends(self) -> bool {
+        matches!(self, Flow::Goto | Flow::Goto32 | Flow::Exit)
+    }
+}
+
+/// What the scan accepts of an opcode without the exact checks: a slot (as a little-endian
+/// `u64`: opcode, registers, off, imm from the low byte up) whose bits in `zero` are clear
+/// and whose register byte has every [`REGS`] flag in `regs`. A rule must never accept a
+/// slot the exact checks reject (a test checks this over all opcodes and register bytes);
+/// it may send acceptable slots to them.
+#[derive(Clone, Copy)]
+struct Rule {
+    zero: u64,
+    regs: u8,
+    flow: Flow,
+}
+
+/// Slot bits of each field.
+const DST: u64 = 0x0f << 8;
+const SRC: u64 = 0xf0 << 8;
+const OFF: u64 = 0xffff << 16;
+const IMM: u64 = 0xffff_ffff << 32;
+
+/// Flags of a register byte (dst in the low nibble, src in the high one).
+const DST_READ: u8 = 1;
+const DST_WRITE: u8 = 2;
+const SRC_READ: u8 = 4;
+/// A flag no register byte has: the rule sends every slot to the exact checks.
+const EXACT: u8 = 0x80;
+
+/// [`REGS`]`[byte]`: which register rules a register byte meets.
+const REGS: [u8; 256] = {
+    let mut flags = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let (dst, src) = ((byte & 0x0f) as u8, (byte >> 4) as u8);
+        if dst < REGISTER_COUNT {
+            flags[byte] |= DST_READ;
+        }
+        if dst < REGISTER_COUNT && dst != FRAME_POINTER {
+            flags[byte] |= DST_WRITE;
+        }
+        if src < REGISTER_COUNT {
+            flags[byte] |= SRC_READ;
+        }
+        byte += 1;
+    }
+    flags
+};
+
+/// The scan's rule for every opcode. What is left out goes to the exact checks: unknown
+/// opcodes, `END` (imm 16/32/64), signed division and sign-extending moves (off 1, 8, 16,
+/// 32), atomics (imm names the operation), `call` (helper ids, the local form) and pseudo
+/// `lddw`s (maps).
+const RULES: [Rule; 256] = {
+    const fn rule(zero: u64, regs: u8, flow: Flow) -> Rule {
+        Rule { zero, regs, flow }
+    }
+    /// Immediate bits at and above `width` (a power of two): the immediate is in `0..width`.
+    const fn imm_below(width: u64) -> u64 {
+        IMM & !((width - 1) << 32)
+    }
+    let mut rules = [rule(0, EXACT, Flow::Next); 256];
+    let mut code = 0;
+    while code < 0x100 {
+        let c = code as u8;
+        if matches!(
+            c,
+            alu::ADD
+                | alu::SUB
+                | alu::MUL
+                | alu::DIV
+                | alu::OR
+                | alu::AND
+                | alu::LSH
+                | alu::RSH
+                | alu::MOD
+                | alu::XOR
+                | alu::MOV
+                | alu::ARSH
+        ) {
+            let shift = matches!(c, alu::LSH | alu::RSH | alu::ARSH);
+            let (k32, k64) = if shift { (imm_below(32), imm_below(64)) } else { (0, 0) };
+            rules[(class::ALU | source::K | c) as usize] = rule(SRC | OFF | k32, DST_WRITE, Flow::Next);
+            rules[(class::ALU64 | source::K | c) as usize] = rule(SRC | OFF | k64, DST_WRITE, Flow::Next);
+            rules[(class::ALU | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, Flow::Next);
+            rules[(class::ALU64 | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, Flow::Next);
+        }
+        if c == alu::NEG {
+            rules[(class::ALU | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, Flow::Next);
+            rules[(class::ALU64 | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, Flow::Next);
+        }
+        if matches!(
+            c,
+            jmp::JEQ
+                | jmp::JGT
+                | jmp::JGE
+                | jmp::JSET
+                | jmp::JNE
+                | jmp::JSGT
+                | jmp::JSGE
+                | jmp::JLT
+                | jmp::JLE
+                | jmp::JSLT
+                | jmp::JSLE
+        ) {
+            rules[(class::JMP | source::K | c) as usize] = rule(SRC, DST_READ, Flow::Branch);
+            rules[(class::JMP32 | source::K | c) as usize] = rule(SRC, DST_READ, Flow::Branch);
+            rules[(class::JMP | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, Flow::Branch);
+            rules[(class::JMP32 | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, Flow::Branch);
+        }
+        code += 0x10;
+    }
+    rules[op::JA as usize] = rule(DST | SRC | IMM, 0, Flow::Goto);
+    rules[op::JA32 as usize] = rule(DST | SRC | OFF, 0, Flow::Goto32);
+    rules[op::EXIT as usize] = rule(!0xff, 0, Flow::Exit);
+    rules[op::CALL as usize] = rule(0, EXACT, Flow::Call);
+    rules[op::CALLX as usize] = rule(SRC | OFF | IMM, DST_READ, Flow::Next);
+    rules[op::LDDW as usize] = rule(SRC | OFF, DST_WRITE, Flow::Lddw);
+    let mut size = 0;
+    while size < 4 {
+        let s = (size << 3) as u8;
+        rules[(class::LDX | mem::MEM | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, Flow::Next);
+        if s != mem::DW {
+            rules[(class::LDX | mem::MEMSX | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, Flow::Next);
+        }
+        rules[(class::ST | mem::MEM | s) as usize] = rule(SRC, DST_READ, Flow::Next);
+        rules[(class::STX | mem::MEM | s) as usize] = rule(IMM, DST_READ | SRC_READ, Flow::Next);
+        size += 1;
+    }
+    rules
+};
+
 fn slot_count(bytes: &[u8]) -> Result<usize, Error> {
     if !bytes.len().is_multiple_of(Insn::SIZE) {
         return Err(Error::BytecodeLength { len: clamp_u32(bytes.len()) });
@@ -311,10 +610,6 @@ fn insn_slots(insn: Insn) -> usize {
     if insn.opcode == op::LDDW { 2 } else { 1 }
 }
 
-fn is_local_call(insn: Insn) -> bool {
-    insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL
-}
-
 fn is_unconditional_exit_or_jump(insn: Insn) -> bool {
     matches!(insn.opcode, op::EXIT | op::JA | op::JA32)
 }
@@ -326,10 +621,12 @@ const fn worklist_words(len: usize) -> (usize, usize, usize) {
     (l0, l1, l1.div_ceil(64))
 }
 
+#[inline(always)]
 fn bit(words: &[u64], i: usize) -> bool {
     words.get(i / 64).is_some_and(|w| (w >> (i % 64)) & 1 != 0)
 }
 
+#[inline(always)]
 fn set_bit(words: &mut [u64], i: usize) {
     if let Some(w) = words.get_mut(i / 64) {
         *w |= 1 << (i % 64);
@@ -491,8 +788,12 @@ fn dst_reg(pc: usize, r: u8) -> Result<(), Error> {
 /// The value size of map `index`, `None` when there is no such map.
 type MapValueSize<'m> = &'m dyn Fn(u32) -> Option<u32>;
 
-fn check_lddw(program: &Program, pc: usize, insn: Insn, maps: Option<MapValueSize>) -> Result<(), Error> {
-    let Some(second) = program.get(pc + 1) else {
+/// The exact checks of an `lddw` at `pc` whose second slot (if the program has one) is
+/// `second`.
+#[cold]
+#[inline(never)]
+fn check_lddw(pc: usize, insn: Insn, second: Option<Insn>, maps: Option<MapValueSize>) -> Result<(), Error> {
+    let Some(second) = second else {
         return Err(Error::TruncatedLddw { pc: pc as u32 });
     };
     match (insn.src, maps) {
@@ -522,6 +823,10 @@ fn check_lddw(program: &Program, pc: usize, insn: Insn, maps: Option<MapValueSiz
     Ok(())
 }
 
+/// The exact checks of the instruction at `pc` (not `lddw`): the rules of every opcode, and
+/// which error a slot that breaks them gets.
+#[cold]
+#[inline(never)]
 fn check_insn(pc: usize, insn: Insn, is_helper: &dyn Fn(i32) -> bool) -> Result<(), Error> {
     match insn.class() {
         class::ALU | class::ALU64 => check_alu(pc, insn),
