@@ -204,67 +204,70 @@ impl<'a> Program<'a> {
         let (l0, l1, _) = worklist_words(len);
         let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
         let (targets, rest) = scratch.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (seconds, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
+        let (unreached, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
         let (starts, upper) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
         targets.fill(0);
-        seconds.fill(0);
+        unreached.fill(0);
         starts.fill(0);
-        let scan = self.scan(is_helper, maps, Bitmaps { targets, seconds, starts })?;
-        if !scan.targets_in_range || targets.iter().zip(seconds.iter()).any(|(t, s)| t & s != 0) {
+        let scan = self.scan(is_helper, maps, Bitmaps { targets, unreached, starts })?;
+        if !scan.targets_valid {
             // Some jump or call lands outside the program or on a second slot: report the
             // first in pc order.
-            if let Some(error) = self.first_bad_target(seconds) {
+            if let Some(error) = self.first_bad_target() {
                 return Err(error);
             }
         }
-        if scan.falls_in {
+        if !self.slots().get(scan.last).is_some_and(|slot| RULES[usize::from(slot[0])].flow.ends()) {
             return Err(Error::FallsOffEnd { pc: scan.last as u32 });
         }
         if scan.local_calls {
             self.check_functions(starts)?;
         }
-        if !scan.reachable {
-            targets.fill(0);
-            seconds.fill(0);
+        if scan.any_unreached {
             upper.fill(0);
             let (pending1, pending2) = upper.split_at_mut_checked(l1).ok_or(too_small)?;
-            self.check_reachable(targets, Worklist { levels: [seconds, pending1, pending2] })?;
+            self.check_reachable(unreached, Worklist { levels: [targets, pending1, pending2] })?;
         }
         Ok(scan.local_calls)
     }
 
     /// The forward pass: every slot on its own (the first error in pc order returns), and
     /// the facts the later checks need, recorded in `bitmaps`.
+    ///
+    /// Reachability going forward: a slot is reached if the previous instruction is reached
+    /// and falls into it, or a reached earlier instruction jumps or calls forward to it (the
+    /// bit in `targets` at or after pc can only come from those). Backward targets of reached
+    /// instructions are marked in `targets` too (bits below pc are no longer read): one that
+    /// lands on a slot found unreached going forward makes that slot reachable after all,
+    /// and [`Program::check_reachable`] takes it from there.
     fn scan(
         &self,
         is_helper: &dyn Fn(i32) -> bool,
         maps: Option<MapValueSize>,
         bitmaps: Bitmaps,
     ) -> Result<Scan, Error> {
-        let Bitmaps { targets, seconds, starts } = bitmaps;
+        let Bitmaps { targets, unreached, starts } = bitmaps;
         let slots = self.slots();
-        let len = slots.len();
-        let mut scan = Scan { last: 0, falls_in: true, targets_in_range: true, local_calls: false, reachable: true };
+        let mut scan = Scan { last: 0, targets_valid: true, local_calls: false, any_unreached: false };
+        // Whether the previous instruction is reached and falls through.
+        let mut falls_in = true;
         let mut pc = 0;
         while let Some(slot) = slots.get(pc) {
             let word = u64::from_le_bytes(*slot);
             let rule = RULES[usize::from(word as u8)];
             let accepted = word & rule.zero == 0 && REGS[usize::from((word >> 8) as u8)] & rule.regs == rule.regs;
-            // Reached (given that every earlier slot is): falling in from the previous
-            // instruction, or targeted by an earlier jump (only forward jumps have set bits
-            // at or after pc so far).
-            if !scan.falls_in && !bit(targets, pc) {
-                scan.reachable = false;
+            let reached = falls_in || bit(targets, pc);
+            if !reached {
+                set_bit(unreached, pc);
+                scan.any_unreached = true;
             }
             scan.last = pc;
-            let off = i64::from((word >> 16) as i16);
-            let imm = i64::from((word >> 32) as i32);
-            match rule.flow {
+            falls_in = reached;
+            let relative = match rule.flow {
                 Flow::Next => {
                     if !accepted {
                         check_insn(pc, Insn::decode(*slot), is_helper)?;
                     }
-                    scan.falls_in = true;
                     pc += 1;
                     continue;
                 }
@@ -273,32 +276,47 @@ impl<'a> Program<'a> {
                     if !accepted || !second.is_some_and(|s| u64::from_le_bytes(*s) as u32 == 0) {
                         check_lddw(pc, Insn::decode(*slot), second.map(|s| Insn::decode(*s)), maps)?;
                     }
-                    set_bit(seconds, pc + 1);
-                    scan.falls_in = true;
                     pc += 2;
                     continue;
                 }
                 Flow::Call => {
                     // Always the exact checks: the helper id is the embedder's to judge.
                     check_insn(pc, Insn::decode(*slot), is_helper)?;
-                    if (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
-                        scan.local_calls = true;
-                        scan.targets_in_range &= mark_target(targets, len, pc, imm);
-                        mark_target(starts, len, pc, imm);
+                    if (word >> 12) as u8 & 0x0f != pseudo::CALL_LOCAL {
+                        pc += 1;
+                        continue;
                     }
-                    scan.falls_in = true;
+                    scan.local_calls = true;
+                    i64::from((word >> 32) as i32)
                 }
-                Flow::Branch | Flow::Goto | Flow::Goto32 | Flow::Exit => {
+                Flow::Exit => {
                     if !accepted {
                         check_insn(pc, Insn::decode(*slot), is_helper)?;
                     }
-                    match rule.flow {
-                        Flow::Branch | Flow::Goto => scan.targets_in_range &= mark_target(targets, len, pc, off),
-                        Flow::Goto32 => scan.targets_in_range &= mark_target(targets, len, pc, imm),
-                        _ => {}
-                    }
-                    scan.falls_in = rule.flow == Flow::Branch;
+                    falls_in = false;
+                    pc += 1;
+                    continue;
                 }
+                Flow::Branch | Flow::Goto | Flow::Goto32 => {
+                    if !accepted {
+                        check_insn(pc, Insn::decode(*slot), is_helper)?;
+                    }
+                    if rule.flow != Flow::Branch {
+                        falls_in = false;
+                    }
+                    if rule.flow == Flow::Goto32 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) }
+                }
+            };
+            match target(slots, pc, relative) {
+                Some(target) => {
+                    if reached {
+                        set_bit(targets, target);
+                    }
+                    if rule.flow == Flow::Call {
+                        set_bit(starts, target);
+                    }
+                }
+                None => scan.targets_valid = false,
             }
             pc += 1;
         }
@@ -306,15 +324,15 @@ impl<'a> Program<'a> {
     }
 
     /// The first jump or call (in pc order) that lands outside the program or on an `lddw`
-    /// second slot (marked in `seconds`), if any.
+    /// second slot, if any (on a program whose every slot is well formed).
     #[cold]
-    fn first_bad_target(&self, seconds: &[u64]) -> Option<Error> {
+    fn first_bad_target(&self) -> Option<Error> {
         let len = self.len();
         self.iter().find_map(|(pc, insn)| {
             let target = branch_target(pc, insn)?;
             if target < 0 || target >= len as i64 {
                 Some(Error::JumpOutOfRange { pc: pc as u32, target })
-            } else if bit(seconds, target as usize) {
+            } else if self.is_lddw_second_slot(target as usize) {
                 Some(Error::JumpIntoLddw { pc: pc as u32, target: target as u32 })
             } else {
                 None
@@ -362,25 +380,35 @@ impl<'a> Program<'a> {
         Ok(())
     }
 
-    /// Every instruction is reachable from the entry through fall-through, jumps and local
-    /// calls, for programs the scan could not prove so. From each slot taken off the
-    /// worklist, the walk follows fall-through until it meets a reached slot or an
-    /// `exit`/`ja`, putting only branch targets on the worklist; every slot is walked once
-    /// and the worklist inserts and takes in constant time, so this is linear too. The
-    /// second slot of a reached `lddw` is marked reached with it, so the first clear bit is
-    /// the first unreachable instruction.
+    /// Reachability, for a program where the scan found slots unreached going forward
+    /// (marked in `unreached`): those that reached instructions jump or call back to (also
+    /// marked in `targets`) are reached after all, and so is everything they lead to. From
+    /// each slot taken off the worklist, the walk follows fall-through until it meets a
+    /// reached slot or an `exit`/`ja`, putting only branch targets on the worklist; every
+    /// slot is walked at most once and the worklist inserts and takes in constant time, so
+    /// this is linear too. The first slot still unreached is the error. `targets` becomes
+    /// the bottom level of the worklist.
     #[cold]
-    fn check_reachable(&self, reached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
+    fn check_reachable(&self, unreached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
         let len = self.len();
-        set_bit(reached, 0);
-        pending.insert(0);
+        // The seeds, and the reached set (lddw second slots count as reached: they are never
+        // targets, never fallen into, and their first slot is lower).
+        let [seeds, pending1, pending2] = &mut pending.levels;
+        for (i, (seed, unreached)) in seeds.iter_mut().zip(unreached.iter()).enumerate() {
+            *seed &= *unreached;
+            if *seed != 0 {
+                set_bit(pending1, i);
+                set_bit(pending2, i / 64);
+            }
+        }
+        let reached = unreached;
+        for (word, seed) in reached.iter_mut().zip(seeds.iter()) {
+            *word = !*word | seed;
+        }
         while let Some(start) = pending.take() {
             let mut pc = start;
             loop {
                 let insn = self.insn(pc);
-                if insn.opcode == op::LDDW {
-                    set_bit(reached, pc + 1);
-                }
                 if let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
                     && target < len
                     && !bit(reached, target)
@@ -405,10 +433,10 @@ impl<'a> Program<'a> {
 
 /// The scan's bitmaps over the slots (cleared before it).
 struct Bitmaps<'s> {
-    /// Every in-range jump and call target.
+    /// The targets of the jumps and calls of reached instructions.
     targets: &'s mut [u64],
-    /// The second slot of every `lddw`.
-    seconds: &'s mut [u64],
+    /// The slots found unreached going forward.
+    unreached: &'s mut [u64],
     /// Every local-call target (function starts but the entry).
     starts: &'s mut [u64],
 }
@@ -417,25 +445,22 @@ struct Bitmaps<'s> {
 struct Scan {
     /// The last instruction start.
     last: usize,
-    /// Whether the last instruction falls through (it is not `exit` or `ja`).
-    falls_in: bool,
-    /// No jump or call lands outside the program.
-    targets_in_range: bool,
+    /// Every jump and call lands in the program and not on an `lddw` second slot.
+    targets_valid: bool,
     local_calls: bool,
-    /// Every instruction is reached, proved going forward (`false` does not mean there is
-    /// unreachable code, only that the exact walk must decide).
-    reachable: bool,
+    /// Some instruction is not reached going forward (it may still be reachable).
+    any_unreached: bool,
 }
 
-/// Marks the target of a jump or call at `pc` by `relative` slots; whether it is in range.
+/// The target of a jump or call at `pc` by `relative` slots, if it is a slot of the program
+/// and not the second of an `lddw` (slot `target - 1` has the `lddw` opcode: when every
+/// slot is well formed, only a first slot of `lddw` has it; the verdict counts only then).
 #[inline(always)]
-fn mark_target(bitmap: &mut [u64], len: usize, pc: usize, relative: i64) -> bool {
+fn target(slots: &[[u8; Insn::SIZE]], pc: usize, relative: i64) -> Option<usize> {
     let target = pc as i64 + 1 + relative;
-    let in_range = (target as u64) < len as u64;
-    if in_range {
-        set_bit(bitmap, target as usize);
-    }
-    in_range
+    let target = usize::try_from(target).ok().filter(|&t| t < slots.len())?;
+    let after_lddw = slots.get(target.wrapping_sub(1)).is_some_and(|s| s[0] == op::LDDW);
+    (!after_lddw).then_some(target)
 }
 
 /// How an instruction passes control on (for the scan and the function sweep).
