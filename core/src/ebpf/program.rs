@@ -203,12 +203,10 @@ impl<'a> Program<'a> {
         let len = self.len();
         let (l0, l1, _) = worklist_words(len);
         let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
-        let (targets, rest) = scratch.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (unreached, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (starts, upper) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
-        targets.fill(0);
-        unreached.fill(0);
-        starts.fill(0);
+        let (bitmaps, upper) = scratch.split_at_mut_checked(3 * l0).ok_or(too_small)?;
+        bitmaps.fill(0);
+        let (targets, rest) = bitmaps.split_at_mut(l0);
+        let (unreached, starts) = rest.split_at_mut(l0);
         let scan = self.scan(is_helper, maps, Bitmaps { targets, unreached, starts })?;
         if !scan.targets_valid {
             // Some jump or call lands outside the program or on a second slot: report the
@@ -217,8 +215,10 @@ impl<'a> Program<'a> {
                 return Err(error);
             }
         }
-        if !self.slots().get(scan.last).is_some_and(|slot| RULES[usize::from(slot[0])].flow.ends()) {
-            return Err(Error::FallsOffEnd { pc: scan.last as u32 });
+        // The last instruction: the last slot, or the one before when that is an lddw.
+        let last = if self.is_lddw_second_slot(len - 1) { len - 2 } else { len - 1 };
+        if self.slots().get(last).is_none_or(|slot| RULES[usize::from(slot[0])].flow & FALLS != 0) {
+            return Err(Error::FallsOffEnd { pc: last as u32 });
         }
         if scan.local_calls {
             self.check_functions(starts)?;
@@ -248,77 +248,48 @@ impl<'a> Program<'a> {
     ) -> Result<Scan, Error> {
         let Bitmaps { targets, unreached, starts } = bitmaps;
         let slots = self.slots();
-        let mut scan = Scan { last: 0, targets_valid: true, local_calls: false, any_unreached: false };
-        // Whether the previous instruction is reached and falls through.
-        let mut falls_in = true;
+        let mut scan = Scan { targets_valid: true, local_calls: false, any_unreached: false };
+        // Whether slot pc is reached (given that every earlier one is).
+        let mut reached = true;
         let mut pc = 0;
         while let Some(slot) = slots.get(pc) {
             let word = u64::from_le_bytes(*slot);
             let rule = RULES[usize::from(word as u8)];
-            let accepted = word & rule.zero == 0 && REGS[usize::from((word >> 8) as u8)] & rule.regs == rule.regs;
-            let reached = falls_in || bit(targets, pc);
-            if !reached {
-                set_bit(unreached, pc);
-                scan.any_unreached = true;
+            if word & rule.zero != 0 || REGS[usize::from((word >> 8) as u8)] & rule.regs != rule.regs {
+                check_slot(slots, pc, is_helper, maps)?;
             }
-            scan.last = pc;
-            falls_in = reached;
-            let relative = match rule.flow {
-                Flow::Next => {
-                    if !accepted {
-                        check_insn(pc, Insn::decode(*slot), is_helper)?;
+            let flow = rule.flow;
+            if flow & (JUMP | CALL | LDDW) != 0 {
+                if flow & LDDW != 0 {
+                    if !slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
+                        check_slot(slots, pc, is_helper, maps)?;
                     }
                     pc += 1;
-                    continue;
-                }
-                Flow::Lddw => {
-                    let second = slots.get(pc + 1);
-                    if !accepted || !second.is_some_and(|s| u64::from_le_bytes(*s) as u32 == 0) {
-                        check_lddw(pc, Insn::decode(*slot), second.map(|s| Insn::decode(*s)), maps)?;
-                    }
-                    pc += 2;
-                    continue;
-                }
-                Flow::Call => {
-                    // Always the exact checks: the helper id is the embedder's to judge.
-                    check_insn(pc, Insn::decode(*slot), is_helper)?;
-                    if (word >> 12) as u8 & 0x0f != pseudo::CALL_LOCAL {
-                        pc += 1;
-                        continue;
-                    }
-                    scan.local_calls = true;
-                    i64::from((word >> 32) as i32)
-                }
-                Flow::Exit => {
-                    if !accepted {
-                        check_insn(pc, Insn::decode(*slot), is_helper)?;
-                    }
-                    falls_in = false;
-                    pc += 1;
-                    continue;
-                }
-                Flow::Branch | Flow::Goto | Flow::Goto32 => {
-                    if !accepted {
-                        check_insn(pc, Insn::decode(*slot), is_helper)?;
-                    }
-                    if rule.flow != Flow::Branch {
-                        falls_in = false;
-                    }
-                    if rule.flow == Flow::Goto32 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) }
-                }
-            };
-            match target(slots, pc, relative) {
-                Some(target) => {
-                    if reached {
-                        set_bit(targets, target);
-                    }
-                    if rule.flow == Flow::Call {
-                        set_bit(starts, target);
+                } else if flow & JUMP != 0 || (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
+                    let relative =
+                        if flow & IMM_TARGET != 0 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) };
+                    match target(slots, pc, relative) {
+                        Some(target) => {
+                            if reached {
+                                set_bit(targets, target);
+                            }
+                            if flow & CALL != 0 {
+                                set_bit(starts, target);
+                                scan.local_calls = true;
+                            }
+                        }
+                        None => scan.targets_valid = false,
                     }
                 }
-                None => scan.targets_valid = false,
             }
             pc += 1;
+            if !reached || flow & FALLS == 0 {
+                reached = bit(targets, pc);
+                if !reached && pc < slots.len() {
+                    set_bit(unreached, pc);
+                    scan.any_unreached = true;
+                }
+            }
         }
         Ok(scan)
     }
@@ -360,19 +331,16 @@ impl<'a> Program<'a> {
             }
             let word = u64::from_le_bytes(*slot);
             let flow = RULES[usize::from(word as u8)].flow;
-            let relative = match flow {
-                Flow::Branch | Flow::Goto => Some(i64::from((word >> 16) as i16)),
-                Flow::Goto32 => Some(i64::from((word >> 32) as i32)),
-                _ => None,
-            };
-            if let Some(relative) = relative {
+            if flow & JUMP != 0 {
+                let relative =
+                    if flow & IMM_TARGET != 0 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) };
                 let target = pc as i64 + 1 + relative;
                 if target < function as i64 || target >= next_function as i64 {
                     return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
                 }
             }
-            let next = pc + if flow == Flow::Lddw { 2 } else { 1 };
-            if next == next_function && next < len && !flow.ends() {
+            let next = pc + if flow & LDDW != 0 { 2 } else { 1 };
+            if next == next_function && next < len && flow & FALLS != 0 {
                 return Err(Error::FallsIntoFunction { pc: pc as u32, function: next as u32 });
             }
             pc = next;
@@ -443,8 +411,6 @@ struct Bitmaps<'s> {
 
 /// What the scan found besides errors of single slots.
 struct Scan {
-    /// The last instruction start.
-    last: usize,
     /// Every jump and call lands in the program and not on an `lddw` second slot.
     targets_valid: bool,
     local_calls: bool,
@@ -463,30 +429,32 @@ fn target(slots: &[[u8; Insn::SIZE]], pc: usize, relative: i64) -> Option<usize>
     (!after_lddw).then_some(target)
 }
 
-/// How an instruction passes control on (for the scan and the function sweep).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    /// To the next slot.
-    Next,
-    /// `lddw`: over its second slot.
-    Lddw,
-    /// `call`: a helper, or a local function at `pc + 1 + imm` (src 1); then the next slot.
-    Call,
-    /// A conditional jump to `pc + 1 + off`, or the next slot.
-    Branch,
-    /// `ja`: to `pc + 1 + off` only.
-    Goto,
-    /// `ja32` (`gotol`): to `pc + 1 + imm` only.
-    Goto32,
-    /// `exit`: nowhere in the function.
-    Exit,
-}
+/// How an instruction passes control on ([`Rule::flow`], for the scan and the function
+/// sweep): bits.
+///
+/// Control can go on to the next instruction (not `exit` or `ja`).
+const FALLS: u8 = 1;
+/// A jump to `pc + 1 + off` (with [`IMM_TARGET`], `+ imm`).
+const JUMP: u8 = 2;
+const IMM_TARGET: u8 = 4;
+/// `call`: the local form (src 1) goes to `pc + 1 + imm`, a function start.
+const CALL: u8 = 8;
+/// `lddw`: two slots.
+const LDDW: u8 = 16;
 
-impl Flow {
-    /// `exit` or `ja`: control does not go on to the next slot.
-    fn ends(self) -> bool {
-        matches!(self, Flow::Goto | Flow::Goto32 | Flow::Exit)
-    }
+/// The flows of the instructions.
+mod flow {
+    use super::{CALL, FALLS, IMM_TARGET, JUMP, LDDW};
+    pub const NEXT: u8 = FALLS;
+    pub const LDDW_PAIR: u8 = FALLS | LDDW;
+    pub const CALL_INSN: u8 = FALLS | CALL | IMM_TARGET;
+    /// A conditional jump.
+    pub const BRANCH: u8 = FALLS | JUMP;
+    /// `ja`.
+    pub const GOTO: u8 = JUMP;
+    /// `ja32` (`gotol`).
+    pub const GOTO32: u8 = JUMP | IMM_TARGET;
+    pub const EXIT: u8 = 0;
 }
 
 /// What the scan accepts of an opcode without the exact checks: a slot (as a little-endian
@@ -498,7 +466,7 @@ impl Flow {
 struct Rule {
     zero: u64,
     regs: u8,
-    flow: Flow,
+    flow: u8,
 }
 
 /// Slot bits of each field.
@@ -515,7 +483,7 @@ const SRC_READ: u8 = 4;
 const EXACT: u8 = 0x80;
 
 /// [`REGS`]`[byte]`: which register rules a register byte meets.
-const REGS: [u8; 256] = {
+static REGS: [u8; 256] = {
     let mut flags = [0u8; 256];
     let mut byte = 0;
     while byte < 256 {
@@ -538,15 +506,15 @@ const REGS: [u8; 256] = {
 /// opcodes, `END` (imm 16/32/64), signed division and sign-extending moves (off 1, 8, 16,
 /// 32), atomics (imm names the operation), `call` (helper ids, the local form) and pseudo
 /// `lddw`s (maps).
-const RULES: [Rule; 256] = {
-    const fn rule(zero: u64, regs: u8, flow: Flow) -> Rule {
+static RULES: [Rule; 256] = {
+    const fn rule(zero: u64, regs: u8, flow: u8) -> Rule {
         Rule { zero, regs, flow }
     }
     /// Immediate bits at and above `width` (a power of two): the immediate is in `0..width`.
     const fn imm_below(width: u64) -> u64 {
         IMM & !((width - 1) << 32)
     }
-    let mut rules = [rule(0, EXACT, Flow::Next); 256];
+    let mut rules = [rule(0, EXACT, flow::NEXT); 256];
     let mut code = 0;
     while code < 0x100 {
         let c = code as u8;
@@ -567,14 +535,14 @@ const RULES: [Rule; 256] = {
         ) {
             let shift = matches!(c, alu::LSH | alu::RSH | alu::ARSH);
             let (k32, k64) = if shift { (imm_below(32), imm_below(64)) } else { (0, 0) };
-            rules[(class::ALU | source::K | c) as usize] = rule(SRC | OFF | k32, DST_WRITE, Flow::Next);
-            rules[(class::ALU64 | source::K | c) as usize] = rule(SRC | OFF | k64, DST_WRITE, Flow::Next);
-            rules[(class::ALU | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, Flow::Next);
-            rules[(class::ALU64 | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, Flow::Next);
+            rules[(class::ALU | source::K | c) as usize] = rule(SRC | OFF | k32, DST_WRITE, flow::NEXT);
+            rules[(class::ALU64 | source::K | c) as usize] = rule(SRC | OFF | k64, DST_WRITE, flow::NEXT);
+            rules[(class::ALU | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, flow::NEXT);
+            rules[(class::ALU64 | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, flow::NEXT);
         }
         if c == alu::NEG {
-            rules[(class::ALU | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, Flow::Next);
-            rules[(class::ALU64 | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, Flow::Next);
+            rules[(class::ALU | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, flow::NEXT);
+            rules[(class::ALU64 | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, flow::NEXT);
         }
         if matches!(
             c,
@@ -590,28 +558,28 @@ const RULES: [Rule; 256] = {
                 | jmp::JSLT
                 | jmp::JSLE
         ) {
-            rules[(class::JMP | source::K | c) as usize] = rule(SRC, DST_READ, Flow::Branch);
-            rules[(class::JMP32 | source::K | c) as usize] = rule(SRC, DST_READ, Flow::Branch);
-            rules[(class::JMP | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, Flow::Branch);
-            rules[(class::JMP32 | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, Flow::Branch);
+            rules[(class::JMP | source::K | c) as usize] = rule(SRC, DST_READ, flow::BRANCH);
+            rules[(class::JMP32 | source::K | c) as usize] = rule(SRC, DST_READ, flow::BRANCH);
+            rules[(class::JMP | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, flow::BRANCH);
+            rules[(class::JMP32 | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, flow::BRANCH);
         }
         code += 0x10;
     }
-    rules[op::JA as usize] = rule(DST | SRC | IMM, 0, Flow::Goto);
-    rules[op::JA32 as usize] = rule(DST | SRC | OFF, 0, Flow::Goto32);
-    rules[op::EXIT as usize] = rule(!0xff, 0, Flow::Exit);
-    rules[op::CALL as usize] = rule(0, EXACT, Flow::Call);
-    rules[op::CALLX as usize] = rule(SRC | OFF | IMM, DST_READ, Flow::Next);
-    rules[op::LDDW as usize] = rule(SRC | OFF, DST_WRITE, Flow::Lddw);
+    rules[op::JA as usize] = rule(DST | SRC | IMM, 0, flow::GOTO);
+    rules[op::JA32 as usize] = rule(DST | SRC | OFF, 0, flow::GOTO32);
+    rules[op::EXIT as usize] = rule(!0xff, 0, flow::EXIT);
+    rules[op::CALL as usize] = rule(0, EXACT, flow::CALL_INSN);
+    rules[op::CALLX as usize] = rule(SRC | OFF | IMM, DST_READ, flow::NEXT);
+    rules[op::LDDW as usize] = rule(SRC | OFF, DST_WRITE, flow::LDDW_PAIR);
     let mut size = 0;
     while size < 4 {
         let s = (size << 3) as u8;
-        rules[(class::LDX | mem::MEM | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, Flow::Next);
+        rules[(class::LDX | mem::MEM | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, flow::NEXT);
         if s != mem::DW {
-            rules[(class::LDX | mem::MEMSX | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, Flow::Next);
+            rules[(class::LDX | mem::MEMSX | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, flow::NEXT);
         }
-        rules[(class::ST | mem::MEM | s) as usize] = rule(SRC, DST_READ, Flow::Next);
-        rules[(class::STX | mem::MEM | s) as usize] = rule(IMM, DST_READ | SRC_READ, Flow::Next);
+        rules[(class::ST | mem::MEM | s) as usize] = rule(SRC, DST_READ, flow::NEXT);
+        rules[(class::STX | mem::MEM | s) as usize] = rule(IMM, DST_READ | SRC_READ, flow::NEXT);
         size += 1;
     }
     rules
@@ -813,10 +781,26 @@ fn dst_reg(pc: usize, r: u8) -> Result<(), Error> {
 /// The value size of map `index`, `None` when there is no such map.
 type MapValueSize<'m> = &'m dyn Fn(u32) -> Option<u32>;
 
-/// The exact checks of an `lddw` at `pc` whose second slot (if the program has one) is
-/// `second`.
+/// The exact checks of the instruction at slot `pc`, for what the scan's table does not
+/// accept on its own.
 #[cold]
 #[inline(never)]
+fn check_slot(
+    slots: &[[u8; Insn::SIZE]],
+    pc: usize,
+    is_helper: &dyn Fn(i32) -> bool,
+    maps: Option<MapValueSize>,
+) -> Result<(), Error> {
+    let insn = slots.get(pc).map(|slot| Insn::decode(*slot)).unwrap_or_default();
+    if insn.opcode == op::LDDW {
+        check_lddw(pc, insn, slots.get(pc + 1).map(|slot| Insn::decode(*slot)), maps)
+    } else {
+        check_insn(pc, insn, is_helper)
+    }
+}
+
+/// The exact checks of an `lddw` at `pc` whose second slot (if the program has one) is
+/// `second`.
 fn check_lddw(pc: usize, insn: Insn, second: Option<Insn>, maps: Option<MapValueSize>) -> Result<(), Error> {
     let Some(second) = second else {
         return Err(Error::TruncatedLddw { pc: pc as u32 });
@@ -850,8 +834,6 @@ fn check_lddw(pc: usize, insn: Insn, second: Option<Insn>, maps: Option<MapValue
 
 /// The exact checks of the instruction at `pc` (not `lddw`): the rules of every opcode, and
 /// which error a slot that breaks them gets.
-#[cold]
-#[inline(never)]
 fn check_insn(pc: usize, insn: Insn, is_helper: &dyn Fn(i32) -> bool) -> Result<(), Error> {
     match insn.class() {
         class::ALU | class::ALU64 => check_alu(pc, insn),
