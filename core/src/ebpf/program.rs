@@ -221,6 +221,7 @@ impl<'a> Program<'a> {
             return Err(Error::FallsOffEnd { pc: last as u32 });
         }
         if scan.local_calls {
+            set_bit(starts, 0);
             self.check_functions(starts)?;
         }
         if scan.any_unreached {
@@ -264,11 +265,13 @@ impl<'a> Program<'a> {
                     if !slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
                         check_slot(slots, pc, is_helper, maps)?;
                     }
+                    if !reached {
+                        // The walk of check_reachable goes over both slots.
+                        set_bit(unreached, pc + 1);
+                    }
                     pc += 1;
                 } else if flow & JUMP != 0 || (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
-                    let relative =
-                        if flow & IMM_TARGET != 0 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) };
-                    match target(slots, pc, relative) {
+                    match target(slots, pc, relative_target(word, flow)) {
                         Some(target) => {
                             if reached {
                                 set_bit(targets, target);
@@ -312,87 +315,90 @@ impl<'a> Program<'a> {
     }
 
     /// Each function (the entry at 0 and every local-call target in `starts`, up to the next
-    /// one) ends in `exit` or `ja`, and every jump stays in its function. One sweep: the
-    /// function of the current instruction is known from the start bitmap, whose next set
-    /// bit is found by a forward scan that never goes back (linear overall). Needs what the
-    /// scan established: every slot is well formed and every target is an instruction start
-    /// in the program.
-    fn check_functions(&self, starts: &mut [u64]) -> Result<(), Error> {
+    /// one) ends in `exit` or `ja`, and every jump stays in its function; the first
+    /// violation in pc order (at one pc, a jump out of the function before falling into the
+    /// next). Function by function, the slots are swept for jumps (an `lddw` second slot has
+    /// opcode 0, no jump); the last instruction is the last slot or, after an `lddw`, the one
+    /// before. Needs what the scan established: every slot is well formed and every target
+    /// is an instruction start in the program.
+    fn check_functions(&self, starts: &[u64]) -> Result<(), Error> {
         let slots = self.slots();
         let len = slots.len();
-        set_bit(starts, 0);
-        let mut function = 0;
-        let mut next_function = next_set_bit(starts, 1).unwrap_or(len);
-        let mut pc = 0;
-        while let Some(slot) = slots.get(pc) {
-            if pc >= next_function {
-                function = next_function;
-                next_function = next_set_bit(starts, pc + 1).unwrap_or(len);
-            }
-            let word = u64::from_le_bytes(*slot);
-            let flow = RULES[usize::from(word as u8)].flow;
-            if flow & JUMP != 0 {
-                let relative =
-                    if flow & IMM_TARGET != 0 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) };
-                let target = pc as i64 + 1 + relative;
-                if target < function as i64 || target >= next_function as i64 {
-                    return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
+        let mut start = 0;
+        while start < len {
+            let end = next_set_bit(starts, start + 1).unwrap_or(len);
+            for (pc, slot) in slots.iter().enumerate().take(end).skip(start) {
+                let flow = RULES[usize::from(slot[0])].flow;
+                if flow & JUMP != 0 {
+                    let target = pc as i64 + 1 + relative_target(u64::from_le_bytes(*slot), flow);
+                    if target < start as i64 || target >= end as i64 {
+                        return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
+                    }
                 }
             }
-            let next = pc + if flow & LDDW != 0 { 2 } else { 1 };
-            if next == next_function && next < len && flow & FALLS != 0 {
-                return Err(Error::FallsIntoFunction { pc: pc as u32, function: next as u32 });
+            if end < len {
+                let last = if self.is_lddw_second_slot(end - 1) { end - 2 } else { end - 1 };
+                if slots.get(last).is_some_and(|slot| RULES[usize::from(slot[0])].flow & FALLS != 0) {
+                    return Err(Error::FallsIntoFunction { pc: last as u32, function: end as u32 });
+                }
             }
-            pc = next;
+            start = end;
         }
         Ok(())
     }
 
     /// Reachability, for a program where the scan found slots unreached going forward
-    /// (marked in `unreached`): those that reached instructions jump or call back to (also
-    /// marked in `targets`) are reached after all, and so is everything they lead to. From
-    /// each slot taken off the worklist, the walk follows fall-through until it meets a
-    /// reached slot or an `exit`/`ja`, putting only branch targets on the worklist; every
-    /// slot is walked at most once and the worklist inserts and takes in constant time, so
-    /// this is linear too. The first slot still unreached is the error. `targets` becomes
-    /// the bottom level of the worklist.
+    /// (marked in `unreached`): those that reached instructions jump or call back to (marked
+    /// in `targets`, the bottom level of `pending`) are reached after all, and so is
+    /// everything they lead to. From each slot taken off the worklist, the walk follows
+    /// fall-through over slots still unreached (a run whose end one bit scan finds) until an
+    /// `exit`/`ja`, putting branch targets still unreached on the worklist; every slot is
+    /// walked at most once and the worklist inserts and takes in constant time, so this is
+    /// linear too. The first slot still unreached is the error (the second slot of an
+    /// unreached `lddw` is marked too, but its first slot is lower).
     #[cold]
     fn check_reachable(&self, unreached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
-        let len = self.len();
-        // The seeds, and the reached set (lddw second slots count as reached: they are never
-        // targets, never fallen into, and their first slot is lower).
+        let slots = self.slots();
         let [seeds, pending1, pending2] = &mut pending.levels;
-        for (i, (seed, unreached)) in seeds.iter_mut().zip(unreached.iter()).enumerate() {
+        for (i, (seed, unreached)) in seeds.iter_mut().zip(unreached.iter_mut()).enumerate() {
             *seed &= *unreached;
+            *unreached &= !*seed;
             if *seed != 0 {
                 set_bit(pending1, i);
                 set_bit(pending2, i / 64);
             }
         }
-        let reached = unreached;
-        for (word, seed) in reached.iter_mut().zip(seeds.iter()) {
-            *word = !*word | seed;
-        }
         while let Some(start) = pending.take() {
+            // The run: from start up to the first slot after it that is not unreached.
+            let end = next_clear_bit(unreached, start + 1);
             let mut pc = start;
-            loop {
-                let insn = self.insn(pc);
-                if let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
-                    && target < len
-                    && !bit(reached, target)
-                {
-                    set_bit(reached, target);
-                    pending.insert(target);
+            let reached_to = loop {
+                let Some(slot) = slots.get(pc) else { break pc };
+                let word = u64::from_le_bytes(*slot);
+                let flow = RULES[usize::from(word as u8)].flow;
+                if flow != flow::NEXT {
+                    if flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL) {
+                        let target = (pc as i64 + 1 + relative_target(word, flow)) as usize;
+                        if bit(unreached, target) {
+                            clear_bit(unreached, target);
+                            pending.insert(target);
+                        }
+                    }
+                    if flow & FALLS == 0 {
+                        break pc + 1;
+                    }
+                    if flow & LDDW != 0 {
+                        pc += 1;
+                    }
                 }
-                let next = pc + insn_slots(insn);
-                if is_unconditional_exit_or_jump(insn) || next >= len || bit(reached, next) {
-                    break;
+                pc += 1;
+                if pc >= end {
+                    break pc;
                 }
-                set_bit(reached, next);
-                pc = next;
-            }
+            };
+            clear_bits(unreached, start + 1, reached_to);
         }
-        match first_clear_bit(reached, len) {
+        match next_set_bit(unreached, 0) {
             Some(pc) => Err(Error::Unreachable { pc: pc as u32 }),
             None => Ok(()),
         }
@@ -416,6 +422,13 @@ struct Scan {
     local_calls: bool,
     /// Some instruction is not reached going forward (it may still be reachable).
     any_unreached: bool,
+}
+
+/// How far a jump or call in slot `word` (flow `flow`) goes: `imm` or `off` slots past the
+/// next one.
+#[inline(always)]
+fn relative_target(word: u64, flow: u8) -> i64 {
+    if flow & IMM_TARGET != 0 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) }
 }
 
 /// The target of a jump or call at `pc` by `relative` slots, if it is a slot of the program
@@ -599,14 +612,6 @@ fn slot_count(bytes: &[u8]) -> Result<usize, Error> {
     Ok(len)
 }
 
-fn insn_slots(insn: Insn) -> usize {
-    if insn.opcode == op::LDDW { 2 } else { 1 }
-}
-
-fn is_unconditional_exit_or_jump(insn: Insn) -> bool {
-    matches!(insn.opcode, op::EXIT | op::JA | op::JA32)
-}
-
 /// Words of the three levels of a [`Worklist`] over `len` slots.
 const fn worklist_words(len: usize) -> (usize, usize, usize) {
     let l0 = len.div_ceil(64);
@@ -626,11 +631,42 @@ fn set_bit(words: &mut [u64], i: usize) {
     }
 }
 
-/// The lowest clear bit below `len`.
-fn first_clear_bit(words: &[u64], len: usize) -> Option<usize> {
-    let (index, word) = words.iter().enumerate().find(|(_, w)| **w != u64::MAX)?;
-    let bit = index * 64 + word.trailing_ones() as usize;
-    (bit < len).then_some(bit)
+/// Clears bits `from..to`.
+fn clear_bits(words: &mut [u64], from: usize, to: usize) {
+    let mut i = from;
+    while i < to {
+        let Some(word) = words.get_mut(i / 64) else { return };
+        let low = i % 64;
+        let high = (to - i + low).min(64);
+        // Bits low..high of this word.
+        let mask = (u64::MAX << low) & (u64::MAX >> (64 - high));
+        *word &= !mask;
+        i += high - low;
+    }
+}
+
+#[inline(always)]
+fn clear_bit(words: &mut [u64], i: usize) {
+    if let Some(w) = words.get_mut(i / 64) {
+        *w &= !(1 << (i % 64));
+    }
+}
+
+/// The lowest clear bit at or after `from` (`words.len() * 64` if none).
+fn next_clear_bit(words: &[u64], from: usize) -> usize {
+    let mut index = from / 64;
+    let Some(&first) = words.get(index) else { return from };
+    let mut word = !first & (u64::MAX << (from % 64));
+    loop {
+        if word != 0 {
+            return index * 64 + word.trailing_zeros() as usize;
+        }
+        index += 1;
+        match words.get(index) {
+            Some(w) => word = !w,
+            None => return index * 64,
+        }
+    }
 }
 
 /// The lowest set bit at or after `from`.
