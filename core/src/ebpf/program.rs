@@ -217,7 +217,7 @@ impl<'a> Program<'a> {
         }
         // The last instruction: the last slot, or the one before when that is an lddw.
         let last = if self.is_lddw_second_slot(len - 1) { len - 2 } else { len - 1 };
-        if self.slots().get(last).is_none_or(|slot| RULES[usize::from(slot[0])].flow & FALLS != 0) {
+        if self.slots().get(last).is_none_or(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
             return Err(Error::FallsOffEnd { pc: last as u32 });
         }
         if scan.local_calls {
@@ -250,49 +250,61 @@ impl<'a> Program<'a> {
         let Bitmaps { targets, unreached, starts } = bitmaps;
         let slots = self.slots();
         let mut scan = Scan { targets_valid: true, local_calls: false, any_unreached: false };
-        // Whether slot pc is reached (given that every earlier one is).
+        // Whether slot pc is reached (given that every earlier one is). While it is not,
+        // slots from `unreached_from` on are not, up to the next forward target of a reached
+        // instruction, `next_target` (unreached instructions mark no targets).
         let mut reached = true;
+        let (mut unreached_from, mut next_target) = (0, 0);
         let mut pc = 0;
         while let Some(slot) = slots.get(pc) {
             let word = u64::from_le_bytes(*slot);
-            let rule = RULES[usize::from(word as u8)];
-            if word & rule.zero != 0 || REGS[usize::from((word >> 8) as u8)] & rule.regs != rule.regs {
+            let opcode = usize::from(word as u8);
+            let need = NEED[opcode];
+            if word & ZERO[opcode] != 0 || REGS[usize::from((word >> 8) as u8)] & need != need {
                 check_slot(slots, pc, is_helper, maps)?;
             }
-            let flow = rule.flow;
-            if flow & (JUMP | CALL | LDDW) != 0 {
-                if flow & LDDW != 0 {
-                    if !slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
-                        check_slot(slots, pc, is_helper, maps)?;
-                    }
-                    if !reached {
-                        // The walk of check_reachable goes over both slots.
-                        set_bit(unreached, pc + 1);
-                    }
-                    pc += 1;
-                } else if flow & JUMP != 0 || (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
-                    match target(slots, pc, relative_target(word, flow)) {
-                        Some(target) => {
-                            if reached {
-                                set_bit(targets, target);
-                            }
-                            if flow & CALL != 0 {
-                                set_bit(starts, target);
-                                scan.local_calls = true;
-                            }
+            let flow = FLOW[opcode];
+            if flow == flow::NEXT && reached {
+                pc += 1;
+                continue;
+            }
+            if flow & LDDW != 0 {
+                if !slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
+                    check_slot(slots, pc, is_helper, maps)?;
+                }
+                pc += 1;
+            } else if flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL) {
+                match target(slots, pc, relative_target(word, flow)) {
+                    Some(target) => {
+                        if reached {
+                            set_bit(targets, target);
                         }
-                        None => scan.targets_valid = false,
+                        if flow & CALL != 0 {
+                            set_bit(starts, target);
+                            scan.local_calls = true;
+                        }
                     }
+                    None => scan.targets_valid = false,
                 }
             }
             pc += 1;
-            if !reached || flow & FALLS == 0 {
-                reached = bit(targets, pc);
-                if !reached && pc < slots.len() {
-                    set_bit(unreached, pc);
-                    scan.any_unreached = true;
+            if reached {
+                if flow & FALLS == 0 {
+                    next_target = next_set_bit(targets, pc).unwrap_or(usize::MAX);
+                    if next_target != pc {
+                        reached = false;
+                        unreached_from = pc;
+                    }
                 }
+            } else if pc >= next_target {
+                reached = true;
+                set_bits(unreached, unreached_from, pc);
+                scan.any_unreached = true;
             }
+        }
+        if !reached && unreached_from < slots.len() {
+            set_bits(unreached, unreached_from, slots.len());
+            scan.any_unreached = true;
         }
         Ok(scan)
     }
@@ -328,7 +340,7 @@ impl<'a> Program<'a> {
         while start < len {
             let end = next_set_bit(starts, start + 1).unwrap_or(len);
             for (pc, slot) in slots.iter().enumerate().take(end).skip(start) {
-                let flow = RULES[usize::from(slot[0])].flow;
+                let flow = FLOW[usize::from(slot[0])];
                 if flow & JUMP != 0 {
                     let target = pc as i64 + 1 + relative_target(u64::from_le_bytes(*slot), flow);
                     if target < start as i64 || target >= end as i64 {
@@ -338,7 +350,7 @@ impl<'a> Program<'a> {
             }
             if end < len {
                 let last = if self.is_lddw_second_slot(end - 1) { end - 2 } else { end - 1 };
-                if slots.get(last).is_some_and(|slot| RULES[usize::from(slot[0])].flow & FALLS != 0) {
+                if slots.get(last).is_some_and(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
                     return Err(Error::FallsIntoFunction { pc: last as u32, function: end as u32 });
                 }
             }
@@ -375,7 +387,7 @@ impl<'a> Program<'a> {
             let reached_to = loop {
                 let Some(slot) = slots.get(pc) else { break pc };
                 let word = u64::from_le_bytes(*slot);
-                let flow = RULES[usize::from(word as u8)].flow;
+                let flow = FLOW[usize::from(word as u8)];
                 if flow != flow::NEXT {
                     if flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL) {
                         let target = (pc as i64 + 1 + relative_target(word, flow)) as usize;
@@ -519,7 +531,7 @@ static REGS: [u8; 256] = {
 /// opcodes, `END` (imm 16/32/64), signed division and sign-extending moves (off 1, 8, 16,
 /// 32), atomics (imm names the operation), `call` (helper ids, the local form) and pseudo
 /// `lddw`s (maps).
-static RULES: [Rule; 256] = {
+const RULES: [Rule; 256] = {
     const fn rule(zero: u64, regs: u8, flow: u8) -> Rule {
         Rule { zero, regs, flow }
     }
@@ -598,6 +610,35 @@ static RULES: [Rule; 256] = {
     rules
 };
 
+/// [`RULES`] by field, one table each (cheaper to index).
+static ZERO: [u64; 256] = {
+    let mut zero = [0; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        zero[opcode] = RULES[opcode].zero;
+        opcode += 1;
+    }
+    zero
+};
+static NEED: [u8; 256] = {
+    let mut need = [0; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        need[opcode] = RULES[opcode].regs;
+        opcode += 1;
+    }
+    need
+};
+static FLOW: [u8; 256] = {
+    let mut flow = [0; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        flow[opcode] = RULES[opcode].flow;
+        opcode += 1;
+    }
+    flow
+};
+
 fn slot_count(bytes: &[u8]) -> Result<usize, Error> {
     if !bytes.len().is_multiple_of(Insn::SIZE) {
         return Err(Error::BytecodeLength { len: clamp_u32(bytes.len()) });
@@ -628,6 +669,18 @@ fn bit(words: &[u64], i: usize) -> bool {
 fn set_bit(words: &mut [u64], i: usize) {
     if let Some(w) = words.get_mut(i / 64) {
         *w |= 1 << (i % 64);
+    }
+}
+
+/// Sets bits `from..to`.
+fn set_bits(words: &mut [u64], from: usize, to: usize) {
+    let mut i = from;
+    while i < to {
+        let Some(word) = words.get_mut(i / 64) else { return };
+        let low = i % 64;
+        let high = (to - i + low).min(64);
+        *word |= (u64::MAX << low) & (u64::MAX >> (64 - high));
+        i += high - low;
     }
 }
 
