@@ -90,7 +90,7 @@ impl<'a> Program<'a> {
         let len = slot_count(bytes)?;
         if len <= SMALL_PROGRAM {
             let mut scratch = [0u64; scratch_words(SMALL_PROGRAM)];
-            return Program::checked_in(bytes, is_helper, maps, &mut scratch);
+            return Program::checked_in(bytes, is_helper, maps, &mut scratch, Scratch::Zeroed);
         }
         #[cfg(feature = "alloc")]
         let mut scratch = alloc::vec![0u64; scratch_words(len)];
@@ -101,13 +101,13 @@ impl<'a> Program<'a> {
             }
             [0u64; scratch_words(MAX_INSNS_ON_STACK)]
         };
-        Program::checked_in(bytes, is_helper, maps, &mut scratch)
+        Program::checked_in(bytes, is_helper, maps, &mut scratch, Scratch::Zeroed)
     }
 
     /// [`Program::new`] with caller-provided scratch of at least
     /// [`scratch_words`]`(bytes.len() / 8)` words (its contents do not matter).
     pub fn new_in(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool, scratch: &mut [u64]) -> Result<Program<'a>, Error> {
-        Program::checked_in(bytes, &is_helper, Some(&|_| None), scratch)
+        Program::checked_in(bytes, &is_helper, Some(&|_| None), scratch, Scratch::Dirty)
     }
 
     /// [`Program::with_maps`] with caller-provided scratch (see [`Program::new_in`]).
@@ -117,7 +117,7 @@ impl<'a> Program<'a> {
         map_value_size: impl Fn(u32) -> Option<u32>,
         scratch: &mut [u64],
     ) -> Result<Program<'a>, Error> {
-        Program::checked_in(bytes, &is_helper, Some(&map_value_size), scratch)
+        Program::checked_in(bytes, &is_helper, Some(&map_value_size), scratch, Scratch::Dirty)
     }
 
     fn checked_in(
@@ -125,12 +125,13 @@ impl<'a> Program<'a> {
         is_helper: &dyn Fn(i32) -> bool,
         maps: Option<MapValueSize>,
         scratch: &mut [u64],
+        contents: Scratch,
     ) -> Result<Program<'a>, Error> {
         let len = slot_count(bytes)?;
         let needed = scratch_words(len);
         let scratch = scratch.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: clamp_u32(needed) })?;
         let mut program = Program { bytes, local_calls: false };
-        program.local_calls = program.validate(is_helper, maps, scratch)?;
+        program.local_calls = program.validate(is_helper, maps, scratch, contents)?;
         Ok(program)
     }
 
@@ -199,12 +200,15 @@ impl<'a> Program<'a> {
         is_helper: &dyn Fn(i32) -> bool,
         maps: Option<MapValueSize>,
         scratch: &mut [u64],
+        contents: Scratch,
     ) -> Result<bool, Error> {
         let len = self.len();
         let (l0, l1, _) = worklist_words(len);
         let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
         let (bitmaps, upper) = scratch.split_at_mut_checked(3 * l0).ok_or(too_small)?;
-        bitmaps.fill(0);
+        if contents == Scratch::Dirty {
+            bitmaps.fill(0);
+        }
         let (targets, rest) = bitmaps.split_at_mut(l0);
         let (unreached, starts) = rest.split_at_mut(l0);
         let scan = self.scan(is_helper, maps, Bitmaps { targets, unreached, starts })?;
@@ -273,7 +277,11 @@ impl<'a> Program<'a> {
                     check_slot(slots, pc, is_helper, maps)?;
                 }
                 pc += 1;
-            } else if flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL) {
+            } else if flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_HELPER {
+                if !is_helper((word >> 32) as i32) {
+                    check_slot(slots, pc, is_helper, maps)?;
+                }
+            } else if flow & (JUMP | CALL) != 0 {
                 match target(slots, pc, relative_target(word, flow)) {
                     Some(target) => {
                         if reached {
@@ -339,7 +347,8 @@ impl<'a> Program<'a> {
         let mut start = 0;
         while start < len {
             let end = next_set_bit(starts, start + 1).unwrap_or(len);
-            for (pc, slot) in slots.iter().enumerate().take(end).skip(start) {
+            let function = slots.get(start..end).unwrap_or_default();
+            for (pc, slot) in (start..).zip(function) {
                 let flow = FLOW[usize::from(slot[0])];
                 if flow & JUMP != 0 {
                     let target = pc as i64 + 1 + relative_target(u64::from_le_bytes(*slot), flow);
@@ -415,6 +424,15 @@ impl<'a> Program<'a> {
             None => Ok(()),
         }
     }
+}
+
+/// What scratch holds when validation starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scratch {
+    /// Zeros (a fresh array): no need to clear it.
+    Zeroed,
+    /// Anything (the caller's).
+    Dirty,
 }
 
 /// The scan's bitmaps over the slots (cleared before it).
@@ -504,6 +522,8 @@ const IMM: u64 = 0xffff_ffff << 32;
 const DST_READ: u8 = 1;
 const DST_WRITE: u8 = 2;
 const SRC_READ: u8 = 4;
+/// src is 0 or 1 (the helper and local forms of `call`).
+const SRC_CALL: u8 = 8;
 /// A flag no register byte has: the rule sends every slot to the exact checks.
 const EXACT: u8 = 0x80;
 
@@ -522,6 +542,9 @@ static REGS: [u8; 256] = {
         if src < REGISTER_COUNT {
             flags[byte] |= SRC_READ;
         }
+        if src == pseudo::CALL_HELPER || src == pseudo::CALL_LOCAL {
+            flags[byte] |= SRC_CALL;
+        }
         byte += 1;
     }
     flags
@@ -529,8 +552,7 @@ static REGS: [u8; 256] = {
 
 /// The scan's rule for every opcode. What is left out goes to the exact checks: unknown
 /// opcodes, `END` (imm 16/32/64), signed division and sign-extending moves (off 1, 8, 16,
-/// 32), atomics (imm names the operation), `call` (helper ids, the local form) and pseudo
-/// `lddw`s (maps).
+/// 32), atomics (imm names the operation), unknown helpers and pseudo `lddw`s (maps).
 const RULES: [Rule; 256] = {
     const fn rule(zero: u64, regs: u8, flow: u8) -> Rule {
         Rule { zero, regs, flow }
@@ -593,7 +615,9 @@ const RULES: [Rule; 256] = {
     rules[op::JA as usize] = rule(DST | SRC | IMM, 0, flow::GOTO);
     rules[op::JA32 as usize] = rule(DST | SRC | OFF, 0, flow::GOTO32);
     rules[op::EXIT as usize] = rule(!0xff, 0, flow::EXIT);
-    rules[op::CALL as usize] = rule(0, EXACT, flow::CALL_INSN);
+    // Helper ids are the embedder's to judge: the scan asks, and leaves a refusal to the
+    // exact checks.
+    rules[op::CALL as usize] = rule(DST | OFF, SRC_CALL, flow::CALL_INSN);
     rules[op::CALLX as usize] = rule(SRC | OFF | IMM, DST_READ, flow::NEXT);
     rules[op::LDDW as usize] = rule(SRC | OFF, DST_WRITE, flow::LDDW_PAIR);
     let mut size = 0;
