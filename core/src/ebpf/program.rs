@@ -251,70 +251,48 @@ impl<'a> Program<'a> {
         maps: Option<MapValueSize>,
         bitmaps: Bitmaps,
     ) -> Result<Scan, Error> {
-        let Bitmaps { targets, unreached, starts } = bitmaps;
-        let slots = self.slots();
-        let mut scan = Scan { targets_valid: true, local_calls: false, any_unreached: false };
-        // Whether slot pc is reached (given that every earlier one is). While it is not,
-        // slots from `unreached_from` on are not, up to the next forward target of a reached
-        // instruction, `next_target` (unreached instructions mark no targets).
-        let mut reached = true;
-        let (mut unreached_from, mut next_target) = (0, 0);
+        let mut scanner = Scanner {
+            slots: self.slots(),
+            is_helper,
+            maps,
+            bitmaps,
+            scan: Scan { targets_valid: true, local_calls: false, any_unreached: false },
+        };
+        let slots = scanner.slots;
         let mut pc = 0;
-        while let Some(slot) = slots.get(pc) {
-            let word = u64::from_le_bytes(*slot);
-            let opcode = usize::from(word as u8);
-            let need = NEED[opcode];
-            if word & ZERO[opcode] != 0 || REGS[usize::from((word >> 8) as u8)] & need != need {
-                check_slot(slots, pc, is_helper, maps)?;
-            }
-            let flow = FLOW[opcode];
-            if flow == flow::NEXT && reached {
-                pc += 1;
-                continue;
-            }
-            if flow & LDDW != 0 {
-                if !slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
-                    check_slot(slots, pc, is_helper, maps)?;
+        loop {
+            // Reached slots: while instructions fall through, or an earlier jump lands
+            // right after one that does not.
+            let unreached_until = loop {
+                let Some(slot) = slots.get(pc) else { return Ok(scanner.scan) };
+                let word = u64::from_le_bytes(*slot);
+                let flow = scanner.check(pc, word)?;
+                if flow == flow::NEXT {
+                    pc += 1;
+                    continue;
                 }
-                pc += 1;
-            } else if flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_HELPER {
-                if !is_helper((word >> 32) as i32) {
-                    check_slot(slots, pc, is_helper, maps)?;
-                }
-            } else if flow & (JUMP | CALL) != 0 {
-                match target(slots, pc, relative_target(word, flow)) {
-                    Some(target) => {
-                        if reached {
-                            set_bit(targets, target);
-                        }
-                        if flow & CALL != 0 {
-                            set_bit(starts, target);
-                            scan.local_calls = true;
-                        }
-                    }
-                    None => scan.targets_valid = false,
-                }
-            }
-            pc += 1;
-            if reached {
+                pc += scanner.control(pc, word, flow, true)?;
                 if flow & FALLS == 0 {
-                    next_target = next_set_bit(targets, pc).unwrap_or(usize::MAX);
+                    let next_target = next_set_bit(scanner.bitmaps.targets, pc).unwrap_or(usize::MAX);
                     if next_target != pc {
-                        reached = false;
-                        unreached_from = pc;
+                        break next_target;
                     }
                 }
-            } else if pc >= next_target {
-                reached = true;
-                set_bits(unreached, unreached_from, pc);
-                scan.any_unreached = true;
+            };
+            // Unreached slots, up to the next forward target of a reached instruction
+            // (unreached instructions mark no targets).
+            let unreached_from = pc;
+            while pc < unreached_until {
+                let Some(slot) = slots.get(pc) else { break };
+                let word = u64::from_le_bytes(*slot);
+                let flow = scanner.check(pc, word)?;
+                pc += if flow == flow::NEXT { 1 } else { scanner.control(pc, word, flow, false)? };
+            }
+            if unreached_from < slots.len() {
+                set_bits(scanner.bitmaps.unreached, unreached_from, pc.min(slots.len()));
+                scanner.scan.any_unreached = true;
             }
         }
-        if !reached && unreached_from < slots.len() {
-            set_bits(unreached, unreached_from, slots.len());
-            scan.any_unreached = true;
-        }
-        Ok(scan)
     }
 
     /// The first jump or call (in pc order) that lands outside the program or on an `lddw`
@@ -391,31 +369,29 @@ impl<'a> Program<'a> {
         }
         while let Some(start) = pending.take() {
             // The run: from start up to the first slot after it that is not unreached.
-            let end = next_clear_bit(unreached, start + 1);
-            let mut pc = start;
+            let end = next_clear_bit(unreached, start + 1).min(slots.len());
+            let run = slots.get(start..end).unwrap_or_default();
+            let mut i = 0;
             let reached_to = loop {
-                let Some(slot) = slots.get(pc) else { break pc };
-                let word = u64::from_le_bytes(*slot);
-                let flow = FLOW[usize::from(word as u8)];
+                let Some(slot) = run.get(i) else { break end };
+                let flow = FLOW[usize::from(slot[0])];
                 if flow != flow::NEXT {
+                    let word = u64::from_le_bytes(*slot);
                     if flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL) {
-                        let target = (pc as i64 + 1 + relative_target(word, flow)) as usize;
+                        let target = (start as i64 + i as i64 + 1 + relative_target(word, flow)) as usize;
                         if bit(unreached, target) {
                             clear_bit(unreached, target);
                             pending.insert(target);
                         }
                     }
                     if flow & FALLS == 0 {
-                        break pc + 1;
+                        break start + i + 1;
                     }
                     if flow & LDDW != 0 {
-                        pc += 1;
+                        i += 1;
                     }
                 }
-                pc += 1;
-                if pc >= end {
-                    break pc;
-                }
+                i += 1;
             };
             clear_bits(unreached, start + 1, reached_to);
         }
@@ -443,6 +419,64 @@ struct Bitmaps<'s> {
     unreached: &'s mut [u64],
     /// Every local-call target (function starts but the entry).
     starts: &'s mut [u64],
+}
+
+/// The state of [`Program::scan`].
+struct Scanner<'p, 'b> {
+    slots: &'p [[u8; Insn::SIZE]],
+    is_helper: &'p dyn Fn(i32) -> bool,
+    maps: Option<MapValueSize<'p>>,
+    bitmaps: Bitmaps<'b>,
+    scan: Scan,
+}
+
+impl Scanner<'_, '_> {
+    /// The slot at `pc` (as a little-endian `u64`) on its own: the table's rule, or the
+    /// exact checks when the rule does not accept it. Its flow.
+    #[inline(always)]
+    fn check(&self, pc: usize, word: u64) -> Result<u8, Error> {
+        let opcode = usize::from(word as u8);
+        let need = NEED[opcode];
+        if word & ZERO[opcode] != 0 || REGS[usize::from((word >> 8) as u8)] & need != need {
+            check_slot(self.slots, pc, self.is_helper, self.maps)?;
+        }
+        Ok(FLOW[opcode])
+    }
+
+    /// What the instruction at `pc` (flow other than [`flow::NEXT`]) needs besides its slot
+    /// rule: the second slot of `lddw`, the helper id of `call`, the target of a jump or a
+    /// local call (marked in `targets` when the instruction is `reached`). The number of
+    /// slots it takes.
+    #[inline(always)]
+    fn control(&mut self, pc: usize, word: u64, flow: u8, reached: bool) -> Result<usize, Error> {
+        if flow & LDDW != 0 {
+            if !self.slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
+                check_slot(self.slots, pc, self.is_helper, self.maps)?;
+            }
+            return Ok(2);
+        }
+        if flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_HELPER {
+            if !(self.is_helper)((word >> 32) as i32) {
+                check_slot(self.slots, pc, self.is_helper, self.maps)?;
+            }
+            return Ok(1);
+        }
+        if flow & (JUMP | CALL) != 0 {
+            match target(self.slots, pc, relative_target(word, flow)) {
+                Some(target) => {
+                    if reached {
+                        set_bit(self.bitmaps.targets, target);
+                    }
+                    if flow & CALL != 0 {
+                        set_bit(self.bitmaps.starts, target);
+                        self.scan.local_calls = true;
+                    }
+                }
+                None => self.scan.targets_valid = false,
+            }
+        }
+        Ok(1)
+    }
 }
 
 /// What the scan found besides errors of single slots.
