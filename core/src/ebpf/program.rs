@@ -282,11 +282,12 @@ impl<'a> Program<'a> {
             // Unreached slots, up to the next forward target of a reached instruction
             // (unreached instructions mark no targets).
             let unreached_from = pc;
-            while pc < unreached_until {
+            let run_end = unreached_until.min(slots.len());
+            while pc < run_end {
                 let Some(slot) = slots.get(pc) else { break };
                 let word = u64::from_le_bytes(*slot);
                 let flow = scanner.check(pc, word)?;
-                pc += if flow == flow::NEXT { 1 } else { scanner.control(pc, word, flow, false)? };
+                pc += if flow == flow::NEXT { 1 } else { scanner.control_unreached(pc, word, flow)? };
             }
             if unreached_from < slots.len() {
                 set_bits(scanner.bitmaps.unreached, unreached_from, pc.min(slots.len()));
@@ -441,6 +442,13 @@ impl Scanner<'_, '_> {
             check_slot(self.slots, pc, self.is_helper, self.maps)?;
         }
         Ok(FLOW[opcode])
+    }
+
+    /// [`Scanner::control`] of an unreached instruction (out of line: the loop over
+    /// unreached slots stays small).
+    #[inline(never)]
+    fn control_unreached(&mut self, pc: usize, word: u64, flow: u8) -> Result<usize, Error> {
+        self.control(pc, word, flow, false)
     }
 
     /// What the instruction at `pc` (flow other than [`flow::NEXT`]) needs besides its slot
