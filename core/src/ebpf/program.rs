@@ -457,33 +457,42 @@ impl Scanner<'_, '_> {
     /// slots it takes.
     #[inline(always)]
     fn control(&mut self, pc: usize, word: u64, flow: u8, reached: bool) -> Result<usize, Error> {
+        if flow & JUMP != 0 {
+            self.mark_target(pc, relative_target(word, flow), reached);
+            return Ok(1);
+        }
         if flow & LDDW != 0 {
             if !self.slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
                 check_slot(self.slots, pc, self.is_helper, self.maps)?;
             }
             return Ok(2);
         }
-        if flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_HELPER {
-            if !(self.is_helper)((word >> 32) as i32) {
-                check_slot(self.slots, pc, self.is_helper, self.maps)?;
-            }
-            return Ok(1);
-        }
-        if flow & (JUMP | CALL) != 0 {
-            match target(self.slots, pc, relative_target(word, flow)) {
-                Some(target) => {
-                    if reached {
-                        set_bit(self.bitmaps.targets, target);
-                    }
-                    if flow & CALL != 0 {
-                        set_bit(self.bitmaps.starts, target);
-                        self.scan.local_calls = true;
-                    }
+        if flow & CALL != 0 {
+            let imm = (word >> 32) as i32;
+            if (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
+                if let Some(target) = self.mark_target(pc, i64::from(imm), reached) {
+                    set_bit(self.bitmaps.starts, target);
+                    self.scan.local_calls = true;
                 }
-                None => self.scan.targets_valid = false,
+            } else if !(self.is_helper)(imm) {
+                check_slot(self.slots, pc, self.is_helper, self.maps)?;
             }
         }
         Ok(1)
+    }
+
+    /// The target of a jump or local call at `pc` by `relative` slots, marked in `targets`
+    /// if the instruction is `reached`; `None` (and noted) when it is out of range or an
+    /// `lddw` second slot.
+    #[inline(always)]
+    fn mark_target(&mut self, pc: usize, relative: i64, reached: bool) -> Option<usize> {
+        let target = target(self.slots, pc, relative);
+        match target {
+            Some(target) if reached => set_bit(self.bitmaps.targets, target),
+            Some(_) => {}
+            None => self.scan.targets_valid = false,
+        }
+        target
     }
 }
 
