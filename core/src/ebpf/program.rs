@@ -36,6 +36,10 @@ pub const MAX_INSNS: usize = 1 << 20;
 /// longer ones with [`Error::ProgramTooLong`]; [`Program::new_in`] takes any length.
 pub const MAX_INSNS_ON_STACK: usize = 4096;
 
+/// How many revived slots a revival keeps pending (see `Scanner::revive`); more are rare,
+/// and hand reachability to the exact walk.
+const REVIVAL_PENDING: usize = 16;
+
 /// Programs up to this many slots take their scratch from the stack even with `alloc`
 /// (26 words: cheaper than a heap round trip).
 const SMALL_PROGRAM: usize = 512;
@@ -228,10 +232,14 @@ impl<'a> Program<'a> {
             set_bit(starts, 0);
             self.check_functions(starts)?;
         }
-        if scan.any_unreached {
+        if scan.revival_overflow {
             upper.fill(0);
             let (pending1, pending2) = upper.split_at_mut_checked(l1).ok_or(too_small)?;
-            self.check_reachable(unreached, Worklist { levels: [targets, pending1, pending2] })?;
+            self.check_reachable(targets, Worklist { levels: [unreached, pending1, pending2] })?;
+        } else if scan.any_unreached
+            && let Some(pc) = next_set_bit(unreached, 0)
+        {
+            return Err(Error::Unreachable { pc: pc as u32 });
         }
         Ok(scan.local_calls)
     }
@@ -256,7 +264,7 @@ impl<'a> Program<'a> {
             is_helper,
             maps,
             bitmaps,
-            scan: Scan { targets_valid: true, local_calls: false, any_unreached: false },
+            scan: Scan { targets_valid: true, local_calls: false, any_unreached: false, revival_overflow: false },
         };
         let slots = scanner.slots;
         let mut pc = 0;
@@ -347,58 +355,48 @@ impl<'a> Program<'a> {
         Ok(())
     }
 
-    /// Reachability, for a program where the scan found slots unreached going forward
-    /// (marked in `unreached`): those that reached instructions jump or call back to (marked
-    /// in `targets`, the bottom level of `pending`) are reached after all, and so is
-    /// everything they lead to. From each slot taken off the worklist, the walk follows
-    /// fall-through over slots still unreached (a run whose end one bit scan finds) until an
-    /// `exit`/`ja`, putting branch targets still unreached on the worklist; every slot is
-    /// walked at most once and the worklist inserts and takes in constant time, so this is
-    /// linear too. The first slot still unreached is the error (the second slot of an
-    /// unreached `lddw` is marked too, but its first slot is lower).
+    /// Every instruction is reachable from the entry through fall-through, jumps and local
+    /// calls: the exact walk from scratch, for programs where a revival overflowed (see
+    /// [`Scanner::revive`]). From each slot taken off the worklist, the walk follows
+    /// fall-through until it meets a reached slot or an `exit`/`ja`, putting only branch
+    /// targets on the worklist; every slot is walked once and the worklist inserts and
+    /// takes in constant time, so this is linear too. The second slot of a reached `lddw` is
+    /// marked reached with it, so the first clear bit is the first unreachable instruction.
     #[cold]
-    fn check_reachable(&self, unreached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
+    #[inline(never)]
+    fn check_reachable(&self, reached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
         let slots = self.slots();
-        let [seeds, pending1, pending2] = &mut pending.levels;
-        for (i, (seed, unreached)) in seeds.iter_mut().zip(unreached.iter_mut()).enumerate() {
-            *seed &= *unreached;
-            *unreached &= !*seed;
-            if *seed != 0 {
-                set_bit(pending1, i);
-                set_bit(pending2, i / 64);
+        let len = slots.len();
+        reached.fill(0);
+        pending.levels[0].fill(0);
+        set_bit(reached, 0);
+        pending.insert(0);
+        while let Some(start) = pending.take() {
+            let mut pc = start;
+            while let Some(slot) = slots.get(pc) {
+                let word = u64::from_le_bytes(*slot);
+                let flow = FLOW[usize::from(word as u8)];
+                if flow & LDDW != 0 {
+                    set_bit(reached, pc + 1);
+                }
+                if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
+                    && let Some(target) = target(slots, pc, relative_target(word, flow))
+                    && !bit(reached, target)
+                {
+                    set_bit(reached, target);
+                    pending.insert(target);
+                }
+                let next = pc + if flow & LDDW != 0 { 2 } else { 1 };
+                if flow & FALLS == 0 || next >= len || bit(reached, next) {
+                    break;
+                }
+                set_bit(reached, next);
+                pc = next;
             }
         }
-        while let Some(start) = pending.take() {
-            // The run: from start up to the first slot after it that is not unreached.
-            let end = next_clear_bit(unreached, start + 1).min(slots.len());
-            let run = slots.get(start..end).unwrap_or_default();
-            let mut i = 0;
-            let reached_to = loop {
-                let Some(slot) = run.get(i) else { break end };
-                let flow = FLOW[usize::from(slot[0])];
-                if flow != flow::NEXT {
-                    let word = u64::from_le_bytes(*slot);
-                    if flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL) {
-                        let target = (start as i64 + i as i64 + 1 + relative_target(word, flow)) as usize;
-                        if bit(unreached, target) {
-                            clear_bit(unreached, target);
-                            pending.insert(target);
-                        }
-                    }
-                    if flow & FALLS == 0 {
-                        break start + i + 1;
-                    }
-                    if flow & LDDW != 0 {
-                        i += 1;
-                    }
-                }
-                i += 1;
-            };
-            clear_bits(unreached, start + 1, reached_to);
-        }
-        match next_set_bit(unreached, 0) {
-            Some(pc) => Err(Error::Unreachable { pc: pc as u32 }),
-            None => Ok(()),
+        match next_clear_bit(reached, 0) {
+            pc if pc < len => Err(Error::Unreachable { pc: pc as u32 }),
+            _ => Ok(()),
         }
     }
 }
@@ -488,11 +486,78 @@ impl Scanner<'_, '_> {
     fn mark_target(&mut self, pc: usize, relative: i64, reached: bool) -> Option<usize> {
         let target = target(self.slots, pc, relative);
         match target {
-            Some(target) if reached => set_bit(self.bitmaps.targets, target),
+            Some(target) if reached => {
+                if target > pc {
+                    set_bit(self.bitmaps.targets, target);
+                } else if self.scan.any_unreached && bit(self.bitmaps.unreached, target) {
+                    self.revive(target, pc);
+                }
+            }
             Some(_) => {}
             None => self.scan.targets_valid = false,
         }
         target
+    }
+
+    /// A reached instruction at `pc` jumps or calls back to `first`, a slot marked
+    /// unreached: `first` is reached after all, and so is everything it leads to. From
+    /// each revived slot, the walk follows fall-through over slots marked unreached (a run
+    /// whose end one bit scan finds) until an `exit`/`ja`, clearing their marks; targets
+    /// after `pc` are marked in `targets` for the scan to come, targets before it still
+    /// marked unreached are revived in turn (a few at a time: beyond [`REVIVAL_PENDING`],
+    /// `revival_overflow` hands reachability to the exact walk). Every slot is revived at
+    /// most once, so all revivals together take linear time.
+    #[cold]
+    #[inline(never)]
+    fn revive(&mut self, first: usize, pc: usize) {
+        if self.scan.revival_overflow {
+            return;
+        }
+        let slots = self.slots;
+        let Bitmaps { targets, unreached, .. } = &mut self.bitmaps;
+        let mut pending = [0usize; REVIVAL_PENDING];
+        clear_bit(unreached, first);
+        pending[0] = first;
+        let mut depth: usize = 1;
+        while let Some(next_depth) = depth.checked_sub(1) {
+            depth = next_depth;
+            let Some(&start) = pending.get(depth) else { break };
+            // The run: from start up to the first slot after it not marked unreached.
+            let end = next_clear_bit(unreached, start + 1).min(slots.len());
+            let run = slots.get(start..end).unwrap_or_default();
+            let mut i = 0;
+            let reached_to = loop {
+                let Some(slot) = run.get(i) else { break end };
+                let flow = FLOW[usize::from(slot[0])];
+                if flow != flow::NEXT {
+                    let word = u64::from_le_bytes(*slot);
+                    if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
+                        && let Some(target) = target(slots, start + i, relative_target(word, flow))
+                    {
+                        if target > pc {
+                            set_bit(targets, target);
+                        } else if bit(unreached, target) {
+                            clear_bit(unreached, target);
+                            match pending.get_mut(depth) {
+                                Some(slot) => {
+                                    *slot = target;
+                                    depth += 1;
+                                }
+                                None => self.scan.revival_overflow = true,
+                            }
+                        }
+                    }
+                    if flow & FALLS == 0 {
+                        break start + i + 1;
+                    }
+                    if flow & LDDW != 0 {
+                        i += 1;
+                    }
+                }
+                i += 1;
+            };
+            clear_bits(unreached, start + 1, reached_to);
+        }
     }
 }
 
@@ -501,8 +566,11 @@ struct Scan {
     /// Every jump and call lands in the program and not on an `lddw` second slot.
     targets_valid: bool,
     local_calls: bool,
-    /// Some instruction is not reached going forward (it may still be reachable).
+    /// Some slot is marked unreached (it may have been revived since).
     any_unreached: bool,
+    /// A revival had more pending slots than it keeps: the unreached marks are not exact,
+    /// and [`Program::check_reachable`] decides.
+    revival_overflow: bool,
 }
 
 /// How far a jump or call in slot `word` (flow `flow`) goes: `imm` or `off` slots past the
