@@ -229,6 +229,80 @@ pub fn mutate(s: &mut impl Source, bytes: &mut Vec<u8>) {
     }
 }
 
+/// A maze of blocks that jump around (many reached only by jumps back from later blocks,
+/// some never reached): the entry block often jumps straight to the last one, whose
+/// conditional jumps lead back; any block may jump anywhere with up to 24 conditional jumps
+/// (more than a revival keeps pending), load a 64-bit constant, and end in `exit` or `ja`.
+pub fn maze(s: &mut impl Source) -> Vec<u8> {
+    enum Item {
+        Mov,
+        Lddw,
+        Branch(usize),
+    }
+    let count = 2 + s.below(30) as usize;
+    let hub = count - 1;
+    let mut blocks: Vec<(Vec<Item>, Option<usize>)> = Vec::with_capacity(count);
+    for b in 0..count {
+        let mut items = Vec::new();
+        let branches = match s.below(8) {
+            0 => 17 + s.below(8),
+            1..=3 => 0,
+            _ => s.below(4),
+        };
+        for _ in 0..branches + s.below(3) {
+            items.push(match s.below(5) {
+                0 => Item::Mov,
+                1 => Item::Lddw,
+                _ => Item::Branch(s.below(count as u32) as usize),
+            });
+        }
+        if b == hub {
+            items.extend((0..1 + s.below(6)).map(|_| Item::Branch(s.below(count as u32) as usize)));
+        }
+        // None: exit; Some(b): ja to block b.
+        let end = if b == 0 && s.below(3) != 0 {
+            Some(hub)
+        } else if s.below(3) == 0 {
+            Some(s.below(count as u32) as usize)
+        } else {
+            None
+        };
+        blocks.push((items, end));
+    }
+    let size = |items: &[Item]| -> usize {
+        1 + items.iter().map(|i| if matches!(i, Item::Lddw) { 2 } else { 1 }).sum::<usize>()
+    };
+    let mut starts = Vec::with_capacity(count);
+    let mut pc = 0;
+    for (items, _) in &blocks {
+        starts.push(pc);
+        pc += size(items);
+    }
+    let mut insns = Vec::with_capacity(pc);
+    let off = |from: usize, to: usize| (to as i64 - from as i64 - 1) as i16;
+    for (items, end) in &blocks {
+        for item in items {
+            let pc = insns.len();
+            match item {
+                Item::Mov => insns.push(Insn::new(class::ALU64 | alu::MOV | source::K, 1, 0, 0, 7)),
+                Item::Lddw => {
+                    insns.push(Insn::new(op::LDDW, 2, 0, 0, 1));
+                    insns.push(Insn::new(0, 0, 0, 0, 2));
+                }
+                Item::Branch(to) => {
+                    insns.push(Insn::new(class::JMP | jmp::JNE | source::K, 1, 0, off(pc, starts[*to]), pc as i32))
+                }
+            }
+        }
+        let pc = insns.len();
+        insns.push(match end {
+            Some(to) => Insn::new(op::JA, 0, 0, off(pc, starts[*to]), 0),
+            None => Insn::new(op::EXIT, 0, 0, 0, 0),
+        });
+    }
+    program_gen::to_bytes(&insns)
+}
+
 /// A program to start from: a valid generated one, or one of the validator fuzzer's.
 pub fn generated(s: &mut impl Source) -> Vec<u8> {
     let insns = if s.below(2) == 0 {

@@ -154,6 +154,19 @@ fn generated_programs_and_their_mutations() {
 }
 
 #[test]
+fn mazes_and_their_mutations() {
+    let mut census = BTreeMap::new();
+    for seed in 1..=u64::from(1500 * scale()) {
+        let mut s = rng(seed + 50_000);
+        let bytes = validator_equivalence::maze(&mut s);
+        if let Err(e) = check_with_mutations(&mut s, &bytes, &MAP_VALUE_SIZES, 4, &mut census) {
+            panic!("seed {seed}: {e}");
+        }
+    }
+    assert_census(&census, &["Ok", "Unreachable", "JumpIntoLddw", "FallsOffEnd"]);
+}
+
+#[test]
 fn random_slots() {
     let (mut s, mut census) = (rng(77), BTreeMap::new());
     for case in 0..20_000 * scale() {
