@@ -228,8 +228,7 @@ impl<'a> Program<'a> {
         if self.slots().get(last).is_none_or(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
             return Err(Error::FallsOffEnd { pc: last as u32 });
         }
-        if scan.local_calls {
-            set_bit(starts, 0);
+        if scan.local_calls && (scan.functions_suspect || self.falls_into_function(starts)) {
             self.check_functions(starts)?;
         }
         if scan.revival_overflow {
@@ -264,15 +263,27 @@ impl<'a> Program<'a> {
             is_helper,
             maps,
             bitmaps,
-            scan: Scan { targets_valid: true, local_calls: false, any_unreached: false, revival_overflow: false },
+            scan: Scan {
+                targets_valid: true,
+                local_calls: false,
+                any_unreached: false,
+                revival_overflow: false,
+                functions_suspect: false,
+            },
+            functions: Functions { start: 0, next: usize::MAX, max_target: 0, suspect: false },
         };
+        // The entry is a function start.
+        set_bit(scanner.bitmaps.starts, 0);
         let slots = scanner.slots;
         let mut pc = 0;
         loop {
             // Reached slots: while instructions fall through, or an earlier jump lands
             // right after one that does not.
             let unreached_until = loop {
-                let Some(slot) = slots.get(pc) else { return Ok(scanner.scan) };
+                let Some(slot) = slots.get(pc) else {
+                    scanner.scan.functions_suspect = scanner.functions.suspect;
+                    return Ok(scanner.scan);
+                };
                 let word = u64::from_le_bytes(*slot);
                 let flow = scanner.check(pc, word)?;
                 if flow == flow::NEXT {
@@ -319,6 +330,21 @@ impl<'a> Program<'a> {
                 None
             }
         })
+    }
+
+    /// Whether the last instruction before some function start (but the entry) falls
+    /// through into it.
+    fn falls_into_function(&self, starts: &[u64]) -> bool {
+        let slots = self.slots();
+        let mut start = 0;
+        while let Some(next) = next_set_bit(starts, start + 1) {
+            start = next;
+            let last = if self.is_lddw_second_slot(start - 1) { start - 2 } else { start - 1 };
+            if slots.get(last).is_some_and(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Each function (the entry at 0 and every local-call target in `starts`, up to the next
@@ -427,6 +453,53 @@ struct Scanner<'p, 'b> {
     maps: Option<MapValueSize<'p>>,
     bitmaps: Bitmaps<'b>,
     scan: Scan,
+    functions: Functions,
+}
+
+/// The function rules as far as the scan can tell (see [`Program::check_functions`] for
+/// the rules): each jump is checked against the function starts known when the scan meets
+/// it, and what that cannot see is noted as `suspect`, for the exact sweep. A start found
+/// later by a forward call (past the call) is crossed by an earlier jump only if that jump
+/// goes at least as far (`max_target`); a start found by a backward call (at or before the
+/// call) is not checked against the jumps before it at all.
+struct Functions {
+    /// The start of the function the scan is in (the last known start at or before the
+    /// last jump checked).
+    start: usize,
+    /// The first known start after it (the program length if none).
+    next: usize,
+    /// The farthest target of any jump so far.
+    max_target: usize,
+    /// Some jump may leave its function: the exact sweep decides.
+    suspect: bool,
+}
+
+impl Functions {
+    /// A jump at `pc` to `target`, with local calls (function starts in `starts`) known.
+    #[inline(always)]
+    fn check_jump(&mut self, pc: usize, target: usize, starts: &[u64]) {
+        while pc >= self.next {
+            self.start = self.next;
+            self.next = next_set_bit(starts, self.start + 1).unwrap_or(usize::MAX);
+        }
+        if target < self.start || target >= self.next {
+            self.suspect = true;
+        }
+    }
+
+    /// A local call at `pc` to `start`, a function start.
+    #[inline(always)]
+    fn discover(&mut self, pc: usize, start: usize, starts: &mut [u64]) {
+        if bit(starts, start) {
+            return;
+        }
+        set_bit(starts, start);
+        if start <= pc || self.max_target >= start {
+            self.suspect = true;
+        } else if start < self.next {
+            self.next = start;
+        }
+    }
 }
 
 impl Scanner<'_, '_> {
@@ -456,7 +529,12 @@ impl Scanner<'_, '_> {
     #[inline(always)]
     fn control(&mut self, pc: usize, word: u64, flow: u8, reached: bool) -> Result<usize, Error> {
         if flow & JUMP != 0 {
-            self.mark_target(pc, relative_target(word, flow), reached);
+            if let Some(target) = self.mark_target(pc, relative_target(word, flow), reached) {
+                self.functions.max_target = self.functions.max_target.max(target);
+                if self.scan.local_calls {
+                    self.functions.check_jump(pc, target, self.bitmaps.starts);
+                }
+            }
             return Ok(1);
         }
         if flow & LDDW != 0 {
@@ -469,7 +547,7 @@ impl Scanner<'_, '_> {
             let imm = (word >> 32) as i32;
             if (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
                 if let Some(target) = self.mark_target(pc, i64::from(imm), reached) {
-                    set_bit(self.bitmaps.starts, target);
+                    self.functions.discover(pc, target, self.bitmaps.starts);
                     self.scan.local_calls = true;
                 }
             } else if !(self.is_helper)(imm) {
@@ -568,6 +646,8 @@ struct Scan {
     local_calls: bool,
     /// Some slot is marked unreached (it may have been revived since).
     any_unreached: bool,
+    /// Some jump may leave its function (see [`Functions`]).
+    functions_suspect: bool,
     /// A revival had more pending slots than it keeps: the unreached marks are not exact,
     /// and [`Program::check_reachable`] decides.
     revival_overflow: bool,
