@@ -579,12 +579,11 @@ impl Scanner<'_, '_> {
 
     /// A reached instruction at `pc` jumps or calls back to `first`, a slot marked
     /// unreached: `first` is reached after all, and so is everything it leads to. From
-    /// each revived slot, the walk follows fall-through over slots marked unreached (a run
-    /// whose end one bit scan finds) until an `exit`/`ja`, clearing their marks; targets
-    /// after `pc` are marked in `targets` for the scan to come, targets before it still
-    /// marked unreached are revived in turn (a few at a time: beyond [`REVIVAL_PENDING`],
-    /// `revival_overflow` hands reachability to the exact walk). Every slot is revived at
-    /// most once, so all revivals together take linear time.
+    /// each revived slot, the walk follows fall-through over slots marked unreached until an
+    /// `exit`/`ja`, clearing their marks; targets after `pc` are marked in `targets` for the
+    /// scan to come, targets before it still marked unreached are revived in turn (a few at
+    /// a time: beyond [`REVIVAL_PENDING`], `revival_overflow` hands reachability to the exact
+    /// walk). Every slot is revived at most once, so all revivals together take linear time.
     #[cold]
     #[inline(never)]
     fn revive(&mut self, first: usize, pc: usize) {
@@ -594,28 +593,21 @@ impl Scanner<'_, '_> {
         let slots = self.slots;
         let Bitmaps { targets, unreached, .. } = &mut self.bitmaps;
         let mut pending = [0usize; REVIVAL_PENDING];
+        let mut depth = 0;
         clear_bit(unreached, first);
-        pending[0] = first;
-        let mut depth: usize = 1;
-        while let Some(next_depth) = depth.checked_sub(1) {
-            depth = next_depth;
-            let Some(&start) = pending.get(depth) else { break };
-            // The run: from start up to the first slot after it not marked unreached.
-            let end = next_clear_bit(unreached, start + 1).min(slots.len());
-            let run = slots.get(start..end).unwrap_or_default();
-            let mut i = 0;
-            let reached_to = loop {
-                let Some(slot) = run.get(i) else { break end };
+        let mut at = first;
+        loop {
+            // `at` is revived (its mark cleared): walk on from it.
+            while let Some(slot) = slots.get(at) {
                 let flow = FLOW[usize::from(slot[0])];
                 if flow != flow::NEXT {
                     let word = u64::from_le_bytes(*slot);
                     if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
-                        && let Some(target) = target(slots, start + i, relative_target(word, flow))
+                        && let Some(target) = target(slots, at, relative_target(word, flow))
                     {
                         if target > pc {
                             set_bit(targets, target);
-                        } else if bit(unreached, target) {
-                            clear_bit(unreached, target);
+                        } else if take_bit(unreached, target) {
                             match pending.get_mut(depth) {
                                 Some(slot) => {
                                     *slot = target;
@@ -626,15 +618,23 @@ impl Scanner<'_, '_> {
                         }
                     }
                     if flow & FALLS == 0 {
-                        break start + i + 1;
+                        break;
                     }
                     if flow & LDDW != 0 {
-                        i += 1;
+                        // The second slot is marked with its run.
+                        at += 1;
+                        clear_bit(unreached, at);
                     }
                 }
-                i += 1;
-            };
-            clear_bits(unreached, start + 1, reached_to);
+                at += 1;
+                if !take_bit(unreached, at) {
+                    break;
+                }
+            }
+            let Some(next_depth) = depth.checked_sub(1) else { return };
+            depth = next_depth;
+            let Some(&next) = pending.get(depth) else { return };
+            at = next;
         }
     }
 }
@@ -665,8 +665,13 @@ fn relative_target(word: u64, flow: u8) -> i64 {
 /// slot is well formed, only a first slot of `lddw` has it; the verdict counts only then).
 #[inline(always)]
 fn target(slots: &[[u8; Insn::SIZE]], pc: usize, relative: i64) -> Option<usize> {
-    let target = pc as i64 + 1 + relative;
-    let target = usize::try_from(target).ok().filter(|&t| t < slots.len())?;
+    // pc + 1 + relative in u64: a negative sum wraps far above any slot (pc < 2^20 and
+    // relative is an i32).
+    let target = (pc as u64).wrapping_add(1).wrapping_add(relative as u64);
+    if target >= slots.len() as u64 {
+        return None;
+    }
+    let target = target as usize;
     let after_lddw = slots.get(target.wrapping_sub(1)).is_some_and(|s| s[0] == op::LDDW);
     (!after_lddw).then_some(target)
 }
@@ -907,18 +912,14 @@ fn set_bits(words: &mut [u64], from: usize, to: usize) {
     }
 }
 
-/// Clears bits `from..to`.
-fn clear_bits(words: &mut [u64], from: usize, to: usize) {
-    let mut i = from;
-    while i < to {
-        let Some(word) = words.get_mut(i / 64) else { return };
-        let low = i % 64;
-        let high = (to - i + low).min(64);
-        // Bits low..high of this word.
-        let mask = (u64::MAX << low) & (u64::MAX >> (64 - high));
-        *word &= !mask;
-        i += high - low;
-    }
+/// Clears bit `i`; whether it was set.
+#[inline(always)]
+fn take_bit(words: &mut [u64], i: usize) -> bool {
+    let Some(w) = words.get_mut(i / 64) else { return false };
+    let mask = 1 << (i % 64);
+    let was_set = *w & mask != 0;
+    *w &= !mask;
+    was_set
 }
 
 #[inline(always)]
