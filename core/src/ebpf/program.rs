@@ -508,8 +508,9 @@ impl Scanner<'_, '_> {
     #[inline(always)]
     fn check(&self, pc: usize, word: u64) -> Result<u8, Error> {
         let opcode = usize::from(word as u8);
-        let need = NEED[opcode];
-        if word & ZERO[opcode] != 0 || REGS[usize::from((word >> 8) as u8)] & need != need {
+        // The register byte's failed rules take the opcode's place in the slot.
+        let failures = u64::from(REG_FAILS[usize::from((word >> 8) as u8)]);
+        if ((word ^ opcode as u64) | failures) & MASK[opcode] != 0 {
             check_slot(self.slots, pc, self.is_helper, self.maps)?;
         }
         Ok(FLOW[opcode])
@@ -706,7 +707,7 @@ mod flow {
 
 /// What the scan accepts of an opcode without the exact checks: a slot (as a little-endian
 /// `u64`: opcode, registers, off, imm from the low byte up) whose bits in `zero` are clear
-/// and whose register byte has every [`REGS`] flag in `regs`. A rule must never accept a
+/// and whose register byte breaks none of the rules in `regs` ([`REG_FAILS`]). A rule must never accept a
 /// slot the exact checks reject (a test checks this over all opcodes and register bytes);
 /// it may send acceptable slots to them.
 #[derive(Clone, Copy)]
@@ -722,38 +723,37 @@ const SRC: u64 = 0xf0 << 8;
 const OFF: u64 = 0xffff << 16;
 const IMM: u64 = 0xffff_ffff << 32;
 
-/// Flags of a register byte (dst in the low nibble, src in the high one).
+/// Register rules (of the register byte: dst in the low nibble, src in the high one).
 const DST_READ: u8 = 1;
 const DST_WRITE: u8 = 2;
 const SRC_READ: u8 = 4;
 /// src is 0 or 1 (the helper and local forms of `call`).
 const SRC_CALL: u8 = 8;
-/// A flag no register byte has: the rule sends every slot to the exact checks.
+/// A rule every register byte breaks: the opcode's slots all go to the exact checks.
 const EXACT: u8 = 0x80;
 
-/// [`REGS`]`[byte]`: which register rules a register byte meets.
-static REGS: [u8; 256] = {
-    let mut flags = [0u8; 256];
+/// [`REG_FAILS`]`[byte]`: which register rules a register byte breaks.
+static REG_FAILS: [u8; 256] = {
+    let mut fails = [EXACT; 256];
     let mut byte = 0;
     while byte < 256 {
         let (dst, src) = ((byte & 0x0f) as u8, (byte >> 4) as u8);
-        if dst < REGISTER_COUNT {
-            flags[byte] |= DST_READ;
+        if dst >= REGISTER_COUNT {
+            fails[byte] |= DST_READ;
         }
-        if dst < REGISTER_COUNT && dst != FRAME_POINTER {
-            flags[byte] |= DST_WRITE;
+        if dst >= REGISTER_COUNT || dst == FRAME_POINTER {
+            fails[byte] |= DST_WRITE;
         }
-        if src < REGISTER_COUNT {
-            flags[byte] |= SRC_READ;
+        if src >= REGISTER_COUNT {
+            fails[byte] |= SRC_READ;
         }
-        if src == pseudo::CALL_HELPER || src == pseudo::CALL_LOCAL {
-            flags[byte] |= SRC_CALL;
+        if src != pseudo::CALL_HELPER && src != pseudo::CALL_LOCAL {
+            fails[byte] |= SRC_CALL;
         }
         byte += 1;
     }
-    flags
+    fails
 };
-
 /// The scan's rule for every opcode. What is left out goes to the exact checks: unknown
 /// opcodes, `END` (imm 16/32/64), signed division and sign-extending moves (off 1, 8, 16,
 /// 32), atomics (imm names the operation), unknown helpers and pseudo `lddw`s (maps).
@@ -838,24 +838,18 @@ const RULES: [Rule; 256] = {
     rules
 };
 
-/// [`RULES`] by field, one table each (cheaper to index).
-static ZERO: [u64; 256] = {
-    let mut zero = [0; 256];
+/// [`RULES`] by field, one table each (cheaper to index). `MASK[opcode]`: the bits of the
+/// slot that must be clear, and in the low byte (the opcode's, which no rule masks) the
+/// register rules.
+static MASK: [u64; 256] = {
+    let mut mask = [0; 256];
     let mut opcode = 0;
     while opcode < 256 {
-        zero[opcode] = RULES[opcode].zero;
+        assert!(RULES[opcode].zero & 0xff == 0);
+        mask[opcode] = RULES[opcode].zero | RULES[opcode].regs as u64;
         opcode += 1;
     }
-    zero
-};
-static NEED: [u8; 256] = {
-    let mut need = [0; 256];
-    let mut opcode = 0;
-    while opcode < 256 {
-        need[opcode] = RULES[opcode].regs;
-        opcode += 1;
-    }
-    need
+    mask
 };
 static FLOW: [u8; 256] = {
     let mut flow = [0; 256];
