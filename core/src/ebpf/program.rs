@@ -270,7 +270,7 @@ impl<'a> Program<'a> {
                 revival_overflow: false,
                 functions_suspect: false,
             },
-            functions: Functions { start: 0, next: usize::MAX, max_target: 0, suspect: false },
+            functions: Functions { start: 0, next: usize::MAX, max_target: 0, last: 0, suspect: false },
         };
         // The entry is a function start.
         set_bit(scanner.bitmaps.starts, 0);
@@ -470,6 +470,8 @@ struct Functions {
     next: usize,
     /// The farthest target of any jump so far.
     max_target: usize,
+    /// The last known start.
+    last: usize,
     /// Some jump may leave its function: the exact sweep decides.
     suspect: bool,
 }
@@ -480,7 +482,11 @@ impl Functions {
     fn check_jump(&mut self, pc: usize, target: usize, starts: &[u64]) {
         while pc >= self.next {
             self.start = self.next;
-            self.next = next_set_bit(starts, self.start + 1).unwrap_or(usize::MAX);
+            // Only up to the last known start (the bits after it are all clear): linear.
+            self.next = match self.start < self.last {
+                true => next_set_bit(starts, self.start + 1).unwrap_or(usize::MAX),
+                false => usize::MAX,
+            };
         }
         if target < self.start || target >= self.next {
             self.suspect = true;
@@ -494,6 +500,7 @@ impl Functions {
             return;
         }
         set_bit(starts, start);
+        self.last = self.last.max(start);
         if start <= pc || self.max_target >= start {
             self.suspect = true;
         } else if start < self.next {
@@ -1701,6 +1708,188 @@ mod tests {
             }
         }
         assert_eq!(code.len(), MAX_INSNS * 8);
+        assert!(Program::new(&code, |_| false).is_ok());
+    }
+
+    /// Whether the scan's table accepts `word` (with its `lddw` second slot, if any, clean).
+    fn table_accepts(word: u64) -> bool {
+        let opcode = usize::from(word as u8);
+        let failures = u64::from(REG_FAILS[usize::from((word >> 8) as u8)]);
+        ((word ^ opcode as u64) | failures) & MASK[opcode] == 0
+    }
+
+    #[test]
+    fn the_table_never_accepts_what_the_exact_checks_reject() {
+        extern crate std;
+        use std::vec::Vec;
+        // Offsets and immediates: every single bit, and the values rules draw lines at.
+        let mut offs: Vec<i16> = (0..16).map(|b| (1u16 << b) as i16).collect();
+        offs.extend([0, -1, 2, 7, 8, 16, 32, i16::MAX, i16::MIN]);
+        let mut imms: Vec<i32> = (0..32).map(|b| (1u32 << b) as i32).collect();
+        imms.extend([0, -1, 15, 16, 31, 32, 63, 64, 0x41, 0x51, 0xa1, 0xe1, 0xf1, i32::MAX, i32::MIN]);
+        let second = Insn::new(0, 0, 0, 0, 0);
+        let exact = |word: u64| {
+            let insn = Insn::decode(word.to_le_bytes());
+            if insn.opcode == op::LDDW {
+                check_lddw(0, insn, Some(second), Some(&|_| None))
+            } else {
+                check_insn(0, insn, &|_| true)
+            }
+        };
+        let mut accepted = 0;
+        for opcode in 0..=255u64 {
+            let mut fields: Vec<(u64, i16, i32)> = (0..=255u64).map(|regs| (regs, 0, 0)).collect();
+            for regs in [0x00, 0x01, 0x10, 0x21, 0xa9, 0x9a] {
+                fields.extend(offs.iter().map(|&off| (regs, off, 0)));
+                fields.extend(imms.iter().map(|&imm| (regs, 0, imm)));
+                fields.extend(offs.iter().zip(imms.iter().rev()).map(|(&off, &imm)| (regs, off, imm)));
+            }
+            for (regs, off, imm) in fields {
+                let word = opcode | regs << 8 | u64::from(off as u16) << 16 | u64::from(imm as u32) << 32;
+                if table_accepts(word) {
+                    accepted += 1;
+                    assert_eq!(exact(word), Ok(()), "{opcode:#04x} regs {regs:#04x} off {off} imm {imm}");
+                }
+            }
+        }
+        assert!(accepted > 10_000, "{accepted}");
+        // And it accepts the common instructions on its own.
+        for insn in [
+            Insn::new(class::ALU64 | alu::ADD | source::K, 1, 0, 0, -7),
+            Insn::new(MOV64_X, 9, 10, 0, 0),
+            Insn::new(class::ALU | alu::LSH | source::K, 1, 0, 0, 31),
+            Insn::new(0x79, 0, 10, -8, 0),
+            Insn::new(0x7b, 10, 9, -8, 0),
+            Insn::new(0x7a, 10, 0, -8, 5),
+            Insn::new(class::JMP32 | jmp::JSGT | source::X, 1, 2, -5, 0),
+            Insn::new(op::JA, 0, 0, 3, 0),
+            Insn::new(op::JA32, 0, 0, 0, 3),
+            Insn::new(op::CALL, 0, pseudo::CALL_LOCAL, 0, 3),
+            Insn::new(op::CALL, 0, pseudo::CALL_HELPER, 0, 3),
+            Insn::new(op::LDDW, 1, 0, 0, 3),
+            EXIT,
+        ] {
+            assert!(table_accepts(u64::from_le_bytes(insn.encode())), "{insn:?}");
+        }
+    }
+
+    #[test]
+    fn flows_agree_with_branch_targets() {
+        for opcode in 0..=255u8 {
+            let flow = FLOW[usize::from(opcode)];
+            let insn = Insn::new(opcode, 0, 0, 5, 9);
+            if check_insn(0, insn, &|_| true).is_err() && opcode != op::LDDW && opcode != op::CALL {
+                continue;
+            }
+            assert_eq!(flow & LDDW != 0, opcode == op::LDDW, "{opcode:#04x}");
+            assert_eq!(flow & CALL != 0, opcode == op::CALL, "{opcode:#04x}");
+            assert_eq!(flow & FALLS == 0, matches!(opcode, op::EXIT | op::JA | op::JA32), "{opcode:#04x}");
+            if opcode != op::CALL {
+                let target = branch_target(10, insn);
+                assert_eq!(flow & JUMP != 0, target.is_some(), "{opcode:#04x}");
+                if flow & JUMP != 0 {
+                    assert_eq!(target, Some(11 + relative_target(u64::from_le_bytes(insn.encode()), flow)));
+                }
+            }
+        }
+    }
+
+    /// The scan's findings on a program that passes it.
+    fn scan_of(code: &[u8]) -> Scan {
+        extern crate std;
+        let program = Program { bytes: code, local_calls: false };
+        let l0 = worklist_words(program.len()).0;
+        let mut words = std::vec![0u64; 3 * l0];
+        let (targets, rest) = words.split_at_mut(l0);
+        let (unreached, starts) = rest.split_at_mut(l0);
+        program.scan(&|_| true, Some(&|_| None), Bitmaps { targets, unreached, starts }).unwrap()
+    }
+
+    fn encode(insns: &[Insn]) -> std::vec::Vec<u8> {
+        extern crate std;
+        insns.iter().flat_map(|i| i.encode()).collect()
+    }
+
+    extern crate std;
+
+    #[test]
+    fn revived_blocks_lead_on() {
+        let jeq = |off: i16| Insn::new(class::JMP | jmp::JEQ | source::K, 0, 0, off, 0);
+        // 1 is reached only by the jump back from 3; 5 only by 1's jump forward, past 3.
+        let code = encode(&[
+            Insn::new(op::JA, 0, 0, 2, 0),
+            jeq(3),
+            EXIT,
+            jeq(-3),
+            EXIT,
+            Insn::new(MOV64_K, 0, 0, 0, 1),
+            EXIT,
+        ]);
+        assert!(Program::new(&code, |_| false).is_ok());
+        let scan = scan_of(&code);
+        assert!(scan.any_unreached && !scan.revival_overflow);
+        // Without the jump back, 1 and (first) 5... only 1 is reported.
+        let mut dead = code.clone();
+        dead[24..32].copy_from_slice(&EXIT.encode());
+        assert_eq!(Program::new(&dead, |_| false).err(), Some(Error::Unreachable { pc: 1 }));
+    }
+
+    /// A block reached by a jump back from the end jumps back to `blocks` blocks of
+    /// `mov; exit`, each reached only that way (all pending at once in the revival).
+    fn fan_out(blocks: usize, dead: Option<usize>) -> std::vec::Vec<u8> {
+        let jne = |from: usize, to: usize| {
+            Insn::new(class::JMP | jmp::JNE | source::K, 0, 0, (to as i64 - from as i64 - 1) as i16, 1)
+        };
+        let hub = 1 + 2 * blocks;
+        let mut insns = std::vec![Insn::new(op::JA, 0, 0, (hub + blocks) as i16, 0)];
+        for _ in 0..blocks {
+            insns.push(Insn::new(MOV64_K, 0, 0, 0, 1));
+            insns.push(EXIT);
+        }
+        for b in 0..blocks {
+            let pc = insns.len();
+            let block = if Some(b) == dead { pc + 1 } else { 1 + 2 * b };
+            insns.push(jne(pc, block));
+        }
+        insns.push(EXIT);
+        // The end jumps back to the fan-out block.
+        let pc = insns.len();
+        insns.push(jne(pc, hub));
+        insns.push(EXIT);
+        encode(&insns)
+    }
+
+    #[test]
+    fn revivals_past_their_pending_room_take_the_exact_walk() {
+        let code = fan_out(REVIVAL_PENDING - 1, None);
+        assert!(!scan_of(&code).revival_overflow);
+        assert!(Program::new(&code, |_| false).is_ok());
+        for blocks in [REVIVAL_PENDING + 1, 3 * REVIVAL_PENDING] {
+            let code = fan_out(blocks, None);
+            assert!(scan_of(&code).revival_overflow);
+            assert!(Program::new(&code, |_| false).is_ok());
+            // One block nobody jumps to (the jump meant for it goes to the next slot).
+            let code = fan_out(blocks, Some(blocks - 2));
+            let unreached = 1 + 2 * (blocks - 2);
+            assert_eq!(Program::new(&code, |_| false).err(), Some(Error::Unreachable { pc: unreached as u32 }));
+        }
+    }
+
+    #[test]
+    fn function_rules_the_scan_cannot_see() {
+        let call = |imm: i32| Insn::new(op::CALL, 0, CALL_LOCAL, 0, imm);
+        let jeq = |off: i16| Insn::new(class::JMP | jmp::JEQ | source::K, 0, 0, off, 0);
+        // A jump past a function start that a later call reveals.
+        let code = encode(&[jeq(3), call(1), EXIT, EXIT, EXIT]);
+        assert!(scan_of(&code).functions_suspect);
+        assert_eq!(Program::new(&code, |_| false).err(), Some(Error::JumpOutOfFunction { pc: 0, target: 4 }));
+        // A start revealed by a call back to it.
+        let code = encode(&[Insn::new(op::JA, 0, 0, 2, 0), Insn::new(MOV64_K, 0, 0, 0, 1), EXIT, call(-3), EXIT]);
+        assert!(scan_of(&code).functions_suspect);
+        assert_eq!(Program::new(&code, |_| false).err(), Some(Error::JumpOutOfFunction { pc: 0, target: 3 }));
+        // Jumps that stay in: nothing suspect.
+        let code = encode(&[call(2), jeq(0), EXIT, jeq(1), Insn::new(MOV64_K, 0, 0, 0, 1), EXIT]);
+        assert!(!scan_of(&code).functions_suspect);
         assert!(Program::new(&code, |_| false).is_ok());
     }
 
