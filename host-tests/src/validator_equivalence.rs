@@ -231,8 +231,9 @@ pub fn mutate(s: &mut impl Source, bytes: &mut Vec<u8>) {
 
 /// A maze of blocks that jump around (many reached only by jumps back from later blocks,
 /// some never reached): the entry block often jumps straight to the last one, whose
-/// conditional jumps lead back; any block may jump anywhere with up to 24 conditional jumps
-/// (more than a revival keeps pending), load a 64-bit constant, and end in `exit` or `ja`.
+/// conditional jumps lead back; any block may jump anywhere with up to 24 conditional jumps,
+/// load a 64-bit constant, and end in `exit` or `ja`; in a chain, each block jumps back to
+/// the one before first (revivals nested deeper than the validator keeps).
 pub fn maze(s: &mut impl Source) -> Vec<u8> {
     enum Item {
         Mov,
@@ -241,9 +242,14 @@ pub fn maze(s: &mut impl Source) -> Vec<u8> {
     }
     let count = 2 + s.below(30) as usize;
     let hub = count - 1;
+    // Sometimes a chain: each block first jumps back to the one before (revivals nest).
+    let chain = s.below(3) == 0;
     let mut blocks: Vec<(Vec<Item>, Option<usize>)> = Vec::with_capacity(count);
     for b in 0..count {
         let mut items = Vec::new();
+        if chain && b > 1 && s.below(16) != 0 {
+            items.push(Item::Branch(b - 1));
+        }
         let branches = match s.below(8) {
             0 => 17 + s.below(8),
             1..=3 => 0,

@@ -36,9 +36,9 @@ pub const MAX_INSNS: usize = 1 << 20;
 /// longer ones with [`Error::ProgramTooLong`]; [`Program::new_in`] takes any length.
 pub const MAX_INSNS_ON_STACK: usize = 4096;
 
-/// How many revived slots a revival keeps pending (see `Scanner::revive`); more are rare,
-/// and hand reachability to the exact walk.
-const REVIVAL_PENDING: usize = 16;
+/// How deep revivals nest (see `Scanner::revive`, each level takes a little stack); more
+/// are rare, and hand reachability to the exact walk.
+const REVIVAL_DEPTH: usize = 16;
 
 /// Programs up to this many slots take their scratch from the stack even with `alloc`
 /// (26 words: cheaper than a heap round trip).
@@ -92,6 +92,10 @@ impl<'a> Program<'a> {
         maps: Option<MapValueSize>,
     ) -> Result<Program<'a>, Error> {
         let len = slot_count(bytes)?;
+        if len <= 64 {
+            let mut scratch = [0u64; scratch_words(64)];
+            return Program::checked_in(bytes, is_helper, maps, &mut scratch, Scratch::Zeroed);
+        }
         if len <= SMALL_PROGRAM {
             let mut scratch = [0u64; scratch_words(SMALL_PROGRAM)];
             return Program::checked_in(bytes, is_helper, maps, &mut scratch, Scratch::Zeroed);
@@ -206,7 +210,8 @@ impl<'a> Program<'a> {
         scratch: &mut [u64],
         contents: Scratch,
     ) -> Result<bool, Error> {
-        let len = self.len();
+        let slots = self.slots();
+        let len = slots.len();
         let (l0, l1, _) = worklist_words(len);
         let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
         let (bitmaps, upper) = scratch.split_at_mut_checked(3 * l0).ok_or(too_small)?;
@@ -224,8 +229,11 @@ impl<'a> Program<'a> {
             }
         }
         // The last instruction: the last slot, or the one before when that is an lddw.
-        let last = if self.is_lddw_second_slot(len - 1) { len - 2 } else { len - 1 };
-        if self.slots().get(last).is_none_or(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
+        let last = match slots.get(len.wrapping_sub(2)) {
+            Some(slot) if slot[0] == op::LDDW => len - 2,
+            _ => len.wrapping_sub(1),
+        };
+        if slots.get(last).is_none_or(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
             return Err(Error::FallsOffEnd { pc: last as u32 });
         }
         if scan.local_calls && (scan.functions_suspect || self.falls_into_function(starts)) {
@@ -291,7 +299,7 @@ impl<'a> Program<'a> {
                     continue;
                 }
                 pc += scanner.control(pc, word, flow, true)?;
-                if flow & FALLS == 0 {
+                if flow & FALLS == 0 && pc < slots.len() {
                     let next_target = next_set_bit(scanner.bitmaps.targets, pc).unwrap_or(usize::MAX);
                     if next_target != pc {
                         break next_target;
@@ -576,7 +584,7 @@ impl Scanner<'_, '_> {
                 if target > pc {
                     set_bit(self.bitmaps.targets, target);
                 } else if self.scan.any_unreached && bit(self.bitmaps.unreached, target) {
-                    self.revive(target, pc);
+                    self.revive(target, pc, 0);
                 }
             }
             Some(_) => {}
@@ -586,63 +594,52 @@ impl Scanner<'_, '_> {
     }
 
     /// A reached instruction at `pc` jumps or calls back to `first`, a slot marked
-    /// unreached: `first` is reached after all, and so is everything it leads to. From
-    /// each revived slot, the walk follows fall-through over slots marked unreached until an
-    /// `exit`/`ja`, clearing their marks; targets after `pc` are marked in `targets` for the
-    /// scan to come, targets before it still marked unreached are revived in turn (a few at
-    /// a time: beyond [`REVIVAL_PENDING`], `revival_overflow` hands reachability to the exact
-    /// walk). Every slot is revived at most once, so all revivals together take linear time.
+    /// unreached: `first` is reached after all, and so is everything it leads to. The walk
+    /// follows fall-through from `first` over slots marked unreached until an `exit`/`ja`,
+    /// clearing their marks; targets after `pc` are marked in `targets` for the scan to
+    /// come, targets before it still marked unreached are revived in turn (`depth` revivals
+    /// deep at most [`REVIVAL_DEPTH`]: beyond, `revival_overflow` hands reachability to the
+    /// exact walk). Every slot is revived at most once, so all revivals together take linear
+    /// time.
     #[cold]
     #[inline(never)]
-    fn revive(&mut self, first: usize, pc: usize) {
+    fn revive(&mut self, first: usize, pc: usize, depth: usize) {
         if self.scan.revival_overflow {
             return;
         }
+        if depth == REVIVAL_DEPTH {
+            self.scan.revival_overflow = true;
+            return;
+        }
         let slots = self.slots;
-        let Bitmaps { targets, unreached, .. } = &mut self.bitmaps;
-        let mut pending = [0usize; REVIVAL_PENDING];
-        let mut depth = 0;
-        clear_bit(unreached, first);
+        clear_bit(self.bitmaps.unreached, first);
         let mut at = first;
-        loop {
-            // `at` is revived (its mark cleared): walk on from it.
-            while let Some(slot) = slots.get(at) {
-                let flow = FLOW[usize::from(slot[0])];
-                if flow != flow::NEXT {
-                    let word = u64::from_le_bytes(*slot);
-                    if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
-                        && let Some(target) = target(slots, at, relative_target(word, flow))
-                    {
-                        if target > pc {
-                            set_bit(targets, target);
-                        } else if take_bit(unreached, target) {
-                            match pending.get_mut(depth) {
-                                Some(slot) => {
-                                    *slot = target;
-                                    depth += 1;
-                                }
-                                None => self.scan.revival_overflow = true,
-                            }
-                        }
-                    }
-                    if flow & FALLS == 0 {
-                        break;
-                    }
-                    if flow & LDDW != 0 {
-                        // The second slot is marked with its run.
-                        at += 1;
-                        clear_bit(unreached, at);
+        while let Some(slot) = slots.get(at) {
+            let flow = FLOW[usize::from(slot[0])];
+            if flow != flow::NEXT {
+                let word = u64::from_le_bytes(*slot);
+                if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
+                    && let Some(target) = target(slots, at, relative_target(word, flow))
+                {
+                    if target > pc {
+                        set_bit(self.bitmaps.targets, target);
+                    } else if bit(self.bitmaps.unreached, target) {
+                        self.revive(target, pc, depth + 1);
                     }
                 }
-                at += 1;
-                if !take_bit(unreached, at) {
-                    break;
+                if flow & FALLS == 0 {
+                    return;
+                }
+                if flow & LDDW != 0 {
+                    // The second slot is marked with its run.
+                    at += 1;
+                    clear_bit(self.bitmaps.unreached, at);
                 }
             }
-            let Some(next_depth) = depth.checked_sub(1) else { return };
-            depth = next_depth;
-            let Some(&next) = pending.get(depth) else { return };
-            at = next;
+            at += 1;
+            if !take_bit(self.bitmaps.unreached, at) {
+                return;
+            }
         }
     }
 }
@@ -1816,15 +1813,8 @@ mod tests {
     fn revived_blocks_lead_on() {
         let jeq = |off: i16| Insn::new(class::JMP | jmp::JEQ | source::K, 0, 0, off, 0);
         // 1 is reached only by the jump back from 3; 5 only by 1's jump forward, past 3.
-        let code = encode(&[
-            Insn::new(op::JA, 0, 0, 2, 0),
-            jeq(3),
-            EXIT,
-            jeq(-3),
-            EXIT,
-            Insn::new(MOV64_K, 0, 0, 0, 1),
-            EXIT,
-        ]);
+        let code =
+            encode(&[Insn::new(op::JA, 0, 0, 2, 0), jeq(3), EXIT, jeq(-3), EXIT, Insn::new(MOV64_K, 0, 0, 0, 1), EXIT]);
         assert!(Program::new(&code, |_| false).is_ok());
         let scan = scan_of(&code);
         assert!(scan.any_unreached && !scan.revival_overflow);
@@ -1834,44 +1824,60 @@ mod tests {
         assert_eq!(Program::new(&dead, |_| false).err(), Some(Error::Unreachable { pc: 1 }));
     }
 
-    /// A block reached by a jump back from the end jumps back to `blocks` blocks of
-    /// `mov; exit`, each reached only that way (all pending at once in the revival).
-    fn fan_out(blocks: usize, dead: Option<usize>) -> std::vec::Vec<u8> {
+    /// Blocks reached only by jumps back: from the end to the last block, from each block
+    /// to the one before (revivals nested `blocks` deep), or with `fan`, from one block to
+    /// all the others (revivals one deep). The jump meant for block `dead` goes to the next
+    /// slot instead.
+    fn blocks_back(blocks: usize, fan: bool, dead: Option<usize>) -> std::vec::Vec<u8> {
         let jne = |from: usize, to: usize| {
             Insn::new(class::JMP | jmp::JNE | source::K, 0, 0, (to as i64 - from as i64 - 1) as i16, 1)
         };
-        let hub = 1 + 2 * blocks;
-        let mut insns = std::vec![Insn::new(op::JA, 0, 0, (hub + blocks) as i16, 0)];
-        for _ in 0..blocks {
-            insns.push(Insn::new(MOV64_K, 0, 0, 0, 1));
-            insns.push(EXIT);
-        }
+        let start = |b: usize| 1 + 2 * b;
+        let mut insns = std::vec![Insn::new(op::JA, 0, 0, 0, 0)];
         for b in 0..blocks {
             let pc = insns.len();
-            let block = if Some(b) == dead { pc + 1 } else { 1 + 2 * b };
-            insns.push(jne(pc, block));
+            let back = if fan { b + 1 == blocks } else { b > 0 };
+            insns.push(if back { Insn::new(MOV64_K, 0, 0, 0, 2) } else { Insn::new(MOV64_K, 0, 0, 0, 1) });
+            insns.push(EXIT);
+            if back && !fan {
+                let to = if Some(b - 1) == dead { pc + 1 } else { start(b - 1) };
+                insns[pc] = jne(pc, to);
+            }
         }
-        insns.push(EXIT);
-        // The end jumps back to the fan-out block.
-        let pc = insns.len();
-        insns.push(jne(pc, hub));
+        if fan {
+            // The last block fans out: its jumps come before its exit.
+            let last = insns.len() - 2;
+            insns.truncate(last);
+            for b in 0..blocks - 1 {
+                let pc = insns.len();
+                insns.push(jne(pc, if Some(b) == dead { pc + 1 } else { start(b) }));
+            }
+            insns.push(EXIT);
+        }
+        let end = insns.len();
+        insns[0] = Insn::new(op::JA, 0, 0, (end - 1) as i16, 0);
+        insns.push(jne(end, start(blocks - 1)));
         insns.push(EXIT);
         encode(&insns)
     }
 
     #[test]
-    fn revivals_past_their_pending_room_take_the_exact_walk() {
-        let code = fan_out(REVIVAL_PENDING - 1, None);
-        assert!(!scan_of(&code).revival_overflow);
-        assert!(Program::new(&code, |_| false).is_ok());
-        for blocks in [REVIVAL_PENDING + 1, 3 * REVIVAL_PENDING] {
-            let code = fan_out(blocks, None);
+    fn revivals_nested_too_deep_take_the_exact_walk() {
+        for fan in [false, true] {
+            let code = blocks_back(REVIVAL_DEPTH, fan, None);
+            assert!(!scan_of(&code).revival_overflow);
+            assert!(Program::new(&code, |_| false).is_ok());
+        }
+        for blocks in [REVIVAL_DEPTH + 1, 3 * REVIVAL_DEPTH] {
+            let code = blocks_back(blocks, false, None);
             assert!(scan_of(&code).revival_overflow);
             assert!(Program::new(&code, |_| false).is_ok());
-            // One block nobody jumps to (the jump meant for it goes to the next slot).
-            let code = fan_out(blocks, Some(blocks - 2));
-            let unreached = 1 + 2 * (blocks - 2);
-            assert_eq!(Program::new(&code, |_| false).err(), Some(Error::Unreachable { pc: unreached as u32 }));
+            assert!(!scan_of(&blocks_back(blocks, true, None)).revival_overflow);
+            // In the chain, the blocks before the dead one are dead too.
+            for (fan, first_dead) in [(false, 1), (true, 5)] {
+                let code = blocks_back(blocks, fan, Some(2));
+                assert_eq!(Program::new(&code, |_| false).err(), Some(Error::Unreachable { pc: first_dead }), "{fan}");
+            }
         }
     }
 
