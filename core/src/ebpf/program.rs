@@ -38,7 +38,7 @@ pub const MAX_INSNS_ON_STACK: usize = 4096;
 
 /// How deep revivals nest (see `Scanner::revive`, each level takes a little stack); more
 /// are rare, and hand reachability to the exact walk.
-const REVIVAL_DEPTH: usize = 16;
+const REVIVAL_DEPTH: usize = 8;
 
 /// Programs up to this many slots take their scratch from the stack even with `alloc`
 /// (26 words: cheaper than a heap round trip).
@@ -213,8 +213,8 @@ impl<'a> Program<'a> {
         let slots = self.slots();
         let len = slots.len();
         let (l0, l1, _) = worklist_words(len);
-        let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
-        let (bitmaps, upper) = scratch.split_at_mut_checked(3 * l0).ok_or(too_small)?;
+        let too_small = || Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
+        let (bitmaps, upper) = scratch.split_at_mut_checked(3 * l0).ok_or_else(too_small)?;
         if contents == Scratch::Dirty {
             bitmaps.fill(0);
         }
@@ -241,7 +241,7 @@ impl<'a> Program<'a> {
         }
         if scan.revival_overflow {
             upper.fill(0);
-            let (pending1, pending2) = upper.split_at_mut_checked(l1).ok_or(too_small)?;
+            let (pending1, pending2) = upper.split_at_mut_checked(l1).ok_or_else(too_small)?;
             self.check_reachable(targets, Worklist { levels: [unreached, pending1, pending2] })?;
         } else if scan.any_unreached
             && let Some(pc) = next_set_bit(unreached, 0)
@@ -545,7 +545,10 @@ impl Scanner<'_, '_> {
     #[inline(always)]
     fn control(&mut self, pc: usize, word: u64, flow: u8, reached: bool) -> Result<usize, Error> {
         if flow & JUMP != 0 {
-            if let Some(target) = self.mark_target(pc, relative_target(word, flow), reached) {
+            // Only ja32 has its target in imm (calls are below).
+            let relative =
+                if word as u8 == op::JA32 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) };
+            if let Some(target) = self.mark_target(pc, relative, reached) {
                 self.functions.max_target = self.functions.max_target.max(target);
                 if self.scan.local_calls {
                     self.functions.check_jump(pc, target, self.bitmaps.starts);
