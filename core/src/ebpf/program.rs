@@ -557,7 +557,7 @@ impl Scanner<'_, '_> {
             return Ok(1);
         }
         if flow & LDDW != 0 {
-            if !self.slots.get(pc + 1).is_some_and(|second| u64::from_le_bytes(*second) as u32 == 0) {
+            if self.slots.get(pc + 1).is_none_or(|second| u64::from_le_bytes(*second) as u32 != 0) {
                 check_slot(self.slots, pc, self.is_helper, self.maps)?;
             }
             return Ok(2);
