@@ -7,18 +7,26 @@
 //! function, and every instruction is reachable from the entry. Everything downstream (the
 //! interpreter, the JIT lowering) relies on these facts and does not re-check them.
 //!
-//! One forward pass over the slots does most of the work. A 256-entry table ([`RULES`])
-//! accepts the common instructions with two mask tests; anything it does not accept (a
-//! field with a value-dependent rule, a helper call, or an error) goes to the exact
-//! per-instruction checks ([`check_insn`], [`check_lddw`]), which are the definition of the
-//! rules and say which error. The same pass records jump targets, `lddw` second slots and
-//! function starts in bitmaps and proves most programs reachable on the way (a slot is
-//! reached if the previous one falls into it or an earlier jump targets it); only programs
-//! with local calls sweep again for the function rules, and only programs that pass cannot
-//! prove (a block entered only by a backward jump, or dead code) walk the exact worklist.
+//! One forward pass over the slots (`Program::scan`) does the work. A 256-entry table
+//! (`RULES`) accepts the common instructions with one mask test; anything it does not
+//! accept (a field with a value-dependent rule, an unknown helper, a pseudo `lddw`, or an
+//! error) goes to the exact per-instruction checks (`check_insn`, `check_lddw`), which
+//! are the definition of the rules and say which error. On the way the pass:
+//! - records jump and call targets; a target outside the program or on an `lddw` second
+//!   slot (the slot before it has the `lddw` opcode) sends the program, at the end, to a
+//!   search for the first such jump in pc order;
+//! - checks each jump against the function starts known so far (see `Functions`); what it
+//!   cannot see (a start revealed later) it notes, and the exact function sweep decides;
+//! - proves reachability going forward (a slot is reached if the previous instruction is
+//!   reached and falls into it, or a reached instruction jumps forward to it), marks the
+//!   slots it cannot reach so, and revives them when a reached instruction jumps back to
+//!   them (see `Scanner::revive`); the marks left at the end are the unreachable slots.
+//!
 //! When a program breaks several rules, the error is the one a check in this order finds
 //! first: each slot on its own (in pc order), then jump and call targets (in pc order),
 //! falling off the end, the function rules (in pc order), and the first unreachable slot.
+//! (The validator before this design ran those checks as separate passes; a frozen copy in
+//! `host-tests/src/validator_oracle.rs` is the reference the equivalence tests compare with.)
 //!
 //! Validation takes time linear in the program length and [`scratch_words`] words of
 //! scratch (three bits per slot): from the stack for short programs, the heap with the
@@ -41,11 +49,11 @@ pub const MAX_INSNS_ON_STACK: usize = 4096;
 const REVIVAL_DEPTH: usize = 8;
 
 /// Programs up to this many slots take their scratch from the stack even with `alloc`
-/// (26 words: cheaper than a heap round trip).
+/// (26 words, or 5 up to 64 slots: cheaper than a heap round trip).
 const SMALL_PROGRAM: usize = 512;
 
 /// Scratch words (`u64`) [`Program::new_in`] needs for a program of `len` slots: three
-/// bitmaps over the slots (jump targets, `lddw` second slots, function starts; the first two
+/// bitmaps over the slots (jump targets, unreached slots, function starts; the first two
 /// become the reached set and the bottom level of the worklist when reachability needs the
 /// exact walk) and the two upper levels of the worklist.
 pub const fn scratch_words(len: usize) -> usize {
