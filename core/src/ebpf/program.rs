@@ -263,11 +263,12 @@ impl<'a> Program<'a> {
     /// the facts the later checks need, recorded in `bitmaps`.
     ///
     /// Reachability going forward: a slot is reached if the previous instruction is reached
-    /// and falls into it, or a reached earlier instruction jumps or calls forward to it (the
-    /// bit in `targets` at or after pc can only come from those). Backward targets of reached
-    /// instructions are marked in `targets` too (bits below pc are no longer read): one that
-    /// lands on a slot found unreached going forward makes that slot reachable after all,
-    /// and [`Program::check_reachable`] takes it from there.
+    /// and falls into it, or a reached earlier instruction jumps or calls forward to it (a
+    /// bit in `targets` at or after pc; unreached instructions mark none). The others are
+    /// marked in `unreached`, run by run, until a reached instruction jumps or calls back to
+    /// one of them ([`Scanner::revive`]). Every edge out of a reached slot thus leads to a
+    /// reached slot, and the marks left at the end are exactly the unreachable slots (unless
+    /// a revival overflowed).
     fn scan(
         &self,
         is_helper: &dyn Fn(i32) -> bool,
