@@ -5,7 +5,9 @@ pub mod conformance;
 pub mod differential;
 pub mod elf_check;
 pub mod program_gen;
+pub mod validator_equivalence;
 pub mod validator_fuzz;
+pub mod validator_oracle;
 
 use tessera::ebpf::jit::OwnedScratch;
 use tessera::ebpf::{CompileError, Vm};

@@ -7,10 +7,31 @@
 //! function, and every instruction is reachable from the entry. Everything downstream (the
 //! interpreter, the JIT lowering) relies on these facts and does not re-check them.
 //!
+//! One forward pass over the slots (`Program::scan`) does the work. A 256-entry table
+//! (`RULES`) accepts the common instructions with one mask test; anything it does not
+//! accept (a field with a value-dependent rule, an unknown helper, a pseudo `lddw`, or an
+//! error) goes to the exact per-instruction checks (`check_insn`, `check_lddw`), which
+//! are the definition of the rules and say which error. On the way the pass:
+//! - records jump and call targets; a target outside the program or on an `lddw` second
+//!   slot (the slot before it has the `lddw` opcode) sends the program, at the end, to a
+//!   search for the first such jump in pc order;
+//! - checks each jump against the function starts known so far (see `Functions`); what it
+//!   cannot see (a start revealed later) it notes, and the exact function sweep decides;
+//! - proves reachability going forward (a slot is reached if the previous instruction is
+//!   reached and falls into it, or a reached instruction jumps forward to it), marks the
+//!   slots it cannot reach so, and revives them when a reached instruction jumps back to
+//!   them (see `Scanner::revive`); the marks left at the end are the unreachable slots.
+//!
+//! When a program breaks several rules, the error is the one a check in this order finds
+//! first: each slot on its own (in pc order), then jump and call targets (in pc order),
+//! falling off the end, the function rules (in pc order), and the first unreachable slot.
+//! (The validator before this design ran those checks as separate passes; a frozen copy in
+//! `host-tests/src/validator_oracle.rs` is the reference the equivalence tests compare with.)
+//!
 //! Validation takes time linear in the program length and [`scratch_words`] words of
-//! scratch (three bits per slot): from the heap with the `alloc` feature, from the stack for
-//! programs up to [`MAX_INSNS_ON_STACK`] slots without it, or from the caller through
-//! [`Program::new_in`].
+//! scratch (three bits per slot): from the stack for short programs, the heap with the
+//! `alloc` feature, the stack for programs up to [`MAX_INSNS_ON_STACK`] slots without it,
+//! or from the caller through [`Program::new_in`].
 
 use super::error::LoadError as Error;
 use super::insn::{FRAME_POINTER, Insn, REGISTER_COUNT, alu, atomic, class, jmp, mem, op, pseudo, source};
@@ -23,8 +44,18 @@ pub const MAX_INSNS: usize = 1 << 20;
 /// longer ones with [`Error::ProgramTooLong`]; [`Program::new_in`] takes any length.
 pub const MAX_INSNS_ON_STACK: usize = 4096;
 
-/// Scratch words (`u64`) [`Program::new_in`] needs for a program of `len` slots: a bitmap
-/// of function starts, one of reached slots and a three-level bitmap of pending slots.
+/// How deep revivals nest (see `Scanner::revive`, each level takes a little stack); more
+/// are rare, and hand reachability to the exact walk.
+const REVIVAL_DEPTH: usize = 8;
+
+/// Programs up to this many slots take their scratch from the stack even with `alloc`
+/// (26 words, or 5 up to 64 slots: cheaper than a heap round trip).
+const SMALL_PROGRAM: usize = 512;
+
+/// Scratch words (`u64`) [`Program::new_in`] needs for a program of `len` slots: three
+/// bitmaps over the slots (jump targets, unreached slots, function starts; the first two
+/// become the reached set and the bottom level of the worklist when reachability needs the
+/// exact walk) and the two upper levels of the worklist.
 pub const fn scratch_words(len: usize) -> usize {
     let (l0, l1, l2) = worklist_words(len);
     3 * l0 + l1 + l2
@@ -43,8 +74,8 @@ pub struct Program<'a> {
 
 impl<'a> Program<'a> {
     /// Validates `bytes`; `is_helper(id)` says whether `call id` (helper form) names a helper
-    /// the embedder registers. Scratch comes from the heap (`alloc`) or the stack (see
-    /// [`MAX_INSNS_ON_STACK`]).
+    /// the embedder registers. Scratch comes from the stack (short programs, see also
+    /// [`MAX_INSNS_ON_STACK`]) or the heap (`alloc`).
     pub fn new(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool) -> Result<Program<'a>, Error> {
         Program::checked(bytes, &is_helper, Some(&|_| None))
     }
@@ -62,13 +93,21 @@ impl<'a> Program<'a> {
         Program::checked(bytes, &is_helper, Some(&map_value_size))
     }
 
-    /// Validation with scratch from the heap (`alloc`) or the stack.
+    /// Validation with scratch from the stack or the heap.
     fn checked(
         bytes: &'a [u8],
         is_helper: &dyn Fn(i32) -> bool,
         maps: Option<MapValueSize>,
     ) -> Result<Program<'a>, Error> {
         let len = slot_count(bytes)?;
+        if len <= 64 {
+            let mut scratch = [0u64; scratch_words(64)];
+            return Program::checked_in(bytes, is_helper, maps, &mut scratch, Scratch::Zeroed);
+        }
+        if len <= SMALL_PROGRAM {
+            let mut scratch = [0u64; scratch_words(SMALL_PROGRAM)];
+            return Program::checked_in(bytes, is_helper, maps, &mut scratch, Scratch::Zeroed);
+        }
         #[cfg(feature = "alloc")]
         let mut scratch = alloc::vec![0u64; scratch_words(len)];
         #[cfg(not(feature = "alloc"))]
@@ -78,13 +117,13 @@ impl<'a> Program<'a> {
             }
             [0u64; scratch_words(MAX_INSNS_ON_STACK)]
         };
-        Program::checked_in(bytes, is_helper, maps, &mut scratch)
+        Program::checked_in(bytes, is_helper, maps, &mut scratch, Scratch::Zeroed)
     }
 
     /// [`Program::new`] with caller-provided scratch of at least
     /// [`scratch_words`]`(bytes.len() / 8)` words (its contents do not matter).
     pub fn new_in(bytes: &'a [u8], is_helper: impl Fn(i32) -> bool, scratch: &mut [u64]) -> Result<Program<'a>, Error> {
-        Program::checked_in(bytes, &is_helper, Some(&|_| None), scratch)
+        Program::checked_in(bytes, &is_helper, Some(&|_| None), scratch, Scratch::Dirty)
     }
 
     /// [`Program::with_maps`] with caller-provided scratch (see [`Program::new_in`]).
@@ -94,7 +133,7 @@ impl<'a> Program<'a> {
         map_value_size: impl Fn(u32) -> Option<u32>,
         scratch: &mut [u64],
     ) -> Result<Program<'a>, Error> {
-        Program::checked_in(bytes, &is_helper, Some(&map_value_size), scratch)
+        Program::checked_in(bytes, &is_helper, Some(&map_value_size), scratch, Scratch::Dirty)
     }
 
     fn checked_in(
@@ -102,15 +141,13 @@ impl<'a> Program<'a> {
         is_helper: &dyn Fn(i32) -> bool,
         maps: Option<MapValueSize>,
         scratch: &mut [u64],
+        contents: Scratch,
     ) -> Result<Program<'a>, Error> {
         let len = slot_count(bytes)?;
         let needed = scratch_words(len);
         let scratch = scratch.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: clamp_u32(needed) })?;
-        scratch.fill(0);
         let mut program = Program { bytes, local_calls: false };
-        program.validate(is_helper, maps)?;
-        program.validate_control_flow(scratch)?;
-        program.local_calls = program.iter().any(|(_, insn)| insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL);
+        program.local_calls = program.validate(is_helper, maps, scratch, contents)?;
         Ok(program)
     }
 
@@ -167,131 +204,678 @@ impl<'a> Program<'a> {
         pc > 0 && self.insn(pc - 1).opcode == op::LDDW
     }
 
-    fn validate(&self, is_helper: &dyn Fn(i32) -> bool, maps: Option<MapValueSize>) -> Result<(), Error> {
-        let len = self.len();
-        // Pass 1: every instruction on its own, and lddw structure.
-        let mut pc = 0;
-        let mut last = 0;
-        while pc < len {
-            let insn = self.insn(pc);
-            last = pc;
-            if insn.opcode == op::LDDW {
-                check_lddw(self, pc, insn, maps)?;
-                pc += 2;
-            } else {
-                check_insn(pc, insn, is_helper)?;
-                pc += 1;
+    /// The slots, whole (`bytes` holds a whole number of them once `slot_count` passed).
+    fn slots(&self) -> &'a [[u8; Insn::SIZE]] {
+        self.bytes.as_chunks().0
+    }
+
+    /// Every check, in the order that decides which error a program with several gets (see
+    /// the module documentation); `Ok` says whether the program makes local calls.
+    fn validate(
+        &self,
+        is_helper: &dyn Fn(i32) -> bool,
+        maps: Option<MapValueSize>,
+        scratch: &mut [u64],
+        contents: Scratch,
+    ) -> Result<bool, Error> {
+        let slots = self.slots();
+        let len = slots.len();
+        let (l0, l1, _) = worklist_words(len);
+        let too_small = || Error::ScratchTooSmall { needed: clamp_u32(scratch_words(len)) };
+        let (bitmaps, upper) = scratch.split_at_mut_checked(3 * l0).ok_or_else(too_small)?;
+        if contents == Scratch::Dirty {
+            bitmaps.fill(0);
+        }
+        let (targets, rest) = bitmaps.split_at_mut(l0);
+        let (unreached, starts) = rest.split_at_mut(l0);
+        let scan = self.scan(is_helper, maps, Bitmaps { targets, unreached, starts })?;
+        if !scan.targets_valid {
+            // Some jump or call lands outside the program or on a second slot: report the
+            // first in pc order.
+            if let Some(error) = self.first_bad_target() {
+                return Err(error);
             }
         }
-        // Pass 2: jump and call targets (lddw second slots are now known to be well formed,
-        // so slot t is a second slot iff slot t - 1 has the lddw opcode).
-        for (pc, insn) in self.iter() {
-            if let Some(target) = branch_target(pc, insn) {
-                if target < 0 || target >= len as i64 {
-                    return Err(Error::JumpOutOfRange { pc: pc as u32, target });
-                }
-                let t = target as usize;
-                if self.is_lddw_second_slot(t) {
-                    return Err(Error::JumpIntoLddw { pc: pc as u32, target: t as u32 });
-                }
-            }
-        }
-        // Execution must not run past the last instruction.
-        let end = self.insn(last);
-        if !matches!(end.opcode, op::EXIT | op::JA | op::JA32) {
+        // The last instruction: the last slot, or the one before when that is an lddw.
+        let last = match slots.get(len.wrapping_sub(2)) {
+            Some(slot) if slot[0] == op::LDDW => len - 2,
+            _ => len.wrapping_sub(1),
+        };
+        if slots.get(last).is_none_or(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
             return Err(Error::FallsOffEnd { pc: last as u32 });
         }
-        Ok(())
-    }
-}
-
-impl Program<'_> {
-    /// Functions, then reachability (needs the facts `validate` established: targets are in
-    /// range and are instruction starts, and the last instruction does not fall off the end).
-    fn validate_control_flow(&self, scratch: &mut [u64]) -> Result<(), Error> {
-        let (l0, l1, _) = worklist_words(self.len());
-        let too_small = Error::ScratchTooSmall { needed: clamp_u32(scratch_words(self.len())) };
-        let (starts, rest) = scratch.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (reached, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (pending0, rest) = rest.split_at_mut_checked(l0).ok_or(too_small)?;
-        let (pending1, pending2) = rest.split_at_mut_checked(l1).ok_or(too_small)?;
-        self.check_functions(starts)?;
-        self.check_reachable(reached, Worklist { levels: [pending0, pending1, pending2] })
+        if scan.local_calls && (scan.functions_suspect || self.falls_into_function(starts)) {
+            self.check_functions(starts)?;
+        }
+        if scan.revival_overflow {
+            upper.fill(0);
+            let (pending1, pending2) = upper.split_at_mut_checked(l1).ok_or_else(too_small)?;
+            self.check_reachable(targets, Worklist { levels: [unreached, pending1, pending2] })?;
+        } else if scan.any_unreached
+            && let Some(pc) = next_set_bit(unreached, 0)
+        {
+            return Err(Error::Unreachable { pc: pc as u32 });
+        }
+        Ok(scan.local_calls)
     }
 
-    /// Each function (the entry at 0 and every local-call target, up to the next one) ends in
-    /// `exit` or `ja`, and every jump stays in its function. One sweep: the function of the
-    /// current instruction is known from the start bitmap, whose next set bit is found by a
-    /// forward scan that never goes back (linear overall).
-    fn check_functions(&self, starts: &mut [u64]) -> Result<(), Error> {
-        let len = self.len();
-        set_bit(starts, 0);
-        for (pc, insn) in self.iter() {
-            if is_local_call(insn)
-                && let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
-            {
-                set_bit(starts, target);
+    /// The forward pass: every slot on its own (the first error in pc order returns), and
+    /// the facts the later checks need, recorded in `bitmaps`.
+    ///
+    /// Reachability going forward: a slot is reached if the previous instruction is reached
+    /// and falls into it, or a reached earlier instruction jumps or calls forward to it (a
+    /// bit in `targets` at or after pc; unreached instructions mark none). The others are
+    /// marked in `unreached`, run by run, until a reached instruction jumps or calls back to
+    /// one of them ([`Scanner::revive`]). Every edge out of a reached slot thus leads to a
+    /// reached slot, and the marks left at the end are exactly the unreachable slots (unless
+    /// a revival overflowed).
+    fn scan(
+        &self,
+        is_helper: &dyn Fn(i32) -> bool,
+        maps: Option<MapValueSize>,
+        bitmaps: Bitmaps,
+    ) -> Result<Scan, Error> {
+        let mut scanner = Scanner {
+            slots: self.slots(),
+            is_helper,
+            maps,
+            bitmaps,
+            scan: Scan {
+                targets_valid: true,
+                local_calls: false,
+                any_unreached: false,
+                revival_overflow: false,
+                functions_suspect: false,
+            },
+            functions: Functions { start: 0, next: usize::MAX, max_target: 0, last: 0, suspect: false },
+        };
+        // The entry is a function start.
+        set_bit(scanner.bitmaps.starts, 0);
+        let slots = scanner.slots;
+        let mut pc = 0;
+        loop {
+            // Reached slots: while instructions fall through, or an earlier jump lands
+            // right after one that does not.
+            let unreached_until = loop {
+                let Some(slot) = slots.get(pc) else {
+                    scanner.scan.functions_suspect = scanner.functions.suspect;
+                    return Ok(scanner.scan);
+                };
+                let word = u64::from_le_bytes(*slot);
+                let flow = scanner.check(pc, word)?;
+                if flow == flow::NEXT {
+                    pc += 1;
+                    continue;
+                }
+                pc += scanner.control(pc, word, flow, true)?;
+                if flow & FALLS == 0 && pc < slots.len() {
+                    let next_target = next_set_bit(scanner.bitmaps.targets, pc).unwrap_or(usize::MAX);
+                    if next_target != pc {
+                        break next_target;
+                    }
+                }
+            };
+            // Unreached slots, up to the next forward target of a reached instruction
+            // (unreached instructions mark no targets).
+            let unreached_from = pc;
+            let run_end = unreached_until.min(slots.len());
+            while pc < run_end {
+                let Some(slot) = slots.get(pc) else { break };
+                let word = u64::from_le_bytes(*slot);
+                let flow = scanner.check(pc, word)?;
+                pc += if flow == flow::NEXT { 1 } else { scanner.control_unreached(pc, word, flow)? };
+            }
+            if unreached_from < slots.len() {
+                set_bits(scanner.bitmaps.unreached, unreached_from, pc.min(slots.len()));
+                scanner.scan.any_unreached = true;
             }
         }
-        let mut function = 0;
-        let mut next_function = next_set_bit(starts, 1).unwrap_or(len);
-        for (pc, insn) in self.iter() {
-            if pc >= next_function {
-                function = next_function;
-                next_function = next_set_bit(starts, pc + 1).unwrap_or(len);
+    }
+
+    /// The first jump or call (in pc order) that lands outside the program or on an `lddw`
+    /// second slot, if any (on a program whose every slot is well formed).
+    #[cold]
+    fn first_bad_target(&self) -> Option<Error> {
+        let len = self.len();
+        self.iter().find_map(|(pc, insn)| {
+            let target = branch_target(pc, insn)?;
+            if target < 0 || target >= len as i64 {
+                Some(Error::JumpOutOfRange { pc: pc as u32, target })
+            } else if self.is_lddw_second_slot(target as usize) {
+                Some(Error::JumpIntoLddw { pc: pc as u32, target: target as u32 })
+            } else {
+                None
             }
-            if !is_local_call(insn)
-                && let Some(target) = branch_target(pc, insn)
-                && (target < function as i64 || target >= next_function as i64)
-            {
-                return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
+        })
+    }
+
+    /// Whether the last instruction before some function start (but the entry) falls
+    /// through into it.
+    fn falls_into_function(&self, starts: &[u64]) -> bool {
+        let slots = self.slots();
+        let mut start = 0;
+        while let Some(next) = next_set_bit(starts, start + 1) {
+            start = next;
+            let last = if self.is_lddw_second_slot(start - 1) { start - 2 } else { start - 1 };
+            if slots.get(last).is_some_and(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
+                return true;
             }
-            let next = pc + insn_slots(insn);
-            if next == next_function && next < len && !is_unconditional_exit_or_jump(insn) {
-                return Err(Error::FallsIntoFunction { pc: pc as u32, function: next as u32 });
+        }
+        false
+    }
+
+    /// Each function (the entry at 0 and every local-call target in `starts`, up to the next
+    /// one) ends in `exit` or `ja`, and every jump stays in its function; the first
+    /// violation in pc order (at one pc, a jump out of the function before falling into the
+    /// next). Function by function, the slots are swept for jumps (an `lddw` second slot has
+    /// opcode 0, no jump); the last instruction is the last slot or, after an `lddw`, the one
+    /// before. Needs what the scan established: every slot is well formed and every target
+    /// is an instruction start in the program.
+    fn check_functions(&self, starts: &[u64]) -> Result<(), Error> {
+        let slots = self.slots();
+        let len = slots.len();
+        let mut start = 0;
+        while start < len {
+            let end = next_set_bit(starts, start + 1).unwrap_or(len);
+            let function = slots.get(start..end).unwrap_or_default();
+            for (pc, slot) in (start..).zip(function) {
+                let flow = FLOW[usize::from(slot[0])];
+                if flow & JUMP != 0 {
+                    let target = pc as i64 + 1 + relative_target(u64::from_le_bytes(*slot), flow);
+                    if target < start as i64 || target >= end as i64 {
+                        return Err(Error::JumpOutOfFunction { pc: pc as u32, target: target as u32 });
+                    }
+                }
             }
+            if end < len {
+                let last = if self.is_lddw_second_slot(end - 1) { end - 2 } else { end - 1 };
+                if slots.get(last).is_some_and(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
+                    return Err(Error::FallsIntoFunction { pc: last as u32, function: end as u32 });
+                }
+            }
+            start = end;
         }
         Ok(())
     }
 
     /// Every instruction is reachable from the entry through fall-through, jumps and local
-    /// calls. From each slot taken off the worklist, the walk follows fall-through until it
-    /// meets a reached slot or an `exit`/`ja`, putting only branch targets on the worklist;
-    /// every slot is walked once and the worklist inserts and takes in constant time, so this
-    /// is linear too. The second slot of a reached `lddw` is marked reached with it, so the
-    /// first clear bit is the first unreachable instruction.
+    /// calls: the exact walk from scratch, for programs where a revival overflowed (see
+    /// [`Scanner::revive`]). From each slot taken off the worklist, the walk follows
+    /// fall-through until it meets a reached slot or an `exit`/`ja`, putting only branch
+    /// targets on the worklist; every slot is walked once and the worklist inserts and
+    /// takes in constant time, so this is linear too. The second slot of a reached `lddw` is
+    /// marked reached with it, so the first clear bit is the first unreachable instruction.
+    #[cold]
+    #[inline(never)]
     fn check_reachable(&self, reached: &mut [u64], mut pending: Worklist) -> Result<(), Error> {
-        let len = self.len();
+        let slots = self.slots();
+        let len = slots.len();
+        reached.fill(0);
+        pending.levels[0].fill(0);
         set_bit(reached, 0);
         pending.insert(0);
         while let Some(start) = pending.take() {
             let mut pc = start;
-            loop {
-                let insn = self.insn(pc);
-                if insn.opcode == op::LDDW {
+            while let Some(slot) = slots.get(pc) {
+                let word = u64::from_le_bytes(*slot);
+                let flow = FLOW[usize::from(word as u8)];
+                if flow & LDDW != 0 {
                     set_bit(reached, pc + 1);
                 }
-                if let Some(target) = branch_target(pc, insn).and_then(|t| usize::try_from(t).ok())
-                    && target < len
+                if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
+                    && let Some(target) = target(slots, pc, relative_target(word, flow))
                     && !bit(reached, target)
                 {
                     set_bit(reached, target);
                     pending.insert(target);
                 }
-                let next = pc + insn_slots(insn);
-                if is_unconditional_exit_or_jump(insn) || next >= len || bit(reached, next) {
+                let next = pc + if flow & LDDW != 0 { 2 } else { 1 };
+                if flow & FALLS == 0 || next >= len || bit(reached, next) {
                     break;
                 }
                 set_bit(reached, next);
                 pc = next;
             }
         }
-        match first_clear_bit(reached, len) {
-            Some(pc) => Err(Error::Unreachable { pc: pc as u32 }),
-            None => Ok(()),
+        match next_clear_bit(reached, 0) {
+            pc if pc < len => Err(Error::Unreachable { pc: pc as u32 }),
+            _ => Ok(()),
         }
     }
 }
+
+/// What scratch holds when validation starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scratch {
+    /// Zeros (a fresh array): no need to clear it.
+    Zeroed,
+    /// Anything (the caller's).
+    Dirty,
+}
+
+/// The scan's bitmaps over the slots (cleared before it).
+struct Bitmaps<'s> {
+    /// The targets of the jumps and calls of reached instructions.
+    targets: &'s mut [u64],
+    /// The slots found unreached going forward.
+    unreached: &'s mut [u64],
+    /// Every local-call target (function starts but the entry).
+    starts: &'s mut [u64],
+}
+
+/// The state of [`Program::scan`].
+struct Scanner<'p, 'b> {
+    slots: &'p [[u8; Insn::SIZE]],
+    is_helper: &'p dyn Fn(i32) -> bool,
+    maps: Option<MapValueSize<'p>>,
+    bitmaps: Bitmaps<'b>,
+    scan: Scan,
+    functions: Functions,
+}
+
+/// The function rules as far as the scan can tell (see [`Program::check_functions`] for
+/// the rules): each jump is checked against the function starts known when the scan meets
+/// it, and what that cannot see is noted as `suspect`, for the exact sweep. A start found
+/// later by a forward call (past the call) is crossed by an earlier jump only if that jump
+/// goes at least as far (`max_target`); a start found by a backward call (at or before the
+/// call) is not checked against the jumps before it at all.
+struct Functions {
+    /// The start of the function the scan is in (the last known start at or before the
+    /// last jump checked).
+    start: usize,
+    /// The first known start after it (the program length if none).
+    next: usize,
+    /// The farthest target of any jump so far.
+    max_target: usize,
+    /// The last known start.
+    last: usize,
+    /// Some jump may leave its function: the exact sweep decides.
+    suspect: bool,
+}
+
+impl Functions {
+    /// A jump at `pc` to `target`, with local calls (function starts in `starts`) known.
+    #[inline(always)]
+    fn check_jump(&mut self, pc: usize, target: usize, starts: &[u64]) {
+        while pc >= self.next {
+            self.start = self.next;
+            // Only up to the last known start (the bits after it are all clear): linear.
+            self.next = match self.start < self.last {
+                true => next_set_bit(starts, self.start + 1).unwrap_or(usize::MAX),
+                false => usize::MAX,
+            };
+        }
+        if target < self.start || target >= self.next {
+            self.suspect = true;
+        }
+    }
+
+    /// A local call at `pc` to `start`, a function start.
+    #[inline(always)]
+    fn discover(&mut self, pc: usize, start: usize, starts: &mut [u64]) {
+        if bit(starts, start) {
+            return;
+        }
+        set_bit(starts, start);
+        self.last = self.last.max(start);
+        if start <= pc || self.max_target >= start {
+            self.suspect = true;
+        } else if start < self.next {
+            self.next = start;
+        }
+    }
+}
+
+impl Scanner<'_, '_> {
+    /// The slot at `pc` (as a little-endian `u64`) on its own: the table's rule, or the
+    /// exact checks when the rule does not accept it. Its flow.
+    #[inline(always)]
+    fn check(&self, pc: usize, word: u64) -> Result<u8, Error> {
+        let opcode = usize::from(word as u8);
+        // The register byte's failed rules take the opcode's place in the slot.
+        let failures = u64::from(REG_FAILS[usize::from((word >> 8) as u8)]);
+        if ((word ^ opcode as u64) | failures) & MASK[opcode] != 0 {
+            check_slot(self.slots, pc, self.is_helper, self.maps)?;
+        }
+        Ok(FLOW[opcode])
+    }
+
+    /// [`Scanner::control`] of an unreached instruction (out of line: the loop over
+    /// unreached slots stays small).
+    #[inline(never)]
+    fn control_unreached(&mut self, pc: usize, word: u64, flow: u8) -> Result<usize, Error> {
+        self.control(pc, word, flow, false)
+    }
+
+    /// What the instruction at `pc` (flow other than [`flow::NEXT`]) needs besides its slot
+    /// rule: the second slot of `lddw`, the helper id of `call`, the target of a jump or a
+    /// local call (marked in `targets` when the instruction is `reached`). The number of
+    /// slots it takes.
+    #[inline(always)]
+    fn control(&mut self, pc: usize, word: u64, flow: u8, reached: bool) -> Result<usize, Error> {
+        if flow & JUMP != 0 {
+            // Only ja32 has its target in imm (calls are below).
+            let relative =
+                if word as u8 == op::JA32 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) };
+            if let Some(target) = self.mark_target(pc, relative, reached) {
+                self.functions.max_target = self.functions.max_target.max(target);
+                if self.scan.local_calls {
+                    self.functions.check_jump(pc, target, self.bitmaps.starts);
+                }
+            }
+            return Ok(1);
+        }
+        if flow & LDDW != 0 {
+            if self.slots.get(pc + 1).is_none_or(|second| u64::from_le_bytes(*second) as u32 != 0) {
+                check_slot(self.slots, pc, self.is_helper, self.maps)?;
+            }
+            return Ok(2);
+        }
+        if flow & CALL != 0 {
+            let imm = (word >> 32) as i32;
+            if (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL {
+                if let Some(target) = self.mark_target(pc, i64::from(imm), reached) {
+                    self.functions.discover(pc, target, self.bitmaps.starts);
+                    self.scan.local_calls = true;
+                }
+            } else if !(self.is_helper)(imm) {
+                check_slot(self.slots, pc, self.is_helper, self.maps)?;
+            }
+        }
+        Ok(1)
+    }
+
+    /// The target of a jump or local call at `pc` by `relative` slots, marked in `targets`
+    /// if the instruction is `reached`; `None` (and noted) when it is out of range or an
+    /// `lddw` second slot.
+    #[inline(always)]
+    fn mark_target(&mut self, pc: usize, relative: i64, reached: bool) -> Option<usize> {
+        let target = target(self.slots, pc, relative);
+        match target {
+            Some(target) if reached => {
+                if target > pc {
+                    set_bit(self.bitmaps.targets, target);
+                } else if self.scan.any_unreached && bit(self.bitmaps.unreached, target) {
+                    self.revive(target, pc, 0);
+                }
+            }
+            Some(_) => {}
+            None => self.scan.targets_valid = false,
+        }
+        target
+    }
+
+    /// A reached instruction at `pc` jumps or calls back to `first`, a slot marked
+    /// unreached: `first` is reached after all, and so is everything it leads to. The walk
+    /// follows fall-through from `first` over slots marked unreached until an `exit`/`ja`,
+    /// clearing their marks; targets after `pc` are marked in `targets` for the scan to
+    /// come, targets before it still marked unreached are revived in turn (`depth` revivals
+    /// deep at most [`REVIVAL_DEPTH`]: beyond, `revival_overflow` hands reachability to the
+    /// exact walk). Every slot is revived at most once, so all revivals together take linear
+    /// time.
+    #[cold]
+    #[inline(never)]
+    fn revive(&mut self, first: usize, pc: usize, depth: usize) {
+        if self.scan.revival_overflow {
+            return;
+        }
+        if depth == REVIVAL_DEPTH {
+            self.scan.revival_overflow = true;
+            return;
+        }
+        let slots = self.slots;
+        clear_bit(self.bitmaps.unreached, first);
+        let mut at = first;
+        while let Some(slot) = slots.get(at) {
+            let flow = FLOW[usize::from(slot[0])];
+            if flow != flow::NEXT {
+                let word = u64::from_le_bytes(*slot);
+                if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
+                    && let Some(target) = target(slots, at, relative_target(word, flow))
+                {
+                    if target > pc {
+                        set_bit(self.bitmaps.targets, target);
+                    } else if bit(self.bitmaps.unreached, target) {
+                        self.revive(target, pc, depth + 1);
+                    }
+                }
+                if flow & FALLS == 0 {
+                    return;
+                }
+                if flow & LDDW != 0 {
+                    // The second slot is marked with its run.
+                    at += 1;
+                    clear_bit(self.bitmaps.unreached, at);
+                }
+            }
+            at += 1;
+            if !take_bit(self.bitmaps.unreached, at) {
+                return;
+            }
+        }
+    }
+}
+
+/// What the scan found besides errors of single slots.
+struct Scan {
+    /// Every jump and call lands in the program and not on an `lddw` second slot.
+    targets_valid: bool,
+    local_calls: bool,
+    /// Some slot is marked unreached (it may have been revived since).
+    any_unreached: bool,
+    /// Some jump may leave its function (see [`Functions`]).
+    functions_suspect: bool,
+    /// A revival had more pending slots than it keeps: the unreached marks are not exact,
+    /// and [`Program::check_reachable`] decides.
+    revival_overflow: bool,
+}
+
+/// How far a jump or call in slot `word` (flow `flow`) goes: `imm` or `off` slots past the
+/// next one.
+#[inline(always)]
+fn relative_target(word: u64, flow: u8) -> i64 {
+    if flow & IMM_TARGET != 0 { i64::from((word >> 32) as i32) } else { i64::from((word >> 16) as i16) }
+}
+
+/// The target of a jump or call at `pc` by `relative` slots, if it is a slot of the program
+/// and not the second of an `lddw` (slot `target - 1` has the `lddw` opcode: when every
+/// slot is well formed, only a first slot of `lddw` has it; the verdict counts only then).
+#[inline(always)]
+fn target(slots: &[[u8; Insn::SIZE]], pc: usize, relative: i64) -> Option<usize> {
+    // pc + 1 + relative in u64: a negative sum wraps far above any slot (pc < 2^20 and
+    // relative is an i32).
+    let target = (pc as u64).wrapping_add(1).wrapping_add(relative as u64);
+    if target >= slots.len() as u64 {
+        return None;
+    }
+    let target = target as usize;
+    let after_lddw = slots.get(target.wrapping_sub(1)).is_some_and(|s| s[0] == op::LDDW);
+    (!after_lddw).then_some(target)
+}
+
+/// How an instruction passes control on ([`Rule::flow`], for the scan and the function
+/// sweep): bits.
+///
+/// Control can go on to the next instruction (not `exit` or `ja`).
+const FALLS: u8 = 1;
+/// A jump to `pc + 1 + off` (with [`IMM_TARGET`], `+ imm`).
+const JUMP: u8 = 2;
+const IMM_TARGET: u8 = 4;
+/// `call`: the local form (src 1) goes to `pc + 1 + imm`, a function start.
+const CALL: u8 = 8;
+/// `lddw`: two slots.
+const LDDW: u8 = 16;
+
+/// The flows of the instructions.
+mod flow {
+    use super::{CALL, FALLS, IMM_TARGET, JUMP, LDDW};
+    pub const NEXT: u8 = FALLS;
+    pub const LDDW_PAIR: u8 = FALLS | LDDW;
+    pub const CALL_INSN: u8 = FALLS | CALL | IMM_TARGET;
+    /// A conditional jump.
+    pub const BRANCH: u8 = FALLS | JUMP;
+    /// `ja`.
+    pub const GOTO: u8 = JUMP;
+    /// `ja32` (`gotol`).
+    pub const GOTO32: u8 = JUMP | IMM_TARGET;
+    pub const EXIT: u8 = 0;
+}
+
+/// What the scan accepts of an opcode without the exact checks: a slot (as a little-endian
+/// `u64`: opcode, registers, off, imm from the low byte up) whose bits in `zero` are clear
+/// and whose register byte breaks none of the rules in `regs` ([`REG_FAILS`]). A rule must never accept a
+/// slot the exact checks reject (a test checks this over all opcodes and register bytes);
+/// it may send acceptable slots to them.
+#[derive(Clone, Copy)]
+struct Rule {
+    zero: u64,
+    regs: u8,
+    flow: u8,
+}
+
+/// Slot bits of each field.
+const DST: u64 = 0x0f << 8;
+const SRC: u64 = 0xf0 << 8;
+const OFF: u64 = 0xffff << 16;
+const IMM: u64 = 0xffff_ffff << 32;
+
+/// Register rules (of the register byte: dst in the low nibble, src in the high one).
+const DST_READ: u8 = 1;
+const DST_WRITE: u8 = 2;
+const SRC_READ: u8 = 4;
+/// src is 0 or 1 (the helper and local forms of `call`).
+const SRC_CALL: u8 = 8;
+/// A rule every register byte breaks: the opcode's slots all go to the exact checks.
+const EXACT: u8 = 0x80;
+
+/// [`REG_FAILS`]`[byte]`: which register rules a register byte breaks.
+static REG_FAILS: [u8; 256] = {
+    let mut fails = [EXACT; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let (dst, src) = ((byte & 0x0f) as u8, (byte >> 4) as u8);
+        if dst >= REGISTER_COUNT {
+            fails[byte] |= DST_READ;
+        }
+        if dst >= REGISTER_COUNT || dst == FRAME_POINTER {
+            fails[byte] |= DST_WRITE;
+        }
+        if src >= REGISTER_COUNT {
+            fails[byte] |= SRC_READ;
+        }
+        if src != pseudo::CALL_HELPER && src != pseudo::CALL_LOCAL {
+            fails[byte] |= SRC_CALL;
+        }
+        byte += 1;
+    }
+    fails
+};
+/// The scan's rule for every opcode. What is left out goes to the exact checks: unknown
+/// opcodes, `END` (imm 16/32/64), signed division and sign-extending moves (off 1, 8, 16,
+/// 32), atomics (imm names the operation), unknown helpers and pseudo `lddw`s (maps).
+const RULES: [Rule; 256] = {
+    const fn rule(zero: u64, regs: u8, flow: u8) -> Rule {
+        Rule { zero, regs, flow }
+    }
+    /// Immediate bits at and above `width` (a power of two): the immediate is in `0..width`.
+    const fn imm_below(width: u64) -> u64 {
+        IMM & !((width - 1) << 32)
+    }
+    let mut rules = [rule(0, EXACT, flow::NEXT); 256];
+    let mut code = 0;
+    while code < 0x100 {
+        let c = code as u8;
+        if matches!(
+            c,
+            alu::ADD
+                | alu::SUB
+                | alu::MUL
+                | alu::DIV
+                | alu::OR
+                | alu::AND
+                | alu::LSH
+                | alu::RSH
+                | alu::MOD
+                | alu::XOR
+                | alu::MOV
+                | alu::ARSH
+        ) {
+            let shift = matches!(c, alu::LSH | alu::RSH | alu::ARSH);
+            let (k32, k64) = if shift { (imm_below(32), imm_below(64)) } else { (0, 0) };
+            rules[(class::ALU | source::K | c) as usize] = rule(SRC | OFF | k32, DST_WRITE, flow::NEXT);
+            rules[(class::ALU64 | source::K | c) as usize] = rule(SRC | OFF | k64, DST_WRITE, flow::NEXT);
+            rules[(class::ALU | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, flow::NEXT);
+            rules[(class::ALU64 | source::X | c) as usize] = rule(IMM | OFF, DST_WRITE | SRC_READ, flow::NEXT);
+        }
+        if c == alu::NEG {
+            rules[(class::ALU | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, flow::NEXT);
+            rules[(class::ALU64 | alu::NEG) as usize] = rule(SRC | OFF | IMM, DST_WRITE, flow::NEXT);
+        }
+        if matches!(
+            c,
+            jmp::JEQ
+                | jmp::JGT
+                | jmp::JGE
+                | jmp::JSET
+                | jmp::JNE
+                | jmp::JSGT
+                | jmp::JSGE
+                | jmp::JLT
+                | jmp::JLE
+                | jmp::JSLT
+                | jmp::JSLE
+        ) {
+            rules[(class::JMP | source::K | c) as usize] = rule(SRC, DST_READ, flow::BRANCH);
+            rules[(class::JMP32 | source::K | c) as usize] = rule(SRC, DST_READ, flow::BRANCH);
+            rules[(class::JMP | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, flow::BRANCH);
+            rules[(class::JMP32 | source::X | c) as usize] = rule(IMM, DST_READ | SRC_READ, flow::BRANCH);
+        }
+        code += 0x10;
+    }
+    rules[op::JA as usize] = rule(DST | SRC | IMM, 0, flow::GOTO);
+    rules[op::JA32 as usize] = rule(DST | SRC | OFF, 0, flow::GOTO32);
+    rules[op::EXIT as usize] = rule(!0xff, 0, flow::EXIT);
+    // Helper ids are the embedder's to judge: the scan asks, and leaves a refusal to the
+    // exact checks.
+    rules[op::CALL as usize] = rule(DST | OFF, SRC_CALL, flow::CALL_INSN);
+    rules[op::CALLX as usize] = rule(SRC | OFF | IMM, DST_READ, flow::NEXT);
+    rules[op::LDDW as usize] = rule(SRC | OFF, DST_WRITE, flow::LDDW_PAIR);
+    let mut size = 0;
+    while size < 4 {
+        let s = (size << 3) as u8;
+        rules[(class::LDX | mem::MEM | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, flow::NEXT);
+        if s != mem::DW {
+            rules[(class::LDX | mem::MEMSX | s) as usize] = rule(IMM, DST_WRITE | SRC_READ, flow::NEXT);
+        }
+        rules[(class::ST | mem::MEM | s) as usize] = rule(SRC, DST_READ, flow::NEXT);
+        rules[(class::STX | mem::MEM | s) as usize] = rule(IMM, DST_READ | SRC_READ, flow::NEXT);
+        size += 1;
+    }
+    rules
+};
+
+/// [`RULES`] by field, one table each (cheaper to index). `MASK[opcode]`: the bits of the
+/// slot that must be clear, and in the low byte (the opcode's, which no rule masks) the
+/// register rules.
+static MASK: [u64; 256] = {
+    let mut mask = [0; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        assert!(RULES[opcode].zero & 0xff == 0);
+        mask[opcode] = RULES[opcode].zero | RULES[opcode].regs as u64;
+        opcode += 1;
+    }
+    mask
+};
+static FLOW: [u8; 256] = {
+    let mut flow = [0; 256];
+    let mut opcode = 0;
+    while opcode < 256 {
+        flow[opcode] = RULES[opcode].flow;
+        opcode += 1;
+    }
+    flow
+};
 
 fn slot_count(bytes: &[u8]) -> Result<usize, Error> {
     if !bytes.len().is_multiple_of(Insn::SIZE) {
@@ -307,18 +891,6 @@ fn slot_count(bytes: &[u8]) -> Result<usize, Error> {
     Ok(len)
 }
 
-fn insn_slots(insn: Insn) -> usize {
-    if insn.opcode == op::LDDW { 2 } else { 1 }
-}
-
-fn is_local_call(insn: Insn) -> bool {
-    insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL
-}
-
-fn is_unconditional_exit_or_jump(insn: Insn) -> bool {
-    matches!(insn.opcode, op::EXIT | op::JA | op::JA32)
-}
-
 /// Words of the three levels of a [`Worklist`] over `len` slots.
 const fn worklist_words(len: usize) -> (usize, usize, usize) {
     let l0 = len.div_ceil(64);
@@ -326,21 +898,62 @@ const fn worklist_words(len: usize) -> (usize, usize, usize) {
     (l0, l1, l1.div_ceil(64))
 }
 
+#[inline(always)]
 fn bit(words: &[u64], i: usize) -> bool {
     words.get(i / 64).is_some_and(|w| (w >> (i % 64)) & 1 != 0)
 }
 
+#[inline(always)]
 fn set_bit(words: &mut [u64], i: usize) {
     if let Some(w) = words.get_mut(i / 64) {
         *w |= 1 << (i % 64);
     }
 }
 
-/// The lowest clear bit below `len`.
-fn first_clear_bit(words: &[u64], len: usize) -> Option<usize> {
-    let (index, word) = words.iter().enumerate().find(|(_, w)| **w != u64::MAX)?;
-    let bit = index * 64 + word.trailing_ones() as usize;
-    (bit < len).then_some(bit)
+/// Sets bits `from..to`.
+fn set_bits(words: &mut [u64], from: usize, to: usize) {
+    let mut i = from;
+    while i < to {
+        let Some(word) = words.get_mut(i / 64) else { return };
+        let low = i % 64;
+        let high = (to - i + low).min(64);
+        *word |= (u64::MAX << low) & (u64::MAX >> (64 - high));
+        i += high - low;
+    }
+}
+
+/// Clears bit `i`; whether it was set.
+#[inline(always)]
+fn take_bit(words: &mut [u64], i: usize) -> bool {
+    let Some(w) = words.get_mut(i / 64) else { return false };
+    let mask = 1 << (i % 64);
+    let was_set = *w & mask != 0;
+    *w &= !mask;
+    was_set
+}
+
+#[inline(always)]
+fn clear_bit(words: &mut [u64], i: usize) {
+    if let Some(w) = words.get_mut(i / 64) {
+        *w &= !(1 << (i % 64));
+    }
+}
+
+/// The lowest clear bit at or after `from` (`words.len() * 64` if none).
+fn next_clear_bit(words: &[u64], from: usize) -> usize {
+    let mut index = from / 64;
+    let Some(&first) = words.get(index) else { return from };
+    let mut word = !first & (u64::MAX << (from % 64));
+    loop {
+        if word != 0 {
+            return index * 64 + word.trailing_zeros() as usize;
+        }
+        index += 1;
+        match words.get(index) {
+            Some(w) => word = !w,
+            None => return index * 64,
+        }
+    }
 }
 
 /// The lowest set bit at or after `from`.
@@ -491,8 +1104,28 @@ fn dst_reg(pc: usize, r: u8) -> Result<(), Error> {
 /// The value size of map `index`, `None` when there is no such map.
 type MapValueSize<'m> = &'m dyn Fn(u32) -> Option<u32>;
 
-fn check_lddw(program: &Program, pc: usize, insn: Insn, maps: Option<MapValueSize>) -> Result<(), Error> {
-    let Some(second) = program.get(pc + 1) else {
+/// The exact checks of the instruction at slot `pc`, for what the scan's table does not
+/// accept on its own.
+#[cold]
+#[inline(never)]
+fn check_slot(
+    slots: &[[u8; Insn::SIZE]],
+    pc: usize,
+    is_helper: &dyn Fn(i32) -> bool,
+    maps: Option<MapValueSize>,
+) -> Result<(), Error> {
+    let insn = slots.get(pc).map(|slot| Insn::decode(*slot)).unwrap_or_default();
+    if insn.opcode == op::LDDW {
+        check_lddw(pc, insn, slots.get(pc + 1).map(|slot| Insn::decode(*slot)), maps)
+    } else {
+        check_insn(pc, insn, is_helper)
+    }
+}
+
+/// The exact checks of an `lddw` at `pc` whose second slot (if the program has one) is
+/// `second`.
+fn check_lddw(pc: usize, insn: Insn, second: Option<Insn>, maps: Option<MapValueSize>) -> Result<(), Error> {
+    let Some(second) = second else {
         return Err(Error::TruncatedLddw { pc: pc as u32 });
     };
     match (insn.src, maps) {
@@ -522,6 +1155,8 @@ fn check_lddw(program: &Program, pc: usize, insn: Insn, maps: Option<MapValueSiz
     Ok(())
 }
 
+/// The exact checks of the instruction at `pc` (not `lddw`): the rules of every opcode, and
+/// which error a slot that breaks them gets.
 fn check_insn(pc: usize, insn: Insn, is_helper: &dyn Fn(i32) -> bool) -> Result<(), Error> {
     match insn.class() {
         class::ALU | class::ALU64 => check_alu(pc, insn),
@@ -1082,6 +1717,197 @@ mod tests {
             }
         }
         assert_eq!(code.len(), MAX_INSNS * 8);
+        assert!(Program::new(&code, |_| false).is_ok());
+    }
+
+    /// Whether the scan's table accepts `word` (with its `lddw` second slot, if any, clean).
+    fn table_accepts(word: u64) -> bool {
+        let opcode = usize::from(word as u8);
+        let failures = u64::from(REG_FAILS[usize::from((word >> 8) as u8)]);
+        ((word ^ opcode as u64) | failures) & MASK[opcode] == 0
+    }
+
+    #[test]
+    fn the_table_never_accepts_what_the_exact_checks_reject() {
+        extern crate std;
+        use std::vec::Vec;
+        // Offsets and immediates: every single bit, and the values rules draw lines at.
+        let mut offs: Vec<i16> = (0..16).map(|b| (1u16 << b) as i16).collect();
+        offs.extend([0, -1, 2, 7, 8, 16, 32, i16::MAX, i16::MIN]);
+        let mut imms: Vec<i32> = (0..32).map(|b| (1u32 << b) as i32).collect();
+        imms.extend([0, -1, 15, 16, 31, 32, 63, 64, 0x41, 0x51, 0xa1, 0xe1, 0xf1, i32::MAX, i32::MIN]);
+        let second = Insn::new(0, 0, 0, 0, 0);
+        let exact = |word: u64| {
+            let insn = Insn::decode(word.to_le_bytes());
+            if insn.opcode == op::LDDW {
+                check_lddw(0, insn, Some(second), Some(&|_| None))
+            } else {
+                check_insn(0, insn, &|_| true)
+            }
+        };
+        let mut accepted = 0;
+        for opcode in 0..=255u64 {
+            let mut fields: Vec<(u64, i16, i32)> = (0..=255u64).map(|regs| (regs, 0, 0)).collect();
+            for regs in [0x00, 0x01, 0x10, 0x21, 0xa9, 0x9a] {
+                fields.extend(offs.iter().map(|&off| (regs, off, 0)));
+                fields.extend(imms.iter().map(|&imm| (regs, 0, imm)));
+                fields.extend(offs.iter().zip(imms.iter().rev()).map(|(&off, &imm)| (regs, off, imm)));
+            }
+            for (regs, off, imm) in fields {
+                let word = opcode | regs << 8 | u64::from(off as u16) << 16 | u64::from(imm as u32) << 32;
+                if table_accepts(word) {
+                    accepted += 1;
+                    assert_eq!(exact(word), Ok(()), "{opcode:#04x} regs {regs:#04x} off {off} imm {imm}");
+                }
+            }
+        }
+        assert!(accepted > 10_000, "{accepted}");
+        // And it accepts the common instructions on its own.
+        for insn in [
+            Insn::new(class::ALU64 | alu::ADD | source::K, 1, 0, 0, -7),
+            Insn::new(MOV64_X, 9, 10, 0, 0),
+            Insn::new(class::ALU | alu::LSH | source::K, 1, 0, 0, 31),
+            Insn::new(0x79, 0, 10, -8, 0),
+            Insn::new(0x7b, 10, 9, -8, 0),
+            Insn::new(0x7a, 10, 0, -8, 5),
+            Insn::new(class::JMP32 | jmp::JSGT | source::X, 1, 2, -5, 0),
+            Insn::new(op::JA, 0, 0, 3, 0),
+            Insn::new(op::JA32, 0, 0, 0, 3),
+            Insn::new(op::CALL, 0, pseudo::CALL_LOCAL, 0, 3),
+            Insn::new(op::CALL, 0, pseudo::CALL_HELPER, 0, 3),
+            Insn::new(op::LDDW, 1, 0, 0, 3),
+            EXIT,
+        ] {
+            assert!(table_accepts(u64::from_le_bytes(insn.encode())), "{insn:?}");
+        }
+    }
+
+    #[test]
+    fn flows_agree_with_branch_targets() {
+        for opcode in 0..=255u8 {
+            let flow = FLOW[usize::from(opcode)];
+            let insn = Insn::new(opcode, 0, 0, 5, 9);
+            if check_insn(0, insn, &|_| true).is_err() && opcode != op::LDDW && opcode != op::CALL {
+                continue;
+            }
+            assert_eq!(flow & LDDW != 0, opcode == op::LDDW, "{opcode:#04x}");
+            assert_eq!(flow & CALL != 0, opcode == op::CALL, "{opcode:#04x}");
+            assert_eq!(flow & FALLS == 0, matches!(opcode, op::EXIT | op::JA | op::JA32), "{opcode:#04x}");
+            if opcode != op::CALL {
+                let target = branch_target(10, insn);
+                assert_eq!(flow & JUMP != 0, target.is_some(), "{opcode:#04x}");
+                if flow & JUMP != 0 {
+                    assert_eq!(target, Some(11 + relative_target(u64::from_le_bytes(insn.encode()), flow)));
+                }
+            }
+        }
+    }
+
+    /// The scan's findings on a program that passes it.
+    fn scan_of(code: &[u8]) -> Scan {
+        extern crate std;
+        let program = Program { bytes: code, local_calls: false };
+        let l0 = worklist_words(program.len()).0;
+        let mut words = std::vec![0u64; 3 * l0];
+        let (targets, rest) = words.split_at_mut(l0);
+        let (unreached, starts) = rest.split_at_mut(l0);
+        program.scan(&|_| true, Some(&|_| None), Bitmaps { targets, unreached, starts }).unwrap()
+    }
+
+    fn encode(insns: &[Insn]) -> std::vec::Vec<u8> {
+        extern crate std;
+        insns.iter().flat_map(|i| i.encode()).collect()
+    }
+
+    extern crate std;
+
+    #[test]
+    fn revived_blocks_lead_on() {
+        let jeq = |off: i16| Insn::new(class::JMP | jmp::JEQ | source::K, 0, 0, off, 0);
+        // 1 is reached only by the jump back from 3; 5 only by 1's jump forward, past 3.
+        let code =
+            encode(&[Insn::new(op::JA, 0, 0, 2, 0), jeq(3), EXIT, jeq(-3), EXIT, Insn::new(MOV64_K, 0, 0, 0, 1), EXIT]);
+        assert!(Program::new(&code, |_| false).is_ok());
+        let scan = scan_of(&code);
+        assert!(scan.any_unreached && !scan.revival_overflow);
+        // Without the jump back, 1 and (first) 5... only 1 is reported.
+        let mut dead = code.clone();
+        dead[24..32].copy_from_slice(&EXIT.encode());
+        assert_eq!(Program::new(&dead, |_| false).err(), Some(Error::Unreachable { pc: 1 }));
+    }
+
+    /// Blocks reached only by jumps back: from the end to the last block, from each block
+    /// to the one before (revivals nested `blocks` deep), or with `fan`, from one block to
+    /// all the others (revivals one deep). The jump meant for block `dead` goes to the next
+    /// slot instead.
+    fn blocks_back(blocks: usize, fan: bool, dead: Option<usize>) -> std::vec::Vec<u8> {
+        let jne = |from: usize, to: usize| {
+            Insn::new(class::JMP | jmp::JNE | source::K, 0, 0, (to as i64 - from as i64 - 1) as i16, 1)
+        };
+        let start = |b: usize| 1 + 2 * b;
+        let mut insns = std::vec![Insn::new(op::JA, 0, 0, 0, 0)];
+        for b in 0..blocks {
+            let pc = insns.len();
+            let back = if fan { b + 1 == blocks } else { b > 0 };
+            insns.push(if back { Insn::new(MOV64_K, 0, 0, 0, 2) } else { Insn::new(MOV64_K, 0, 0, 0, 1) });
+            insns.push(EXIT);
+            if back && !fan {
+                let to = if Some(b - 1) == dead { pc + 1 } else { start(b - 1) };
+                insns[pc] = jne(pc, to);
+            }
+        }
+        if fan {
+            // The last block fans out: its jumps come before its exit.
+            let last = insns.len() - 2;
+            insns.truncate(last);
+            for b in 0..blocks - 1 {
+                let pc = insns.len();
+                insns.push(jne(pc, if Some(b) == dead { pc + 1 } else { start(b) }));
+            }
+            insns.push(EXIT);
+        }
+        let end = insns.len();
+        insns[0] = Insn::new(op::JA, 0, 0, (end - 1) as i16, 0);
+        insns.push(jne(end, start(blocks - 1)));
+        insns.push(EXIT);
+        encode(&insns)
+    }
+
+    #[test]
+    fn revivals_nested_too_deep_take_the_exact_walk() {
+        for fan in [false, true] {
+            let code = blocks_back(REVIVAL_DEPTH, fan, None);
+            assert!(!scan_of(&code).revival_overflow);
+            assert!(Program::new(&code, |_| false).is_ok());
+        }
+        for blocks in [REVIVAL_DEPTH + 1, 3 * REVIVAL_DEPTH] {
+            let code = blocks_back(blocks, false, None);
+            assert!(scan_of(&code).revival_overflow);
+            assert!(Program::new(&code, |_| false).is_ok());
+            assert!(!scan_of(&blocks_back(blocks, true, None)).revival_overflow);
+            // In the chain, the blocks before the dead one are dead too.
+            for (fan, first_dead) in [(false, 1), (true, 5)] {
+                let code = blocks_back(blocks, fan, Some(2));
+                assert_eq!(Program::new(&code, |_| false).err(), Some(Error::Unreachable { pc: first_dead }), "{fan}");
+            }
+        }
+    }
+
+    #[test]
+    fn function_rules_the_scan_cannot_see() {
+        let call = |imm: i32| Insn::new(op::CALL, 0, CALL_LOCAL, 0, imm);
+        let jeq = |off: i16| Insn::new(class::JMP | jmp::JEQ | source::K, 0, 0, off, 0);
+        // A jump past a function start that a later call reveals.
+        let code = encode(&[jeq(3), call(1), EXIT, EXIT, EXIT]);
+        assert!(scan_of(&code).functions_suspect);
+        assert_eq!(Program::new(&code, |_| false).err(), Some(Error::JumpOutOfFunction { pc: 0, target: 4 }));
+        // A start revealed by a call back to it.
+        let code = encode(&[Insn::new(op::JA, 0, 0, 2, 0), Insn::new(MOV64_K, 0, 0, 0, 1), EXIT, call(-3), EXIT]);
+        assert!(scan_of(&code).functions_suspect);
+        assert_eq!(Program::new(&code, |_| false).err(), Some(Error::JumpOutOfFunction { pc: 0, target: 3 }));
+        // Jumps that stay in: nothing suspect.
+        let code = encode(&[call(2), jeq(0), EXIT, jeq(1), Insn::new(MOV64_K, 0, 0, 0, 1), EXIT]);
+        assert!(!scan_of(&code).functions_suspect);
         assert!(Program::new(&code, |_| false).is_ok());
     }
 
