@@ -3,6 +3,7 @@
 
 #[cfg(feature = "asm")]
 pub mod asm;
+mod bits;
 #[cfg(feature = "elf")]
 pub mod btf;
 #[cfg(feature = "asm")]

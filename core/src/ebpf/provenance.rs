@@ -13,6 +13,7 @@
 //! everywhere after it. That covers the common shapes: `r6 = r1` at the start of a
 //! program, `r2 = r10; r2 += -8` before a helper call.
 
+use super::bits::{bit, next_set_bit, set_bit};
 use super::insn::{FRAME_POINTER, Insn, atomic, class, jmp, mem, op, pseudo};
 use super::program::Program;
 
@@ -43,16 +44,6 @@ pub(crate) struct Facts<'s> {
     entry_called: bool,
     /// Whether any jump or call targets pc 0 (marked in `boundaries` in any case).
     zero_targeted: bool,
-}
-
-fn bit(words: &[u64], i: usize) -> bool {
-    words.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 != 0)
-}
-
-fn set(words: &mut [u64], i: usize) {
-    if let Some(w) = words.get_mut(i / 64) {
-        *w |= 1 << (i % 64);
-    }
 }
 
 /// How an opcode moves control, for the facts pass: the jump's displacement field.
@@ -98,8 +89,8 @@ impl<'s> Facts<'s> {
         words.fill(0);
         let (boundaries, rest) = words.split_at_mut(n);
         let (starts, chunk_writes) = rest.split_at_mut(n);
-        set(starts, 0);
-        set(boundaries, 0);
+        set_bit(starts, 0);
+        set_bit(boundaries, 0);
         let (mut entry_called, mut zero_targeted) = (false, false);
         let chunks = program.bytes().chunks(64 * Insn::SIZE);
         for ((chunk_index, chunk), chunk_written) in chunks.enumerate().zip(chunk_writes.iter_mut()) {
@@ -125,10 +116,10 @@ impl<'s> Facts<'s> {
                     _ => continue,
                 };
                 let target = ((chunk_index * 64 + i) as i64 + delta + 1) as usize;
-                set(boundaries, target);
+                set_bit(boundaries, target);
                 zero_targeted |= target == 0;
                 if flow == Flow::Call {
-                    set(starts, target);
+                    set_bit(starts, target);
                     entry_called |= target == 0;
                 }
             }
@@ -360,19 +351,6 @@ impl<'f> Tracker<'f> {
         }
         written |= single(last_full, end);
         !written & 0x7ff
-    }
-}
-
-/// The first set bit at or after `from`.
-fn next_set_bit(words: &[u64], from: usize) -> Option<usize> {
-    let mut index = from / 64;
-    let mut word = words.get(index)? & (u64::MAX << (from % 64));
-    loop {
-        if word != 0 {
-            return Some(index * 64 + word.trailing_zeros() as usize);
-        }
-        index += 1;
-        word = *words.get(index)?;
     }
 }
 
