@@ -264,7 +264,7 @@ fn catalogue() -> Vec<Entry> {
             "code buffer too small",
             Scenario(code_buffer_full),
             // The first stencil placed, the entry, is the one that does not fit.
-            Compile(CompileError::Emit(EmitError::CodeBufferFull { needed: entry_stencil_len(), available: 40 })),
+            Compile(CompileError::Emit(EmitError::CodeBufferFull { needed: entry_stencil_len(), available: 16 })),
         ),
         entry(
             "scratch too small to compile",
@@ -417,11 +417,14 @@ fn compile_with(
 }
 
 fn code_too_large() -> Result<Expected, String> {
-    compile_with(ADD_ONE, Some(64), 1 << 16, 0)
+    // Twenty additions: more than 64 bytes of code on every ISA.
+    let program = format!("mov %r0, %r2\n{}exit", "add %r0, 1\n".repeat(20));
+    compile_with(&program, Some(64), 1 << 16, 0)
 }
 
 fn code_buffer_full() -> Result<Expected, String> {
-    compile_with(ADD_ONE, None, 40, 0)
+    // Smaller than every ISA's entry stencil, the first one placed.
+    compile_with(ADD_ONE, None, 16, 0)
 }
 
 fn compile_scratch_too_small() -> Result<Expected, String> {
