@@ -252,7 +252,7 @@ impl<'a, P: Patcher> Emitter<'a, P> {
     /// The fast path works on a fixed-size window of the output: the copy is a few
     /// fixed-size block moves and every hole offset is masked into the window, so the
     /// compiler proves each store in bounds and emits no checks. Stencils longer than the
-    /// window, and the last bytes of the output, take [`Emitter::place_exact`].
+    /// window, and the last bytes of the output, take the exact path.
     #[inline(always)]
     pub fn place(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
         match self.place_common(id, holes) {

@@ -7,7 +7,7 @@ use super::memory::Memory;
 use tessera_stencils::abi::MAP_HANDLE;
 
 /// A helper: the program's memory (to read and write through the pointers it is given,
-/// reach the maps and the [`super::Host`]), five arguments (r1..r5) in, r0 out. Pointers
+/// reach the maps and the [`super::memory::Host`]), five arguments (r1..r5) in, r0 out. Pointers
 /// are the program's virtual addresses; [`Memory::read`] and [`Memory::write`] check them.
 pub type HelperFn = fn(&mut Memory<'_, '_>, u64, u64, u64, u64, u64) -> u64;
 
@@ -160,7 +160,7 @@ mod tests {
 }
 
 /// The standard helpers, under their Linux ids. Register the ones a program may call (all
-/// of [`STANDARD`], or a selection) next to the embedder's own.
+/// of [`STANDARD`](standard::STANDARD), or a selection) next to the embedder's own.
 pub mod standard {
     use super::*;
 

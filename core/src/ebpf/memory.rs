@@ -288,13 +288,13 @@ impl<'r, 'm> Memory<'r, 'm> {
         Some(())
     }
 
-    /// [`Memory::load_in`] with a table made for the call (helpers, tests).
+    /// `Memory::load_in` with a table made for the call (helpers, tests).
     pub fn load(&mut self, addr: u64, size: u64) -> Option<u64> {
         let table = self.table().ok()?;
         self.load_in(&table, addr, size)
     }
 
-    /// [`Memory::store_in`] with a table made for the call (helpers, tests).
+    /// `Memory::store_in` with a table made for the call (helpers, tests).
     pub fn store(&mut self, addr: u64, size: u64, value: u64) -> Option<()> {
         let table = self.table().ok()?;
         self.store_in(&table, addr, size, value)
