@@ -48,7 +48,13 @@ pub mod region {
 /// `MAP_HANDLE | m`. No region has this index, so a handle cannot be dereferenced.
 pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
 
-/// One region as checks see it: 64 bytes, so generated code finds entry `i` at `64 * i`.
+/// Set in the helper operand of [`JitContext::call_helper`] when it is an id to look up
+/// (`callx`) rather than a position in the program's helper table (`call`, resolved when
+/// the program was lowered). Helper ids are 32-bit.
+pub const HELPER_BY_ID: u64 = 1 << 63;
+
+/// One region as checks see it: 128 bytes, so generated code finds entry `i` at
+/// [`REGIONS`]` + 128 * i` of the context.
 ///
 /// The full check (`semantics::locate`, run by the interpreter and by the JIT's slow path):
 /// an access of `size` bytes at offset `off` is allowed when `off < len` and `(off & mask) +
@@ -57,17 +63,29 @@ pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
 /// value area `mask` is the value stride minus one and the limits are the value size (0 for
 /// writes to a read-only map), so an access stays inside one value.
 ///
-/// The fast check of generated code's hot path: `off < read_end[c]` (or `write_end[c]`) for
-/// size class `c` (1, 2, 4, 8 bytes). For a plain region `read_end[c] = limit + 1 - size`
-/// (saturating at 0), which is the full check; for a value area it is 0, so every access
-/// takes the slow path. A fast pass therefore implies a full pass.
+/// The fast check of generated code's hot path, on the whole 64-bit virtual address `addr`
+/// of an access of size class `c` (1, 2, 4, 8 bytes): `addr < read_end[c]` (or
+/// `write_end[c]`) in the entry of region `(addr >> 32) & 15`, or, where the lowering
+/// expects region `i`, `start <= addr < read_end[c]` in entry `i`. The ends are virtual:
+/// `read_end[c] = start + fast_end(limit, size)`, with `fast_end = limit + 1 - size`
+/// (saturating at 0) for a plain region and 0 for a value area, so every access to a value
+/// area takes the slow path. The masked form is exact: when bits 36..63 of `addr` are not
+/// all zero, `addr >= 2^36` exceeds every end; otherwise `(addr >> 32) & 15` is `addr`'s
+/// region, `addr >= start`, and `addr < start + fast_end` is `off < fast_end`, which for a
+/// plain region is the full check. A fast pass therefore implies a full pass, and the host
+/// address is `addr + bias`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub struct RegionEntry {
+    /// Fast-check ends (virtual, exclusive) per size class, for loads and for stores.
+    pub read_end: [u64; 4],
+    pub write_end: [u64; 4],
+    /// The virtual address of byte 0 (`index << 32`).
+    pub start: u64,
+    /// Host address minus virtual address (wrapping): `host = addr + bias`.
+    pub bias: u64,
     /// Host address of byte 0 (generated code only; the interpreter uses slices).
     pub host: u64,
-    pub read_end: [u32; 4],
-    pub write_end: [u32; 4],
     pub len: u32,
     pub mask: u32,
     pub read_limit: u32,
@@ -75,19 +93,29 @@ pub struct RegionEntry {
 }
 
 impl RegionEntry {
-    /// A plain region of `len` bytes at host address `host`.
-    pub const fn plain(host: u64, len: u32, writable: bool) -> RegionEntry {
+    /// Plain region `index` of `len` bytes at host address `host`.
+    pub const fn plain(index: u64, host: u64, len: u32, writable: bool) -> RegionEntry {
         let write_limit = if writable { len } else { 0 };
-        RegionEntry::with_check(host, len, u32::MAX, len, write_limit)
+        RegionEntry::with_check(index, host, len, u32::MAX, len, write_limit)
     }
 
-    /// A region with the given full check; the fast check is derived from it.
-    pub const fn with_check(host: u64, len: u32, mask: u32, read_limit: u32, write_limit: u32) -> RegionEntry {
+    /// Region `index` with the given full check; the fast check is derived from it.
+    pub const fn with_check(
+        index: u64,
+        host: u64,
+        len: u32,
+        mask: u32,
+        read_limit: u32,
+        write_limit: u32,
+    ) -> RegionEntry {
         let plain = mask == u32::MAX;
+        let start = region::address(index);
         RegionEntry {
+            read_end: fast_ends(start, plain, read_limit),
+            write_end: fast_ends(start, plain, write_limit),
+            start,
+            bias: host.wrapping_sub(start),
             host,
-            read_end: fast_ends(plain, read_limit),
-            write_end: fast_ends(plain, write_limit),
             len,
             mask,
             read_limit,
@@ -96,17 +124,17 @@ impl RegionEntry {
     }
 }
 
-/// The fast check's bounds for access sizes 1, 2, 4, 8 (see [`RegionEntry`]).
-const fn fast_ends(plain: bool, limit: u32) -> [u32; 4] {
+/// The fast check's virtual ends for access sizes 1, 2, 4, 8 (see [`RegionEntry`]).
+const fn fast_ends(start: u64, plain: bool, limit: u32) -> [u64; 4] {
     if !plain {
-        return [0; 4];
+        return [start; 4];
     }
-    [fast_end(limit, 1), fast_end(limit, 2), fast_end(limit, 4), fast_end(limit, 8)]
+    [start + fast_end(limit, 1), start + fast_end(limit, 2), start + fast_end(limit, 4), start + fast_end(limit, 8)]
 }
 
 /// The exclusive bound on the offset of a `size`-byte access inside `limit` bytes.
-const fn fast_end(limit: u32, size: u32) -> u32 {
-    if limit >= size { limit - size + 1 } else { 0 }
+const fn fast_end(limit: u32, size: u32) -> u64 {
+    if limit >= size { (limit - size + 1) as u64 } else { 0 }
 }
 
 /// The index of an access size in [`RegionEntry::read_end`] / `write_end`.
@@ -120,11 +148,11 @@ pub const fn size_class(size: u64) -> usize {
 }
 
 /// The runtime-owned block generated code reads and writes. `#[repr(C)]`: stencils address
-/// fields by offset, so the layout is part of the table digest.
-#[repr(C)]
+/// fields by offset, so the layout is part of the table digest. The scalar fields come
+/// first, so that on RISC-V (12-bit signed load offsets) every one of them and the entries
+/// of the stack and the context are one load away from the context pointer.
+#[repr(C, align(128))]
 pub struct JitContext {
-    /// The run's region table (see [`region`]).
-    pub regions: [RegionEntry; region::COUNT],
     /// Host address of `r10` of the running frame: frame-relative accesses the lowering
     /// proved inside the frame use it with no check.
     pub frame_host: u64,
@@ -132,20 +160,27 @@ pub struct JitContext {
     pub frame_pointer: u64,
     /// `!fuel_left` (that is, `u64::MAX - fuel_left`): every back edge (taken or not) and
     /// local call charges what `tessera::ebpf::fuel` says, exactly as the interpreter does;
-    /// kept complemented so that a charge is one add whose carry means "out of fuel".
+    /// kept complemented so that a charge is one add whose carry means "out of fuel". The
+    /// add is stored even when it carries: the run ends there, with the fuel trap.
     pub fuel_complement: u64,
-    /// Current and maximum local-call depth.
-    pub depth: u64,
-    pub max_depth: u64,
+    /// The lowest `frame_host` a local call may leave: the caller's `frame_host` when the
+    /// call depth has reached its limit (`frame_host` drops by [`FRAME_SIZE`] per level).
+    pub frame_floor: u64,
     /// Trap code (see [`trap`]), the instruction index it names, and the faulting address.
     pub trap: u64,
     pub trap_insn: u64,
     pub trap_addr: u64,
     /// eBPF registers that an ISA does not pin in machine registers live here, by index.
     pub spill: [u64; 11],
-    /// Calls helper `id` with r1..r5; sets `trap` when it cannot.
+    /// Calls helper `index` (its position in the program's helper table) with r1..r5;
+    /// sets `trap` when it cannot.
     pub call_helper:
-        unsafe extern "C" fn(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64,
+        unsafe extern "C" fn(ctx: *mut JitContext, index: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64,
     /// Opaque pointer for the runtime's own state (helpers, memory, maps).
     pub host: *mut u8,
+    /// The run's region table (see [`region`]), at [`REGIONS`].
+    pub regions: [RegionEntry; region::COUNT],
 }
+
+/// Where [`JitContext::regions`] starts.
+pub const REGIONS: usize = core::mem::offset_of!(JitContext, regions);

@@ -148,44 +148,78 @@ impl State {
     #[inline(always)]
     fn translate(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
         let c = self.ctx();
-        let (index, off) = sem::locate(&c.regions, addr, size, write)?;
-        Some(c.regions.get(index)?.host.wrapping_add(off))
+        let (index, _) = sem::locate(&c.regions, addr, size, write)?;
+        Some(addr.wrapping_add(c.regions.get(index)?.bias))
     }
 
-    /// The hot path's check (see `abi::RegionEntry`): the host address when the fast check
-    /// passes. `None` does not mean a fault, only that the slow path must decide.
+    /// The hot path's check of any virtual address (see `abi::RegionEntry`): the host address
+    /// when the fast check passes. `None` does not mean a fault, only that the slow path must
+    /// decide.
     #[inline(always)]
     fn translate_fast(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
-        if addr >> 32 >= region::COUNT as u64 {
-            return None;
-        }
-        let r = &self.ctx().regions[(addr >> 32) as usize];
-        // Compared as 32-bit numbers: one compare with the table, no extra register.
-        let off = addr as u32;
+        // Entry `(addr >> 32) & 15`, its byte offset computed in one shift and one mask.
+        const ENTRY: u64 = core::mem::size_of::<abi::RegionEntry>() as u64;
+        const _: () = assert!(ENTRY == 128 && region::COUNT == 16);
+        let offset = ((addr >> 25) & (15 * ENTRY)) as usize;
+        // SAFETY: `offset` is at most 15 entries into the 16-entry table of the context.
+        let r = unsafe { &*((self.ctx as *const u8).add(abi::REGIONS + offset) as *const abi::RegionEntry) };
         let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
-        if off < end { Some(r.host.wrapping_add(off as u64)) } else { None }
+        if addr < end { Some(addr.wrapping_add(r.bias)) } else { None }
+    }
+
+    /// The hot path's check of an address the lowering expects in region `index`: the host
+    /// address when it is there and the fast check passes (else the slow path decides).
+    #[inline(always)]
+    fn translate_in(&self, index: usize, addr: u64, size: u64, write: bool) -> Option<u64> {
+        let r = &self.ctx().regions[index];
+        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
+        if addr < end && addr >= r.start { Some(addr.wrapping_add(r.bias)) } else { None }
     }
 
     /// The host address of an access of `size` bytes at offset `off` of the context memory,
     /// when it lies inside it (for accesses the lowering knows are based on the context).
+    /// The low half of a virtual end is the offset bound: `start` has none.
     #[inline(always)]
     fn context_host(&self, off: u64, size: u64, write: bool) -> Option<u64> {
         let r = &self.ctx().regions[region::CONTEXT as usize];
         let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
-        if off < end as u64 { Some(r.host.wrapping_add(off)) } else { None }
+        // `off` is below 2^31 (the lowering's `Access::Context`): compared as 32-bit numbers,
+        // x86-64 folds it into one compare with the table.
+        if (off as u32) < end as u32 { Some(r.host.wrapping_add(off)) } else { None }
     }
 
-    /// Charges `units` of fuel; false (and nothing charged) when fewer are left.
+    /// Charges the fuel of operand 1 (see [`charge`]); false when less is left (the run then
+    /// ends with the fuel trap, so what the charge left in the counter does not matter).
     #[inline(always)]
-    fn burn_fuel(&self, units: u64) -> bool {
-        // `!fuel` counts up, so charging is one add whose carry says the fuel ran out.
-        let c = self.ctx();
-        let (after, ran_out) = c.fuel_complement.overflowing_add(units);
-        if ran_out {
-            return false;
+    fn burn_fuel(&self) -> bool {
+        // `!fuel` counts up, so charging is one add whose carry says the fuel ran out. On
+        // x86-64 the charge is folded into that add (LLVM would first move the relocated
+        // constant into a register).
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut ran_out = false;
+            // SAFETY: one add to the context's fuel counter (valid for the whole run, see
+            // `ctx`); flags clobbered, as asm! assumes.
+            unsafe {
+                core::arch::asm!(
+                    "add qword ptr [{ctx} + {fuel}], offset {charge}",
+                    "jc {out}",
+                    ctx = in(reg) self.ctx,
+                    fuel = const core::mem::offset_of!(JitContext, fuel_complement),
+                    charge = sym _HOLE_OPERAND1,
+                    out = label { ran_out = true },
+                    options(nostack),
+                )
+            };
+            !ran_out
         }
-        c.fuel_complement = after;
-        true
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let c = self.ctx();
+            let (after, ran_out) = c.fuel_complement.overflowing_add(charge());
+            c.fuel_complement = after;
+            !ran_out
+        }
     }
 
     /// After any call r1..r5 are scratch; zeroing them keeps JIT and interpreter identical.
@@ -570,7 +604,7 @@ macro_rules! cond_jump {
                 if $f(via!(s.get(K) $(, $via)?), imm()) { Next::Jump } else { Next::Continue }
             });
             readable_family!($back_name, |s, K| {
-                if !s.burn_fuel(charge()) {
+                if !s.burn_fuel() {
                     cold_path();
                     Next::Cold
                 } else if $f(s.get(K), s.tmp) {
@@ -580,7 +614,7 @@ macro_rules! cond_jump {
                 }
             });
             readable_family!($imm_back_name, |s, K| {
-                if !s.burn_fuel(charge()) {
+                if !s.burn_fuel() {
                     cold_path();
                     Next::Cold
                 } else if $f(via!(s.get(K) $(, $via)?), imm()) {
@@ -642,7 +676,7 @@ stencil!("ja", |_s| Next::Jump);
 
 /// An unconditional back edge: fuel, then the jump.
 stencil!("ja_back", |s| {
-    if s.burn_fuel(charge()) {
+    if s.burn_fuel() {
         Next::Jump
     } else {
         cold_path();
@@ -655,10 +689,15 @@ stencil!("trap_fuel", |s| s.trap(trap::FUEL, 0));
 
 // ---------------------------------------------------------------------------------------
 // Memory: loads `dst = *(base + off)` (base staged in `tmp`) and stores `*(base + off) =
-// tmp`, in three forms chosen by the lowering from what it knows of the base:
+// tmp`, in four forms chosen by the lowering from what it knows of the base:
 // - checked (`ldx32`, `stx32`): the region table's fast check of any virtual address; when
 //   it does not pass, the instruction's out-of-line stub runs the `_slow` form (the full
 //   check, then the access or the trap) and jumps back;
+// - expected region (`_in_stack`, `_in_ctx`): the lowering expects the address in the stack
+//   or the context memory (a pointer derived from r10 or r1 by additions it cannot follow),
+//   so the fast check tests that region only; any other address, right or wrong, takes the
+//   same out-of-line `_slow` stub as the checked form. The expectation is a guess that
+//   costs speed when wrong, never correctness;
 // - context (`_ctx`): the base is the context pointer plus a constant, so operand 0 is the
 //   offset in the context memory and only its limit is checked;
 // - frame (`_fp`): `r10 + off` with the offset proved inside the running frame, which the
@@ -724,7 +763,8 @@ fn store<T: Narrow>(s: &mut State, host: u64) -> Next {
 }
 
 macro_rules! loads {
-    ($($name:literal, $slow_name:literal, $ctx_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $slow_name:literal, $stack_name:literal, $in_ctx_name:literal, $ctx_name:literal,
+        $frame_name:literal => $ty:ty),* $(,)?) => {
         $(
             writable_family!($name, |s, K| {
                 match s.translate_fast(s.tmp.wrapping_add(imm()), core::mem::size_of::<$ty>() as u64, false) {
@@ -742,6 +782,8 @@ macro_rules! loads {
                     None => s.trap(trap::MEMORY, addr),
                 }
             });
+            loads!(@in $stack_name, region::STACK, $ty);
+            loads!(@in $in_ctx_name, region::CONTEXT, $ty);
             writable_family!($ctx_name, |s, K| {
                 match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, false) {
                     Some(host) => load::<$ty>(&mut s, K, host),
@@ -757,16 +799,28 @@ macro_rules! loads {
             });
         )*
     };
+    (@in $name:literal, $region:expr, $ty:ty) => {
+        writable_family!($name, |s, K| {
+            let addr = s.tmp.wrapping_add(imm());
+            match s.translate_in($region as usize, addr, core::mem::size_of::<$ty>() as u64, false) {
+                Some(host) => load::<$ty>(&mut s, K, host),
+                None => {
+                    cold_path();
+                    Next::Cold
+                }
+            }
+        });
+    };
 }
 
 loads! {
-    "ldx8", "ldx8_slow", "ldx8_ctx", "ldx8_fp" => u8,
-    "ldx16", "ldx16_slow", "ldx16_ctx", "ldx16_fp" => u16,
-    "ldx32", "ldx32_slow", "ldx32_ctx", "ldx32_fp" => u32,
-    "ldx64", "ldx64_slow", "ldx64_ctx", "ldx64_fp" => u64,
-    "ldxs8", "ldxs8_slow", "ldxs8_ctx", "ldxs8_fp" => i8,
-    "ldxs16", "ldxs16_slow", "ldxs16_ctx", "ldxs16_fp" => i16,
-    "ldxs32", "ldxs32_slow", "ldxs32_ctx", "ldxs32_fp" => i32,
+    "ldx8", "ldx8_slow", "ldx8_in_stack", "ldx8_in_ctx", "ldx8_ctx", "ldx8_fp" => u8,
+    "ldx16", "ldx16_slow", "ldx16_in_stack", "ldx16_in_ctx", "ldx16_ctx", "ldx16_fp" => u16,
+    "ldx32", "ldx32_slow", "ldx32_in_stack", "ldx32_in_ctx", "ldx32_ctx", "ldx32_fp" => u32,
+    "ldx64", "ldx64_slow", "ldx64_in_stack", "ldx64_in_ctx", "ldx64_ctx", "ldx64_fp" => u64,
+    "ldxs8", "ldxs8_slow", "ldxs8_in_stack", "ldxs8_in_ctx", "ldxs8_ctx", "ldxs8_fp" => i8,
+    "ldxs16", "ldxs16_slow", "ldxs16_in_stack", "ldxs16_in_ctx", "ldxs16_ctx", "ldxs16_fp" => i16,
+    "ldxs32", "ldxs32_slow", "ldxs32_in_stack", "ldxs32_in_ctx", "ldxs32_ctx", "ldxs32_fp" => i32,
 }
 
 /// Stores `v` at host address `host`.
@@ -778,7 +832,8 @@ fn store_value<T: Narrow>(host: u64, v: u64) -> Next {
 }
 
 macro_rules! stores {
-    ($($name:literal, $slow_name:literal, $ctx_name:literal, $ctx_imm:literal, $frame_name:literal, $frame_imm:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $slow_name:literal, $stack_name:literal, $in_ctx_name:literal, $ctx_name:literal,
+        $ctx_imm:literal, $frame_name:literal, $frame_imm:literal => $ty:ty),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
                 match s.translate_fast(s.get(K).wrapping_add(imm()), core::mem::size_of::<$ty>() as u64, true) {
@@ -796,6 +851,8 @@ macro_rules! stores {
                     None => s.trap(trap::MEMORY, addr),
                 }
             });
+            stores!(@in $stack_name, region::STACK, $ty);
+            stores!(@in $in_ctx_name, region::CONTEXT, $ty);
             // Context and frame stores name the stored register (`K`), or store operand 1.
             readable_family!($ctx_name, |s, K| {
                 match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, true) {
@@ -825,13 +882,25 @@ macro_rules! stores {
             });
         )*
     };
+    (@in $name:literal, $region:expr, $ty:ty) => {
+        readable_family!($name, |s, K| {
+            let addr = s.get(K).wrapping_add(imm());
+            match s.translate_in($region as usize, addr, core::mem::size_of::<$ty>() as u64, true) {
+                Some(host) => store::<$ty>(&mut s, host),
+                None => {
+                    cold_path();
+                    Next::Cold
+                }
+            }
+        });
+    };
 }
 
 stores! {
-    "stx8", "stx8_slow", "stx8_ctx", "st8_ctx_imm", "stx8_fp", "st8_fp_imm" => u8,
-    "stx16", "stx16_slow", "stx16_ctx", "st16_ctx_imm", "stx16_fp", "st16_fp_imm" => u16,
-    "stx32", "stx32_slow", "stx32_ctx", "st32_ctx_imm", "stx32_fp", "st32_fp_imm" => u32,
-    "stx64", "stx64_slow", "stx64_ctx", "st64_ctx_imm", "stx64_fp", "st64_fp_imm" => u64,
+    "stx8", "stx8_slow", "stx8_in_stack", "stx8_in_ctx", "stx8_ctx", "st8_ctx_imm", "stx8_fp", "st8_fp_imm" => u8,
+    "stx16", "stx16_slow", "stx16_in_stack", "stx16_in_ctx", "stx16_ctx", "st16_ctx_imm", "stx16_fp", "st16_fp_imm" => u16,
+    "stx32", "stx32_slow", "stx32_in_stack", "stx32_in_ctx", "stx32_ctx", "st32_ctx_imm", "stx32_fp", "st32_fp_imm" => u32,
+    "stx64", "stx64_slow", "stx64_in_stack", "stx64_in_ctx", "stx64_ctx", "st64_ctx_imm", "stx64_fp", "st64_fp_imm" => u64,
 }
 
 /// The cold stub of a context-based access whose check failed: reports the trap with the
@@ -900,14 +969,16 @@ atomic! {
 // ---------------------------------------------------------------------------------------
 // Calls and exit.
 
-/// Helper call through the runtime's trampoline; the helper id is `id`. Only the context
-/// and r6..r9 live across the call: `tmp` is dead after it (the next stencil that reads it
-/// stages it first), r0 takes the result and r1..r5 are zeroed.
+/// Helper call through the runtime's trampoline: `index` is the helper's position in the
+/// program's helper table (`call`, resolved when the program is lowered) or, for `callx`,
+/// its id (the trampoline tells them apart by `by_id`). Only the context and r6..r9 live
+/// across the call: `tmp` is dead after it (the next stencil that reads it stages it
+/// first), r0 takes the result and r1..r5 are zeroed.
 #[inline(always)]
-fn call_helper(s: &mut State, id: u64) -> Next {
+fn call_helper(s: &mut State, index: u64) -> Next {
     let c = s.ctx();
     // SAFETY: `call_helper` is the runtime's trampoline for this context.
-    let r0 = unsafe { (c.call_helper)(s.ctx, id, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
+    let r0 = unsafe { (c.call_helper)(s.ctx, index, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
     if s.ctx().trap != 0 {
         cold_path();
         s.ctx().trap_insn = insn();
@@ -919,38 +990,43 @@ fn call_helper(s: &mut State, id: u64) -> Next {
     Next::Continue
 }
 
+/// `call`: operand 0 is the helper's index in the program's helper table.
 stencil!("call_helper", |s| call_helper(&mut s, imm() & 0xffff_ffff));
 
-/// `callx`: the helper id is in `tmp`.
+/// `callx`: the helper id is in `tmp`; the trampoline looks it up (ids are 32-bit, so the
+/// top bit marks a lookup by id: `abi::HELPER_BY_ID`).
 stencil!("callx", |s| {
     let id = s.tmp;
-    call_helper(&mut s, id)
+    if id >> 32 != 0 {
+        cold_path();
+        return_trap!(s, trap::HELPER, id);
+    }
+    call_helper(&mut s, id | abi::HELPER_BY_ID)
 });
 
-/// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`), depth limit, a fresh stack frame, then a real call into the callee's
-/// first stencil. r6..r9 are restored from this stencil's frame afterwards.
+/// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`), the depth
+/// limit (as a floor under the frame), a fresh stack frame, then a real call into the
+/// callee's first stencil. r6..r9 are restored from this stencil's frame afterwards.
 stencil!("call_local", |s| {
-    if !s.burn_fuel(charge()) {
+    if !s.burn_fuel() {
         return_trap!(s, trap::FUEL, 0);
     }
-    if s.ctx().depth >= s.ctx().max_depth {
+    if s.ctx().frame_host <= s.ctx().frame_floor {
         return_trap!(s, trap::CALL_DEPTH, 0);
     }
     let (r6, r7, r8, r9) = (s.get(6), s.get(7), s.get(8), s.get(9));
     let c = s.ctx();
-    c.depth += 1;
     c.frame_pointer -= FRAME_SIZE;
     c.frame_host -= FRAME_SIZE;
     let r0 = call_target(&s);
-    let c = s.ctx();
-    c.depth -= 1;
-    c.frame_pointer += FRAME_SIZE;
-    c.frame_host += FRAME_SIZE;
     if s.ctx().trap != 0 {
         cold_path();
         // The callee recorded the trap; unwind without touching it.
         return 0;
     }
+    let c = s.ctx();
+    c.frame_pointer += FRAME_SIZE;
+    c.frame_host += FRAME_SIZE;
     // Only the context and r6..r9 live across the call (see `call_helper`).
     s.tmp = 0;
     s.set(0, r0);

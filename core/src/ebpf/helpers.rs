@@ -71,6 +71,18 @@ impl<'h> Helpers<'h> {
     pub fn contains(&self, id: i32) -> bool {
         self.get(id as u32 as u64).is_some()
     }
+
+    /// The position of helper `id` in the table: what generated code calls it by (`call`
+    /// resolves its helper when the program is lowered).
+    pub(crate) fn index_of(&self, id: u32) -> Option<usize> {
+        self.table.iter().position(|h| h.id == id)
+    }
+
+    /// The helper at position `index` (from [`Helpers::index_of`]).
+    #[inline]
+    pub(crate) fn at(&self, index: u64) -> Option<HelperFn> {
+        self.table.get(usize::try_from(index).ok()?).map(|h| h.func)
+    }
 }
 
 /// A fixed-capacity helper registry for embedders without an allocator: helpers are

@@ -2,7 +2,7 @@
 //! buffer or arena, and a handle that runs the result.
 
 use tessera_jit::{Allocation, CodeBuffer, Emitter, Fixup, Isa, Patcher, WithPatcher};
-use tessera_stencils::abi::{FRAME_SIZE, JitContext, region, trap};
+use tessera_stencils::abi::{FRAME_SIZE, HELPER_BY_ID, JitContext, region, trap};
 
 use super::error::{CompileError, RunError};
 use super::helpers::{self, CallFailure};
@@ -98,17 +98,19 @@ const CODE_ALIGN: usize = 64;
 /// to instruction fetch if the buffer is executable. On error the buffer is as it was.
 pub fn emit<'m>(
     program: &Program,
+    helpers: &Helpers,
     isa: Isa,
     buffer: &mut CodeBuffer<'m>,
     scratch: Scratch<'_>,
     limit: usize,
 ) -> Result<Allocation<'m>, CompileError> {
-    emit_observed(program, isa, buffer, scratch, limit, &mut ())
+    emit_observed(program, helpers, isa, buffer, scratch, limit, &mut ())
 }
 
 /// [`emit`], telling `observer` about every stencil placed (for listings).
 pub fn emit_observed<'m, O: Observer>(
     program: &Program,
+    helpers: &Helpers,
     isa: Isa,
     buffer: &mut CodeBuffer<'m>,
     scratch: Scratch<'_>,
@@ -123,6 +125,7 @@ pub fn emit_observed<'m, O: Observer>(
     }
     struct Job<'a, 'b, 'm, O> {
         program: &'a Program<'a>,
+        helpers: &'a Helpers<'a>,
         table: &'static tessera_jit::StencilTable,
         buffer: &'a mut CodeBuffer<'m>,
         scratch: Scratch<'b>,
@@ -132,7 +135,7 @@ pub fn emit_observed<'m, O: Observer>(
     impl<'m, O: Observer> WithPatcher for Job<'_, '_, 'm, O> {
         type Output = Result<Allocation<'m>, CompileError>;
         fn call<P: Patcher>(self) -> Self::Output {
-            let Job { program, table, buffer, scratch, limit, observer } = self;
+            let Job { program, helpers, table, buffer, scratch, limit, observer } = self;
             let Scratch { labels, fixups, words } = scratch;
             let (allocation, ()) = buffer.append(
                 CODE_ALIGN,
@@ -143,7 +146,7 @@ pub fn emit_observed<'m, O: Observer>(
                     let out = &mut out[..end];
                     let mut emit = || {
                         let mut emitter = Emitter::<P>::new(table, out, base, tessera_jit::Scratch { labels, fixups })?;
-                        lower::lower(program, &mut emitter, words, observer)?;
+                        lower::lower(program, helpers, &mut emitter, words, observer)?;
                         Ok::<_, CompileError>((emitter.finish()?, ()))
                     };
                     match emit() {
@@ -158,7 +161,7 @@ pub fn emit_observed<'m, O: Observer>(
             Ok(allocation)
         }
     }
-    let allocation = isa.with_patcher(Job { program, table, buffer, scratch, limit, observer })?;
+    let allocation = isa.with_patcher(Job { program, helpers, table, buffer, scratch, limit, observer })?;
     allocation.sync_icache();
     Ok(allocation)
 }
@@ -259,28 +262,32 @@ struct RunState<'a, 'r, 'm> {
     memory: *mut Memory<'r, 'm>,
 }
 
-/// The runtime side of `call_helper` and `callx`.
-unsafe extern "C" fn call_helper(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64 {
+/// The runtime side of `call_helper` and `callx`: helper `index` of the program's table
+/// (resolved when the program was lowered), or the helper with id `index` when
+/// [`HELPER_BY_ID`] is set (`callx`).
+unsafe extern "C" fn call_helper(ctx: *mut JitContext, index: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64 {
     // SAFETY: generated code passes back the context `run_compiled` created; its `host`
     // points at the `RunState` on `run_compiled`'s stack, alive for the whole run.
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
     let state = unsafe { &*(ctx.host as *const RunState) };
+    let found = match index & HELPER_BY_ID {
+        0 => state.helpers.at(index),
+        _ => state.helpers.get(index & !HELPER_BY_ID),
+    };
+    let Some(f) = found else {
+        ctx.trap = trap::HELPER;
+        ctx.trap_addr = index & !HELPER_BY_ID;
+        return 0;
+    };
     // SAFETY: `memory` is the run's `&mut Memory`, which `run_compiled` does not touch
     // while generated code runs; generated code is suspended during this call, and the
     // helper's accesses reborrow the very slices generated code's pointers were taken from.
     let memory = unsafe { &mut *state.memory };
-    match state.helpers.get(id) {
-        Some(f) => match helpers::call(f, memory, [a1, a2, a3, a4, a5]) {
-            Ok(r0) => r0,
-            Err(CallFailure::Panicked) => {
-                ctx.trap = trap::HELPER_PANIC;
-                0
-            }
-        },
-        None => {
-            ctx.trap = trap::HELPER;
-            ctx.trap_addr = id;
+    match helpers::call(f, memory, [a1, a2, a3, a4, a5]) {
+        Ok(r0) => r0,
+        Err(CallFailure::Panicked) => {
+            ctx.trap = trap::HELPER_PANIC;
             0
         }
     }
@@ -303,7 +310,7 @@ unsafe fn run_compiled(
     memory.clear_stack(local_calls);
     let regions = memory.table()?;
     // The same depth rule as the interpreter: the configured limit, and no deeper than
-    // the stack can hold frames for.
+    // the stack can hold frames for; as a floor under the running frame's host address.
     let stack_len = memory.stack.len() as u64;
     let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
     let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
@@ -312,18 +319,17 @@ unsafe fn run_compiled(
     let frame_host = regions[region::STACK as usize].host.wrapping_add(stack_len);
     let state = RunState { helpers, memory };
     let mut ctx = JitContext {
-        regions,
         frame_host,
         frame_pointer,
         fuel_complement: !config.fuel,
-        depth: 0,
-        max_depth,
+        frame_floor: frame_host.wrapping_sub(max_depth * FRAME_SIZE),
         trap: trap::NONE,
         trap_insn: 0,
         trap_addr: 0,
         spill: [0; 11],
         call_helper,
         host: &state as *const RunState as *mut u8,
+        regions,
     };
     // SAFETY: the caller guarantees `entry` is an entry stencil (C ABI:
     // `fn(*mut JitContext, u64, u64) -> u64`) in executable memory. Generated code only
