@@ -48,7 +48,7 @@ pub mod region {
 /// `MAP_HANDLE | m`. No region has this index, so a handle cannot be dereferenced.
 pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
 
-/// Set in the helper operand of [`JitContext::call_helper`] when it is an id to look up
+/// Set in [`JitContext::helper`] when it is an id to look up
 /// (`callx`) rather than a position in the program's helper table (`call`, resolved when
 /// the program was lowered). Helper ids are 32-bit.
 pub const HELPER_BY_ID: u64 = 1 << 63;
@@ -172,14 +172,26 @@ pub struct JitContext {
     pub trap_addr: u64,
     /// eBPF registers that an ISA does not pin in machine registers live here, by index.
     pub spill: [u64; 11],
-    /// Calls helper `index` (its position in the program's helper table) with r1..r5;
-    /// sets `trap` when it cannot.
+    /// The helper the next [`JitContext::call_helper`] calls: its position in the program's
+    /// helper table, or its id with [`HELPER_BY_ID`] set.
+    pub helper: u64,
+    /// Calls [`JitContext::helper`] with r1..r5 (in the registers the helper takes them in,
+    /// see the stencils' calling convention). A trap comes back in the result, so that
+    /// nothing need live across the helper call in the runtime; `trap_addr` is set here.
     pub call_helper:
-        unsafe extern "C" fn(ctx: *mut JitContext, index: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64,
+        unsafe extern "C" fn(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn,
     /// Opaque pointer for the runtime's own state (helpers, memory, maps).
     pub host: *mut u8,
     /// The run's region table (see [`region`]), at [`REGIONS`].
     pub regions: [RegionEntry; region::COUNT],
+}
+
+/// What [`JitContext::call_helper`] returns: r0, or a trap code (see [`trap`]; 0 for none).
+/// Two words, returned in two registers by the C ABI of every supported ISA.
+#[repr(C)]
+pub struct HelperReturn {
+    pub r0: u64,
+    pub trap: u64,
 }
 
 /// Where [`JitContext::regions`] starts.

@@ -6,10 +6,11 @@
 //!
 //! Calling convention: every stencil receives the context pointer, the scratch register
 //! `tmp` (second operand of the next operation) and the eBPF registers that this ISA pins in
-//! machine registers, and tail-calls its continuation with the same arguments. x86-64 and
-//! AArch64 use `extern "rust-preserve-none"`, which has room for all of r0..r9; RISC-V has
-//! only a0..a7 for a guaranteed tail call, so r0..r5 are pinned and r6..r9 live in
-//! `JitContext::spill`. r10 (virtual) is always read from `JitContext::frame_pointer`.
+//! machine registers, and tail-calls its continuation with the same arguments, in an order
+//! per ISA chosen for calls (see `convention!`). x86-64 and AArch64 use `extern
+//! "rust-preserve-none"`, which has room for all of r0..r9; RISC-V has only a0..a7 for a
+//! guaranteed tail call, so r0..r5 are pinned and r6..r9 live in `JitContext::spill`. r10
+//! (virtual) is always read from `JitContext::frame_pointer`.
 //!
 //! Holes are extern symbols whose address is the patched value (see `tessera_jit::HoleValue`):
 //! `_HOLE_CONTINUE` (the next stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a
@@ -96,11 +97,19 @@ enum Next {
     Return(u64),
 }
 
+/// Argument registers of the calling convention that hold nothing (see `convention!`).
+#[cfg(target_arch = "aarch64")]
+const UNUSED: usize = 3;
+#[cfg(not(target_arch = "aarch64"))]
+const UNUSED: usize = 0;
+
 /// The machine state a stencil works on; lives in registers after inlining.
 struct State {
     ctx: *mut JitContext,
     tmp: u64,
     r: [u64; PINNED],
+    /// Passed on untouched.
+    unused: [u64; UNUSED],
 }
 
 impl State {
@@ -245,71 +254,91 @@ macro_rules! return_trap {
 }
 
 // ---------------------------------------------------------------------------------------
-// Calling convention, per ISA.
+// Calling convention, per ISA: the order in which every stencil receives the machine state
+// and passes it on decides which machine register holds what. It is chosen for calls out of
+// generated code: the helper trampoline is a C function `(ctx, a1, a2, a3, a4, a5)` whose
+// arguments the helper takes in the same registers (`(memory, a1, .., a5)`), so r1..r5 sit in
+// the C ABI's second to sixth argument registers and reach the helper with no move, r0 sits
+// where C returns a value, and r6..r9 (which live across calls) sit in registers the C ABI
+// preserves. x86-64 (`rust-preserve-none` assigns r12..r15, rdi, rsi, rdx, rcx, r8, r9, r11,
+// rax): r6..r9 in r12..r15, the context in rdi, r1..r5 in rsi, rdx, rcx, r8, r9, r0 in rax.
+// AArch64 (x20..x28, then x0..x7): r6..r9 and the context in x20..x24, three unused slots
+// (x26..x28 hold nothing), r0..r5 in x0..x5. RISC-V (`C`, a0..a7): r0..r5 in a0..a5, the
+// context in a6.
 
-#[cfg(not(target_arch = "riscv64"))]
-unsafe extern "rust-preserve-none" {
-    fn _HOLE_CONTINUE(
-        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
-        r8: u64, r9: u64,
-    ) -> u64;
-    fn _HOLE_JUMP(
-        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
-        r8: u64, r9: u64,
-    ) -> u64;
-    fn _HOLE_COLD(
-        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
-        r8: u64, r9: u64,
-    ) -> u64;
+/// Expands `$then!` with the ISA's calling convention: the ABI, the parameters in order,
+/// the names of the context and `tmp`, the pinned eBPF registers in index order and the
+/// unused slots.
+#[cfg(target_arch = "x86_64")]
+macro_rules! convention {
+    ($then:ident!($($args:tt)*)) => {
+        $then!("rust-preserve-none",
+            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, r1: u64, r2: u64, r3: u64, r4: u64,
+                r5: u64, tmp: u64, r0: u64],
+            [ctx, tmp], [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9], [], $($args)*);
+    };
 }
-
+#[cfg(target_arch = "aarch64")]
+macro_rules! convention {
+    ($then:ident!($($args:tt)*)) => {
+        $then!("rust-preserve-none",
+            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, tmp: u64, x26: u64, x27: u64, x28: u64,
+                r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64],
+            [ctx, tmp], [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9], [x26, x27, x28], $($args)*);
+    };
+}
 #[cfg(target_arch = "riscv64")]
-unsafe extern "C" {
-    fn _HOLE_CONTINUE(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
-    fn _HOLE_JUMP(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
-    fn _HOLE_COLD(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
+macro_rules! convention {
+    ($then:ident!($($args:tt)*)) => {
+        $then!("C",
+            [r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, ctx: *mut JitContext, tmp: u64],
+            [ctx, tmp], [r0, r1, r2, r3, r4, r5], [], $($args)*);
+    };
 }
 
-/// Calls the code at `_HOLE_JUMP` as a function (entry and local calls) and returns its r0.
-#[inline(always)]
-fn call_target(s: &State) -> u64 {
-    #[cfg(not(target_arch = "riscv64"))]
-    let [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] = s.r;
-    // SAFETY: `_HOLE_JUMP` is patched to the first stencil of an eBPF function, which has
-    // this signature and returns r0.
-    #[cfg(not(target_arch = "riscv64"))]
-    unsafe {
-        _HOLE_JUMP(s.ctx, s.tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9)
-    }
-    #[cfg(target_arch = "riscv64")]
-    let [r0, r1, r2, r3, r4, r5] = s.r;
-    // SAFETY: as above.
-    #[cfg(target_arch = "riscv64")]
-    unsafe {
-        _HOLE_JUMP(s.ctx, s.tmp, r0, r1, r2, r3, r4, r5)
-    }
+/// The holes every stencil can continue to, and `call_target`, in the ISA's convention.
+macro_rules! declare_holes {
+    ($abi:literal, [$($p:ident: $t:ty),*], [$ctx:ident, $tmp:ident], [$($r:ident),*], [$($x:ident),*],) => {
+        unsafe extern $abi {
+            fn _HOLE_CONTINUE($($p: $t),*) -> u64;
+            fn _HOLE_JUMP($($p: $t),*) -> u64;
+            fn _HOLE_COLD($($p: $t),*) -> u64;
+        }
+
+        /// Calls the code at `_HOLE_JUMP` as a function (entry and local calls) and returns
+        /// its r0.
+        #[inline(always)]
+        fn call_target(s: &State) -> u64 {
+            let ($ctx, $tmp) = (s.ctx, s.tmp);
+            let [$($r),*] = s.r;
+            let [$($x),*] = s.unused;
+            // SAFETY: `_HOLE_JUMP` is patched to the first stencil of an eBPF function,
+            // which has this signature and returns r0.
+            unsafe { _HOLE_JUMP($($p),*) }
+        }
+    };
 }
 
-#[cfg(not(target_arch = "riscv64"))]
-macro_rules! stencil {
-    ($name:expr, |$s:ident| $body:expr) => {
+convention!(declare_holes!());
+
+/// One stencil: `$body` works on the machine state `$s` and says what comes next.
+macro_rules! stencil_in {
+    ($abi:literal, [$($p:ident: $t:ty),*], [$ctx:ident, $tmp:ident], [$($r:ident),*], [$($x:ident),*], $name:expr,
+        |$s:ident| $body:expr) => {
         const _: () = {
             #[unsafe(export_name = $name)]
-            extern "rust-preserve-none" fn stencil(
-                ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64,
-                r7: u64, r8: u64, r9: u64,
-            ) -> u64 {
+            extern $abi fn stencil($($p: $t),*) -> u64 {
                 #[allow(unused_mut)]
-                let mut $s = State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] };
+                let mut $s = State { ctx: $ctx, tmp: $tmp, r: [$($r),*], unused: [$($x),*] };
                 let next: Next = $body;
-                let State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] } = $s;
+                let State { ctx: $ctx, tmp: $tmp, r: [$($r),*], unused: [$($x),*] } = $s;
                 match next {
                     // SAFETY: the holes are patched to stencils with this very signature.
-                    Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    Next::Continue => unsafe { become _HOLE_CONTINUE($($p),*) },
                     // SAFETY: as above.
-                    Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    Next::Jump => unsafe { become _HOLE_JUMP($($p),*) },
                     // SAFETY: as above.
-                    Next::Cold => unsafe { become _HOLE_COLD(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    Next::Cold => unsafe { become _HOLE_COLD($($p),*) },
                     Next::Return(v) => v,
                 }
             }
@@ -317,29 +346,9 @@ macro_rules! stencil {
     };
 }
 
-#[cfg(target_arch = "riscv64")]
 macro_rules! stencil {
     ($name:expr, |$s:ident| $body:expr) => {
-        const _: () = {
-            #[unsafe(export_name = $name)]
-            extern "C" fn stencil(
-                ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64,
-            ) -> u64 {
-                #[allow(unused_mut)]
-                let mut $s = State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5] };
-                let next: Next = $body;
-                let State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5] } = $s;
-                match next {
-                    // SAFETY: the holes are patched to stencils with this very signature.
-                    Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5) },
-                    // SAFETY: as above.
-                    Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5) },
-                    // SAFETY: as above.
-                    Next::Cold => unsafe { become _HOLE_COLD(ctx, tmp, r0, r1, r2, r3, r4, r5) },
-                    Next::Return(v) => v,
-                }
-            }
-        };
+        convention!(stencil_in!($name, |$s| $body));
     };
 }
 
@@ -405,7 +414,7 @@ extern "C" fn entry(ctx: *mut JitContext, r1: u64, r2: u64) -> u64 {
     let mut r = [0u64; PINNED];
     r[1] = r1;
     r[2] = r2;
-    call_target(&State { ctx, tmp: 0, r })
+    call_target(&State { ctx, tmp: 0, r, unused: [0; UNUSED] })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -969,29 +978,32 @@ atomic! {
 // ---------------------------------------------------------------------------------------
 // Calls and exit.
 
-/// Helper call through the runtime's trampoline: `index` is the helper's position in the
+/// Helper call through the runtime's trampoline: `helper` is the helper's position in the
 /// program's helper table (`call`, resolved when the program is lowered) or, for `callx`,
-/// its id (the trampoline tells them apart by `by_id`). Only the context and r6..r9 live
-/// across the call: `tmp` is dead after it (the next stencil that reads it stages it
-/// first), r0 takes the result and r1..r5 are zeroed.
+/// its id with `abi::HELPER_BY_ID` set. Only the context and r6..r9 live across the call:
+/// `tmp` is dead after it (the next stencil that reads it stages it first), r0 takes the
+/// result and r1..r5 are zeroed.
 #[inline(always)]
-fn call_helper(s: &mut State, index: u64) -> Next {
+fn call_helper(s: &mut State, helper: u64) -> Next {
     let c = s.ctx();
+    c.helper = helper;
     // SAFETY: `call_helper` is the runtime's trampoline for this context.
-    let r0 = unsafe { (c.call_helper)(s.ctx, index, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
-    if s.ctx().trap != 0 {
+    let out = unsafe { (c.call_helper)(s.ctx, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
+    if out.trap != 0 {
         cold_path();
-        s.ctx().trap_insn = insn();
+        let c = s.ctx();
+        c.trap = out.trap;
+        c.trap_insn = insn();
         return Next::Return(0);
     }
     s.tmp = 0;
-    s.set(0, r0);
+    s.set(0, out.r0);
     s.clobber_args();
     Next::Continue
 }
 
-/// `call`: operand 0 is the helper's index in the program's helper table.
-stencil!("call_helper", |s| call_helper(&mut s, imm() & 0xffff_ffff));
+/// `call`: operand 0 is the helper's index in the program's helper table (non-negative).
+stencil!("call_helper", |s| call_helper(&mut s, imm()));
 
 /// `callx`: the helper id is in `tmp`; the trampoline looks it up (ids are 32-bit, so the
 /// top bit marks a lookup by id: `abi::HELPER_BY_ID`).

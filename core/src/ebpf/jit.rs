@@ -2,7 +2,7 @@
 //! buffer or arena, and a handle that runs the result.
 
 use tessera_jit::{Allocation, CodeBuffer, Emitter, Fixup, Isa, Patcher, WithPatcher};
-use tessera_stencils::abi::{FRAME_SIZE, HELPER_BY_ID, JitContext, region, trap};
+use tessera_stencils::abi::{FRAME_SIZE, HELPER_BY_ID, HelperReturn, JitContext, region, trap};
 
 use super::error::{CompileError, RunError};
 use super::helpers::{self, CallFailure};
@@ -262,34 +262,32 @@ struct RunState<'a, 'r, 'm> {
     memory: *mut Memory<'r, 'm>,
 }
 
-/// The runtime side of `call_helper` and `callx`: helper `index` of the program's table
-/// (resolved when the program was lowered), or the helper with id `index` when
-/// [`HELPER_BY_ID`] is set (`callx`).
-unsafe extern "C" fn call_helper(ctx: *mut JitContext, index: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64 {
+/// The runtime side of `call_helper` and `callx`: calls the helper `ctx.helper` names, at
+/// its position in the program's table (resolved when the program was lowered) or, with
+/// [`HELPER_BY_ID`] set, by id (`callx`). r1..r5 arrive in the registers the helper takes
+/// them in, and nothing but the helper's result lives across the call.
+unsafe extern "C" fn call_helper(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn {
     // SAFETY: generated code passes back the context `run_compiled` created; its `host`
     // points at the `RunState` on `run_compiled`'s stack, alive for the whole run.
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
     let state = unsafe { &*(ctx.host as *const RunState) };
-    let found = match index & HELPER_BY_ID {
-        0 => state.helpers.at(index),
-        _ => state.helpers.get(index & !HELPER_BY_ID),
+    let helper = ctx.helper;
+    let found = match helper & HELPER_BY_ID {
+        0 => state.helpers.at(helper),
+        _ => state.helpers.get(helper & !HELPER_BY_ID),
     };
     let Some(f) = found else {
-        ctx.trap = trap::HELPER;
-        ctx.trap_addr = index & !HELPER_BY_ID;
-        return 0;
+        ctx.trap_addr = helper & !HELPER_BY_ID;
+        return HelperReturn { r0: 0, trap: trap::HELPER };
     };
     // SAFETY: `memory` is the run's `&mut Memory`, which `run_compiled` does not touch
     // while generated code runs; generated code is suspended during this call, and the
     // helper's accesses reborrow the very slices generated code's pointers were taken from.
     let memory = unsafe { &mut *state.memory };
     match helpers::call(f, memory, [a1, a2, a3, a4, a5]) {
-        Ok(r0) => r0,
-        Err(CallFailure::Panicked) => {
-            ctx.trap = trap::HELPER_PANIC;
-            0
-        }
+        Ok(r0) => HelperReturn { r0, trap: trap::NONE },
+        Err(CallFailure::Panicked) => HelperReturn { r0: 0, trap: trap::HELPER_PANIC },
     }
 }
 
@@ -327,6 +325,7 @@ unsafe fn run_compiled(
         trap_insn: 0,
         trap_addr: 0,
         spill: [0; 11],
+        helper: 0,
         call_helper,
         host: &state as *const RunState as *mut u8,
         regions,
