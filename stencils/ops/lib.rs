@@ -261,7 +261,9 @@ macro_rules! return_trap {
 // the C ABI's second to sixth argument registers and reach the helper with no move, r0 sits
 // where C returns a value, and r6..r9 (which live across calls) sit in registers the C ABI
 // preserves. x86-64 (`rust-preserve-none` assigns r12..r15, rdi, rsi, rdx, rcx, r8, r9, r11,
-// rax): r6..r9 in r12..r15, the context in rdi, r1..r5 in rsi, rdx, rcx, r8, r9, r0 in rax.
+// rax): r6..r9 in r12..r15, the context in rdi, r1, r2, r4, r5 in rsi, rdx, r8, r9, r0 in
+// rax; `tmp` takes rcx, where x86 wants a shift count, so that shifts stage their count in
+// it and move nothing else (a helper call moves r3 from r11 to rcx instead).
 // AArch64 (x20..x28, then x0..x7): r6..r9 and the context in x20..x24, three unused slots
 // (x26..x28 hold nothing), r0..r5 in x0..x5. RISC-V (`C`, a0..a7): r0..r5 in a0..a5, the
 // context in a6.
@@ -273,8 +275,8 @@ macro_rules! return_trap {
 macro_rules! convention {
     ($then:ident!($($args:tt)*)) => {
         $then!("rust-preserve-none",
-            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, r1: u64, r2: u64, r3: u64, r4: u64,
-                r5: u64, tmp: u64, r0: u64],
+            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, r1: u64, r2: u64, tmp: u64, r4: u64,
+                r5: u64, r3: u64, r0: u64],
             [ctx, tmp], [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9], [], $($args)*);
     };
 }
@@ -453,8 +455,11 @@ macro_rules! binary_alu {
                 s.set(K, $f(s.get(K), s.tmp));
                 Next::Continue
             });
+            // The constant goes through `tmp` (dead after every instruction), so that on
+            // x86-64 a shift count lands in `cl` with no register saved around it.
             $(writable_family!($imm_name, |s, K| {
-                s.set(K, $f(s.get(K), imm()));
+                s.tmp = opaque(imm());
+                s.set(K, $f(s.get(K), s.tmp));
                 Next::Continue
             });)?
         )*
@@ -659,6 +664,21 @@ cond_jump! {
     "jsle32", "jsle32_imm", "jsle32_back", "jsle32_imm_back" => sem::jsle32,
     "jset64", "jset64_imm", "jset64_back", "jset64_imm_back" => sem::jset64,
     "jset32", "jset32_imm", "jset32_back", "jset32_imm_back" => sem::jset32,
+}
+
+/// `v`, through a copy LLVM cannot see through, so that it keeps the value where it is
+/// rather than rematerialising a relocated constant (x86-64: a second `mov $imm, %reg`).
+#[inline(always)]
+fn opaque(v: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut c = v;
+        // SAFETY: an empty asm statement; it only hides that `c == v`.
+        unsafe { core::arch::asm!("/* {c} */", c = inout(reg) c, options(pure, nomem, nostack, preserves_flags)) };
+        c
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    v
 }
 
 /// The register value an immediate compare reads. On x86-64 it is a copy LLVM cannot see

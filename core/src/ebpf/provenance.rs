@@ -23,6 +23,7 @@
 
 use super::insn::{FRAME_POINTER, Insn, atomic, class, jmp, mem, op, pseudo};
 use super::program::Program;
+use tessera_stencils::abi::FRAME_SIZE;
 
 /// What a register is known (or guessed) to hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,8 +157,9 @@ impl<'s> Facts<'s> {
                 let (opcode, regs) = (slot[0], slot[1]);
                 // Most instructions write their `dst` and move no control: one table lookup.
                 match EFFECT[opcode as usize] {
-                    Effect::None => continue,
+                    Effect::None | Effect::Store => continue,
                     Effect::Dst
+                    | Effect::Load64
                     | Effect::Mov64
                     | Effect::Add64
                     | Effect::Sub64
@@ -217,6 +219,10 @@ enum Effect {
     /// `add64` / `sub64 dst, src`.
     Add64Reg,
     Sub64Reg,
+    /// `ldxdw`: may reload a pointer spilled to the frame.
+    Load64,
+    /// A store (not an atomic): writes no register, may spill a pointer to the frame.
+    Store,
     /// A call: r0..r5 (result and clobbered arguments).
     Call,
     /// An atomic operation: `cmpxchg` writes r0, the fetch forms `src`.
@@ -230,6 +236,7 @@ static EFFECT: [Effect; 256] = {
     while opcode < 256 {
         let o = opcode as u8;
         effect[opcode] = match o & 0x07 {
+            class::LDX if o == 0x79 => Effect::Load64,
             class::ALU | class::LDX | class::LD => Effect::Dst,
             class::ALU64 => match o {
                 0xbf => Effect::Mov64,
@@ -240,6 +247,7 @@ static EFFECT: [Effect; 256] = {
                 _ => Effect::Dst,
             },
             class::STX if o & 0xe0 == mem::ATOMIC => Effect::Atomic,
+            class::ST | class::STX => Effect::Store,
             class::JMP | class::JMP32 => match o & 0xf0 {
                 jmp::CALL => Effect::Call,
                 jmp::EXIT => Effect::None,
@@ -256,8 +264,14 @@ static EFFECT: [Effect; 256] = {
 fn writes(insn: &Insn) -> u16 {
     const ARGS: u16 = 0b11_1111; // r0..r5: a call's result and its clobbered arguments
     match EFFECT[insn.opcode as usize] {
-        Effect::None | Effect::Jump => 0,
-        Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 | Effect::Add64Reg | Effect::Sub64Reg => {
+        Effect::None | Effect::Jump | Effect::Store => 0,
+        Effect::Dst
+        | Effect::Load64
+        | Effect::Mov64
+        | Effect::Add64
+        | Effect::Sub64
+        | Effect::Add64Reg
+        | Effect::Sub64Reg => {
             1 << (insn.dst & 0xf)
         }
         Effect::Call => ARGS,
@@ -273,8 +287,14 @@ fn writes(insn: &Insn) -> u16 {
 #[inline(always)]
 fn slot_writes(opcode: u8, regs: u8, slot: &[u8]) -> u16 {
     match EFFECT[opcode as usize] {
-        Effect::None | Effect::Jump => 0,
-        Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 | Effect::Add64Reg | Effect::Sub64Reg => {
+        Effect::None | Effect::Jump | Effect::Store => 0,
+        Effect::Dst
+        | Effect::Load64
+        | Effect::Mov64
+        | Effect::Add64
+        | Effect::Sub64
+        | Effect::Add64Reg
+        | Effect::Sub64Reg => {
             1 << (regs & 0xf)
         }
         _ => {
@@ -292,6 +312,9 @@ pub(crate) struct Tracker<'f> {
     /// lowered so far.
     hints: &'f mut [u64],
     regs: [Pointer; 11],
+    /// Guesses for the 64 eight-byte slots of the running frame (`r10 - 512 + 8 * i`), two
+    /// bits each as in the call-site hints: where a pointer was spilled, for its reload.
+    frame_slots: u128,
     /// The registers that keep their state across the current function's blocks.
     invariant: u16,
     /// Whether the walk is still in the current function's entry block.
@@ -307,6 +330,7 @@ impl<'f> Tracker<'f> {
             facts,
             hints,
             regs: [Pointer::Unknown; 11],
+            frame_slots: 0,
             invariant: 0,
             in_entry_block: false,
             kept: [Pointer::Unknown; 11],
@@ -339,6 +363,7 @@ impl<'f> Tracker<'f> {
                 self.regs[1] = Pointer::Context(0);
             }
             self.regs[FRAME_POINTER as usize] = Pointer::Frame(0);
+            self.frame_slots = 0;
             self.invariant = self.invariant_after_entry_block(program, pc);
             self.in_entry_block = true;
         }
@@ -380,8 +405,10 @@ impl<'f> Tracker<'f> {
         let dst = (insn.dst & 0xf) as usize;
         let new = match EFFECT[insn.opcode as usize] {
             Effect::None => return,
+            Effect::Store => return self.spill(insn),
             Effect::Jump => return self.end_entry_block(),
             Effect::Dst => Pointer::Unknown,
+            Effect::Load64 => self.reload(insn.src, insn.off),
             Effect::Mov64 if insn.off == 0 => self.get(insn.src),
             Effect::Mov64 => Pointer::Unknown,
             Effect::Add64 => offset(self.get(dst as u8), insn.imm as i64),
@@ -422,6 +449,41 @@ impl<'f> Tracker<'f> {
         if let Some(slot) = self.regs.get_mut(dst) {
             *slot = new;
         }
+    }
+
+    /// Where an access `[base + off]` starts in the running frame (bytes from its bottom),
+    /// when `base` is the frame pointer plus a known offset and the access starts inside it.
+    #[inline(always)]
+    fn frame_offset(&self, base: u8, off: i16) -> Option<u32> {
+        let Pointer::Frame(k) = self.get(base) else { return None };
+        let at = k as i64 + off as i64 + FRAME_SIZE as i64;
+        (0..FRAME_SIZE as i64).contains(&at).then_some(at as u32)
+    }
+
+    /// The guess recorded for the eight bytes at `[base + off]` (see [`Tracker::spill`]).
+    #[inline(always)]
+    fn reload(&self, base: u8, off: i16) -> Pointer {
+        match self.frame_offset(base, off) {
+            Some(at) if at % 8 == 0 => Pointer::from_hint_code((self.frame_slots >> (at / 4) & 3) as u16),
+            _ => Pointer::Unknown,
+        }
+    }
+
+    /// A store: an aligned eight-byte store of a register to the frame records the
+    /// register's guess in its slot (a spill); any other store there forgets what the slots
+    /// it touches held.
+    #[inline(always)]
+    fn spill(&mut self, insn: &Insn) {
+        let Some(at) = self.frame_offset(insn.dst, insn.off) else { return };
+        let code = match insn.opcode {
+            0x7b if at % 8 == 0 => self.get(insn.src).hint_code(),
+            _ => 0,
+        } as u128;
+        // The first slot, and the next one if an unaligned store reaches into it.
+        for slot in [at / 8, (at + 7) / 8].into_iter().filter(|&s| s < 64) {
+            self.frame_slots &= !(3 << (2 * slot));
+        }
+        self.frame_slots |= code << (2 * (at / 8));
     }
 
     /// Leaving the entry block: the invariant registers keep what they hold now.
@@ -574,6 +636,12 @@ mod tests {
         assert_eq!(trace(text, 2)[7], Unknown);
         let text = "mov %r2, %r10\ncall local f\nexit\nf: mov %r0, %r2\nexit";
         assert_eq!(trace(text, 2)[3], InStack);
+        // Spilled to the frame and reloaded; a store over the slot forgets it.
+        let text = "stxdw [%r10-16], %r1\nldxdw %r3, [%r10-16]\nstxb [%r10-12], %r0\nldxdw %r4, [%r10-16]\n\
+                    ldxdw %r5, [%r10-8]\nexit";
+        assert_eq!(trace(text, 3)[2], InContext);
+        assert_eq!(trace(text, 4)[4], Unknown);
+        assert_eq!(trace(text, 5)[5], Unknown);
     }
 
     /// The invariant registers by the definition: walk the whole function slot by slot.
