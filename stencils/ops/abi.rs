@@ -154,10 +154,9 @@ pub const fn size_class(size: u64) -> usize {
 #[repr(C, align(128))]
 pub struct JitContext {
     /// Host address of `r10` of the running frame: frame-relative accesses the lowering
-    /// proved inside the frame use it with no check.
+    /// proved inside the frame use it with no check. `r10` as the program sees it is
+    /// `frame_host - regions[STACK].bias`, so that a local call moves one field.
     pub frame_host: u64,
-    /// `r10` of the running frame, as the program sees it (virtual).
-    pub frame_pointer: u64,
     /// `!fuel_left` (that is, `u64::MAX - fuel_left`): every back edge (taken or not) and
     /// local call charges what `tessera::ebpf::fuel` says, exactly as the interpreter does;
     /// kept complemented so that a charge is one add whose carry means "out of fuel". The

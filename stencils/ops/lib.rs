@@ -10,7 +10,7 @@
 //! per ISA chosen for calls (see `convention!`). x86-64 and AArch64 use `extern
 //! "rust-preserve-none"`, which has room for all of r0..r9; RISC-V has only a0..a7 for a
 //! guaranteed tail call, so r0..r5 are pinned and r6..r9 live in `JitContext::spill`. r10
-//! (virtual) is always read from `JitContext::frame_pointer`.
+//! (virtual) is computed from `JitContext::frame_host`.
 //!
 //! Holes are extern symbols whose address is the patched value (see `tessera_jit::HoleValue`):
 //! `_HOLE_CONTINUE` (the next stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a
@@ -123,7 +123,8 @@ impl State {
     #[inline(always)]
     fn get(&self, k: usize) -> u64 {
         if k == 10 {
-            self.ctx().frame_pointer
+            let c = self.ctx();
+            c.frame_host.wrapping_sub(c.regions[region::STACK as usize].bias)
         } else if k < PINNED {
             self.r[k]
         } else {
@@ -1036,29 +1037,35 @@ stencil!("callx", |s| {
     call_helper(&mut s, id | abi::HELPER_BY_ID)
 });
 
-/// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`), the depth
-/// limit (as a floor under the frame), a fresh stack frame, then a real call into the
+/// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`; when it runs
+/// out, the stub), the depth limit (as a floor under the frame), a fresh stack frame, then a real call into the
 /// callee's first stencil. r6..r9 are restored from this stencil's frame afterwards.
 stencil!("call_local", |s| {
     if !s.burn_fuel() {
-        return_trap!(s, trap::FUEL, 0);
+        // The instruction's out-of-line stub reports it (`trap_fuel`), as for back edges.
+        cold_path();
+        Next::Cold
+    } else {
+        call_local(&mut s)
     }
-    if s.ctx().frame_host <= s.ctx().frame_floor {
-        return_trap!(s, trap::CALL_DEPTH, 0);
-    }
-    let (r6, r7, r8, r9) = (s.get(6), s.get(7), s.get(8), s.get(9));
+});
+
+/// [`call_local`] after the fuel: the depth limit, the frame, the call.
+#[inline(always)]
+fn call_local(s: &mut State) -> Next {
     let c = s.ctx();
-    c.frame_pointer -= FRAME_SIZE;
+    if c.frame_host <= c.frame_floor {
+        return s.trap(trap::CALL_DEPTH, 0);
+    }
     c.frame_host -= FRAME_SIZE;
-    let r0 = call_target(&s);
+    let (r6, r7, r8, r9) = (s.get(6), s.get(7), s.get(8), s.get(9));
+    let r0 = call_target(s);
     if s.ctx().trap != 0 {
         cold_path();
         // The callee recorded the trap; unwind without touching it.
-        return 0;
+        return Next::Return(0);
     }
-    let c = s.ctx();
-    c.frame_pointer += FRAME_SIZE;
-    c.frame_host += FRAME_SIZE;
+    s.ctx().frame_host += FRAME_SIZE;
     // Only the context and r6..r9 live across the call (see `call_helper`).
     s.tmp = 0;
     s.set(0, r0);
@@ -1068,6 +1075,6 @@ stencil!("call_local", |s| {
     s.set(8, r8);
     s.set(9, r9);
     Next::Continue
-});
+}
 
 stencil!("exit", |s| Next::Return(s.get(0)));

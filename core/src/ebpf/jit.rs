@@ -313,12 +313,10 @@ unsafe fn run_compiled(
     let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
     let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
     let (r1, r2) = (memory.context_address(), memory.context.len() as u64);
-    let frame_pointer = memory.stack_end();
     let frame_host = regions[region::STACK as usize].host.wrapping_add(stack_len);
     let state = RunState { helpers, memory };
     let mut ctx = JitContext {
         frame_host,
-        frame_pointer,
         fuel_complement: !config.fuel,
         frame_floor: frame_host.wrapping_sub(max_depth * FRAME_SIZE),
         trap: trap::NONE,

@@ -63,7 +63,7 @@ enum StubKind {
     SlowAccess = 0,
     /// The memory trap for a context-based access (`stencil`, with `off`).
     MemoryTrap = 1,
-    /// The fuel trap of a back edge.
+    /// The fuel trap of a back edge or a local call.
     FuelTrap = 2,
 }
 
@@ -728,7 +728,8 @@ fn lower_insn<P: Patcher, O: Observer>(
         Rule::Call if src == pseudo::CALL_LOCAL => {
             let target = jump_target(pc, imm as i64);
             let charge = fuel::call_charge(len, target);
-            out.push(ids::CALL_LOCAL, Holes::NONE.operand(1, charge as u32).jump(insn_label(target)))?;
+            out.push(ids::CALL_LOCAL, Holes::NONE.operand(1, charge as u32).jump(insn_label(target)).cold(stub))?;
+            stubs.push(pc, StubKind::FuelTrap, ids::TRAP_FUEL)?;
         }
         Rule::Call => {
             // Validation accepted the id, so the table has it.
