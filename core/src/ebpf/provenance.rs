@@ -390,11 +390,8 @@ impl<'f> Tracker<'f> {
     /// bottom, the body first).
     fn usual_regions(&self, program: &Program, start: usize) -> [Pointer; 11] {
         let end = next_set_bit(self.facts.starts, start + 1).unwrap_or(program.len());
-        let mut regs = [Pointer::Unknown; 11];
-        for r in 1..=5 {
-            regs[r] = self.regs[r].guess();
-        }
-        regs[FRAME_POINTER as usize] = Pointer::InStack;
+        let mut regs = self.regs.map(Pointer::guess);
+        regs[0] = Pointer::Unknown;
         let mut usual = [Pointer::Unknown; 11];
         let slots = program.bytes().chunks_exact(Insn::SIZE).take(end).skip(start);
         for slot in slots {
@@ -524,7 +521,7 @@ impl<'f> Tracker<'f> {
             _ => 0,
         } as u128;
         // The first slot, and the next one if an unaligned store reaches into it.
-        for slot in [at / 8, (at + 7) / 8].into_iter().filter(|&s| s < 64) {
+        for slot in [at / 8, at.div_ceil(8)].into_iter().filter(|&s| s < 64) {
             self.frame_slots &= !(3 << (2 * slot));
         }
         self.frame_slots |= code << (2 * (at / 8));
