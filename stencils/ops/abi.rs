@@ -48,11 +48,6 @@ pub mod region {
 /// `MAP_HANDLE | m`. No region has this index, so a handle cannot be dereferenced.
 pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
 
-/// Set in [`JitContext::helper`] when it is an id to look up
-/// (`callx`) rather than a position in the program's helper table (`call`, resolved when
-/// the program was lowered). Helper ids are 32-bit.
-pub const HELPER_BY_ID: u64 = 1 << 63;
-
 /// One region as checks see it: 128 bytes, so generated code finds entry `i` at
 /// [`REGIONS`]` + 128 * i` of the context.
 ///
@@ -171,13 +166,17 @@ pub struct JitContext {
     pub trap_addr: u64,
     /// eBPF registers that an ISA does not pin in machine registers live here, by index.
     pub spill: [u64; 11],
-    /// The helper the next [`JitContext::call_helper`] calls: its position in the program's
-    /// helper table, or its id with [`HELPER_BY_ID`] set.
+    /// The helper the next call calls: its position in the program's helper table for
+    /// [`JitContext::call_helper`], its id for [`JitContext::call_helper_by_id`].
     pub helper: u64,
-    /// Calls [`JitContext::helper`] with r1..r5 (in the registers the helper takes them in,
-    /// see the stencils' calling convention). A trap comes back in the result, so that
-    /// nothing need live across the helper call in the runtime; `trap_addr` is set here.
+    /// Calls the helper at position [`JitContext::helper`] with r1..r5 (`call`, whose helper
+    /// the lowering resolved), passed in the registers the helper takes them in (see the
+    /// stencils' calling convention). A trap comes back in the result, so that nothing
+    /// lives across the helper call in the runtime; `trap_addr` is set here.
     pub call_helper:
+        unsafe extern "C" fn(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn,
+    /// The same for the helper with id [`JitContext::helper`] (`callx`).
+    pub call_helper_by_id:
         unsafe extern "C" fn(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn,
     /// Opaque pointer for the runtime's own state (helpers, memory, maps).
     pub host: *mut u8,

@@ -999,17 +999,18 @@ atomic! {
 // ---------------------------------------------------------------------------------------
 // Calls and exit.
 
-/// Helper call through the runtime's trampoline: `helper` is the helper's position in the
-/// program's helper table (`call`, resolved when the program is lowered) or, for `callx`,
-/// its id with `abi::HELPER_BY_ID` set. Only the context and r6..r9 live across the call:
-/// `tmp` is dead after it (the next stencil that reads it stages it first), r0 takes the
-/// result and r1..r5 are zeroed.
+/// Helper call through one of the runtime's trampolines (`by_id`: `callx`'s, which looks
+/// the helper up by id; else `call`'s, whose helper the lowering resolved to its position in
+/// the program's table). Only the context and r6..r9 live across the call: `tmp` is dead
+/// after it (the next stencil that reads it stages it first), r0 takes the result and
+/// r1..r5 are zeroed.
 #[inline(always)]
-fn call_helper(s: &mut State, helper: u64) -> Next {
+fn call_helper(s: &mut State, helper: u64, by_id: bool) -> Next {
     let c = s.ctx();
     c.helper = helper;
-    // SAFETY: `call_helper` is the runtime's trampoline for this context.
-    let out = unsafe { (c.call_helper)(s.ctx, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
+    let trampoline = if by_id { c.call_helper_by_id } else { c.call_helper };
+    // SAFETY: the trampolines are the runtime's, for this context.
+    let out = unsafe { trampoline(s.ctx, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
     if out.trap != 0 {
         cold_path();
         let c = s.ctx();
@@ -1024,17 +1025,16 @@ fn call_helper(s: &mut State, helper: u64) -> Next {
 }
 
 /// `call`: operand 0 is the helper's index in the program's helper table (non-negative).
-stencil!("call_helper", |s| call_helper(&mut s, imm()));
+stencil!("call_helper", |s| call_helper(&mut s, imm(), false));
 
-/// `callx`: the helper id is in `tmp`; the trampoline looks it up (ids are 32-bit, so the
-/// top bit marks a lookup by id: `abi::HELPER_BY_ID`).
+/// `callx`: the helper id is in `tmp` (ids are 32-bit: a wider value names no helper).
 stencil!("callx", |s| {
     let id = s.tmp;
     if id >> 32 != 0 {
         cold_path();
         return_trap!(s, trap::HELPER, id);
     }
-    call_helper(&mut s, id | abi::HELPER_BY_ID)
+    call_helper(&mut s, id, true)
 });
 
 /// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`; when it runs

@@ -2,10 +2,10 @@
 //! buffer or arena, and a handle that runs the result.
 
 use tessera_jit::{Allocation, CodeBuffer, Emitter, Fixup, Isa, Patcher, WithPatcher};
-use tessera_stencils::abi::{FRAME_SIZE, HELPER_BY_ID, HelperReturn, JitContext, region, trap};
+use tessera_stencils::abi::{FRAME_SIZE, HelperReturn, JitContext, region, trap};
 
 use super::error::{CompileError, RunError};
-use super::helpers::{self, CallFailure};
+use super::helpers::{self, CallFailure, HelperFn};
 use super::interp::{Config, MAX_CALL_DEPTH};
 use super::lower::{self, Observer};
 use super::maps::MapDef;
@@ -262,30 +262,53 @@ struct RunState<'a, 'r, 'm> {
     memory: *mut Memory<'r, 'm>,
 }
 
-/// The runtime side of `call_helper` and `callx`: calls the helper `ctx.helper` names, at
-/// its position in the program's table (resolved when the program was lowered) or, with
-/// [`HELPER_BY_ID`] set, by id (`callx`). r1..r5 arrive in the registers the helper takes
-/// them in, and nothing but the helper's result lives across the call.
+/// The runtime side of `call`: calls the helper at position `ctx.helper` of the program's
+/// table (resolved when the program was lowered). r1..r5 arrive in the registers the helper
+/// takes them in, and nothing but the helper's result lives across the call.
 unsafe extern "C" fn call_helper(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn {
     // SAFETY: generated code passes back the context `run_compiled` created; its `host`
     // points at the `RunState` on `run_compiled`'s stack, alive for the whole run.
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
     let state = unsafe { &*(ctx.host as *const RunState) };
-    let helper = ctx.helper;
-    let found = match helper & HELPER_BY_ID {
-        0 => state.helpers.at(helper),
-        _ => state.helpers.get(helper & !HELPER_BY_ID),
-    };
+    let found = state.helpers.at(ctx.helper);
+    // SAFETY: as above.
+    unsafe { call_found(ctx, state, found, [a1, a2, a3, a4, a5]) }
+}
+
+/// The runtime side of `callx`: calls the helper with id `ctx.helper`.
+unsafe extern "C" fn call_helper_by_id(
+    ctx: *mut JitContext,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+) -> HelperReturn {
+    // SAFETY: as in `call_helper`.
+    let ctx = unsafe { &mut *ctx };
+    // SAFETY: as above.
+    let state = unsafe { &*(ctx.host as *const RunState) };
+    let found = state.helpers.get(ctx.helper);
+    // SAFETY: as above.
+    unsafe { call_found(ctx, state, found, [a1, a2, a3, a4, a5]) }
+}
+
+/// Calls `found` (the helper `ctx.helper` names, if any) with the run's memory.
+///
+/// # Safety
+/// `state` is the run's state `ctx.host` points at, as in [`call_helper`].
+#[inline(always)]
+unsafe fn call_found(ctx: &mut JitContext, state: &RunState, found: Option<HelperFn>, args: [u64; 5]) -> HelperReturn {
     let Some(f) = found else {
-        ctx.trap_addr = helper & !HELPER_BY_ID;
+        ctx.trap_addr = ctx.helper;
         return HelperReturn { r0: 0, trap: trap::HELPER };
     };
     // SAFETY: `memory` is the run's `&mut Memory`, which `run_compiled` does not touch
     // while generated code runs; generated code is suspended during this call, and the
     // helper's accesses reborrow the very slices generated code's pointers were taken from.
     let memory = unsafe { &mut *state.memory };
-    match helpers::call(f, memory, [a1, a2, a3, a4, a5]) {
+    match helpers::call(f, memory, args) {
         Ok(r0) => HelperReturn { r0, trap: trap::NONE },
         Err(CallFailure::Panicked) => HelperReturn { r0: 0, trap: trap::HELPER_PANIC },
     }
@@ -325,6 +348,7 @@ unsafe fn run_compiled(
         spill: [0; 11],
         helper: 0,
         call_helper,
+        call_helper_by_id,
         host: &state as *const RunState as *mut u8,
         regions,
     };
