@@ -169,8 +169,8 @@ impl State {
     fn translate_fast(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
         // Entry `(addr >> 32) & 15`, its byte offset computed in one shift and one mask.
         const ENTRY: u64 = core::mem::size_of::<abi::RegionEntry>() as u64;
-        const _: () = assert!(ENTRY == 128 && region::COUNT == 16);
-        let offset = ((addr >> 25) & (15 * ENTRY)) as usize;
+        const _: () = assert!(ENTRY == 256 && region::COUNT == 16);
+        let offset = ((addr >> 24) & (15 * ENTRY)) as usize;
         // SAFETY: `offset` is at most 15 entries into the 16-entry table of the context.
         let r = unsafe { &*((self.ctx as *const u8).add(abi::REGIONS + offset) as *const abi::RegionEntry) };
         let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
@@ -182,20 +182,20 @@ impl State {
     #[inline(always)]
     fn translate_in(&self, index: usize, addr: u64, size: u64, write: bool) -> Option<u64> {
         let r = &self.ctx().regions[index];
-        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
-        if addr < end && addr >= r.start { Some(addr.wrapping_add(r.bias)) } else { None }
+        let bound = if write { r.write_bound[abi::size_class(size)] } else { r.read_bound[abi::size_class(size)] };
+        // One compare (one branch): below `start` the offset wraps to a huge number.
+        let off = addr.wrapping_sub(r.start);
+        // The host address from `addr` rather than `off`: it does not wait for the check.
+        if off < bound { Some(addr.wrapping_add(r.bias)) } else { None }
     }
 
     /// The host address of an access of `size` bytes at offset `off` of the context memory,
     /// when it lies inside it (for accesses the lowering knows are based on the context).
-    /// The low half of a virtual end is the offset bound: `start` has none.
     #[inline(always)]
     fn context_host(&self, off: u64, size: u64, write: bool) -> Option<u64> {
         let r = &self.ctx().regions[region::CONTEXT as usize];
-        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
-        // `off` is below 2^31 (the lowering's `Access::Context`): compared as 32-bit numbers,
-        // x86-64 folds it into one compare with the table.
-        if (off as u32) < end as u32 { Some(r.host.wrapping_add(off)) } else { None }
+        let bound = if write { r.write_bound[abi::size_class(size)] } else { r.read_bound[abi::size_class(size)] };
+        if off < bound { Some(r.host.wrapping_add(off)) } else { None }
     }
 
     /// Charges the fuel of operand 1 (see [`charge`]); false when less is left (the run then

@@ -389,10 +389,12 @@ mod tests {
             for entry in entries(index) {
                 let mut table = [RegionEntry::default(); region::COUNT];
                 table[index as usize] = entry;
-                // The low half of a virtual end is the offset bound (known-offset context
-                // accesses compare with it).
-                for end in entry.read_end.iter().chain(&entry.write_end) {
-                    assert_eq!(*end as u32 as u64, end - entry.start);
+                // Both forms of the bounds agree.
+                for (end, bound) in entry.read_end.iter().zip(&entry.read_bound) {
+                    assert_eq!(end - entry.start, *bound);
+                }
+                for (end, bound) in entry.write_end.iter().zip(&entry.write_bound) {
+                    assert_eq!(end - entry.start, *bound);
                 }
                 for other in 0..region::COUNT as u64 {
                     for (&off, &hi) in offsets.iter().flat_map(|o| high.iter().map(move |h| (o, h))) {
@@ -403,7 +405,8 @@ mod tests {
                                 let masked = &table[((addr >> 32) & 15) as usize];
                                 let end = |e: &RegionEntry| if write { e.write_end[class] } else { e.read_end[class] };
                                 let fast = addr < end(masked);
-                                let expected = addr >= entry.start && addr < end(&entry);
+                                let bound = if write { entry.write_bound[class] } else { entry.read_bound[class] };
+                                let expected = addr.wrapping_sub(entry.start) < bound;
                                 let at = std::format!("{entry:?} addr {addr:#x} size {size} write {write}");
                                 if fast || expected {
                                     assert_eq!(full, Some((index as usize, off)), "{at}");
