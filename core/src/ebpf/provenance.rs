@@ -317,9 +317,6 @@ pub(crate) struct Tracker<'f> {
     in_entry_block: bool,
     /// The invariant registers' states (from the end of the entry block).
     kept: [Pointer; 11],
-    /// The regions the current function's registers usually point into (see
-    /// [`Tracker::usual_regions`]).
-    usual: [Pointer; 11],
 }
 
 impl<'f> Tracker<'f> {
@@ -333,7 +330,6 @@ impl<'f> Tracker<'f> {
             invariant: 0,
             in_entry_block: false,
             kept: [Pointer::Unknown; 11],
-            usual: [Pointer::Unknown; 11],
         }
     }
 
@@ -366,56 +362,15 @@ impl<'f> Tracker<'f> {
             self.frame_slots = 0;
             self.invariant = self.invariant_after_entry_block(program, pc);
             self.in_entry_block = true;
-            self.usual = self.usual_regions(program, pc);
         }
         if self.facts.is_target(pc) {
             self.end_entry_block();
             // Facts hold only in invariant registers; the others keep their guesses (from
-            // the instruction before in program order, which may not even lead here), or
-            // take the region they usually point into.
+            // the instruction before in program order, which may not even lead here).
             for r in 0..11 {
-                self.regs[r] = match self.regs[r].guess() {
-                    _ if self.invariant >> r & 1 != 0 => self.kept[r],
-                    Pointer::Unknown => self.usual[r],
-                    guess => guess,
-                };
+                self.regs[r] = if self.invariant >> r & 1 != 0 { self.kept[r] } else { self.regs[r].guess() };
             }
         }
-    }
-
-    /// For each register, the region the first pointer the function starting at `start`
-    /// puts in it points into (by the guesses alone, in program order, across blocks): what
-    /// a register whose state a join lost probably holds when it is used as a pointer. This
-    /// covers loops laid out before the code that sets them up (`ja` to the test at the
-    /// bottom, the body first).
-    fn usual_regions(&self, program: &Program, start: usize) -> [Pointer; 11] {
-        let end = next_set_bit(self.facts.starts, start + 1).unwrap_or(program.len());
-        let mut regs = self.regs.map(Pointer::guess);
-        regs[0] = Pointer::Unknown;
-        let mut usual = [Pointer::Unknown; 11];
-        let slots = program.bytes().chunks_exact(Insn::SIZE).take(end).skip(start);
-        for slot in slots {
-            let (opcode, dst, src) = (slot[0], (slot[1] & 0xf) as usize % 11, (slot[1] >> 4) as usize % 11);
-            let new = match EFFECT[opcode as usize] {
-                Effect::Mov64 if slot[2] == 0 && slot[3] == 0 => regs[src],
-                Effect::Add64 | Effect::Sub64 => continue,
-                Effect::Add64Reg if regs[dst] == Pointer::Unknown => regs[src],
-                Effect::Add64Reg => continue,
-                Effect::Sub64Reg if regs[src] == Pointer::Unknown => continue,
-                Effect::None | Effect::Store | Effect::Jump => continue,
-                Effect::Call | Effect::Atomic => {
-                    regs[..6].fill(Pointer::Unknown);
-                    continue;
-                }
-                _ => Pointer::Unknown,
-            };
-            regs[dst] = new;
-            if usual[dst] == Pointer::Unknown {
-                usual[dst] = new;
-            }
-        }
-        usual[FRAME_POINTER as usize] = Pointer::Frame(0);
-        usual
     }
 
     /// The call-site hints recorded for the function starting at `pc`.
@@ -677,11 +632,6 @@ mod tests {
         assert_eq!(trace(text, 2)[7], Unknown);
         let text = "mov %r2, %r10\ncall local f\nexit\nf: mov %r0, %r2\nexit";
         assert_eq!(trace(text, 2)[3], InStack);
-        // A loop laid out before its set-up: at the loop head r9's state is lost, and it
-        // takes the region r9 usually points into.
-        let text = "mov %r7, 1\nja test\nbody: stxb [%r9], %r7\nadd %r9, %r4\njlt %r9, %r2, body\n\
-                    test: mov %r9, %r1\nadd %r9, %r4\njlt %r4, %r2, body\nexit";
-        assert_eq!(trace(text, 9)[2], InContext);
         // Spilled to the frame and reloaded; a store over the slot forgets it.
         let text = "stxdw [%r10-16], %r1\nldxdw %r3, [%r10-16]\nstxb [%r10-12], %r0\nldxdw %r4, [%r10-16]\n\
                     ldxdw %r5, [%r10-8]\nexit";
