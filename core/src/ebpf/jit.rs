@@ -2,7 +2,7 @@
 //! buffer or arena, and a handle that runs the result.
 
 use tessera_jit::{Allocation, CodeBuffer, Emitter, Fixup, Isa, Patcher, WithPatcher};
-use tessera_stencils::abi::{FRAME_SIZE, HelperReturn, JitContext, region, trap};
+use tessera_stencils::abi::{FRAME_SIZE, HelperReturn, JitContext, RegionEntry, region, trap};
 
 use super::error::{CompileError, RunError};
 use super::helpers::{self, CallFailure, HelperFn};
@@ -329,19 +329,10 @@ unsafe fn run_compiled(
 ) -> Result<u64, RunError> {
     memory.check_stack()?;
     memory.clear_stack(local_calls);
-    let regions = memory.table()?;
-    // The same depth rule as the interpreter: the configured limit, and no deeper than
-    // the stack can hold frames for; as a floor under the running frame's host address.
-    let stack_len = memory.stack.len() as u64;
-    let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
-    let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
-    let (r1, r2) = (memory.context_address(), memory.context.len() as u64);
-    let frame_host = regions[region::STACK as usize].host.wrapping_add(stack_len);
-    let state = RunState { helpers, memory };
     let mut ctx = JitContext {
-        frame_host,
+        frame_host: 0,
         fuel_complement: !config.fuel,
-        frame_floor: frame_host.wrapping_sub(max_depth * FRAME_SIZE),
+        frame_floor: 0,
         trap: trap::NONE,
         trap_insn: 0,
         trap_addr: 0,
@@ -349,9 +340,20 @@ unsafe fn run_compiled(
         helper: 0,
         call_helper,
         call_helper_by_id,
-        host: &state as *const RunState as *mut u8,
-        regions,
+        host: core::ptr::null_mut(),
+        regions: [RegionEntry::default(); region::COUNT],
     };
+    memory.fill_table(&mut ctx.regions)?;
+    // The same depth rule as the interpreter: the configured limit, and no deeper than
+    // the stack can hold frames for; as a floor under the running frame's host address.
+    let stack_len = memory.stack.len() as u64;
+    let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
+    let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
+    ctx.frame_host = ctx.regions[region::STACK as usize].host.wrapping_add(stack_len);
+    ctx.frame_floor = ctx.frame_host.wrapping_sub(max_depth * FRAME_SIZE);
+    let (r1, r2) = (memory.context_address(), memory.context.len() as u64);
+    let state = RunState { helpers, memory };
+    ctx.host = &state as *const RunState as *mut u8;
     // SAFETY: the caller guarantees `entry` is an entry stencil (C ABI:
     // `fn(*mut JitContext, u64, u64) -> u64`) in executable memory. Generated code only
     // touches memory through the region table in `ctx` (every access checked against it,

@@ -182,11 +182,18 @@ impl<'r, 'm> Memory<'r, 'm> {
     /// The run's region table, with host addresses taken from the mutable borrows (the
     /// pointers generated code writes through).
     pub(crate) fn table(&mut self) -> Result<Table, RunError> {
+        let mut table = [RegionEntry::default(); region::COUNT];
+        self.fill_table(&mut table)?;
+        Ok(table)
+    }
+
+    /// [`Memory::table`] into `table`, whose entries are all [`RegionEntry::default`] (no
+    /// access) on entry: built where it is used, with no copy (a table is 4 KiB).
+    pub(crate) fn fill_table(&mut self, table: &mut Table) -> Result<(), RunError> {
         let count = region::FIRST_MAP as usize + self.maps.len() + self.regions.len();
         if count > region::COUNT {
             return Err(RunError::TooManyRegions { max: (region::COUNT - region::FIRST_MAP as usize) as u32 });
         }
-        let mut table = [RegionEntry::default(); region::COUNT];
         let stack = self.stack.as_mut_ptr() as u64;
         table[region::STACK as usize] = RegionEntry::plain(region::STACK, stack, table_len(1, self.stack.len())?, true);
         let context = self.context.as_mut_ptr() as u64;
@@ -216,7 +223,7 @@ impl<'r, 'm> Memory<'r, 'm> {
             table[index] = RegionEntry::plain(index as u64, host, len, writable);
             index += 1;
         }
-        Ok(table)
+        Ok(())
     }
 
     /// Region `index`'s bytes.
