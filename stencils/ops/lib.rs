@@ -97,19 +97,33 @@ enum Next {
     Return(u64),
 }
 
-/// Argument registers of the calling convention that hold nothing (see `convention!`).
+/// Machine state beyond the context, `tmp` and the eBPF registers, in registers where the
+/// calling convention has room (see `convention!`): on AArch64 the fuel counter
+/// (`JitContext::fuel_complement`), the running frame's host address
+/// (`JitContext::frame_host`) and an unused slot; elsewhere both live in the context.
 #[cfg(target_arch = "aarch64")]
-const UNUSED: usize = 3;
+const EXTRA: usize = 3;
 #[cfg(not(target_arch = "aarch64"))]
-const UNUSED: usize = 0;
+const EXTRA: usize = 0;
+
+/// What a stencil returns to its caller (the runtime's entry, or a local call): r0 and, on
+/// AArch64, the fuel counter, which lives in a register the call does not preserve.
+#[cfg(target_arch = "aarch64")]
+#[repr(C)]
+struct Ret {
+    r0: u64,
+    fuel: u64,
+}
+#[cfg(not(target_arch = "aarch64"))]
+type Ret = u64;
 
 /// The machine state a stencil works on; lives in registers after inlining.
 struct State {
     ctx: *mut JitContext,
     tmp: u64,
     r: [u64; PINNED],
-    /// Passed on untouched.
-    unused: [u64; UNUSED],
+    /// See [`EXTRA`].
+    extra: [u64; EXTRA],
 }
 
 impl State {
@@ -120,11 +134,62 @@ impl State {
         unsafe { &mut *self.ctx }
     }
 
+    /// The running frame's host address (see [`EXTRA`]).
+    #[inline(always)]
+    fn frame_host(&self) -> u64 {
+        #[cfg(target_arch = "aarch64")]
+        return self.extra[1];
+        #[cfg(not(target_arch = "aarch64"))]
+        return self.ctx().frame_host;
+    }
+
+    #[inline(always)]
+    fn set_frame_host(&mut self, v: u64) {
+        #[cfg(target_arch = "aarch64")]
+        {
+            self.extra[1] = v;
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            self.ctx().frame_host = v;
+        }
+    }
+
+    /// What this stencil returns when control goes back to its caller with r0 = `r0`.
+    #[inline(always)]
+    fn ret(&self, r0: u64) -> Ret {
+        State::returning(r0, self.extra)
+    }
+
+    #[inline(always)]
+    fn returning(r0: u64, extra: [u64; EXTRA]) -> Ret {
+        #[cfg(target_arch = "aarch64")]
+        return Ret { r0, fuel: extra[0] };
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let _ = extra;
+            r0
+        }
+    }
+
+    /// Calls the code at `_HOLE_JUMP` as a function (the entry and local calls) and returns
+    /// its r0; on AArch64 the fuel counter comes back with it.
+    #[inline(always)]
+    fn call(&mut self) -> u64 {
+        let out = call_target(self);
+        #[cfg(target_arch = "aarch64")]
+        {
+            self.extra[0] = out.fuel;
+            return out.r0;
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        return out;
+    }
+
     #[inline(always)]
     fn get(&self, k: usize) -> u64 {
         if k == 10 {
-            let c = self.ctx();
-            c.frame_host.wrapping_sub(c.regions[region::STACK as usize].bias)
+            self.frame_host().wrapping_sub(self.ctx().regions[region::STACK as usize].bias)
         } else if k < PINNED {
             self.r[k]
         } else {
@@ -201,10 +266,10 @@ impl State {
     /// Charges the fuel of operand 1 (see [`charge`]); false when less is left (the run then
     /// ends with the fuel trap, so what the charge left in the counter does not matter).
     #[inline(always)]
-    fn burn_fuel(&self) -> bool {
+    fn burn_fuel(&mut self) -> bool {
         // `!fuel` counts up, so charging is one add whose carry says the fuel ran out. On
         // x86-64 the charge is folded into that add (LLVM would first move the relocated
-        // constant into a register).
+        // constant into a register); on AArch64 the counter is a register.
         #[cfg(target_arch = "x86_64")]
         {
             let mut ran_out = false;
@@ -223,7 +288,13 @@ impl State {
             };
             !ran_out
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            let (after, ran_out) = self.extra[0].overflowing_add(charge());
+            self.extra[0] = after;
+            !ran_out
+        }
+        #[cfg(target_arch = "riscv64")]
         {
             let c = self.ctx();
             let (after, ran_out) = c.fuel_complement.overflowing_add(charge());
@@ -250,7 +321,7 @@ impl State {
 macro_rules! return_trap {
     ($s:ident, $code:expr, $addr:expr) => {{
         let _ = $s.trap($code, $addr);
-        return 0;
+        return $s.ret(0);
     }};
 }
 
@@ -265,8 +336,9 @@ macro_rules! return_trap {
 // rax): r6..r9 in r12..r15, the context in rdi, r1, r2, r4, r5 in rsi, rdx, r8, r9, r0 in
 // rax; `tmp` takes rcx, where x86 wants a shift count, so that shifts stage their count in
 // it and move nothing else (a helper call moves r3 from r11 to rcx instead).
-// AArch64 (x20..x28, then x0..x7): r6..r9 and the context in x20..x24, three unused slots
-// (x26..x28 hold nothing), r0..r5 in x0..x5. RISC-V (`C`, a0..a7): r0..r5 in a0..a5, the
+// AArch64 (x20..x28, then x0..x7): r6..r9 and the context in x20..x24, `tmp` in x25, the
+// fuel counter and the running frame's host address in x26 and x27 (x28 holds nothing),
+// r0..r5 in x0..x5. RISC-V (`C`, a0..a7): r0..r5 in a0..a5, the
 // context in a6.
 
 /// Expands `$then!` with the ISA's calling convention: the ABI, the parameters in order,
@@ -285,9 +357,9 @@ macro_rules! convention {
 macro_rules! convention {
     ($then:ident!($($args:tt)*)) => {
         $then!("rust-preserve-none",
-            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, tmp: u64, x26: u64, x27: u64, x28: u64,
+            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, tmp: u64, fuel: u64, frame: u64, x28: u64,
                 r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64],
-            [ctx, tmp], [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9], [x26, x27, x28], $($args)*);
+            [ctx, tmp], [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9], [fuel, frame, x28], $($args)*);
     };
 }
 #[cfg(target_arch = "riscv64")]
@@ -303,18 +375,17 @@ macro_rules! convention {
 macro_rules! declare_holes {
     ($abi:literal, [$($p:ident: $t:ty),*], [$ctx:ident, $tmp:ident], [$($r:ident),*], [$($x:ident),*],) => {
         unsafe extern $abi {
-            fn _HOLE_CONTINUE($($p: $t),*) -> u64;
-            fn _HOLE_JUMP($($p: $t),*) -> u64;
-            fn _HOLE_COLD($($p: $t),*) -> u64;
+            fn _HOLE_CONTINUE($($p: $t),*) -> Ret;
+            fn _HOLE_JUMP($($p: $t),*) -> Ret;
+            fn _HOLE_COLD($($p: $t),*) -> Ret;
         }
 
-        /// Calls the code at `_HOLE_JUMP` as a function (entry and local calls) and returns
-        /// its r0.
+        /// Calls the code at `_HOLE_JUMP` as a function (see [`State::call`]).
         #[inline(always)]
-        fn call_target(s: &State) -> u64 {
+        fn call_target(s: &State) -> Ret {
             let ($ctx, $tmp) = (s.ctx, s.tmp);
             let [$($r),*] = s.r;
-            let [$($x),*] = s.unused;
+            let [$($x),*] = s.extra;
             // SAFETY: `_HOLE_JUMP` is patched to the first stencil of an eBPF function,
             // which has this signature and returns r0.
             unsafe { _HOLE_JUMP($($p),*) }
@@ -330,11 +401,11 @@ macro_rules! stencil_in {
         |$s:ident| $body:expr) => {
         const _: () = {
             #[unsafe(export_name = $name)]
-            extern $abi fn stencil($($p: $t),*) -> u64 {
+            extern $abi fn stencil($($p: $t),*) -> Ret {
                 #[allow(unused_mut)]
-                let mut $s = State { ctx: $ctx, tmp: $tmp, r: [$($r),*], unused: [$($x),*] };
+                let mut $s = State { ctx: $ctx, tmp: $tmp, r: [$($r),*], extra: [$($x),*] };
                 let next: Next = $body;
-                let State { ctx: $ctx, tmp: $tmp, r: [$($r),*], unused: [$($x),*] } = $s;
+                let State { ctx: $ctx, tmp: $tmp, r: [$($r),*], extra: [$($x),*] } = $s;
                 match next {
                     // SAFETY: the holes are patched to stencils with this very signature.
                     Next::Continue => unsafe { become _HOLE_CONTINUE($($p),*) },
@@ -342,7 +413,7 @@ macro_rules! stencil_in {
                     Next::Jump => unsafe { become _HOLE_JUMP($($p),*) },
                     // SAFETY: as above.
                     Next::Cold => unsafe { become _HOLE_COLD($($p),*) },
-                    Next::Return(v) => v,
+                    Next::Return(v) => State::returning(v, [$($x),*]),
                 }
             }
         };
@@ -417,7 +488,12 @@ extern "C" fn entry(ctx: *mut JitContext, r1: u64, r2: u64) -> u64 {
     let mut r = [0u64; PINNED];
     r[1] = r1;
     r[2] = r2;
-    call_target(&State { ctx, tmp: 0, r, unused: [0; UNUSED] })
+    // SAFETY: the runtime passes a valid, exclusive JitContext for the whole run.
+    #[cfg(target_arch = "aarch64")]
+    let extra = unsafe { [(*ctx).fuel_complement, (*ctx).frame_host, 0] };
+    #[cfg(not(target_arch = "aarch64"))]
+    let extra = [];
+    State { ctx, tmp: 0, r, extra }.call()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -824,7 +900,7 @@ macro_rules! loads {
                 }
             });
             writable_family!($frame_name, |s, K| {
-                let host = s.ctx().frame_host.wrapping_add(imm());
+                let host = s.frame_host().wrapping_add(imm());
                 load::<$ty>(&mut s, K, host)
             });
         )*
@@ -903,11 +979,11 @@ macro_rules! stores {
                 }
             });
             readable_family!($frame_name, |s, K| {
-                let host = s.ctx().frame_host.wrapping_add(imm());
+                let host = s.frame_host().wrapping_add(imm());
                 store_value::<$ty>(host, s.get(K))
             });
             stencil!($frame_imm, |s| {
-                let host = s.ctx().frame_host.wrapping_add(imm());
+                let host = s.frame_host().wrapping_add(imm());
                 store_value::<$ty>(host, imm1())
             });
         )*
@@ -1053,19 +1129,19 @@ stencil!("call_local", |s| {
 /// [`call_local`] after the fuel: the depth limit, the frame, the call.
 #[inline(always)]
 fn call_local(s: &mut State) -> Next {
-    let c = s.ctx();
-    if c.frame_host <= c.frame_floor {
+    let frame = s.frame_host();
+    if frame <= s.ctx().frame_floor {
         return s.trap(trap::CALL_DEPTH, 0);
     }
-    c.frame_host -= FRAME_SIZE;
+    s.set_frame_host(frame - FRAME_SIZE);
     let (r6, r7, r8, r9) = (s.get(6), s.get(7), s.get(8), s.get(9));
-    let r0 = call_target(s);
+    let r0 = s.call();
     if s.ctx().trap != 0 {
         cold_path();
         // The callee recorded the trap; unwind without touching it.
         return Next::Return(0);
     }
-    s.ctx().frame_host += FRAME_SIZE;
+    s.set_frame_host(s.frame_host() + FRAME_SIZE);
     // Only the context and r6..r9 live across the call (see `call_helper`).
     s.tmp = 0;
     s.set(0, r0);
