@@ -29,7 +29,9 @@ impl core::fmt::Debug for Helper {
 pub(crate) enum CallFailure {
     /// The helper panicked; with `std` the panic is caught at the call, so that the
     /// interpreter and generated code report it alike (without `std` a panic is the
-    /// embedder's panic handler's business: it never unwinds through generated code).
+    /// embedder's panic handler's business: it never unwinds through generated code, and
+    /// this is never built).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     Panicked,
 }
 
