@@ -85,11 +85,13 @@ impl<'h> Helpers<'h> {
 
     /// The position of helper `id` in the table: what generated code calls it by (`call`
     /// resolves its helper when the program is lowered).
+    #[cfg(feature = "jit")]
     pub(crate) fn index_of(&self, id: u32) -> Option<usize> {
         self.table.iter().position(|h| h.id == id)
     }
 
     /// The helper at position `index` (from [`Helpers::index_of`]).
+    #[cfg(feature = "jit")]
     #[inline]
     pub(crate) fn at(&self, index: u64) -> Option<HelperFn> {
         self.table.get(usize::try_from(index).ok()?).map(|h| h.func)
