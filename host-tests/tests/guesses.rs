@@ -31,9 +31,11 @@ fn stencils_at(text: &str, pc: usize) -> Vec<&'static str> {
     at.1
 }
 
-/// Runs `text` in both modes on fresh, identical memory and returns the two outcomes with
-/// the final stack and context of each.
-fn both(text: &str, helpers: &[Helper], stack_len: usize) -> [(Result<u64, Error>, Vec<u8>, Vec<u8>); 2] {
+/// A run's outcome with the final stack and context.
+type Outcome = (Result<u64, Error>, Vec<u8>, Vec<u8>);
+
+/// Runs `text` in both modes on fresh, identical memory.
+fn both(text: &str, helpers: &[Helper], stack_len: usize) -> [Outcome; 2] {
     let bytes = asm::assemble_to_bytes(text).expect("assembles");
     [Mode::Interpreter, Mode::Jit].map(|mode| {
         let mut vm = Vm::new(&bytes, Helpers::new(helpers)).expect("valid program");
