@@ -58,28 +58,20 @@ pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
 /// value area `mask` is the value stride minus one and the limits are the value size (0 for
 /// writes to a read-only map), so an access stays inside one value.
 ///
-/// The fast checks of generated code's hot path, for an access of size class `c` (1, 2,
-/// 4, 8 bytes) at the whole 64-bit virtual address `addr`, are two forms of `off <
-/// fast_end`, where `fast_end = limit + 1 - size` (saturating at 0) for a plain region and 0
-/// for a value area (so every access to a value area takes the slow path):
-/// - any address: `addr < read_end[c]` (or `write_end[c]`) in the entry of region `(addr >>
-///   32) & 15`, with the ends virtual: `read_end[c] = start + fast_end`. The masked index is
-///   exact: when bits 36..63 of `addr` are not all zero, `addr >= 2^36` exceeds every end;
-///   otherwise `(addr >> 32) & 15` is `addr`'s region, `addr >= start`, and `addr < start +
-///   fast_end` is `off < fast_end`;
-/// - where the lowering expects region `i`: `addr - start < read_bound[c]` (wrapping, one
-///   compare: an address below `start` wraps to a huge offset) in entry `i`, with
-///   `read_bound[c] = fast_end`.
-///
-/// For a plain region `off < fast_end` is the full check; so a fast pass implies a full
-/// pass, and the host address is `addr + bias` (`host + off`).
+/// The fast check of generated code's hot path, for an access of size class `c` (1, 2, 4,
+/// 8 bytes) at the whole 64-bit virtual address `addr` in region `i`: `addr - start <
+/// read_bound[c]` (or `write_bound[c]`; wrapping, so one unsigned compare: an address below
+/// `start` wraps to a huge offset), where `read_bound[c] = limit + 1 - size` (saturating at
+/// 0) for a plain region and 0 for a value area (so every access to a value area takes the
+/// slow path). For a plain region that is the full check; so a fast pass implies a full
+/// pass, and the host address is `addr + bias`. Region `i` is the one the lowering expects
+/// (a guess: any other address fails the check), or for any address `(addr >> 32) & 15`:
+/// when bits 36..63 of `addr` are not all zero, `addr - start >= 2^32` exceeds every
+/// bound; otherwise it is `addr`'s region.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, align(256))]
+#[repr(C, align(128))]
 pub struct RegionEntry {
-    /// Fast-check ends (virtual, exclusive) per size class, for loads and for stores.
-    pub read_end: [u64; 4],
-    pub write_end: [u64; 4],
-    /// The same as offsets in the region (`fast_end`).
+    /// Fast-check bounds on the offset per size class, for loads and for stores.
     pub read_bound: [u64; 4],
     pub write_bound: [u64; 4],
     /// The virtual address of byte 0 (`index << 32`).
@@ -112,12 +104,9 @@ impl RegionEntry {
     ) -> RegionEntry {
         let plain = mask == u32::MAX;
         let start = region::address(index);
-        let (read_bound, write_bound) = (fast_ends(plain, read_limit), fast_ends(plain, write_limit));
         RegionEntry {
-            read_end: virtual_ends(start, read_bound),
-            write_end: virtual_ends(start, write_bound),
-            read_bound,
-            write_bound,
+            read_bound: fast_ends(plain, read_limit),
+            write_bound: fast_ends(plain, write_limit),
             start,
             bias: host.wrapping_sub(start),
             host,
@@ -137,17 +126,12 @@ const fn fast_ends(plain: bool, limit: u32) -> [u64; 4] {
     [fast_end(limit, 1), fast_end(limit, 2), fast_end(limit, 4), fast_end(limit, 8)]
 }
 
-/// Offset bounds as virtual ends of the region starting at `start`.
-const fn virtual_ends(start: u64, bounds: [u64; 4]) -> [u64; 4] {
-    [start + bounds[0], start + bounds[1], start + bounds[2], start + bounds[3]]
-}
-
 /// The exclusive bound on the offset of a `size`-byte access inside `limit` bytes.
 const fn fast_end(limit: u32, size: u32) -> u64 {
     if limit >= size { (limit - size + 1) as u64 } else { 0 }
 }
 
-/// The index of an access size in [`RegionEntry::read_end`] / `write_end`.
+/// The index of an access size in [`RegionEntry::read_bound`] / `write_bound`.
 pub const fn size_class(size: u64) -> usize {
     match size {
         1 => 0,

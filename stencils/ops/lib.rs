@@ -228,30 +228,24 @@ impl State {
     }
 
     /// The hot path's check of any virtual address (see `abi::RegionEntry`): the host address
-    /// when the fast check passes. `None` does not mean a fault, only that the slow path must
-    /// decide.
+    /// when the fast check passes in the entry of region `(addr >> 32) & 15`. `None` does not
+    /// mean a fault, only that the slow path must decide.
     #[inline(always)]
     fn translate_fast(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
         // Entry `(addr >> 32) & 15`, its byte offset computed in one shift and one mask.
         const ENTRY: u64 = core::mem::size_of::<abi::RegionEntry>() as u64;
-        const _: () = assert!(ENTRY == 256 && region::COUNT == 16);
-        let offset = ((addr >> 24) & (15 * ENTRY)) as usize;
+        const _: () = assert!(ENTRY == 128 && region::COUNT == 16);
+        let offset = ((addr >> 25) & (15 * ENTRY)) as usize;
         // SAFETY: `offset` is at most 15 entries into the 16-entry table of the context.
         let r = unsafe { &*((self.ctx as *const u8).add(abi::REGIONS + offset) as *const abi::RegionEntry) };
-        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
-        if addr < end { Some(addr.wrapping_add(r.bias)) } else { None }
+        fast_check(r, addr, size, write)
     }
 
     /// The hot path's check of an address the lowering expects in region `index`: the host
     /// address when it is there and the fast check passes (else the slow path decides).
     #[inline(always)]
     fn translate_in(&self, index: usize, addr: u64, size: u64, write: bool) -> Option<u64> {
-        let r = &self.ctx().regions[index];
-        let bound = if write { r.write_bound[abi::size_class(size)] } else { r.read_bound[abi::size_class(size)] };
-        // One compare (one branch): below `start` the offset wraps to a huge number.
-        let off = addr.wrapping_sub(r.start);
-        // The host address from `addr` rather than `off`: it does not wait for the check.
-        if off < bound { Some(addr.wrapping_add(r.bias)) } else { None }
+        fast_check(&self.ctx().regions[index], addr, size, write)
     }
 
     /// The host address of an access of `size` bytes at offset `off` of the context memory,
@@ -314,6 +308,15 @@ impl State {
         self.set(4, 0);
         self.set(5, 0);
     }
+}
+
+/// The fast check of an access in region `r` (see `abi::RegionEntry`): one compare of the
+/// offset, which wraps when `addr` is below the region; the host address comes from `addr`,
+/// so that it does not wait for the check.
+#[inline(always)]
+fn fast_check(r: &abi::RegionEntry, addr: u64, size: u64, write: bool) -> Option<u64> {
+    let bound = if write { r.write_bound[abi::size_class(size)] } else { r.read_bound[abi::size_class(size)] };
+    if addr.wrapping_sub(r.start) < bound { Some(addr.wrapping_add(r.bias)) } else { None }
 }
 
 /// Records a trap and returns from the stencil (to the runtime, or to a `call_local`
