@@ -149,15 +149,17 @@ pub const fn size_class(size: u64) -> usize {
 pub struct JitContext {
     /// Host address of `r10` of the running frame: frame-relative accesses the lowering
     /// proved inside the frame use it with no check. `r10` as the program sees it is
-    /// `frame_host - regions[STACK].bias`, so that a local call moves one field.
+    /// `frame_host - regions[STACK].bias`, so that a local call moves one value. On AArch64
+    /// it (like `fuel_complement`) is the initial value only: generated code keeps it in a
+    /// register.
     pub frame_host: u64,
     /// `!fuel_left` (that is, `u64::MAX - fuel_left`): every back edge (taken or not) and
     /// local call charges what `tessera::ebpf::fuel` says, exactly as the interpreter does;
     /// kept complemented so that a charge is one add whose carry means "out of fuel". The
     /// add is stored even when it carries: the run ends there, with the fuel trap.
     pub fuel_complement: u64,
-    /// The lowest `frame_host` a local call may leave: the caller's `frame_host` when the
-    /// call depth has reached its limit (`frame_host` drops by [`FRAME_SIZE`] per level).
+    /// A local call traps when the caller's `frame_host` is at or below this: the depth
+    /// limit, as `frame_host` drops by [`FRAME_SIZE`] per level.
     pub frame_floor: u64,
     /// Trap code (see [`trap`]), the instruction index it names, and the faulting address.
     pub trap: u64,
