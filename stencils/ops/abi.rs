@@ -48,7 +48,8 @@ pub mod region {
 /// `MAP_HANDLE | m`. No region has this index, so a handle cannot be dereferenced.
 pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
 
-/// One region as checks see it: 64 bytes, so generated code finds entry `i` at `64 * i`.
+/// One region as checks see it: 128 bytes, so generated code finds entry `i` at
+/// [`REGIONS`]` + 128 * i` of the context.
 ///
 /// The full check (`semantics::locate`, run by the interpreter and by the JIT's slow path):
 /// an access of `size` bytes at offset `off` is allowed when `off < len` and `(off & mask) +
@@ -57,17 +58,28 @@ pub const MAP_HANDLE: u64 = 0xffff_0000_0000_0000;
 /// value area `mask` is the value stride minus one and the limits are the value size (0 for
 /// writes to a read-only map), so an access stays inside one value.
 ///
-/// The fast check of generated code's hot path: `off < read_end[c]` (or `write_end[c]`) for
-/// size class `c` (1, 2, 4, 8 bytes). For a plain region `read_end[c] = limit + 1 - size`
-/// (saturating at 0), which is the full check; for a value area it is 0, so every access
-/// takes the slow path. A fast pass therefore implies a full pass.
+/// The fast check of generated code's hot path, for an access of size class `c` (1, 2, 4,
+/// 8 bytes) at the whole 64-bit virtual address `addr` in region `i`: `addr - start <
+/// read_bound[c]` (or `write_bound[c]`; wrapping, so one unsigned compare: an address below
+/// `start` wraps to a huge offset), where `read_bound[c] = limit + 1 - size` (saturating at
+/// 0) for a plain region and 0 for a value area (so every access to a value area takes the
+/// slow path). For a plain region that is the full check; so a fast pass implies a full
+/// pass, and the host address is `addr + bias`. Region `i` is the one the lowering expects
+/// (a guess: any other address fails the check), or for any address `(addr >> 32) & 15`:
+/// when bits 36..63 of `addr` are not all zero, `addr - start >= 2^32` exceeds every
+/// bound; otherwise it is `addr`'s region.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub struct RegionEntry {
+    /// Fast-check bounds on the offset per size class, for loads and for stores.
+    pub read_bound: [u64; 4],
+    pub write_bound: [u64; 4],
+    /// The virtual address of byte 0 (`index << 32`).
+    pub start: u64,
+    /// Host address minus virtual address (wrapping): `host = addr + bias`.
+    pub bias: u64,
     /// Host address of byte 0 (generated code only; the interpreter uses slices).
     pub host: u64,
-    pub read_end: [u32; 4],
-    pub write_end: [u32; 4],
     pub len: u32,
     pub mask: u32,
     pub read_limit: u32,
@@ -75,19 +87,42 @@ pub struct RegionEntry {
 }
 
 impl RegionEntry {
-    /// A plain region of `len` bytes at host address `host`.
-    pub const fn plain(host: u64, len: u32, writable: bool) -> RegionEntry {
+    /// No access at all (the same as `RegionEntry::default()`, usable in constants).
+    pub const NONE: RegionEntry = RegionEntry {
+        read_bound: [0; 4],
+        write_bound: [0; 4],
+        start: 0,
+        bias: 0,
+        host: 0,
+        len: 0,
+        mask: 0,
+        read_limit: 0,
+        write_limit: 0,
+    };
+
+    /// Plain region `index` of `len` bytes at host address `host`.
+    pub const fn plain(index: u64, host: u64, len: u32, writable: bool) -> RegionEntry {
         let write_limit = if writable { len } else { 0 };
-        RegionEntry::with_check(host, len, u32::MAX, len, write_limit)
+        RegionEntry::with_check(index, host, len, u32::MAX, len, write_limit)
     }
 
-    /// A region with the given full check; the fast check is derived from it.
-    pub const fn with_check(host: u64, len: u32, mask: u32, read_limit: u32, write_limit: u32) -> RegionEntry {
+    /// Region `index` with the given full check; the fast checks are derived from it.
+    pub const fn with_check(
+        index: u64,
+        host: u64,
+        len: u32,
+        mask: u32,
+        read_limit: u32,
+        write_limit: u32,
+    ) -> RegionEntry {
         let plain = mask == u32::MAX;
+        let start = region::address(index);
         RegionEntry {
+            read_bound: fast_ends(plain, read_limit),
+            write_bound: fast_ends(plain, write_limit),
+            start,
+            bias: host.wrapping_sub(start),
             host,
-            read_end: fast_ends(plain, read_limit),
-            write_end: fast_ends(plain, write_limit),
             len,
             mask,
             read_limit,
@@ -96,8 +131,8 @@ impl RegionEntry {
     }
 }
 
-/// The fast check's bounds for access sizes 1, 2, 4, 8 (see [`RegionEntry`]).
-const fn fast_ends(plain: bool, limit: u32) -> [u32; 4] {
+/// The fast check's offset bounds for access sizes 1, 2, 4, 8 (see [`RegionEntry`]).
+const fn fast_ends(plain: bool, limit: u32) -> [u64; 4] {
     if !plain {
         return [0; 4];
     }
@@ -105,11 +140,11 @@ const fn fast_ends(plain: bool, limit: u32) -> [u32; 4] {
 }
 
 /// The exclusive bound on the offset of a `size`-byte access inside `limit` bytes.
-const fn fast_end(limit: u32, size: u32) -> u32 {
-    if limit >= size { limit - size + 1 } else { 0 }
+const fn fast_end(limit: u32, size: u32) -> u64 {
+    if limit >= size { (limit - size + 1) as u64 } else { 0 }
 }
 
-/// The index of an access size in [`RegionEntry::read_end`] / `write_end`.
+/// The index of an access size in [`RegionEntry::read_bound`] / `write_bound`.
 pub const fn size_class(size: u64) -> usize {
     match size {
         1 => 0,
@@ -120,32 +155,56 @@ pub const fn size_class(size: u64) -> usize {
 }
 
 /// The runtime-owned block generated code reads and writes. `#[repr(C)]`: stencils address
-/// fields by offset, so the layout is part of the table digest.
-#[repr(C)]
+/// fields by offset, so the layout is part of the table digest. The scalar fields come
+/// first, so that on RISC-V (12-bit signed load offsets) every one of them and the entries
+/// of the stack and the context are one load away from the context pointer.
+#[repr(C, align(128))]
 pub struct JitContext {
-    /// The run's region table (see [`region`]).
-    pub regions: [RegionEntry; region::COUNT],
     /// Host address of `r10` of the running frame: frame-relative accesses the lowering
-    /// proved inside the frame use it with no check.
+    /// proved inside the frame use it with no check. `r10` as the program sees it is
+    /// `frame_host - regions[STACK].bias`, so that a local call moves one value. On AArch64
+    /// it (like `fuel_complement`) is the initial value only: generated code keeps it in a
+    /// register.
     pub frame_host: u64,
-    /// `r10` of the running frame, as the program sees it (virtual).
-    pub frame_pointer: u64,
     /// `!fuel_left` (that is, `u64::MAX - fuel_left`): every back edge (taken or not) and
     /// local call charges what `tessera::ebpf::fuel` says, exactly as the interpreter does;
-    /// kept complemented so that a charge is one add whose carry means "out of fuel".
+    /// kept complemented so that a charge is one add whose carry means "out of fuel". The
+    /// add is stored even when it carries: the run ends there, with the fuel trap.
     pub fuel_complement: u64,
-    /// Current and maximum local-call depth.
-    pub depth: u64,
-    pub max_depth: u64,
+    /// A local call traps when the caller's `frame_host` is at or below this: the depth
+    /// limit, as `frame_host` drops by [`FRAME_SIZE`] per level.
+    pub frame_floor: u64,
     /// Trap code (see [`trap`]), the instruction index it names, and the faulting address.
     pub trap: u64,
     pub trap_insn: u64,
     pub trap_addr: u64,
     /// eBPF registers that an ISA does not pin in machine registers live here, by index.
     pub spill: [u64; 11],
-    /// Calls helper `id` with r1..r5; sets `trap` when it cannot.
+    /// The helper the next call calls: its position in the program's helper table for
+    /// [`JitContext::call_helper`], its id for [`JitContext::call_helper_by_id`].
+    pub helper: u64,
+    /// Calls the helper at position [`JitContext::helper`] with r1..r5 (`call`, whose helper
+    /// the lowering resolved), passed in the registers the helper takes them in (see the
+    /// stencils' calling convention). A trap comes back in the result, so that nothing
+    /// lives across the helper call in the runtime; `trap_addr` is set here.
     pub call_helper:
-        unsafe extern "C" fn(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64,
+        unsafe extern "C" fn(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn,
+    /// The same for the helper with id [`JitContext::helper`] (`callx`).
+    pub call_helper_by_id:
+        unsafe extern "C" fn(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn,
     /// Opaque pointer for the runtime's own state (helpers, memory, maps).
     pub host: *mut u8,
+    /// The run's region table (see [`region`]), at [`REGIONS`].
+    pub regions: [RegionEntry; region::COUNT],
 }
+
+/// What [`JitContext::call_helper`] returns: r0, or a trap code (see [`trap`]; 0 for none).
+/// Two words, returned in two registers by the C ABI of every supported ISA.
+#[repr(C)]
+pub struct HelperReturn {
+    pub r0: u64,
+    pub trap: u64,
+}
+
+/// Where [`JitContext::regions`] starts.
+pub const REGIONS: usize = core::mem::offset_of!(JitContext, regions);

@@ -6,10 +6,11 @@
 //!
 //! Calling convention: every stencil receives the context pointer, the scratch register
 //! `tmp` (second operand of the next operation) and the eBPF registers that this ISA pins in
-//! machine registers, and tail-calls its continuation with the same arguments. x86-64 and
-//! AArch64 use `extern "rust-preserve-none"`, which has room for all of r0..r9; RISC-V has
-//! only a0..a7 for a guaranteed tail call, so r0..r5 are pinned and r6..r9 live in
-//! `JitContext::spill`. r10 (virtual) is always read from `JitContext::frame_pointer`.
+//! machine registers, and tail-calls its continuation with the same arguments, in an order
+//! per ISA chosen for calls (see `convention!`). x86-64 and AArch64 use `extern
+//! "rust-preserve-none"`, which has room for all of r0..r9; RISC-V has only a0..a7 for a
+//! guaranteed tail call, so r0..r5 are pinned and r6..r9 live in `JitContext::spill`. r10
+//! (virtual) is computed from `JitContext::frame_host`.
 //!
 //! Holes are extern symbols whose address is the patched value (see `tessera_jit::HoleValue`):
 //! `_HOLE_CONTINUE` (the next stencil; a trailing jump to it is removed), `_HOLE_JUMP` (a
@@ -99,11 +100,33 @@ enum Next {
     Return(u64),
 }
 
+/// Machine state beyond the context, `tmp` and the eBPF registers, in registers where the
+/// calling convention has room (see `convention!`): on AArch64 the fuel counter
+/// (`JitContext::fuel_complement`), the running frame's host address
+/// (`JitContext::frame_host`) and an unused slot; elsewhere both live in the context.
+#[cfg(target_arch = "aarch64")]
+const EXTRA: usize = 3;
+#[cfg(not(target_arch = "aarch64"))]
+const EXTRA: usize = 0;
+
+/// What a stencil returns to its caller (the runtime's entry, or a local call): r0 and, on
+/// AArch64, the fuel counter, which lives in a register the call does not preserve.
+#[cfg(target_arch = "aarch64")]
+#[repr(C)]
+struct Ret {
+    r0: u64,
+    fuel: u64,
+}
+#[cfg(not(target_arch = "aarch64"))]
+type Ret = u64;
+
 /// The machine state a stencil works on; lives in registers after inlining.
 struct State {
     ctx: *mut JitContext,
     tmp: u64,
     r: [u64; PINNED],
+    /// See [`EXTRA`].
+    extra: [u64; EXTRA],
 }
 
 impl State {
@@ -114,10 +137,62 @@ impl State {
         unsafe { &mut *self.ctx }
     }
 
+    /// The running frame's host address (see [`EXTRA`]).
+    #[inline(always)]
+    fn frame_host(&self) -> u64 {
+        #[cfg(target_arch = "aarch64")]
+        return self.extra[1];
+        #[cfg(not(target_arch = "aarch64"))]
+        return self.ctx().frame_host;
+    }
+
+    #[inline(always)]
+    fn set_frame_host(&mut self, v: u64) {
+        #[cfg(target_arch = "aarch64")]
+        {
+            self.extra[1] = v;
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            self.ctx().frame_host = v;
+        }
+    }
+
+    /// What this stencil returns when control goes back to its caller with r0 = `r0`.
+    #[inline(always)]
+    fn ret(&self, r0: u64) -> Ret {
+        State::returning(r0, self.extra)
+    }
+
+    #[inline(always)]
+    fn returning(r0: u64, extra: [u64; EXTRA]) -> Ret {
+        #[cfg(target_arch = "aarch64")]
+        return Ret { r0, fuel: extra[0] };
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let _ = extra;
+            r0
+        }
+    }
+
+    /// Calls the code at `_HOLE_JUMP` as a function (the entry and local calls) and returns
+    /// its r0; on AArch64 the fuel counter comes back with it.
+    #[inline(always)]
+    fn call(&mut self) -> u64 {
+        let out = call_target(self);
+        #[cfg(target_arch = "aarch64")]
+        {
+            self.extra[0] = out.fuel;
+            return out.r0;
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        return out;
+    }
+
     #[inline(always)]
     fn get(&self, k: usize) -> u64 {
         if k == 10 {
-            self.ctx().frame_pointer
+            self.frame_host().wrapping_sub(self.ctx().regions[region::STACK as usize].bias)
         } else if k < PINNED {
             self.r[k]
         } else {
@@ -151,22 +226,29 @@ impl State {
     #[inline(always)]
     fn translate(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
         let c = self.ctx();
-        let (index, off) = sem::locate(&c.regions, addr, size, write)?;
-        Some(c.regions.get(index)?.host.wrapping_add(off))
+        let (index, _) = sem::locate(&c.regions, addr, size, write)?;
+        Some(addr.wrapping_add(c.regions.get(index)?.bias))
     }
 
-    /// The hot path's check (see `abi::RegionEntry`): the host address when the fast check
-    /// passes. `None` does not mean a fault, only that the slow path must decide.
+    /// The hot path's check of any virtual address (see `abi::RegionEntry`): the host address
+    /// when the fast check passes in the entry of region `(addr >> 32) & 15`. `None` does not
+    /// mean a fault, only that the slow path must decide.
     #[inline(always)]
     fn translate_fast(&self, addr: u64, size: u64, write: bool) -> Option<u64> {
-        if addr >> 32 >= region::COUNT as u64 {
-            return None;
-        }
-        let r = &self.ctx().regions[(addr >> 32) as usize];
-        // Compared as 32-bit numbers: one compare with the table, no extra register.
-        let off = addr as u32;
-        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
-        if off < end { Some(r.host.wrapping_add(off as u64)) } else { None }
+        // Entry `(addr >> 32) & 15`, its byte offset computed in one shift and one mask.
+        const ENTRY: u64 = core::mem::size_of::<abi::RegionEntry>() as u64;
+        const _: () = assert!(ENTRY == 128 && region::COUNT == 16);
+        let offset = ((addr >> 25) & (15 * ENTRY)) as usize;
+        // SAFETY: `offset` is at most 15 entries into the 16-entry table of the context.
+        let r = unsafe { &*((self.ctx as *const u8).add(abi::REGIONS + offset) as *const abi::RegionEntry) };
+        fast_check(r, addr, size, write)
+    }
+
+    /// The hot path's check of an address the lowering expects in region `index`: the host
+    /// address when it is there and the fast check passes (else the slow path decides).
+    #[inline(always)]
+    fn translate_in(&self, index: usize, addr: u64, size: u64, write: bool) -> Option<u64> {
+        fast_check(&self.ctx().regions[index], addr, size, write)
     }
 
     /// The host address of an access of `size` bytes at offset `off` of the context memory,
@@ -174,21 +256,48 @@ impl State {
     #[inline(always)]
     fn context_host(&self, off: u64, size: u64, write: bool) -> Option<u64> {
         let r = &self.ctx().regions[region::CONTEXT as usize];
-        let end = if write { r.write_end[abi::size_class(size)] } else { r.read_end[abi::size_class(size)] };
-        if off < end as u64 { Some(r.host.wrapping_add(off)) } else { None }
+        let bound = if write { r.write_bound[abi::size_class(size)] } else { r.read_bound[abi::size_class(size)] };
+        if off < bound { Some(r.host.wrapping_add(off)) } else { None }
     }
 
-    /// Charges `units` of fuel; false (and nothing charged) when fewer are left.
+    /// Charges the fuel of operand 1 (see [`charge`]); false when less is left (the run then
+    /// ends with the fuel trap, so what the charge left in the counter does not matter).
     #[inline(always)]
-    fn burn_fuel(&self, units: u64) -> bool {
-        // `!fuel` counts up, so charging is one add whose carry says the fuel ran out.
-        let c = self.ctx();
-        let (after, ran_out) = c.fuel_complement.overflowing_add(units);
-        if ran_out {
-            return false;
+    fn burn_fuel(&mut self) -> bool {
+        // `!fuel` counts up, so charging is one add whose carry says the fuel ran out. On
+        // x86-64 the charge is folded into that add (LLVM would first move the relocated
+        // constant into a register); on AArch64 the counter is a register.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut ran_out = false;
+            // SAFETY: one add to the context's fuel counter (valid for the whole run, see
+            // `ctx`); flags clobbered, as asm! assumes.
+            unsafe {
+                core::arch::asm!(
+                    "add qword ptr [{ctx} + {fuel}], offset {charge}",
+                    "jc {out}",
+                    ctx = in(reg) self.ctx,
+                    fuel = const core::mem::offset_of!(JitContext, fuel_complement),
+                    charge = sym _HOLE_OPERAND1,
+                    out = label { ran_out = true },
+                    options(nostack),
+                )
+            };
+            !ran_out
         }
-        c.fuel_complement = after;
-        true
+        #[cfg(target_arch = "aarch64")]
+        {
+            let (after, ran_out) = self.extra[0].overflowing_add(charge());
+            self.extra[0] = after;
+            !ran_out
+        }
+        #[cfg(target_arch = "riscv64")]
+        {
+            let c = self.ctx();
+            let (after, ran_out) = c.fuel_complement.overflowing_add(charge());
+            c.fuel_complement = after;
+            !ran_out
+        }
     }
 
     /// After any call r1..r5 are scratch; zeroing them keeps JIT and interpreter identical.
@@ -204,111 +313,122 @@ impl State {
     }
 }
 
+/// The fast check of an access in region `r` (see `abi::RegionEntry`): one compare of the
+/// offset, which wraps when `addr` is below the region; the host address comes from `addr`,
+/// so that it does not wait for the check.
+#[inline(always)]
+fn fast_check(r: &abi::RegionEntry, addr: u64, size: u64, write: bool) -> Option<u64> {
+    let bound = if write { r.write_bound[abi::size_class(size)] } else { r.read_bound[abi::size_class(size)] };
+    if addr.wrapping_sub(r.start) < bound { Some(addr.wrapping_add(r.bias)) } else { None }
+}
+
 /// Records a trap and returns from the stencil (to the runtime, or to a `call_local`
 /// stencil, which passes it on).
 macro_rules! return_trap {
     ($s:ident, $code:expr, $addr:expr) => {{
         let _ = $s.trap($code, $addr);
-        return 0;
+        return $s.ret(0);
     }};
 }
 
 // ---------------------------------------------------------------------------------------
-// Calling convention, per ISA.
+// Calling convention, per ISA: the order in which every stencil receives the machine state
+// and passes it on decides which machine register holds what. It is chosen for calls out of
+// generated code: the helper trampoline is a C function `(ctx, a1, a2, a3, a4, a5)` whose
+// arguments the helper takes in the same registers (`(memory, a1, .., a5)`), so r1..r5 sit in
+// the C ABI's second to sixth argument registers and reach the helper with no move, r0 sits
+// where C returns a value, and r6..r9 (which live across calls) sit in registers the C ABI
+// preserves. x86-64 (`rust-preserve-none` assigns r12..r15, rdi, rsi, rdx, rcx, r8, r9, r11,
+// rax): r6..r9 in r12..r15, the context in rdi, r1, r2, r4, r5 in rsi, rdx, r8, r9, r0 in
+// rax; `tmp` takes rcx, where x86 wants a shift count, so that shifts stage their count in
+// it and move nothing else (a helper call moves r3 from r11 to rcx instead).
+// AArch64 (x20..x28, then x0..x7): r6..r9 and the context in x20..x24, `tmp` in x25, the
+// fuel counter and the running frame's host address in x26 and x27 (x28 holds nothing),
+// r0..r5 in x0..x5. RISC-V (`C`, a0..a7): r0..r5 in a0..a5, the
+// context in a6.
 
-#[cfg(not(target_arch = "riscv64"))]
-unsafe extern "rust-preserve-none" {
-    fn _HOLE_CONTINUE(
-        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
-        r8: u64, r9: u64,
-    ) -> u64;
-    fn _HOLE_JUMP(
-        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
-        r8: u64, r9: u64,
-    ) -> u64;
-    fn _HOLE_COLD(
-        ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64, r7: u64,
-        r8: u64, r9: u64,
-    ) -> u64;
+/// Expands `$then!` with the ISA's calling convention: the ABI, the parameters in order,
+/// the names of the context and `tmp`, the pinned eBPF registers in index order and the
+/// unused slots.
+#[cfg(target_arch = "x86_64")]
+macro_rules! convention {
+    ($then:ident!($($args:tt)*)) => {
+        $then!("rust-preserve-none",
+            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, r1: u64, r2: u64, tmp: u64, r4: u64,
+                r5: u64, r3: u64, r0: u64],
+            [ctx, tmp], [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9], [], $($args)*);
+    };
 }
-
+#[cfg(target_arch = "aarch64")]
+macro_rules! convention {
+    ($then:ident!($($args:tt)*)) => {
+        $then!("rust-preserve-none",
+            [r6: u64, r7: u64, r8: u64, r9: u64, ctx: *mut JitContext, tmp: u64, fuel: u64, frame: u64, x28: u64,
+                r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64],
+            [ctx, tmp], [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9], [fuel, frame, x28], $($args)*);
+    };
+}
 #[cfg(target_arch = "riscv64")]
-unsafe extern "C" {
-    fn _HOLE_CONTINUE(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
-    fn _HOLE_JUMP(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
-    fn _HOLE_COLD(ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64) -> u64;
+macro_rules! convention {
+    ($then:ident!($($args:tt)*)) => {
+        $then!("C",
+            [r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, ctx: *mut JitContext, tmp: u64],
+            [ctx, tmp], [r0, r1, r2, r3, r4, r5], [], $($args)*);
+    };
 }
 
-/// Calls the code at `_HOLE_JUMP` as a function (entry and local calls) and returns its r0.
-#[inline(always)]
-fn call_target(s: &State) -> u64 {
-    #[cfg(not(target_arch = "riscv64"))]
-    let [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] = s.r;
-    // SAFETY: `_HOLE_JUMP` is patched to the first stencil of an eBPF function, which has
-    // this signature and returns r0.
-    #[cfg(not(target_arch = "riscv64"))]
-    unsafe {
-        _HOLE_JUMP(s.ctx, s.tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9)
-    }
-    #[cfg(target_arch = "riscv64")]
-    let [r0, r1, r2, r3, r4, r5] = s.r;
-    // SAFETY: as above.
-    #[cfg(target_arch = "riscv64")]
-    unsafe {
-        _HOLE_JUMP(s.ctx, s.tmp, r0, r1, r2, r3, r4, r5)
-    }
+/// The holes every stencil can continue to, and `call_target`, in the ISA's convention.
+macro_rules! declare_holes {
+    ($abi:literal, [$($p:ident: $t:ty),*], [$ctx:ident, $tmp:ident], [$($r:ident),*], [$($x:ident),*],) => {
+        unsafe extern $abi {
+            fn _HOLE_CONTINUE($($p: $t),*) -> Ret;
+            fn _HOLE_JUMP($($p: $t),*) -> Ret;
+            fn _HOLE_COLD($($p: $t),*) -> Ret;
+        }
+
+        /// Calls the code at `_HOLE_JUMP` as a function (see [`State::call`]).
+        #[inline(always)]
+        fn call_target(s: &State) -> Ret {
+            let ($ctx, $tmp) = (s.ctx, s.tmp);
+            let [$($r),*] = s.r;
+            let [$($x),*] = s.extra;
+            // SAFETY: `_HOLE_JUMP` is patched to the first stencil of an eBPF function,
+            // which has this signature and returns r0.
+            unsafe { _HOLE_JUMP($($p),*) }
+        }
+    };
 }
 
-#[cfg(not(target_arch = "riscv64"))]
-macro_rules! stencil {
-    ($name:expr, |$s:ident| $body:expr) => {
+convention!(declare_holes!());
+
+/// One stencil: `$body` works on the machine state `$s` and says what comes next.
+macro_rules! stencil_in {
+    ($abi:literal, [$($p:ident: $t:ty),*], [$ctx:ident, $tmp:ident], [$($r:ident),*], [$($x:ident),*], $name:expr,
+        |$s:ident| $body:expr) => {
         const _: () = {
             #[unsafe(export_name = $name)]
-            extern "rust-preserve-none" fn stencil(
-                ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64, r6: u64,
-                r7: u64, r8: u64, r9: u64,
-            ) -> u64 {
+            extern $abi fn stencil($($p: $t),*) -> Ret {
                 #[allow(unused_mut)]
-                let mut $s = State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] };
+                let mut $s = State { ctx: $ctx, tmp: $tmp, r: [$($r),*], extra: [$($x),*] };
                 let next: Next = $body;
-                let State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] } = $s;
+                let State { ctx: $ctx, tmp: $tmp, r: [$($r),*], extra: [$($x),*] } = $s;
                 match next {
                     // SAFETY: the holes are patched to stencils with this very signature.
-                    Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    Next::Continue => unsafe { become _HOLE_CONTINUE($($p),*) },
                     // SAFETY: as above.
-                    Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
+                    Next::Jump => unsafe { become _HOLE_JUMP($($p),*) },
                     // SAFETY: as above.
-                    Next::Cold => unsafe { become _HOLE_COLD(ctx, tmp, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9) },
-                    Next::Return(v) => v,
+                    Next::Cold => unsafe { become _HOLE_COLD($($p),*) },
+                    Next::Return(v) => State::returning(v, [$($x),*]),
                 }
             }
         };
     };
 }
 
-#[cfg(target_arch = "riscv64")]
 macro_rules! stencil {
     ($name:expr, |$s:ident| $body:expr) => {
-        const _: () = {
-            #[unsafe(export_name = $name)]
-            extern "C" fn stencil(
-                ctx: *mut JitContext, tmp: u64, r0: u64, r1: u64, r2: u64, r3: u64, r4: u64, r5: u64,
-            ) -> u64 {
-                #[allow(unused_mut)]
-                let mut $s = State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5] };
-                let next: Next = $body;
-                let State { ctx, tmp, r: [r0, r1, r2, r3, r4, r5] } = $s;
-                match next {
-                    // SAFETY: the holes are patched to stencils with this very signature.
-                    Next::Continue => unsafe { become _HOLE_CONTINUE(ctx, tmp, r0, r1, r2, r3, r4, r5) },
-                    // SAFETY: as above.
-                    Next::Jump => unsafe { become _HOLE_JUMP(ctx, tmp, r0, r1, r2, r3, r4, r5) },
-                    // SAFETY: as above.
-                    Next::Cold => unsafe { become _HOLE_COLD(ctx, tmp, r0, r1, r2, r3, r4, r5) },
-                    Next::Return(v) => v,
-                }
-            }
-        };
+        convention!(stencil_in!($name, |$s| $body));
     };
 }
 
@@ -374,7 +494,12 @@ extern "C" fn entry(ctx: *mut JitContext, r1: u64, r2: u64) -> u64 {
     let mut r = [0u64; PINNED];
     r[1] = r1;
     r[2] = r2;
-    call_target(&State { ctx, tmp: 0, r })
+    // SAFETY: the runtime passes a valid, exclusive JitContext for the whole run.
+    #[cfg(target_arch = "aarch64")]
+    let extra = unsafe { [(*ctx).fuel_complement, (*ctx).frame_host, 0] };
+    #[cfg(not(target_arch = "aarch64"))]
+    let extra = [];
+    State { ctx, tmp: 0, r, extra }.call()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -413,8 +538,11 @@ macro_rules! binary_alu {
                 s.set(K, $f(s.get(K), s.tmp));
                 Next::Continue
             });
+            // The constant goes through `tmp` (dead after every instruction), so that on
+            // x86-64 a shift count lands in `cl` with no register saved around it.
             $(writable_family!($imm_name, |s, K| {
-                s.set(K, $f(s.get(K), imm()));
+                s.tmp = opaque(imm());
+                s.set(K, $f(s.get(K), s.tmp));
                 Next::Continue
             });)?
         )*
@@ -574,7 +702,7 @@ macro_rules! cond_jump {
                 if $f(via!(s.get(K) $(, $via)?), imm()) { Next::Jump } else { Next::Continue }
             });
             readable_family!($back_name, |s, K| {
-                if !s.burn_fuel(charge()) {
+                if !s.burn_fuel() {
                     cold_path();
                     Next::Cold
                 } else if $f(s.get(K), s.tmp) {
@@ -584,7 +712,7 @@ macro_rules! cond_jump {
                 }
             });
             readable_family!($imm_back_name, |s, K| {
-                if !s.burn_fuel(charge()) {
+                if !s.burn_fuel() {
                     cold_path();
                     Next::Cold
                 } else if $f(via!(s.get(K) $(, $via)?), imm()) {
@@ -622,6 +750,21 @@ cond_jump! {
     "jset32", "jset32_imm", "jset32_back", "jset32_imm_back" => sem::jset32,
 }
 
+/// `v`, through a copy LLVM cannot see through, so that it keeps the value where it is
+/// rather than rematerialising a relocated constant (x86-64: a second `mov $imm, %reg`).
+#[inline(always)]
+fn opaque(v: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut c = v;
+        // SAFETY: an empty asm statement; it only hides that `c == v`.
+        unsafe { core::arch::asm!("/* {c} */", c = inout(reg) c, options(pure, nomem, nostack, preserves_flags)) };
+        c
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    v
+}
+
 /// The register value an immediate compare reads. On x86-64 it is a copy LLVM cannot see
 /// through: otherwise, where the compare proves the register equal to the immediate (the
 /// taken side of `jeq`, the fall-through of `jne`), LLVM rematerialises the relocated
@@ -646,7 +789,7 @@ stencil!("ja", |_s| Next::Jump);
 
 /// An unconditional back edge: fuel, then the jump.
 stencil!("ja_back", |s| {
-    if s.burn_fuel(charge()) {
+    if s.burn_fuel() {
         Next::Jump
     } else {
         cold_path();
@@ -659,10 +802,15 @@ stencil!("trap_fuel", |s| s.trap(trap::FUEL, 0));
 
 // ---------------------------------------------------------------------------------------
 // Memory: loads `dst = *(base + off)` (base staged in `tmp`) and stores `*(base + off) =
-// tmp`, in three forms chosen by the lowering from what it knows of the base:
+// tmp`, in four forms chosen by the lowering from what it knows of the base:
 // - checked (`ldx32`, `stx32`): the region table's fast check of any virtual address; when
 //   it does not pass, the instruction's out-of-line stub runs the `_slow` form (the full
 //   check, then the access or the trap) and jumps back;
+// - expected region (`_in_stack`, `_in_ctx`): the lowering expects the address in the stack
+//   or the context memory (a pointer derived from r10 or r1 by additions it cannot follow),
+//   so the fast check tests that region only; any other address, right or wrong, takes the
+//   same out-of-line `_slow` stub as the checked form. The expectation is a guess that
+//   costs speed when wrong, never correctness;
 // - context (`_ctx`): the base is the context pointer plus a constant, so operand 0 is the
 //   offset in the context memory and only its limit is checked;
 // - frame (`_fp`): `r10 + off` with the offset proved inside the running frame, which the
@@ -728,7 +876,8 @@ fn store<T: Narrow>(s: &mut State, host: u64) -> Next {
 }
 
 macro_rules! loads {
-    ($($name:literal, $slow_name:literal, $ctx_name:literal, $frame_name:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $slow_name:literal, $stack_name:literal, $in_ctx_name:literal, $ctx_name:literal,
+        $frame_name:literal => $ty:ty),* $(,)?) => {
         $(
             writable_family!($name, |s, K| {
                 match s.translate_fast(s.tmp.wrapping_add(imm()), core::mem::size_of::<$ty>() as u64, false) {
@@ -746,6 +895,8 @@ macro_rules! loads {
                     None => s.trap(trap::MEMORY, addr),
                 }
             });
+            loads!(@in $stack_name, region::STACK, $ty);
+            loads!(@in $in_ctx_name, region::CONTEXT, $ty);
             writable_family!($ctx_name, |s, K| {
                 match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, false) {
                     Some(host) => load::<$ty>(&mut s, K, host),
@@ -756,21 +907,33 @@ macro_rules! loads {
                 }
             });
             writable_family!($frame_name, |s, K| {
-                let host = s.ctx().frame_host.wrapping_add(imm());
+                let host = s.frame_host().wrapping_add(imm());
                 load::<$ty>(&mut s, K, host)
             });
         )*
     };
+    (@in $name:literal, $region:expr, $ty:ty) => {
+        writable_family!($name, |s, K| {
+            let addr = s.tmp.wrapping_add(imm());
+            match s.translate_in($region as usize, addr, core::mem::size_of::<$ty>() as u64, false) {
+                Some(host) => load::<$ty>(&mut s, K, host),
+                None => {
+                    cold_path();
+                    Next::Cold
+                }
+            }
+        });
+    };
 }
 
 loads! {
-    "ldx8", "ldx8_slow", "ldx8_ctx", "ldx8_fp" => u8,
-    "ldx16", "ldx16_slow", "ldx16_ctx", "ldx16_fp" => u16,
-    "ldx32", "ldx32_slow", "ldx32_ctx", "ldx32_fp" => u32,
-    "ldx64", "ldx64_slow", "ldx64_ctx", "ldx64_fp" => u64,
-    "ldxs8", "ldxs8_slow", "ldxs8_ctx", "ldxs8_fp" => i8,
-    "ldxs16", "ldxs16_slow", "ldxs16_ctx", "ldxs16_fp" => i16,
-    "ldxs32", "ldxs32_slow", "ldxs32_ctx", "ldxs32_fp" => i32,
+    "ldx8", "ldx8_slow", "ldx8_in_stack", "ldx8_in_ctx", "ldx8_ctx", "ldx8_fp" => u8,
+    "ldx16", "ldx16_slow", "ldx16_in_stack", "ldx16_in_ctx", "ldx16_ctx", "ldx16_fp" => u16,
+    "ldx32", "ldx32_slow", "ldx32_in_stack", "ldx32_in_ctx", "ldx32_ctx", "ldx32_fp" => u32,
+    "ldx64", "ldx64_slow", "ldx64_in_stack", "ldx64_in_ctx", "ldx64_ctx", "ldx64_fp" => u64,
+    "ldxs8", "ldxs8_slow", "ldxs8_in_stack", "ldxs8_in_ctx", "ldxs8_ctx", "ldxs8_fp" => i8,
+    "ldxs16", "ldxs16_slow", "ldxs16_in_stack", "ldxs16_in_ctx", "ldxs16_ctx", "ldxs16_fp" => i16,
+    "ldxs32", "ldxs32_slow", "ldxs32_in_stack", "ldxs32_in_ctx", "ldxs32_ctx", "ldxs32_fp" => i32,
 }
 
 /// Stores `v` at host address `host`.
@@ -782,7 +945,8 @@ fn store_value<T: Narrow>(host: u64, v: u64) -> Next {
 }
 
 macro_rules! stores {
-    ($($name:literal, $slow_name:literal, $ctx_name:literal, $ctx_imm:literal, $frame_name:literal, $frame_imm:literal => $ty:ty),* $(,)?) => {
+    ($($name:literal, $slow_name:literal, $stack_name:literal, $in_ctx_name:literal, $ctx_name:literal,
+        $ctx_imm:literal, $frame_name:literal, $frame_imm:literal => $ty:ty),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
                 match s.translate_fast(s.get(K).wrapping_add(imm()), core::mem::size_of::<$ty>() as u64, true) {
@@ -800,6 +964,8 @@ macro_rules! stores {
                     None => s.trap(trap::MEMORY, addr),
                 }
             });
+            stores!(@in $stack_name, region::STACK, $ty);
+            stores!(@in $in_ctx_name, region::CONTEXT, $ty);
             // Context and frame stores name the stored register (`K`), or store operand 1.
             readable_family!($ctx_name, |s, K| {
                 match s.context_host(imm(), core::mem::size_of::<$ty>() as u64, true) {
@@ -820,22 +986,34 @@ macro_rules! stores {
                 }
             });
             readable_family!($frame_name, |s, K| {
-                let host = s.ctx().frame_host.wrapping_add(imm());
+                let host = s.frame_host().wrapping_add(imm());
                 store_value::<$ty>(host, s.get(K))
             });
             stencil!($frame_imm, |s| {
-                let host = s.ctx().frame_host.wrapping_add(imm());
+                let host = s.frame_host().wrapping_add(imm());
                 store_value::<$ty>(host, imm1())
             });
         )*
     };
+    (@in $name:literal, $region:expr, $ty:ty) => {
+        readable_family!($name, |s, K| {
+            let addr = s.get(K).wrapping_add(imm());
+            match s.translate_in($region as usize, addr, core::mem::size_of::<$ty>() as u64, true) {
+                Some(host) => store::<$ty>(&mut s, host),
+                None => {
+                    cold_path();
+                    Next::Cold
+                }
+            }
+        });
+    };
 }
 
 stores! {
-    "stx8", "stx8_slow", "stx8_ctx", "st8_ctx_imm", "stx8_fp", "st8_fp_imm" => u8,
-    "stx16", "stx16_slow", "stx16_ctx", "st16_ctx_imm", "stx16_fp", "st16_fp_imm" => u16,
-    "stx32", "stx32_slow", "stx32_ctx", "st32_ctx_imm", "stx32_fp", "st32_fp_imm" => u32,
-    "stx64", "stx64_slow", "stx64_ctx", "st64_ctx_imm", "stx64_fp", "st64_fp_imm" => u64,
+    "stx8", "stx8_slow", "stx8_in_stack", "stx8_in_ctx", "stx8_ctx", "st8_ctx_imm", "stx8_fp", "st8_fp_imm" => u8,
+    "stx16", "stx16_slow", "stx16_in_stack", "stx16_in_ctx", "stx16_ctx", "st16_ctx_imm", "stx16_fp", "st16_fp_imm" => u16,
+    "stx32", "stx32_slow", "stx32_in_stack", "stx32_in_ctx", "stx32_ctx", "st32_ctx_imm", "stx32_fp", "st32_fp_imm" => u32,
+    "stx64", "stx64_slow", "stx64_in_stack", "stx64_in_ctx", "stx64_ctx", "st64_ctx_imm", "stx64_fp", "st64_fp_imm" => u64,
 }
 
 /// The cold stub of a context-based access whose check failed: reports the trap with the
@@ -904,57 +1082,73 @@ atomic! {
 // ---------------------------------------------------------------------------------------
 // Calls and exit.
 
-/// Helper call through the runtime's trampoline; the helper id is `id`. Only the context
-/// and r6..r9 live across the call: `tmp` is dead after it (the next stencil that reads it
-/// stages it first), r0 takes the result and r1..r5 are zeroed.
+/// Helper call through one of the runtime's trampolines (`by_id`: `callx`'s, which looks
+/// the helper up by id; else `call`'s, whose helper the lowering resolved to its position in
+/// the program's table). Only the context and r6..r9 live across the call: `tmp` is dead
+/// after it (the next stencil that reads it stages it first), r0 takes the result and
+/// r1..r5 are zeroed.
 #[inline(always)]
-fn call_helper(s: &mut State, id: u64) -> Next {
+fn call_helper(s: &mut State, helper: u64, by_id: bool) -> Next {
     let c = s.ctx();
-    // SAFETY: `call_helper` is the runtime's trampoline for this context.
-    let r0 = unsafe { (c.call_helper)(s.ctx, id, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
-    if s.ctx().trap != 0 {
+    c.helper = helper;
+    let trampoline = if by_id { c.call_helper_by_id } else { c.call_helper };
+    // SAFETY: the trampolines are the runtime's, for this context.
+    let out = unsafe { trampoline(s.ctx, s.get(1), s.get(2), s.get(3), s.get(4), s.get(5)) };
+    if out.trap != 0 {
         cold_path();
-        s.ctx().trap_insn = insn();
+        let c = s.ctx();
+        c.trap = out.trap;
+        c.trap_insn = insn();
         return Next::Return(0);
     }
     s.tmp = 0;
-    s.set(0, r0);
+    s.set(0, out.r0);
     s.clobber_args();
     Next::Continue
 }
 
-stencil!("call_helper", |s| call_helper(&mut s, imm() & 0xffff_ffff));
+/// `call`: operand 0 is the helper's index in the program's helper table (non-negative).
+stencil!("call_helper", |s| call_helper(&mut s, imm(), false));
 
-/// `callx`: the helper id is in `tmp`.
+/// `callx`: the helper id is in `tmp` (ids are 32-bit: a wider value names no helper).
 stencil!("callx", |s| {
     let id = s.tmp;
-    call_helper(&mut s, id)
+    if id >> 32 != 0 {
+        cold_path();
+        return_trap!(s, trap::HELPER, id);
+    }
+    call_helper(&mut s, id, true)
 });
 
-/// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`), depth limit, a fresh stack frame, then a real call into the callee's
-/// first stencil. r6..r9 are restored from this stencil's frame afterwards.
+/// Local call: fuel (the callee's forward reach, see `tessera::ebpf::fuel`; when it runs
+/// out, the stub), the depth limit (as a floor under the frame), a fresh stack frame, then a real call into the
+/// callee's first stencil. r6..r9 are restored from this stencil's frame afterwards.
 stencil!("call_local", |s| {
-    if !s.burn_fuel(charge()) {
-        return_trap!(s, trap::FUEL, 0);
+    if !s.burn_fuel() {
+        // The instruction's out-of-line stub reports it (`trap_fuel`), as for back edges.
+        cold_path();
+        Next::Cold
+    } else {
+        call_local(&mut s)
     }
-    if s.ctx().depth >= s.ctx().max_depth {
-        return_trap!(s, trap::CALL_DEPTH, 0);
+});
+
+/// [`call_local`] after the fuel: the depth limit, the frame, the call.
+#[inline(always)]
+fn call_local(s: &mut State) -> Next {
+    let frame = s.frame_host();
+    if frame <= s.ctx().frame_floor {
+        return s.trap(trap::CALL_DEPTH, 0);
     }
+    s.set_frame_host(frame - FRAME_SIZE);
     let (r6, r7, r8, r9) = (s.get(6), s.get(7), s.get(8), s.get(9));
-    let c = s.ctx();
-    c.depth += 1;
-    c.frame_pointer -= FRAME_SIZE;
-    c.frame_host -= FRAME_SIZE;
-    let r0 = call_target(&s);
-    let c = s.ctx();
-    c.depth -= 1;
-    c.frame_pointer += FRAME_SIZE;
-    c.frame_host += FRAME_SIZE;
+    let r0 = s.call();
     if s.ctx().trap != 0 {
         cold_path();
         // The callee recorded the trap; unwind without touching it.
-        return 0;
+        return Next::Return(0);
     }
+    s.set_frame_host(s.frame_host() + FRAME_SIZE);
     // Only the context and r6..r9 live across the call (see `call_helper`).
     s.tmp = 0;
     s.set(0, r0);
@@ -964,6 +1158,6 @@ stencil!("call_local", |s| {
     s.set(8, r8);
     s.set(9, r9);
     Next::Continue
-});
+}
 
 stencil!("exit", |s| Next::Return(s.get(0)));

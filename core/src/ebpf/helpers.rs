@@ -29,7 +29,8 @@ impl core::fmt::Debug for Helper {
 pub(crate) enum CallFailure {
     /// The helper panicked; with `std` the panic is caught at the call, so that the
     /// interpreter and generated code report it alike (without `std` a panic is the
-    /// embedder's panic handler's business: it never unwinds through generated code).
+    /// embedder's panic handler's business: it never unwinds through generated code, and
+    /// this is never built).
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     Panicked,
 }
@@ -40,13 +41,22 @@ pub(crate) fn call(f: HelperFn, memory: &mut Memory<'_, '_>, args: [u64; 5]) -> 
     let [a1, a2, a3, a4, a5] = args;
     #[cfg(feature = "std")]
     {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(memory, a1, a2, a3, a4, a5)))
-            .map_err(|_| CallFailure::Panicked)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(memory, a1, a2, a3, a4, a5))).map_err(panicked)
     }
     #[cfg(not(feature = "std"))]
     {
         Ok(f(memory, a1, a2, a3, a4, a5))
     }
+}
+
+/// Drops a caught panic's payload, out of line: the landing pad then needs no registers
+/// of its own, so that the call's normal path saves none.
+#[cfg(feature = "std")]
+#[cold]
+#[inline(never)]
+fn panicked(payload: std::boxed::Box<dyn core::any::Any + Send>) -> CallFailure {
+    drop(payload);
+    CallFailure::Panicked
 }
 
 /// A helper table borrowed from the embedder (a static array works with no allocator).
@@ -69,7 +79,8 @@ impl<'h> Helpers<'h> {
         self.position(id).and_then(|index| self.at(index))
     }
 
-    /// Where helper `id` is in the table (the fast interpreter resolves each `call` once).
+    /// Where helper `id` is in the table: the fast interpreter and generated code resolve
+    /// each `call` to it once.
     pub(crate) fn position(&self, id: u64) -> Option<usize> {
         self.table.iter().position(|h| h.id as u64 == id)
     }

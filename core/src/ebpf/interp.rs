@@ -54,9 +54,7 @@ pub(crate) type Registers = [u64; 16];
 
 /// An empty region table (`RegionEntry::default()` everywhere: no access allowed), for
 /// [`enter`] to fill.
-pub(crate) const EMPTY_TABLE: Table =
-    [RegionEntry { host: 0, read_end: [0; 4], write_end: [0; 4], len: 0, mask: 0, read_limit: 0, write_limit: 0 };
-        region::COUNT];
+pub(crate) const EMPTY_TABLE: Table = [RegionEntry::NONE; region::COUNT];
 
 /// Everything a run does before its first instruction: checks the stack, builds the region
 /// table into `table` (from [`EMPTY_TABLE`]), zeroes the frames the run may touch and

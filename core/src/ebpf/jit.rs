@@ -2,10 +2,10 @@
 //! buffer or arena, and a handle that runs the result.
 
 use tessera_jit::{Allocation, CodeBuffer, Emitter, Fixup, Isa, Patcher, WithPatcher};
-use tessera_stencils::abi::{FRAME_SIZE, JitContext, region, trap};
+use tessera_stencils::abi::{FRAME_SIZE, HelperReturn, JitContext, RegionEntry, region, trap};
 
 use super::error::{CompileError, RunError};
-use super::helpers::{self, CallFailure};
+use super::helpers::{self, CallFailure, HelperFn};
 use super::interp::{Config, MAX_CALL_DEPTH};
 use super::lower::{self, Observer};
 use super::maps::MapDef;
@@ -107,17 +107,19 @@ const CODE_ALIGN: usize = 64;
 /// to instruction fetch if the buffer is executable. On error the buffer is as it was.
 pub fn emit<'m>(
     program: &Program,
+    helpers: &Helpers,
     isa: Isa,
     buffer: &mut CodeBuffer<'m>,
     scratch: Scratch<'_>,
     limit: usize,
 ) -> Result<Allocation<'m>, CompileError> {
-    emit_observed(program, isa, buffer, scratch, limit, &mut ())
+    emit_observed(program, helpers, isa, buffer, scratch, limit, &mut ())
 }
 
 /// [`emit`], telling `observer` about every stencil placed (for listings).
 pub fn emit_observed<'m, O: Observer>(
     program: &Program,
+    helpers: &Helpers,
     isa: Isa,
     buffer: &mut CodeBuffer<'m>,
     scratch: Scratch<'_>,
@@ -132,6 +134,7 @@ pub fn emit_observed<'m, O: Observer>(
     }
     struct Job<'a, 'b, 'm, O> {
         program: &'a Program<'a>,
+        helpers: &'a Helpers<'a>,
         table: &'static tessera_jit::StencilTable,
         buffer: &'a mut CodeBuffer<'m>,
         scratch: Scratch<'b>,
@@ -141,7 +144,7 @@ pub fn emit_observed<'m, O: Observer>(
     impl<'m, O: Observer> WithPatcher for Job<'_, '_, 'm, O> {
         type Output = Result<Allocation<'m>, CompileError>;
         fn call<P: Patcher>(self) -> Self::Output {
-            let Job { program, table, buffer, scratch, limit, observer } = self;
+            let Job { program, helpers, table, buffer, scratch, limit, observer } = self;
             let Scratch { labels, fixups, words } = scratch;
             let (allocation, ()) = buffer.append(
                 CODE_ALIGN,
@@ -152,7 +155,7 @@ pub fn emit_observed<'m, O: Observer>(
                     let out = &mut out[..end];
                     let mut emit = || {
                         let mut emitter = Emitter::<P>::new(table, out, base, tessera_jit::Scratch { labels, fixups })?;
-                        lower::lower(program, &mut emitter, words, observer)?;
+                        lower::lower(program, helpers, &mut emitter, words, observer)?;
                         Ok::<_, CompileError>((emitter.finish()?, ()))
                     };
                     match emit() {
@@ -167,7 +170,7 @@ pub fn emit_observed<'m, O: Observer>(
             Ok(allocation)
         }
     }
-    let allocation = isa.with_patcher(Job { program, table, buffer, scratch, limit, observer })?;
+    let allocation = isa.with_patcher(Job { program, helpers, table, buffer, scratch, limit, observer })?;
     allocation.sync_icache();
     Ok(allocation)
 }
@@ -268,30 +271,55 @@ struct RunState<'a, 'r, 'm> {
     memory: *mut Memory<'r, 'm>,
 }
 
-/// The runtime side of `call_helper` and `callx`.
-unsafe extern "C" fn call_helper(ctx: *mut JitContext, id: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64 {
+/// The runtime side of `call`: calls the helper at position `ctx.helper` of the program's
+/// table (resolved when the program was lowered). r1..r5 arrive in the registers the helper
+/// takes them in, and nothing but the helper's result lives across the call.
+unsafe extern "C" fn call_helper(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn {
     // SAFETY: generated code passes back the context `run_compiled` created; its `host`
     // points at the `RunState` on `run_compiled`'s stack, alive for the whole run.
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
     let state = unsafe { &*(ctx.host as *const RunState) };
+    let found = usize::try_from(ctx.helper).ok().and_then(|index| state.helpers.at(index));
+    // SAFETY: as above.
+    unsafe { call_found(ctx, state, found, [a1, a2, a3, a4, a5]) }
+}
+
+/// The runtime side of `callx`: calls the helper with id `ctx.helper`.
+unsafe extern "C" fn call_helper_by_id(
+    ctx: *mut JitContext,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+) -> HelperReturn {
+    // SAFETY: as in `call_helper`.
+    let ctx = unsafe { &mut *ctx };
+    // SAFETY: as above.
+    let state = unsafe { &*(ctx.host as *const RunState) };
+    let found = state.helpers.get(ctx.helper);
+    // SAFETY: as above.
+    unsafe { call_found(ctx, state, found, [a1, a2, a3, a4, a5]) }
+}
+
+/// Calls `found` (the helper `ctx.helper` names, if any) with the run's memory.
+///
+/// # Safety
+/// `state` is the run's state `ctx.host` points at, as in [`call_helper`].
+#[inline(always)]
+unsafe fn call_found(ctx: &mut JitContext, state: &RunState, found: Option<HelperFn>, args: [u64; 5]) -> HelperReturn {
+    let Some(f) = found else {
+        ctx.trap_addr = ctx.helper;
+        return HelperReturn { r0: 0, trap: trap::HELPER };
+    };
     // SAFETY: `memory` is the run's `&mut Memory`, which `run_compiled` does not touch
     // while generated code runs; generated code is suspended during this call, and the
     // helper's accesses reborrow the very slices generated code's pointers were taken from.
     let memory = unsafe { &mut *state.memory };
-    match state.helpers.get(id) {
-        Some(f) => match helpers::call(f, memory, [a1, a2, a3, a4, a5]) {
-            Ok(r0) => r0,
-            Err(CallFailure::Panicked) => {
-                ctx.trap = trap::HELPER_PANIC;
-                0
-            }
-        },
-        None => {
-            ctx.trap = trap::HELPER;
-            ctx.trap_addr = id;
-            0
-        }
+    match helpers::call(f, memory, args) {
+        Ok(r0) => HelperReturn { r0, trap: trap::NONE },
+        Err(CallFailure::Panicked) => HelperReturn { r0: 0, trap: trap::HELPER_PANIC },
     }
 }
 
@@ -310,30 +338,31 @@ unsafe fn run_compiled(
 ) -> Result<u64, RunError> {
     memory.check_stack()?;
     memory.clear_stack(local_calls);
-    let regions = memory.table()?;
-    // The same depth rule as the interpreter: the configured limit, and no deeper than
-    // the stack can hold frames for.
-    let stack_len = memory.stack.len() as u64;
-    let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
-    let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
-    let (r1, r2) = (memory.context_address(), memory.context.len() as u64);
-    let frame_pointer = memory.stack_end();
-    let frame_host = regions[region::STACK as usize].host.wrapping_add(stack_len);
-    let state = RunState { helpers, memory };
     let mut ctx = JitContext {
-        regions,
-        frame_host,
-        frame_pointer,
+        frame_host: 0,
         fuel_complement: !config.fuel,
-        depth: 0,
-        max_depth,
+        frame_floor: 0,
         trap: trap::NONE,
         trap_insn: 0,
         trap_addr: 0,
         spill: [0; 11],
+        helper: 0,
         call_helper,
-        host: &state as *const RunState as *mut u8,
+        call_helper_by_id,
+        host: core::ptr::null_mut(),
+        regions: [RegionEntry::default(); region::COUNT],
     };
+    memory.fill_table(&mut ctx.regions)?;
+    // The same depth rule as the interpreter: the configured limit, and no deeper than
+    // the stack can hold frames for; as a floor under the running frame's host address.
+    let stack_len = memory.stack.len() as u64;
+    let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
+    let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
+    ctx.frame_host = ctx.regions[region::STACK as usize].host.wrapping_add(stack_len);
+    ctx.frame_floor = ctx.frame_host.wrapping_sub(max_depth * FRAME_SIZE);
+    let (r1, r2) = (memory.context_address(), memory.context.len() as u64);
+    let state = RunState { helpers, memory };
+    ctx.host = &state as *const RunState as *mut u8;
     // SAFETY: the caller guarantees `entry` is an entry stencil (C ABI:
     // `fn(*mut JitContext, u64, u64) -> u64`) in executable memory. Generated code only
     // touches memory through the region table in `ctx` (every access checked against it,

@@ -9,9 +9,10 @@
 //! their jump, which charges fuel first ([`super::fuel`]).
 //!
 //! Slow paths live out of line, after the last instruction: a checked load or store whose
-//! address is not in the stack or context memory branches to a stub holding the fully
-//! checked stencil (granted regions, then the trap) and a jump back; a back edge out of fuel
-//! branches to a stub that reports the trap.
+//! fast check does not pass (a value area of a map, an address outside its region, or not
+//! in the region the lowering expected) branches to a stub holding the fully checked
+//! stencil (the region table's full check, then the access or the trap) and a jump back; a
+//! back edge out of fuel branches to a stub that reports the trap.
 
 use tessera_jit::{Emitter, Family, Holes, Label, PairFamily, Patcher, StencilId};
 use tessera_stencils::abi::FRAME_SIZE;
@@ -19,6 +20,7 @@ use tessera_stencils::ids;
 
 use super::error::CompileError;
 use super::fuel;
+use super::helpers::Helpers;
 use super::insn::{Insn, atomic, mem, op, pseudo};
 use super::program::Program;
 use super::provenance::{Facts, Pointer, Tracker};
@@ -76,7 +78,7 @@ enum StubKind {
     SlowAccess = 0,
     /// The memory trap for a context-based access (`stencil`, with `off`).
     MemoryTrap = 1,
-    /// The fuel trap of a back edge.
+    /// The fuel trap of a back edge or a local call.
     FuelTrap = 2,
 }
 
@@ -147,10 +149,13 @@ enum Rule {
         to_be: bool,
     },
     Lddw,
-    /// Loads: checked (fast check, `slow` stub), context-based and frame-relative families.
+    /// Loads: checked (fast check, `slow` stub), expected in the stack or the context memory
+    /// (the same stub), context-based and frame-relative families.
     Load {
         checked: Family,
         slow: Family,
+        in_stack: Family,
+        in_context: Family,
         context: Family,
         frame: Family,
         size: i64,
@@ -161,6 +166,8 @@ enum Rule {
         from_reg: bool,
         checked: Family,
         slow: Family,
+        in_stack: Family,
+        in_context: Family,
         context: Family,
         context_imm: StencilId,
         frame: Family,
@@ -246,26 +253,88 @@ const fn cond(code: u8, wide: bool) -> Option<[Family; 4]> {
 
 /// Load families by size code (`mem::W/H/B/DW`).
 const fn load(size_code: u8, signed: bool) -> Rule {
-    let (checked, slow, context, frame, size) = match (size_code, signed) {
-        (mem::B, false) => (ids::LDX8, ids::LDX8_SLOW, ids::LDX8_CTX, ids::LDX8_FP, 1),
-        (mem::H, false) => (ids::LDX16, ids::LDX16_SLOW, ids::LDX16_CTX, ids::LDX16_FP, 2),
-        (mem::W, false) => (ids::LDX32, ids::LDX32_SLOW, ids::LDX32_CTX, ids::LDX32_FP, 4),
-        (mem::B, true) => (ids::LDXS8, ids::LDXS8_SLOW, ids::LDXS8_CTX, ids::LDXS8_FP, 1),
-        (mem::H, true) => (ids::LDXS16, ids::LDXS16_SLOW, ids::LDXS16_CTX, ids::LDXS16_FP, 2),
-        (mem::W, true) => (ids::LDXS32, ids::LDXS32_SLOW, ids::LDXS32_CTX, ids::LDXS32_FP, 4),
-        _ => (ids::LDX64, ids::LDX64_SLOW, ids::LDX64_CTX, ids::LDX64_FP, 8),
-    };
-    Rule::Load { checked, slow, context, frame, size }
+    macro_rules! families {
+        ($checked:ident, $slow:ident, $in_stack:ident, $in_context:ident, $context:ident, $frame:ident, $size:expr) => {
+            Rule::Load {
+                checked: ids::$checked,
+                slow: ids::$slow,
+                in_stack: ids::$in_stack,
+                in_context: ids::$in_context,
+                context: ids::$context,
+                frame: ids::$frame,
+                size: $size,
+            }
+        };
+    }
+    match (size_code, signed) {
+        (mem::B, false) => families!(LDX8, LDX8_SLOW, LDX8_IN_STACK, LDX8_IN_CTX, LDX8_CTX, LDX8_FP, 1),
+        (mem::H, false) => families!(LDX16, LDX16_SLOW, LDX16_IN_STACK, LDX16_IN_CTX, LDX16_CTX, LDX16_FP, 2),
+        (mem::W, false) => families!(LDX32, LDX32_SLOW, LDX32_IN_STACK, LDX32_IN_CTX, LDX32_CTX, LDX32_FP, 4),
+        (mem::B, true) => families!(LDXS8, LDXS8_SLOW, LDXS8_IN_STACK, LDXS8_IN_CTX, LDXS8_CTX, LDXS8_FP, 1),
+        (mem::H, true) => families!(LDXS16, LDXS16_SLOW, LDXS16_IN_STACK, LDXS16_IN_CTX, LDXS16_CTX, LDXS16_FP, 2),
+        (mem::W, true) => families!(LDXS32, LDXS32_SLOW, LDXS32_IN_STACK, LDXS32_IN_CTX, LDXS32_CTX, LDXS32_FP, 4),
+        _ => families!(LDX64, LDX64_SLOW, LDX64_IN_STACK, LDX64_IN_CTX, LDX64_CTX, LDX64_FP, 8),
+    }
 }
 
 const fn store(size_code: u8, from_reg: bool) -> Rule {
-    let (checked, slow, context, context_imm, frame, frame_imm, size) = match size_code {
-        mem::B => (ids::STX8, ids::STX8_SLOW, ids::STX8_CTX, ids::ST8_CTX_IMM, ids::STX8_FP, ids::ST8_FP_IMM, 1),
-        mem::H => (ids::STX16, ids::STX16_SLOW, ids::STX16_CTX, ids::ST16_CTX_IMM, ids::STX16_FP, ids::ST16_FP_IMM, 2),
-        mem::W => (ids::STX32, ids::STX32_SLOW, ids::STX32_CTX, ids::ST32_CTX_IMM, ids::STX32_FP, ids::ST32_FP_IMM, 4),
-        _ => (ids::STX64, ids::STX64_SLOW, ids::STX64_CTX, ids::ST64_CTX_IMM, ids::STX64_FP, ids::ST64_FP_IMM, 8),
-    };
-    Rule::Store { from_reg, checked, slow, context, context_imm, frame, frame_imm, size }
+    macro_rules! families {
+        ($checked:ident, $slow:ident, $in_stack:ident, $in_context:ident, $context:ident, $context_imm:ident,
+            $frame:ident, $frame_imm:ident, $size:expr) => {
+            Rule::Store {
+                from_reg,
+                checked: ids::$checked,
+                slow: ids::$slow,
+                in_stack: ids::$in_stack,
+                in_context: ids::$in_context,
+                context: ids::$context,
+                context_imm: ids::$context_imm,
+                frame: ids::$frame,
+                frame_imm: ids::$frame_imm,
+                size: $size,
+            }
+        };
+    }
+    match size_code {
+        mem::B => families!(STX8, STX8_SLOW, STX8_IN_STACK, STX8_IN_CTX, STX8_CTX, ST8_CTX_IMM, STX8_FP, ST8_FP_IMM, 1),
+        mem::H => {
+            families!(
+                STX16,
+                STX16_SLOW,
+                STX16_IN_STACK,
+                STX16_IN_CTX,
+                STX16_CTX,
+                ST16_CTX_IMM,
+                STX16_FP,
+                ST16_FP_IMM,
+                2
+            )
+        }
+        mem::W => {
+            families!(
+                STX32,
+                STX32_SLOW,
+                STX32_IN_STACK,
+                STX32_IN_CTX,
+                STX32_CTX,
+                ST32_CTX_IMM,
+                STX32_FP,
+                ST32_FP_IMM,
+                4
+            )
+        }
+        _ => families!(
+            STX64,
+            STX64_SLOW,
+            STX64_IN_STACK,
+            STX64_IN_CTX,
+            STX64_CTX,
+            ST64_CTX_IMM,
+            STX64_FP,
+            ST64_FP_IMM,
+            8
+        ),
+    }
 }
 
 const fn rule(opcode: u8) -> Rule {
@@ -402,6 +471,10 @@ enum Access {
     /// The context pointer plus this offset (non-negative): only the context's limit is
     /// checked; a failure reports `base + off`, as the interpreter does.
     Context(i32),
+    /// Probably in the stack or the context memory (a guess): that region's check first,
+    /// the region table's full check in the stub.
+    InStack,
+    InContext,
     /// Anything else: the region table's checks.
     Checked,
 }
@@ -412,12 +485,14 @@ fn access(tracker: &Tracker, base: u8, off: i16, size: i64) -> Access {
     match tracker.get(base) {
         Pointer::Frame(k) => {
             let at = k as i64 + off as i64;
-            if at >= -(FRAME_SIZE as i64) && at + size <= 0 { Access::Frame(at as i32) } else { Access::Checked }
+            if at >= -(FRAME_SIZE as i64) && at + size <= 0 { Access::Frame(at as i32) } else { Access::InStack }
         }
         Pointer::Context(k) => match i32::try_from(k as i64 + off as i64) {
             Ok(at) if (0..i32::MAX - 8).contains(&at) => Access::Context(at),
-            _ => Access::Checked,
+            _ => Access::InContext,
         },
+        Pointer::InStack => Access::InStack,
+        Pointer::InContext => Access::InContext,
         Pointer::Unknown => Access::Checked,
     }
 }
@@ -433,6 +508,7 @@ fn jump_target(pc: usize, delta: i64) -> usize {
 /// ([`super::provenance::words_needed`]).
 pub(crate) fn lower<P: Patcher, O: Observer>(
     program: &Program,
+    helpers: &Helpers,
     emitter: &mut Emitter<'_, P>,
     words: &mut [u64],
     observer: &mut O,
@@ -441,17 +517,18 @@ pub(crate) fn lower<P: Patcher, O: Observer>(
     let too_small =
         CompileError::ScratchTooSmall { labels: labels_needed(program) as u32, fixups: fixups_needed(program) as u32 };
     let (fact_words, stub_words) = words.split_at_mut_checked(super::provenance::words_needed(len)).ok_or(too_small)?;
-    let facts = Facts::of(program, fact_words).ok_or(too_small)?;
+    let (facts, hints) = Facts::of(program, fact_words).ok_or(too_small)?;
     let at = emitter.offset();
     emitter.place(ids::ENTRY, &Holes::NONE.jump(insn_label(0)))?;
     observer.placed(None, false, ids::ENTRY, at, emitter.offset() - at);
-    let mut tracker = Tracker::new(&facts);
+    let mut tracker = Tracker::new(&facts, hints);
     let mut stubs = Stubs { words: stub_words, count: 0 };
     for (pc, insn) in program.iter() {
         emitter.bind(insn_label(pc))?;
         tracker.enter(program, pc);
-        lower_insn(program, len, pc, insn, &tracker, &mut stubs, &mut Ops { emitter, observer, pc, cold: false })?;
-        tracker.after(&insn);
+        let out = &mut Ops { emitter, observer, pc, cold: false };
+        lower_insn(program, helpers, len, pc, insn, &tracker, &mut stubs, out)?;
+        tracker.after(pc, &insn);
     }
     // The stubs follow the hot code, in the order the hot pass asked for them.
     for &stub in stubs.words.get(..stubs.count).unwrap_or_default() {
@@ -474,8 +551,10 @@ pub(crate) fn lower<P: Patcher, O: Observer>(
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn lower_insn<P: Patcher, O: Observer>(
     program: &Program,
+    helpers: &Helpers,
     len: usize,
     pc: usize,
     insn: Insn,
@@ -563,26 +642,29 @@ fn lower_insn<P: Patcher, O: Observer>(
             };
             out.push(out.variant(ids::LDDW, dst)?, Holes::NONE.operand(0, lo).operand(1, hi))?;
         }
-        Rule::Load { checked, slow, context, frame, size } => match access(tracker, src, insn.off, size) {
-            Access::Frame(at) => out.push(out.variant(frame, dst)?, Holes::NONE.operand(0, at as u32))?,
-            Access::Context(at) => {
-                out.push(out.variant(context, dst)?, Holes::NONE.operand(0, at as u32).cold(stub))?;
-                stubs.push(pc, StubKind::MemoryTrap, out.variant(ids::TRAP_MEMORY, src)?)?;
-            }
-            Access::Checked => {
-                out.stage_reg(src)?;
-                out.push(out.variant(checked, dst)?, Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub))?;
-                stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;
-            }
-        },
-        Rule::Store { from_reg, checked, slow, context, context_imm, frame, frame_imm, size } => {
-            match access(tracker, dst, insn.off, size) {
+        Rule::Load { checked, slow, in_stack, in_context, context, frame, size } => {
+            let checked = match access(tracker, src, insn.off, size) {
+                Access::Frame(at) => return out.push(out.variant(frame, dst)?, Holes::NONE.operand(0, at as u32)),
+                Access::Context(at) => {
+                    out.push(out.variant(context, dst)?, Holes::NONE.operand(0, at as u32).cold(stub))?;
+                    return stubs.push(pc, StubKind::MemoryTrap, out.variant(ids::TRAP_MEMORY, src)?);
+                }
+                Access::InStack => in_stack,
+                Access::InContext => in_context,
+                Access::Checked => checked,
+            };
+            out.stage_reg(src)?;
+            out.push(out.variant(checked, dst)?, Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub))?;
+            stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;
+        }
+        Rule::Store { from_reg, checked, slow, in_stack, in_context, context, context_imm, frame, frame_imm, size } => {
+            let checked = match access(tracker, dst, insn.off, size) {
                 Access::Frame(at) => {
                     let holes = Holes::NONE.operand(0, at as u32);
-                    match from_reg {
-                        true => out.push(out.variant(frame, src)?, holes)?,
-                        false => out.push(frame_imm, holes.operand(1, imm as u32))?,
-                    }
+                    return match from_reg {
+                        true => out.push(out.variant(frame, src)?, holes),
+                        false => out.push(frame_imm, holes.operand(1, imm as u32)),
+                    };
                 }
                 Access::Context(at) => {
                     let holes = Holes::NONE.operand(0, at as u32).cold(stub);
@@ -590,19 +672,20 @@ fn lower_insn<P: Patcher, O: Observer>(
                         true => out.push(out.variant(context, src)?, holes)?,
                         false => out.push(context_imm, holes.operand(1, imm as u32))?,
                     }
-                    stubs.push(pc, StubKind::MemoryTrap, out.variant(ids::TRAP_MEMORY, dst)?)?;
+                    return stubs.push(pc, StubKind::MemoryTrap, out.variant(ids::TRAP_MEMORY, dst)?);
                 }
-                Access::Checked => {
-                    if from_reg {
-                        out.stage_reg(src)?;
-                    } else {
-                        out.stage_imm(imm)?;
-                    }
-                    let holes = Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub);
-                    out.push(out.variant(checked, dst)?, holes)?;
-                    stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;
-                }
+                Access::InStack => in_stack,
+                Access::InContext => in_context,
+                Access::Checked => checked,
+            };
+            if from_reg {
+                out.stage_reg(src)?;
+            } else {
+                out.stage_imm(imm)?;
             }
+            let holes = Holes::NONE.operand(0, insn.off as i32 as u32).cold(stub);
+            out.push(out.variant(checked, dst)?, holes)?;
+            stubs.push(pc, StubKind::SlowAccess, out.variant(slow, dst)?)?;
         }
         Rule::Atomic { wide } => {
             out.stage_reg(src)?;
@@ -658,9 +741,14 @@ fn lower_insn<P: Patcher, O: Observer>(
         Rule::Call if src == pseudo::CALL_LOCAL => {
             let target = jump_target(pc, imm as i64);
             let charge = fuel::call_charge(len, target);
-            out.push(ids::CALL_LOCAL, Holes::NONE.operand(1, charge as u32).jump(insn_label(target)))?;
+            out.push(ids::CALL_LOCAL, Holes::NONE.operand(1, charge as u32).jump(insn_label(target)).cold(stub))?;
+            stubs.push(pc, StubKind::FuelTrap, ids::TRAP_FUEL)?;
         }
-        Rule::Call => out.push(ids::CALL_HELPER, Holes::NONE.operand(0, imm as u32))?,
+        Rule::Call => {
+            // Validation accepted the id, so the table has it.
+            let index = helpers.position(imm as u32 as u64).ok_or(CompileError::Unlowerable { pc: pc as u32 })?;
+            out.push(ids::CALL_HELPER, Holes::NONE.operand(0, index as u32))?
+        }
         Rule::Callx => {
             out.stage_reg(dst)?;
             out.push(ids::CALLX, Holes::NONE)?;

@@ -187,18 +187,19 @@ impl<'r, 'm> Memory<'r, 'm> {
         Ok(table)
     }
 
-    /// [`Memory::table`] into `table`, which must hold only default entries (the regions a
-    /// run does not have stay so). The interpreters build it in their own frame: moving
-    /// 1 KiB out of a `Result` costs as much as a short run.
+    /// [`Memory::table`] into `table`, whose entries are all [`RegionEntry::default`] (no
+    /// access) on entry: built where it is used, with no copy (moving a table out of a
+    /// `Result` costs as much as a short run).
     pub(crate) fn fill_table(&mut self, table: &mut Table) -> Result<(), RunError> {
         let count = region::FIRST_MAP as usize + self.maps.len() + self.regions.len();
         if count > region::COUNT {
             return Err(RunError::TooManyRegions { max: (region::COUNT - region::FIRST_MAP as usize) as u32 });
         }
         let stack = self.stack.as_mut_ptr() as u64;
-        table[region::STACK as usize] = RegionEntry::plain(stack, table_len(1, self.stack.len())?, true);
+        table[region::STACK as usize] = RegionEntry::plain(region::STACK, stack, table_len(1, self.stack.len())?, true);
         let context = self.context.as_mut_ptr() as u64;
-        table[region::CONTEXT as usize] = RegionEntry::plain(context, table_len(2, self.context.len())?, true);
+        table[region::CONTEXT as usize] =
+            RegionEntry::plain(region::CONTEXT, context, table_len(2, self.context.len())?, true);
         let mut index = region::FIRST_MAP as usize;
         for map in self.maps.iter_mut() {
             let def = *map.def();
@@ -207,9 +208,9 @@ impl<'r, 'm> Memory<'r, 'm> {
             let write_limit = if def.read_only_for_program() { 0 } else { def.value_size() };
             table[index] = if def.max_entries() == 1 {
                 // One value: a plain region, so the fast check covers it.
-                RegionEntry::with_check(host, len, u32::MAX, def.value_size(), write_limit)
+                RegionEntry::with_check(index as u64, host, len, u32::MAX, def.value_size(), write_limit)
             } else {
-                RegionEntry::with_check(host, len, def.value_stride() - 1, def.value_size(), write_limit)
+                RegionEntry::with_check(index as u64, host, len, def.value_stride() - 1, def.value_size(), write_limit)
             };
             index += 1;
         }
@@ -220,7 +221,7 @@ impl<'r, 'm> Memory<'r, 'm> {
                 Some(bytes) => bytes.as_mut_ptr() as u64,
                 None => granted.bytes().as_ptr() as u64,
             };
-            table[index] = RegionEntry::plain(host, len, writable);
+            table[index] = RegionEntry::plain(index as u64, host, len, writable);
             index += 1;
         }
         Ok(())
@@ -386,27 +387,48 @@ mod tests {
 
     #[test]
     fn the_fast_check_implies_the_full_one() {
-        // Every entry the runtime builds: a fast pass must be a full pass.
-        let entries = [
-            RegionEntry::plain(0, 0, true),
-            RegionEntry::plain(0, 3, false),
-            RegionEntry::plain(0, 64, true),
-            RegionEntry::with_check(0, 48, 15, 12, 12),
-            RegionEntry::with_check(0, 16, u32::MAX, 13, 0),
-        ];
-        for entry in entries {
-            let mut table = [RegionEntry::default(); region::COUNT];
-            table[1] = entry;
-            for (class, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
-                for off in 0..80u64 {
-                    for write in [false, true] {
-                        let end = if write { entry.write_end[class] } else { entry.read_end[class] };
-                        let full = semantics::locate(&table, (1 << 32) | off, size, write).is_some();
-                        if off < end as u64 {
-                            assert!(full, "{entry:?} off {off} size {size} write {write}");
-                        }
-                        if entry.mask == u32::MAX {
-                            assert_eq!(off < end as u64, full, "plain regions: fast == full");
+        // Every kind of entry the runtime builds, in every slot of the table, and addresses
+        // around its start and its end, in it and in every other region (high bits too): a
+        // fast pass, through the masked index or for an expected region, must be a full
+        // pass at the same host address.
+        let entries = |index: u64| {
+            [
+                RegionEntry::plain(index, 0x1000, 0, true),
+                RegionEntry::plain(index, 0x1000, 3, false),
+                RegionEntry::plain(index, 0x1000, 64, true),
+                RegionEntry::with_check(index, 0x1000, 48, 15, 12, 12),
+                RegionEntry::with_check(index, 0x1000, 16, u32::MAX, 13, 0),
+                RegionEntry::plain(index, 0x1000, u32::MAX, true),
+            ]
+        };
+        let offsets = [0u64, 1, 2, 7, 11, 12, 13, 15, 16, 47, 48, 63, 64, 65, 0xffff_fff0, 0xffff_fff8, 0xffff_ffff];
+        let high = [0u64, 1 << 36, 1 << 40, 1 << 63, u64::MAX << 36];
+        for index in 1..region::COUNT as u64 {
+            for entry in entries(index) {
+                let mut table = [RegionEntry::default(); region::COUNT];
+                table[index as usize] = entry;
+                for other in 0..region::COUNT as u64 {
+                    for (&off, &hi) in offsets.iter().flat_map(|o| high.iter().map(move |h| (o, h))) {
+                        let addr = hi | other << 32 | off;
+                        for (class, size) in [1u64, 2, 4, 8].into_iter().enumerate() {
+                            for write in [false, true] {
+                                let full = semantics::locate(&table, addr, size, write);
+                                let fast_in = |e: &RegionEntry| {
+                                    let bound = if write { e.write_bound[class] } else { e.read_bound[class] };
+                                    addr.wrapping_sub(e.start) < bound
+                                };
+                                let fast = fast_in(&table[((addr >> 32) & 15) as usize]);
+                                let expected = fast_in(&entry);
+                                let at = std::format!("{entry:?} addr {addr:#x} size {size} write {write}");
+                                if fast || expected {
+                                    assert_eq!(full, Some((index as usize, off)), "{at}");
+                                    assert_eq!(addr.wrapping_add(entry.bias), entry.host + off, "{at}");
+                                }
+                                if entry.mask == u32::MAX && hi == 0 && other == index {
+                                    assert_eq!(fast, full.is_some(), "plain regions: fast == full, {at}");
+                                    assert_eq!(expected, full.is_some(), "plain regions: expected == full, {at}");
+                                }
+                            }
                         }
                     }
                 }

@@ -4,10 +4,18 @@
 //! the running frame). Fault semantics stay exactly the interpreter's: a context-based
 //! access that fails reports `base + off`, as the interpreter does.
 //!
+//! Besides these facts the tracker keeps *guesses*: a register derived from a stack or
+//! context pointer by additions it cannot follow (`r6 = r1 + r2`, a pointer kept in a loop,
+//! an argument a caller passed) is probably still in that region, and an access through it
+//! tests that region first. A guess decides only which check runs first, never whether an
+//! access is allowed: a wrong one costs the slow path, not correctness. So guesses may be
+//! sloppy where facts may not: they survive block boundaries in program order, and flow
+//! from call sites into the callee's argument registers.
+//!
 //! The analysis is linear and needs no allocation: one pass over the program marks jump
 //! targets and function starts (local-call targets) in bitmaps of caller scratch, then the
 //! lowering walks the program once. Inside a basic block, registers are tracked exactly;
-//! at a block boundary only the function's *invariant* registers keep their state: those
+//! at a block boundary only the function's *invariant* registers keep their facts: those
 //! not written after the function's entry block (the straight line from its start to the
 //! first jump target or branch), whose state at the end of the entry block therefore holds
 //! everywhere after it. That covers the common shapes: `r6 = r1` at the start of a
@@ -16,8 +24,9 @@
 use super::bits::{bit, next_set_bit, set_bit};
 use super::insn::{FRAME_POINTER, Insn, atomic, class, jmp, mem, op, pseudo};
 use super::program::Program;
+use tessera_stencils::abi::FRAME_SIZE;
 
-/// What a register is known to hold.
+/// What a register is known (or guessed) to hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pointer {
     Unknown,
@@ -25,12 +34,50 @@ pub(crate) enum Pointer {
     Frame(i32),
     /// The context pointer (r1 at entry) plus `k`.
     Context(i32),
+    /// A guess: somewhere in the stack.
+    InStack,
+    /// A guess: somewhere in the context memory.
+    InContext,
+}
+
+impl Pointer {
+    /// What is left when the exact offset is lost: the region, as a guess.
+    #[inline(always)]
+    fn guess(self) -> Pointer {
+        match self {
+            Pointer::Frame(_) | Pointer::InStack => Pointer::InStack,
+            Pointer::Context(_) | Pointer::InContext => Pointer::InContext,
+            Pointer::Unknown => Pointer::Unknown,
+        }
+    }
+
+    fn is_exact(self) -> bool {
+        matches!(self, Pointer::Frame(_) | Pointer::Context(_))
+    }
+
+    /// The two-bit code of a guess in the call-site hints (0: no call site seen yet).
+    fn hint_code(self) -> u16 {
+        match self.guess() {
+            Pointer::InStack => 1,
+            Pointer::InContext => 2,
+            _ => 3,
+        }
+    }
+
+    fn from_hint_code(code: u16) -> Pointer {
+        match code {
+            1 => Pointer::InStack,
+            2 => Pointer::InContext,
+            _ => Pointer::Unknown,
+        }
+    }
 }
 
 /// Scratch words the analysis needs for a program of `len` slots: a bitmap of jump targets,
-/// one of function starts, and the registers each 64-slot chunk writes.
+/// one of function starts, the registers each 64-slot chunk writes, and 16 bits per slot
+/// for the guesses call sites pass to the function starting there.
 pub(crate) const fn words_needed(len: usize) -> usize {
-    3 * len.div_ceil(64)
+    3 * len.div_ceil(64) + len.div_ceil(4)
 }
 
 /// Facts about the whole program, in caller scratch.
@@ -83,9 +130,11 @@ impl<'s> Facts<'s> {
     /// range). `None` when `words` is smaller than [`words_needed`].
     ///
     /// Every slot is looked at, `lddw` second slots included: their opcode (0) is no jump.
-    pub(crate) fn of(program: &Program, words: &'s mut [u64]) -> Option<Facts<'s>> {
+    pub(crate) fn of(program: &Program, words: &'s mut [u64]) -> Option<(Facts<'s>, &'s mut [u64])> {
         let n = program.len().div_ceil(64);
-        let words = words.get_mut(..3 * n)?;
+        let (words, hints) = words.split_at_mut_checked(3 * n)?;
+        let hints = hints.get_mut(..program.len().div_ceil(4))?;
+        hints.fill(0);
         words.fill(0);
         let (boundaries, rest) = words.split_at_mut(n);
         let (starts, chunk_writes) = rest.split_at_mut(n);
@@ -99,8 +148,14 @@ impl<'s> Facts<'s> {
                 let (opcode, regs) = (slot[0], slot[1]);
                 // Most instructions write their `dst` and move no control: one table lookup.
                 match EFFECT[opcode as usize] {
-                    Effect::None => continue,
-                    Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 => {
+                    Effect::None | Effect::Store => continue,
+                    Effect::Dst
+                    | Effect::Load64
+                    | Effect::Mov64
+                    | Effect::Add64
+                    | Effect::Sub64
+                    | Effect::Add64Reg
+                    | Effect::Sub64Reg => {
                         written |= 1 << (regs & 0xf);
                         continue;
                     }
@@ -125,7 +180,7 @@ impl<'s> Facts<'s> {
             }
             *chunk_written = written as u64;
         }
-        Some(Facts { boundaries, starts, chunk_writes, entry_called, zero_targeted })
+        Some((Facts { boundaries, starts, chunk_writes, entry_called, zero_targeted }, hints))
     }
 
     fn is_function_start(&self, pc: usize) -> bool {
@@ -152,6 +207,13 @@ enum Effect {
     /// `add64` / `sub64 dst, imm`.
     Add64,
     Sub64,
+    /// `add64` / `sub64 dst, src`.
+    Add64Reg,
+    Sub64Reg,
+    /// `ldxdw`: may reload a pointer spilled to the frame.
+    Load64,
+    /// A store (not an atomic): writes no register, may spill a pointer to the frame.
+    Store,
     /// A call: r0..r5 (result and clobbered arguments).
     Call,
     /// An atomic operation: `cmpxchg` writes r0, the fetch forms `src`.
@@ -165,14 +227,18 @@ static EFFECT: [Effect; 256] = {
     while opcode < 256 {
         let o = opcode as u8;
         effect[opcode] = match o & 0x07 {
+            class::LDX if o == 0x79 => Effect::Load64,
             class::ALU | class::LDX | class::LD => Effect::Dst,
             class::ALU64 => match o {
                 0xbf => Effect::Mov64,
                 0x07 => Effect::Add64,
                 0x17 => Effect::Sub64,
+                0x0f => Effect::Add64Reg,
+                0x1f => Effect::Sub64Reg,
                 _ => Effect::Dst,
             },
             class::STX if o & 0xe0 == mem::ATOMIC => Effect::Atomic,
+            class::ST | class::STX => Effect::Store,
             class::JMP | class::JMP32 => match o & 0xf0 {
                 jmp::CALL => Effect::Call,
                 jmp::EXIT => Effect::None,
@@ -189,8 +255,14 @@ static EFFECT: [Effect; 256] = {
 fn writes(insn: &Insn) -> u16 {
     const ARGS: u16 = 0b11_1111; // r0..r5: a call's result and its clobbered arguments
     match EFFECT[insn.opcode as usize] {
-        Effect::None | Effect::Jump => 0,
-        Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 => 1 << (insn.dst & 0xf),
+        Effect::None | Effect::Jump | Effect::Store => 0,
+        Effect::Dst
+        | Effect::Load64
+        | Effect::Mov64
+        | Effect::Add64
+        | Effect::Sub64
+        | Effect::Add64Reg
+        | Effect::Sub64Reg => 1 << (insn.dst & 0xf),
         Effect::Call => ARGS,
         Effect::Atomic => match insn.imm {
             atomic::CMPXCHG => 1,
@@ -204,8 +276,14 @@ fn writes(insn: &Insn) -> u16 {
 #[inline(always)]
 fn slot_writes(opcode: u8, regs: u8, slot: &[u8]) -> u16 {
     match EFFECT[opcode as usize] {
-        Effect::None | Effect::Jump => 0,
-        Effect::Dst | Effect::Mov64 | Effect::Add64 | Effect::Sub64 => 1 << (regs & 0xf),
+        Effect::None | Effect::Jump | Effect::Store => 0,
+        Effect::Dst
+        | Effect::Load64
+        | Effect::Mov64
+        | Effect::Add64
+        | Effect::Sub64
+        | Effect::Add64Reg
+        | Effect::Sub64Reg => 1 << (regs & 0xf),
         _ => {
             let imm = slot.get(4..8).and_then(|b| b.try_into().ok()).map_or(0, i32::from_le_bytes);
             writes(&Insn::new(opcode, regs & 0xf, regs >> 4, 0, imm))
@@ -216,7 +294,14 @@ fn slot_writes(opcode: u8, regs: u8, slot: &[u8]) -> u16 {
 /// The tracker the lowering consults and updates as it walks the program in order.
 pub(crate) struct Tracker<'f> {
     facts: &'f Facts<'f>,
+    /// Per slot, the guesses call sites pass to the function starting there: two bits per
+    /// argument register r1..r5 (see [`Pointer::hint_code`]), joined over the call sites
+    /// lowered so far.
+    hints: &'f mut [u64],
     regs: [Pointer; 11],
+    /// Guesses for the 64 eight-byte slots of the running frame (`r10 - 512 + 8 * i`), two
+    /// bits each as in the call-site hints: where a pointer was spilled, for its reload.
+    frame_slots: u128,
     /// The registers that keep their state across the current function's blocks.
     invariant: u16,
     /// Whether the walk is still in the current function's entry block.
@@ -226,10 +311,13 @@ pub(crate) struct Tracker<'f> {
 }
 
 impl<'f> Tracker<'f> {
-    pub(crate) fn new(facts: &'f Facts<'f>) -> Tracker<'f> {
+    /// `hints` is what [`Facts::of`] left of the scratch.
+    pub(crate) fn new(facts: &'f Facts<'f>, hints: &'f mut [u64]) -> Tracker<'f> {
         Tracker {
             facts,
+            hints,
             regs: [Pointer::Unknown; 11],
+            frame_slots: 0,
             invariant: 0,
             in_entry_block: false,
             kept: [Pointer::Unknown; 11],
@@ -254,32 +342,81 @@ impl<'f> Tracker<'f> {
     fn enter_boundary(&mut self, program: &Program, pc: usize) {
         if self.facts.is_function_start(pc) {
             self.regs = [Pointer::Unknown; 11];
+            let hint = self.hint(pc);
+            for r in 1..=5 {
+                self.regs[r] = Pointer::from_hint_code(hint >> (2 * r) & 3);
+            }
             if pc == 0 && !self.facts.entry_called {
                 self.regs[1] = Pointer::Context(0);
             }
             self.regs[FRAME_POINTER as usize] = Pointer::Frame(0);
+            self.frame_slots = 0;
             self.invariant = self.invariant_after_entry_block(program, pc);
             self.in_entry_block = true;
         }
         if self.facts.is_target(pc) {
             self.end_entry_block();
-            self.regs = self.kept;
+            // Facts hold only in invariant registers; the others keep their guesses (from
+            // the instruction before in program order, which may not even lead here).
+            for r in 0..11 {
+                self.regs[r] = if self.invariant >> r & 1 != 0 { self.kept[r] } else { self.regs[r].guess() };
+            }
         }
     }
 
-    /// Called after lowering `insn`: applies its effect.
+    /// The call-site hints recorded for the function starting at `pc`.
+    fn hint(&self, pc: usize) -> u16 {
+        self.hints.get(pc / 4).map_or(0, |w| (w >> (16 * (pc % 4))) as u16)
+    }
+
+    /// A local call to `target` with the current registers: joins their guesses into the
+    /// callee's hints.
+    #[inline(never)]
+    fn record_call(&mut self, target: usize) {
+        let old = self.hint(target);
+        let mut new = 0u16;
+        for r in 1..=5 {
+            let (was, now) = (old >> (2 * r) & 3, self.regs[r].hint_code());
+            let joined = if was == 0 || was == now { now } else { 3 };
+            new |= joined << (2 * r);
+        }
+        if let Some(w) = self.hints.get_mut(target / 4) {
+            let shift = 16 * (target % 4);
+            *w = *w & !(0xffff << shift) | (new as u64) << shift;
+        }
+    }
+
+    /// Called after lowering `insn` at `pc`: applies its effect.
     #[inline(always)]
-    pub(crate) fn after(&mut self, insn: &Insn) {
+    pub(crate) fn after(&mut self, pc: usize, insn: &Insn) {
         let dst = (insn.dst & 0xf) as usize;
         let new = match EFFECT[insn.opcode as usize] {
             Effect::None => return,
+            Effect::Store => return self.spill(insn),
             Effect::Jump => return self.end_entry_block(),
             Effect::Dst => Pointer::Unknown,
+            Effect::Load64 => self.reload(insn.src, insn.off),
             Effect::Mov64 if insn.off == 0 => self.get(insn.src),
             Effect::Mov64 => Pointer::Unknown,
             Effect::Add64 => offset(self.get(dst as u8), insn.imm as i64),
             Effect::Sub64 => offset(self.get(dst as u8), -(insn.imm as i64)),
+            // A pointer plus a number: the pointer's region, as a guess; the base is the
+            // exact fact if one side is (`r2 = index; r2 += r1`), else the destination.
+            Effect::Add64Reg => match (self.get(dst as u8), self.get(insn.src)) {
+                (d, s) if s.is_exact() && !d.is_exact() => s.guess(),
+                (Pointer::Unknown, s) => s.guess(),
+                (d, _) => d.guess(),
+            },
+            // A pointer minus a number stays in its region; a difference of pointers is not
+            // a pointer.
+            Effect::Sub64Reg => match self.get(insn.src) {
+                Pointer::Unknown => self.get(dst as u8).guess(),
+                _ => Pointer::Unknown,
+            },
             Effect::Call | Effect::Atomic => {
+                if insn.opcode == op::CALL && insn.src == pseudo::CALL_LOCAL {
+                    self.record_call((pc as i64 + insn.imm as i64 + 1) as usize);
+                }
                 let written = writes(insn);
                 for (r, reg) in self.regs.iter_mut().enumerate().take(6) {
                     if written >> r & 1 != 0 {
@@ -299,6 +436,41 @@ impl<'f> Tracker<'f> {
         if let Some(slot) = self.regs.get_mut(dst) {
             *slot = new;
         }
+    }
+
+    /// Where an access `[base + off]` starts in the running frame (bytes from its bottom),
+    /// when `base` is the frame pointer plus a known offset and the access starts inside it.
+    #[inline(always)]
+    fn frame_offset(&self, base: u8, off: i16) -> Option<u32> {
+        let Pointer::Frame(k) = self.get(base) else { return None };
+        let at = k as i64 + off as i64 + FRAME_SIZE as i64;
+        (0..FRAME_SIZE as i64).contains(&at).then_some(at as u32)
+    }
+
+    /// The guess recorded for the eight bytes at `[base + off]` (see [`Tracker::spill`]).
+    #[inline(always)]
+    fn reload(&self, base: u8, off: i16) -> Pointer {
+        match self.frame_offset(base, off) {
+            Some(at) if at % 8 == 0 => Pointer::from_hint_code((self.frame_slots >> (at / 4) & 3) as u16),
+            _ => Pointer::Unknown,
+        }
+    }
+
+    /// A store: an aligned eight-byte store of a register to the frame records the
+    /// register's guess in its slot (a spill); any other store there forgets what the slots
+    /// it touches held.
+    #[inline(always)]
+    fn spill(&mut self, insn: &Insn) {
+        let Some(at) = self.frame_offset(insn.dst, insn.off) else { return };
+        let code = match insn.opcode {
+            0x7b if at % 8 == 0 => self.get(insn.src).hint_code(),
+            _ => 0,
+        } as u128;
+        // The first slot, and the next one if an unaligned store reaches into it.
+        for slot in [at / 8, at.div_ceil(8)].into_iter().filter(|&s| s < 64) {
+            self.frame_slots &= !(3 << (2 * slot));
+        }
+        self.frame_slots |= code << (2 * (at / 8));
     }
 
     /// Leaving the entry block: the invariant registers keep what they hold now.
@@ -354,13 +526,13 @@ impl<'f> Tracker<'f> {
     }
 }
 
-/// `p` moved by `delta`, when it stays representable.
+/// `p` moved by `delta`: exact when it stays representable, else a guess.
 fn offset(p: Pointer, delta: i64) -> Pointer {
     let moved = |k: i32| i32::try_from(k as i64 + delta).ok();
     match p {
-        Pointer::Frame(k) => moved(k).map_or(Pointer::Unknown, Pointer::Frame),
-        Pointer::Context(k) => moved(k).map_or(Pointer::Unknown, Pointer::Context),
-        Pointer::Unknown => Pointer::Unknown,
+        Pointer::Frame(k) => moved(k).map_or(Pointer::InStack, Pointer::Frame),
+        Pointer::Context(k) => moved(k).map_or(Pointer::InContext, Pointer::Context),
+        other => other,
     }
 }
 
@@ -374,14 +546,14 @@ mod tests {
         let bytes = asm::assemble_to_bytes(text).unwrap();
         let program = Program::new(&bytes, |_| true).unwrap();
         let mut words = std::vec![0u64; words_needed(program.len())];
-        let facts = Facts::of(&program, &mut words).unwrap();
-        let mut tracker = Tracker::new(&facts);
+        let (facts, hints) = Facts::of(&program, &mut words).unwrap();
+        let mut tracker = Tracker::new(&facts, hints);
         program
             .iter()
             .map(|(pc, insn)| {
                 tracker.enter(&program, pc);
                 let p = tracker.get(reg);
-                tracker.after(&insn);
+                tracker.after(pc, &insn);
                 p
             })
             .collect()
@@ -410,7 +582,40 @@ mod tests {
     fn a_register_written_after_the_entry_block_is_not_invariant() {
         use Pointer::*;
         let text = "mov %r6, %r1\nl: ldxb %r0, [%r6]\nmov %r6, %r0\njne %r0, 0, l\nexit";
-        assert_eq!(trace(text, 6), [Unknown, Unknown, Unknown, Unknown, Unknown]);
+        // At the loop head the fact is lost; what is left is a guess.
+        assert_eq!(trace(text, 6), [Unknown, InContext, InContext, Unknown, Unknown]);
+    }
+
+    #[test]
+    fn guesses_follow_pointer_arithmetic_loops_and_calls() {
+        use Pointer::*;
+        // A pointer plus a number is in the pointer's region; a difference of pointers is
+        // no pointer.
+        let text =
+            "mov %r3, %r2\nadd %r3, %r1\nmov %r4, %r10\nadd %r4, %r2\nsub %r4, %r3\nmov %r5, %r3\nsub %r5, %r2\nexit";
+        assert_eq!(
+            trace(text, 3),
+            [Unknown, Unknown, InContext, InContext, InContext, InContext, InContext, InContext]
+        );
+        assert_eq!(trace(text, 4)[3..6], [Frame(0), InStack, Unknown]);
+        assert_eq!(trace(text, 5)[6..], [InContext, InContext]);
+        // An offset too far for a fact leaves a guess.
+        let text = "mov %r3, %r1\nlddw %r4, 0x7fffffff\nadd %r3, 0x7fffffff\nadd %r3, 0x7fffffff\nexit";
+        assert_eq!(trace(text, 3)[3..], [Context(0x7fff_ffff), InContext]);
+        // Arguments: the callee starts with the guesses its callers agree on (r1 the
+        // context's, r2 a stack pointer from one call and a number from the other).
+        let text = "mov %r6, %r1\nmov %r2, %r10\ncall local f\nmov %r2, 5\nmov %r1, %r6\ncall local f\nexit\n\
+                    f: mov %r0, %r2\nexit";
+        assert_eq!(trace(text, 1)[7], InContext);
+        assert_eq!(trace(text, 2)[7], Unknown);
+        let text = "mov %r2, %r10\ncall local f\nexit\nf: mov %r0, %r2\nexit";
+        assert_eq!(trace(text, 2)[3], InStack);
+        // Spilled to the frame and reloaded; a store over the slot forgets it.
+        let text = "stxdw [%r10-16], %r1\nldxdw %r3, [%r10-16]\nstxb [%r10-12], %r0\nldxdw %r4, [%r10-16]\n\
+                    ldxdw %r5, [%r10-8]\nexit";
+        assert_eq!(trace(text, 3)[2], InContext);
+        assert_eq!(trace(text, 4)[4], Unknown);
+        assert_eq!(trace(text, 5)[5], Unknown);
     }
 
     /// The invariant registers by the definition: walk the whole function slot by slot.
@@ -490,8 +695,8 @@ mod tests {
             // Not every random program is valid (jumps into lddw, out of functions, ...).
             let Ok(program) = Program::new(&bytes, |_| true) else { continue };
             let mut words = std::vec![0u64; words_needed(program.len())];
-            let facts = Facts::of(&program, &mut words).unwrap();
-            let tracker = Tracker::new(&facts);
+            let (facts, hints) = Facts::of(&program, &mut words).unwrap();
+            let tracker = Tracker::new(&facts, hints);
             for (pc, _) in program.iter().filter(|&(pc, _)| facts.is_function_start(pc)) {
                 let expected = invariant_by_definition(&program, &facts, pc);
                 assert_eq!(tracker.invariant_after_entry_block(&program, pc), expected, "function at {pc}");

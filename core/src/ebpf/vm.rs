@@ -201,7 +201,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         buffer: &mut CodeBuffer<'m>,
         scratch: Scratch<'_>,
     ) -> Result<Allocation<'m>, CompileError> {
-        jit::emit(&self.program, isa, buffer, scratch, self.max_code_size)
+        jit::emit(&self.program, &self.helpers, isa, buffer, scratch, self.max_code_size)
     }
 
     /// [`Vm::emit_for`], telling `observer` where every stencil went (for listings).
@@ -213,7 +213,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         scratch: Scratch<'_>,
         observer: &mut impl super::Observer,
     ) -> Result<Allocation<'m>, CompileError> {
-        jit::emit_observed(&self.program, isa, buffer, scratch, self.max_code_size, observer)
+        jit::emit_observed(&self.program, &self.helpers, isa, buffer, scratch, self.max_code_size, observer)
     }
 
     /// Compiles for this machine into `buffer`. The result runs if the buffer is executable
@@ -225,7 +225,7 @@ impl<'p, 'h> Vm<'p, 'h> {
         scratch: Scratch<'_>,
     ) -> Result<JitProgram<'p, 'h, 'm>, CompileError> {
         let isa = Isa::host().ok_or(CompileError::UnsupportedHost)?;
-        let allocation = jit::emit(&self.program, isa, buffer, scratch, self.max_code_size)?;
+        let allocation = jit::emit(&self.program, &self.helpers, isa, buffer, scratch, self.max_code_size)?;
         Ok(JitProgram::in_buffer(self.parts(), isa, allocation))
     }
 
@@ -254,7 +254,8 @@ impl<'p, 'h> Vm<'p, 'h> {
             let mut scratch = cell.borrow_mut();
             scratch.ensure(need);
             arena.emit(|buffer| {
-                jit::emit(&self.program, isa, buffer, scratch.scratch(), self.max_code_size).map(|a| a.address)
+                jit::emit(&self.program, &self.helpers, isa, buffer, scratch.scratch(), self.max_code_size)
+                    .map(|a| a.address)
             })
         })?;
         Ok(JitProgram::in_arena(self.parts(), isa, code, address))
