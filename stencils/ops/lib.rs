@@ -538,11 +538,17 @@ macro_rules! binary_alu {
                 s.set(K, $f(s.get(K), s.tmp));
                 Next::Continue
             });
-            // The constant goes through `tmp` (dead after every instruction), so that on
-            // x86-64 a shift count lands in `cl` with no register saved around it.
+            // On x86-64 the constant goes through `tmp` (dead after every instruction), so
+            // that a shift count lands in `cl` with no register saved around it; elsewhere
+            // `tmp` is an ordinary register and writing it would cost two instructions.
             $(writable_family!($imm_name, |s, K| {
-                s.tmp = opaque(imm());
-                s.set(K, $f(s.get(K), s.tmp));
+                #[cfg(target_arch = "x86_64")]
+                {
+                    s.tmp = opaque(imm());
+                    s.set(K, $f(s.get(K), s.tmp));
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                s.set(K, $f(s.get(K), imm()));
                 Next::Continue
             });)?
         )*
