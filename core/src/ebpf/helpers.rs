@@ -279,7 +279,7 @@ pub mod standard {
             None => return Errno::Fault.helper_return(),
         }
         let format = format.get(..size).unwrap_or_default();
-        let format = &format[..format.iter().position(|&b| b == 0).unwrap_or(format.len())];
+        let format = format.split(|&b| b == 0).next().unwrap_or_default();
         let mut out = Message { bytes: [0; MAX_TRACE], len: 0 };
         if super::printf::format(memory, format, [a, b, c], &mut out).is_err() {
             return Errno::Inval.helper_return();

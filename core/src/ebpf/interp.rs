@@ -25,6 +25,7 @@ use super::helpers::{self, CallFailure, HelperFn, Helpers};
 use super::insn::{Insn, atomic, op, pseudo};
 use super::memory::{Memory, Table};
 use super::program::Program;
+use super::tables::RegisterFile;
 
 /// The deepest local-call nesting the interpreter supports, whatever [`Config`] asks.
 pub const MAX_CALL_DEPTH: u32 = 64;
@@ -48,9 +49,19 @@ impl Default for Config {
 
 // ---- The run-time contract, shared with the fast interpreter (`super::fast_interp`) ----
 
-/// The registers a run starts with. 16 of them so that indexing by a 4-bit field can never
-/// go out of bounds; the validator guarantees only r0..r10 are named.
-pub(crate) type Registers = [u64; 16];
+/// The register file of a run (r0..r10 named; the validator guarantees no other).
+pub(crate) type Registers = RegisterFile<u64>;
+
+impl RegisterFile<u64> {
+    /// r1..r5 set to 0, as after a call (they are scratch).
+    #[inline(always)]
+    pub(crate) fn clear_arguments(&mut self) {
+        let [_, r1, r2, r3, r4, r5, ..] = &mut self.0;
+        for r in [r1, r2, r3, r4, r5] {
+            *r = 0;
+        }
+    }
+}
 
 /// An empty region table (`RegionEntry::default()` everywhere: no access allowed), for
 /// [`enter`] to fill.
@@ -65,7 +76,7 @@ pub(crate) fn enter(memory: &mut Memory, local_calls: bool, table: &mut Table) -
     memory.check_stack()?;
     memory.fill_table(table)?;
     memory.clear_stack(local_calls);
-    let mut reg = [0u64; 16];
+    let mut reg = Registers::splat(0);
     reg[1] = memory.context_address();
     reg[2] = memory.context.len() as u64;
     reg[10] = memory.stack_end();
@@ -113,7 +124,7 @@ pub(crate) fn call_helper(
         Ok(r0) => r0,
         Err(CallFailure::Panicked) => return Err(RunError::HelperPanicked { pc: pc as u32 }),
     };
-    reg[1..6].fill(0);
+    reg.clear_arguments();
     Ok(())
 }
 
@@ -215,7 +226,7 @@ impl CallStack {
         reg[8] = r8;
         reg[9] = r9;
         reg[10] = frame.r10;
-        reg[1..6].fill(0);
+        reg.clear_arguments();
         Some(frame.return_pc)
     }
 }

@@ -24,6 +24,7 @@ use super::helpers::Helpers;
 use super::insn::{Insn, atomic, mem, op, pseudo};
 use super::program::Program;
 use super::provenance::{Facts, Pointer, Tracker};
+use super::tables::ByteTable;
 use tessera_stencils::abi::{MAP_HANDLE, region};
 
 /// The label of instruction `pc`.
@@ -407,8 +408,10 @@ const fn rule(opcode: u8) -> Rule {
     }
 }
 
-/// How every opcode lowers, built at compile time.
-static RULES: [Rule; 256] = {
+/// How every opcode lowers, built at compile time (where an index out of bounds would fail
+/// the build, not a run).
+#[allow(clippy::indexing_slicing)]
+static RULES: ByteTable<Rule> = ByteTable({
     let mut rules = [Rule::Invalid; 256];
     let mut opcode = 0;
     while opcode < 256 {
@@ -416,7 +419,7 @@ static RULES: [Rule; 256] = {
         opcode += 1;
     }
     rules
-};
+});
 
 /// Places one instruction's stencils; operand 2 of each names the instruction (for trap
 /// reports).
@@ -564,7 +567,7 @@ fn lower_insn<P: Patcher, O: Observer>(
 ) -> Result<(), CompileError> {
     let (dst, src, imm) = (insn.dst, insn.src, insn.imm);
     let stub = stub_label(len, pc);
-    match RULES[insn.opcode as usize] {
+    match RULES[insn.opcode] {
         Rule::Invalid => return Err(CompileError::Unlowerable { pc: pc as u32 }),
         Rule::AluReg(_, Some(pair)) => out.push(out.pair(pair, dst, src)?, Holes::NONE)?,
         Rule::AluReg(family, None) => {
@@ -775,7 +778,7 @@ mod tests {
                 let bytes: std::vec::Vec<u8> = slots.iter().flat_map(|i| i.encode()).collect();
                 if Program::new(&bytes, |_| true).is_ok() {
                     accepted += 1;
-                    assert!(!matches!(RULES[opcode as usize], Rule::Invalid), "opcode {opcode:#04x} has no rule");
+                    assert!(!matches!(RULES[opcode], Rule::Invalid), "opcode {opcode:#04x} has no rule");
                 }
             }
         }

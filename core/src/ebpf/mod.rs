@@ -25,6 +25,7 @@ pub mod memory;
 pub mod program;
 #[cfg(feature = "jit")]
 mod provenance;
+mod tables;
 pub mod vm;
 
 pub use error::{CompileError, Error, LoadError, RunError};

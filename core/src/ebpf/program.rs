@@ -36,6 +36,7 @@
 use super::bits::{bit, clear_bit, next_clear_bit, next_set_bit, set_bit, set_bits, take_bit};
 use super::error::LoadError as Error;
 use super::insn::{FRAME_POINTER, Insn, REGISTER_COUNT, alu, atomic, class, jmp, mem, op, pseudo, source};
+use super::tables::ByteTable;
 
 /// The largest program accepted, in 8-byte slots.
 pub const MAX_INSNS: usize = 1 << 20;
@@ -242,7 +243,7 @@ impl<'a> Program<'a> {
             Some(slot) if slot[0] == op::LDDW => len - 2,
             _ => len.wrapping_sub(1),
         };
-        if slots.get(last).is_none_or(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
+        if slots.get(last).is_none_or(|slot| FLOW[slot[0]] & FALLS != 0) {
             return Err(Error::FallsOffEnd { pc: last as u32 });
         }
         if scan.local_calls && (scan.functions_suspect || self.falls_into_function(starts)) {
@@ -358,7 +359,7 @@ impl<'a> Program<'a> {
         while let Some(next) = next_set_bit(starts, start + 1) {
             start = next;
             let last = if self.is_lddw_second_slot(start - 1) { start - 2 } else { start - 1 };
-            if slots.get(last).is_some_and(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
+            if slots.get(last).is_some_and(|slot| FLOW[slot[0]] & FALLS != 0) {
                 return true;
             }
         }
@@ -380,7 +381,7 @@ impl<'a> Program<'a> {
             let end = next_set_bit(starts, start + 1).unwrap_or(len);
             let function = slots.get(start..end).unwrap_or_default();
             for (pc, slot) in (start..).zip(function) {
-                let flow = FLOW[usize::from(slot[0])];
+                let flow = FLOW[slot[0]];
                 if flow & JUMP != 0 {
                     let target = pc as i64 + 1 + relative_target(u64::from_le_bytes(*slot), flow);
                     if target < start as i64 || target >= end as i64 {
@@ -390,7 +391,7 @@ impl<'a> Program<'a> {
             }
             if end < len {
                 let last = if self.is_lddw_second_slot(end - 1) { end - 2 } else { end - 1 };
-                if slots.get(last).is_some_and(|slot| FLOW[usize::from(slot[0])] & FALLS != 0) {
+                if slots.get(last).is_some_and(|slot| FLOW[slot[0]] & FALLS != 0) {
                     return Err(Error::FallsIntoFunction { pc: last as u32, function: end as u32 });
                 }
             }
@@ -419,7 +420,7 @@ impl<'a> Program<'a> {
             let mut pc = start;
             while let Some(slot) = slots.get(pc) {
                 let word = u64::from_le_bytes(*slot);
-                let flow = FLOW[usize::from(word as u8)];
+                let flow = FLOW[word as u8];
                 if flow & LDDW != 0 {
                     set_bit(reached, pc + 1);
                 }
@@ -532,10 +533,10 @@ impl Scanner<'_, '_> {
     /// exact checks when the rule does not accept it. Its flow.
     #[inline(always)]
     fn check(&self, pc: usize, word: u64) -> Result<u8, Error> {
-        let opcode = usize::from(word as u8);
+        let opcode = word as u8;
         // The register byte's failed rules take the opcode's place in the slot.
-        let failures = u64::from(REG_FAILS[usize::from((word >> 8) as u8)]);
-        if ((word ^ opcode as u64) | failures) & MASK[opcode] != 0 {
+        let failures = u64::from(REG_FAILS[(word >> 8) as u8]);
+        if ((word ^ u64::from(opcode)) | failures) & MASK[opcode] != 0 {
             check_slot(self.slots, pc, self.is_helper, self.maps)?;
         }
         Ok(FLOW[opcode])
@@ -628,7 +629,7 @@ impl Scanner<'_, '_> {
         clear_bit(self.bitmaps.unreached, first);
         let mut at = first;
         while let Some(slot) = slots.get(at) {
-            let flow = FLOW[usize::from(slot[0])];
+            let flow = FLOW[slot[0]];
             if flow != flow::NEXT {
                 let word = u64::from_le_bytes(*slot);
                 if (flow & JUMP != 0 || (flow & CALL != 0 && (word >> 12) as u8 & 0x0f == pseudo::CALL_LOCAL))
@@ -750,7 +751,9 @@ const SRC_CALL: u8 = 8;
 const EXACT: u8 = 0x80;
 
 /// [`REG_FAILS`]`[byte]`: which register rules a register byte breaks.
-static REG_FAILS: [u8; 256] = {
+// Built at compile time: an index out of bounds would fail the build, not a run.
+#[allow(clippy::indexing_slicing)]
+static REG_FAILS: ByteTable<u8> = ByteTable({
     let mut fails = [EXACT; 256];
     let mut byte = 0;
     while byte < 256 {
@@ -770,10 +773,12 @@ static REG_FAILS: [u8; 256] = {
         byte += 1;
     }
     fails
-};
+});
 /// The scan's rule for every opcode. What is left out goes to the exact checks: unknown
 /// opcodes, `END` (imm 16/32/64), signed division and sign-extending moves (off 1, 8, 16,
 /// 32), atomics (imm names the operation), unknown helpers and pseudo `lddw`s (maps).
+// Built at compile time: an index out of bounds would fail the build, not a run.
+#[allow(clippy::indexing_slicing)]
 const RULES: [Rule; 256] = {
     const fn rule(zero: u64, regs: u8, flow: u8) -> Rule {
         Rule { zero, regs, flow }
@@ -858,7 +863,9 @@ const RULES: [Rule; 256] = {
 /// [`RULES`] by field, one table each (cheaper to index). `MASK[opcode]`: the bits of the
 /// slot that must be clear, and in the low byte (the opcode's, which no rule masks) the
 /// register rules.
-static MASK: [u64; 256] = {
+// Built at compile time: an index out of bounds would fail the build, not a run.
+#[allow(clippy::indexing_slicing)]
+static MASK: ByteTable<u64> = ByteTable({
     let mut mask = [0; 256];
     let mut opcode = 0;
     while opcode < 256 {
@@ -867,8 +874,10 @@ static MASK: [u64; 256] = {
         opcode += 1;
     }
     mask
-};
-static FLOW: [u8; 256] = {
+});
+// Built at compile time: an index out of bounds would fail the build, not a run.
+#[allow(clippy::indexing_slicing)]
+static FLOW: ByteTable<u8> = ByteTable({
     let mut flow = [0; 256];
     let mut opcode = 0;
     while opcode < 256 {
@@ -876,7 +885,7 @@ static FLOW: [u8; 256] = {
         opcode += 1;
     }
     flow
-};
+});
 
 fn slot_count(bytes: &[u8]) -> Result<usize, Error> {
     if !bytes.len().is_multiple_of(Insn::SIZE) {
@@ -1652,9 +1661,9 @@ mod tests {
 
     /// Whether the scan's table accepts `word` (with its `lddw` second slot, if any, clean).
     fn table_accepts(word: u64) -> bool {
-        let opcode = usize::from(word as u8);
-        let failures = u64::from(REG_FAILS[usize::from((word >> 8) as u8)]);
-        ((word ^ opcode as u64) | failures) & MASK[opcode] == 0
+        let opcode = word as u8;
+        let failures = u64::from(REG_FAILS[(word >> 8) as u8]);
+        ((word ^ u64::from(opcode)) | failures) & MASK[opcode] == 0
     }
 
     #[test]
@@ -1715,7 +1724,7 @@ mod tests {
     #[test]
     fn flows_agree_with_branch_targets() {
         for opcode in 0..=255u8 {
-            let flow = FLOW[usize::from(opcode)];
+            let flow = FLOW[opcode];
             let insn = Insn::new(opcode, 0, 0, 5, 9);
             if check_insn(0, insn, &|_| true).is_err() && opcode != op::LDDW && opcode != op::CALL {
                 continue;
