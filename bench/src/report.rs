@@ -28,15 +28,10 @@ pub const COMPILE_RATIOS: [(Compiler, Compiler); 4] = [
 ];
 
 /// Engines compared with native C.
-const VS_NATIVE: [Engine; 7] = [
-    Engine::TesseraJit,
-    Engine::TesseraInterp,
-    Engine::TesseraRefInterp,
-    Engine::RbpfJit,
-    Engine::RbpfInterp,
-    Engine::SbpfJit,
-    Engine::SbpfInterp,
-];
+const VS_NATIVE: &[Engine] = match Engine::ALL.split_first() {
+    Some((Engine::Native, rest)) => rest,
+    _ => panic!("Engine::ALL starts with Native"),
+};
 
 /// Microseconds with three significant digits.
 fn micros(ns: f64) -> String {
@@ -118,7 +113,7 @@ pub fn render_tables(reports: &[ProgramReport]) -> String {
 
     let _ = writeln!(out, "\nrun-time ratios (× native, then engine/engine)");
     let _ = write!(out, "{:w$}", "program");
-    for e in VS_NATIVE {
+    for &e in VS_NATIVE {
         let _ = write!(out, " | {:>9}", short(e.name()));
     }
     for (a, b) in RUN_RATIOS {
@@ -127,7 +122,7 @@ pub fn render_tables(reports: &[ProgramReport]) -> String {
     out.push('\n');
     for r in reports {
         let _ = write!(out, "{:w$}", r.name);
-        for e in VS_NATIVE {
+        for &e in VS_NATIVE {
             let _ = write!(out, " | {:>9}", ratio(r.run_ratio(e, Engine::Native)));
         }
         for (a, b) in RUN_RATIOS {
@@ -166,7 +161,7 @@ pub fn render_tables(reports: &[ProgramReport]) -> String {
     }
 
     let _ = writeln!(out, "\ngeometric means over the programs where both were measured:");
-    for e in VS_NATIVE {
+    for &e in VS_NATIVE {
         line(
             &mut out,
             &format!("run {}/native", e.name()),
