@@ -5,6 +5,7 @@ pub mod conformance;
 pub mod differential;
 pub mod elf_check;
 pub mod program_gen;
+pub mod qemu_bench;
 pub mod validator_equivalence;
 pub mod validator_fuzz;
 pub mod validator_oracle;

@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::util::{cargo, command_line, find_in_path};
+use crate::setup::{AptPackage, ensure_apt};
+use crate::util::{cargo, cargo_cmd, command_line, find_in_path};
 
 /// (short name, Rust target) of every machine the images run on.
 pub const TARGETS: &[(&str, &str)] = &[("aarch64", "aarch64-unknown-none"), ("riscv64", "riscv64gc-unknown-none-elf")];
@@ -24,6 +25,12 @@ const BENCH_IMAGE: &str = "bench";
 /// Images `size` reports: with a heap, without one, and without the JIT.
 const SIZE_IMAGES: &[&str] = &["heap", "noheap", "interp"];
 const RUNNER: &str = "tessera-qemu-runner";
+/// The host counter of the x86-64 column (`host-tests/src/bin/x86-icount.rs`).
+const X86_COUNTER: &str = "x86-icount";
+/// Runs of each bench counted on x86-64.
+const X86_RUNS: u64 = 20;
+/// The x86-64 column counts host instructions with callgrind.
+pub const VALGRIND: AptPackage = AptPackage { name: "valgrind", commands: &["valgrind"], files: &[] };
 const RUNNER_PROFILE: &str = "runner";
 
 fn qemu_dir(root: &Path) -> PathBuf {
@@ -131,42 +138,121 @@ fn parse_bench(line: &str, arch: &str) -> Option<(String, BenchCounts)> {
     Some((name.to_string(), counts))
 }
 
-/// The instruction-count table: per ISA and bench, guest instructions per executed eBPF
-/// instruction beyond the cost of a call (the `empty` bench is subtracted).
+/// The same benches on this x86-64 host, through each engine: instructions per run counted
+/// by callgrind in the counter's `measured_runs` (no native C column).
+fn x86_counts(root: &Path, names: &[String]) -> Result<BTreeMap<String, BenchCounts>, String> {
+    ensure_apt(&[&VALGRIND])?;
+    let mut build = cargo_cmd(root, &["build", "--release", "-p", "tessera-host-tests", "--bin", X86_COUNTER]);
+    println!("$ {}", command_line(&build));
+    if !build.status().is_ok_and(|s| s.success()) {
+        return Err(format!("`{}` failed", command_line(&build)));
+    }
+    let host_target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let counter = host_target.join("release").join(X86_COUNTER);
+    let out = host_target.join("x86-icount");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let bench_dir = qemu_dir(root).join("bench");
+    let mut counts = BTreeMap::new();
+    for name in names {
+        let mut c = BenchCounts::default();
+        for (mode, field) in [("interpreter", &mut c.interpreter), ("fast", &mut c.fast), ("jit", &mut c.jit)] {
+            let mut cmd = Command::new("valgrind");
+            cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null", "--toggle-collect=*measured_runs*"])
+                .arg(&counter)
+                .arg(&bench_dir)
+                .arg(&out)
+                .args([name.as_str(), mode, &X86_RUNS.to_string()]);
+            let output = cmd.output().map_err(|e| format!("cannot run `{}`: {e}", command_line(&cmd)))?;
+            let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            if !output.status.success() {
+                return Err(format!("`{}` failed: {}", command_line(&cmd), stderr.trim()));
+            }
+            let collected = stderr
+                .lines()
+                .find_map(|l| l.split_once("Collected : ").map(|(_, n)| n.trim().replace(',', "")))
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| format!("`{}`: no `Collected : N` line from callgrind", command_line(&cmd)))?;
+            *field = collected / X86_RUNS;
+            let words: Vec<&str> = stdout.split_whitespace().collect();
+            match words.as_slice() {
+                ["ebpf", ebpf, "code", code] => {
+                    c.ebpf = ebpf.parse().map_err(|_| format!("x86-icount printed {stdout:?}"))?;
+                    c.code = c.code.max(code.parse().map_err(|_| format!("x86-icount printed {stdout:?}"))?);
+                }
+                _ => return Err(format!("x86-icount printed {stdout:?}, not `ebpf E code C`")),
+            }
+        }
+        counts.insert(name.clone(), c);
+    }
+    Ok(counts)
+}
+
+/// The instruction-count table: per ISA and bench, instructions per executed eBPF
+/// instruction beyond the cost of a call (the `empty` bench is subtracted); the targets'
+/// JIT also as a multiple of the x86-64 JIT's (`jit/x86`), when that row exists.
 fn instruction_table(benches: &BTreeMap<String, BTreeMap<String, BenchCounts>>) -> Vec<String> {
+    let per_insn = |rows: &BTreeMap<String, BenchCounts>, name: &str| -> Option<[f64; 4]> {
+        let (base, c) = (rows.get("empty").copied().unwrap_or_default(), rows.get(name)?);
+        let insns = c.ebpf.saturating_sub(base.ebpf).max(1) as f64;
+        let per = |v: u64, b: u64| v.saturating_sub(b) as f64 / insns;
+        Some([
+            per(c.interpreter, base.interpreter),
+            per(c.fast, base.fast),
+            per(c.jit, base.jit),
+            per(c.native, base.native),
+        ])
+    };
+    let x86 = benches.get("x86_64");
     let mut out = vec![
-        "guest instructions per executed eBPF instruction (QEMU -icount shift=0; the `empty` bench's call cost subtracted)"
+        "instructions per executed eBPF instruction, the `empty` bench's call cost subtracted (aarch64, riscv64: \
+         QEMU -icount shift=0; x86_64: callgrind on this host)"
             .to_string(),
         format!(
-            "{:<8} {:<8} {:>10} {:>12} {:>12} {:>9} {:>12} {:>10} {:>10}",
-            "isa", "bench", "eBPF insns", "interpreter", "fast interp", "jit", "native C", "jit/native", "code bytes"
+            "{:<8} {:<8} {:>10} {:>12} {:>12} {:>9} {:>12} {:>10} {:>8} {:>10}",
+            "isa",
+            "bench",
+            "eBPF insns",
+            "interpreter",
+            "fast interp",
+            "jit",
+            "native C",
+            "jit/native",
+            "jit/x86",
+            "code bytes"
         ),
     ];
+    let or_dash = |v: Option<f64>, suffix: &str| v.map_or("-".to_string(), |v| format!("{v:.2}{suffix}"));
     for (arch, rows) in benches {
         let base = rows.get("empty").copied().unwrap_or_default();
+        let native = |v: u64| if base.native == 0 { "-".to_string() } else { v.to_string() };
         out.push(format!(
-            "{:<8} {:<8} {:>10} {:>12} {:>12} {:>9} {:>12} {:>10} {:>10}   (instructions per call)",
-            arch, "empty", base.ebpf, base.interpreter, base.fast, base.jit, base.native, "", base.code
+            "{:<8} {:<8} {:>10} {:>12} {:>12} {:>9} {:>12} {:>10} {:>8} {:>10}   (instructions per call)",
+            arch,
+            "empty",
+            base.ebpf,
+            base.interpreter,
+            base.fast,
+            base.jit,
+            native(base.native),
+            "",
+            "",
+            base.code
         ));
         for (name, c) in rows.iter().filter(|(n, _)| n.as_str() != "empty") {
-            let insns = c.ebpf.saturating_sub(base.ebpf).max(1) as f64;
-            let per = |v: u64, b: u64| v.saturating_sub(b) as f64 / insns;
-            let (interp, fast, jit, native) = (
-                per(c.interpreter, base.interpreter),
-                per(c.fast, base.fast),
-                per(c.jit, base.jit),
-                per(c.native, base.native),
-            );
+            let Some([interp, fast, jit, native]) = per_insn(rows, name) else { continue };
+            let has_native = base.native != 0 || c.native != 0;
+            let x86_jit = x86.filter(|_| arch != "x86_64").and_then(|x| per_insn(x, name)).map(|[_, _, j, _]| j);
             out.push(format!(
-                "{:<8} {:<8} {:>10} {:>12.2} {:>12.2} {:>9.2} {:>12.2} {:>9.2}x {:>10}",
+                "{:<8} {:<8} {:>10} {:>12.2} {:>12.2} {:>9.2} {:>12} {:>10} {:>8} {:>10}",
                 arch,
                 name,
                 c.ebpf,
                 interp,
                 fast,
                 jit,
-                native,
-                jit / native.max(f64::MIN_POSITIVE),
+                or_dash(has_native.then_some(native), ""),
+                or_dash(has_native.then(|| jit / native.max(f64::MIN_POSITIVE)), "x"),
+                or_dash(x86_jit.map(|x| jit / x.max(f64::MIN_POSITIVE)), "x"),
                 c.code
             ));
         }
@@ -238,6 +324,15 @@ fn run_all(root: &Path) -> Result<(), String> {
             None => problems.push(format!("no `{label}: N passed, M failed` line in the output")),
         }
         benches.entry(arch.to_string()).or_default().extend(lines.iter().filter_map(|l| parse_bench(l, arch)));
+    }
+    if cfg!(target_arch = "x86_64") {
+        let names: Vec<String> = benches.values().next().map(|rows| rows.keys().cloned().collect()).unwrap_or_default();
+        match x86_counts(root, &names) {
+            Ok(counts) => {
+                benches.insert("x86_64".to_string(), counts);
+            }
+            Err(e) => problems.push(format!("x86-64 counts: {e}")),
+        }
     }
     println!();
     println!("==> qemu-system bare metal: summary");
@@ -410,7 +505,13 @@ mod tests {
         assert_eq!(c, BenchCounts { ebpf: 655, interpreter: 39275, fast: 20000, jit: 4787, native: 270, code: 264 });
         assert_eq!(parse_bench(line, "aarch64"), None);
         let empty = BenchCounts { ebpf: 2, interpreter: 2458, fast: 2410, jit: 2240, native: 6, code: 36 };
-        let rows = BTreeMap::from([("riscv64".to_string(), BTreeMap::from([("empty".to_string(), empty), (name, c)]))]);
+        // x86-64 rows: no native C; the JIT at (2106 - 800) / 653 = 2.00 per instruction.
+        let x86_empty = BenchCounts { ebpf: 2, interpreter: 900, fast: 850, jit: 800, native: 0, code: 57 };
+        let x86_prime = BenchCounts { ebpf: 655, interpreter: 30000, fast: 15000, jit: 2106, native: 0, code: 200 };
+        let rows = BTreeMap::from([
+            ("riscv64".to_string(), BTreeMap::from([("empty".to_string(), empty), (name.clone(), c)])),
+            ("x86_64".to_string(), BTreeMap::from([("empty".to_string(), x86_empty), (name, x86_prime)])),
+        ]);
         let table = instruction_table(&rows);
         // (39275 - 2458) / 653 = 56.38; (20000 - 2410) / 653 = 26.94; (4787 - 2240) / 653 =
         // 3.90; (270 - 6) / 653 = 0.40.
@@ -419,5 +520,10 @@ mod tests {
             prime.contains("56.38") && prime.contains("26.94") && prime.contains("3.90") && prime.contains("0.40"),
             "{prime}"
         );
+        // jit/native 3.90 / 0.40 (unrounded: 9.65x); jit/x86 3.90 / 2.00 = 1.95x.
+        assert!(prime.contains("9.65x") && prime.contains("1.95x"), "{prime}");
+        let x86 = table.iter().find(|l| l.starts_with("x86_64") && l.contains("prime")).unwrap();
+        let fields: Vec<&str> = x86.split_whitespace().collect();
+        assert_eq!(fields, ["x86_64", "prime", "655", "44.56", "21.67", "2.00", "-", "-", "-", "200"]);
     }
 }

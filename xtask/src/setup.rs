@@ -50,6 +50,8 @@ const CROSS_APT_PACKAGES: &[AptPackage] = &[
     AptPackage { name: "qemu-system-arm", commands: &["qemu-system-aarch64"], files: &[] },
     AptPackage { name: "qemu-system-misc", commands: &["qemu-system-riscv64"], files: &[] },
     AptPackage { name: "clang", commands: &["clang"], files: &[] },
+    // The qemu-system tier's x86-64 column: host instructions counted by callgrind.
+    crate::qemu::VALGRIND,
 ];
 
 /// qemu-system from Debian needs qemu-utils of its own version: a newer qemu-utils (e.g.

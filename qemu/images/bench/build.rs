@@ -8,13 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tessera_host_tests::conformance;
-
-struct Bench {
-    name: String,
-    program: Vec<u8>,
-    memory: Vec<u8>,
-    expect: Option<u64>,
-}
+use tessera_host_tests::qemu_bench::{self, QemuBench};
 
 fn run(cmd: &mut Command) {
     let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (clang and llvm are needed)"));
@@ -29,48 +23,6 @@ fn clang_target_args(arch: &str) -> &'static [&'static str] {
     }
 }
 
-/// The eBPF side of bench `name`: a `.data` file here or in the conformance suite, else the
-/// C file compiled for BPF.
-fn ebpf_side(dir: &Path, name: &str, c_file: &Path, out: &Path) -> Bench {
-    let local = dir.join(format!("{name}.data"));
-    let suite = conformance::tests_dir().join(format!("{name}.data"));
-    for data in [local, suite] {
-        if data.exists() {
-            println!("cargo:rerun-if-changed={}", data.display());
-            let case = conformance::load_file(&data).unwrap_or_else(|e| panic!("{e}"));
-            let program = conformance::program_bytes(&case).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
-            return Bench { name: name.into(), program, memory: case.mem, expect: case.result };
-        }
-    }
-    let object = out.join(format!("{name}.bpf.o"));
-    run(Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-ffreestanding", "-ffunction-sections", "-c"])
-        .arg(c_file)
-        .arg("-o")
-        .arg(&object));
-    let section = format!(".text.{name}");
-    let relocations = Command::new("llvm-readelf").arg("-r").arg(&object).output().expect("run llvm-readelf");
-    let listing = String::from_utf8_lossy(&relocations.stdout);
-    assert!(
-        !listing.contains(&format!(".rel{section}")),
-        "{}: the BPF code of `{name}` has relocations (calls or globals); benches must be self-contained",
-        c_file.display()
-    );
-    let raw = out.join(format!("{name}.bpf.bin"));
-    run(Command::new("llvm-objcopy").args(["-O", "binary", "--only-section", &section]).arg(&object).arg(&raw));
-    let program = std::fs::read(&raw).expect("read the BPF code");
-    assert!(!program.is_empty(), "{}: no function `{name}` in section {section}", c_file.display());
-    let mem_file = dir.join(format!("{name}.mem"));
-    let memory = match std::fs::read_to_string(&mem_file) {
-        Ok(text) => text
-            .split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).unwrap_or_else(|_| panic!("{}: bad byte {b:?}", mem_file.display())))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    Bench { name: name.into(), program, memory, expect: None }
-}
-
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -79,14 +31,9 @@ fn main() {
     println!("cargo:rerun-if-changed={}", dir.display());
     println!("cargo:rerun-if-env-changed=TESSERA_CONFORMANCE_DIR");
 
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    sources.sort();
+    let sources = qemu_bench::sources(&dir).unwrap_or_else(|e| panic!("{e}"));
 
-    let mut benches = Vec::new();
+    let mut benches: Vec<QemuBench> = Vec::new();
     let mut objects = Vec::new();
     for c_file in &sources {
         println!("cargo:rerun-if-changed={}", c_file.display());
@@ -99,7 +46,12 @@ fn main() {
             .arg("-o")
             .arg(&object));
         objects.push(object);
-        benches.push(ebpf_side(&dir, &name, c_file, &out));
+        for input in [dir.join(format!("{name}.data")), conformance::tests_dir().join(format!("{name}.data")), dir.join(format!("{name}.mem"))] {
+            if input.exists() {
+                println!("cargo:rerun-if-changed={}", input.display());
+            }
+        }
+        benches.push(qemu_bench::ebpf_side(&dir, &name, c_file, &out).unwrap_or_else(|e| panic!("{e}")));
     }
     let library = out.join("libtessera_bench_native.a");
     let _ = std::fs::remove_file(&library);
