@@ -157,11 +157,17 @@ fn x86_counts(root: &Path, names: &[String]) -> Result<BTreeMap<String, BenchCou
         let mut c = BenchCounts::default();
         for (mode, field) in [("interpreter", &mut c.interpreter), ("fast", &mut c.fast), ("jit", &mut c.jit)] {
             let mut cmd = Command::new("valgrind");
-            cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null", "--toggle-collect=*measured_runs*"])
-                .arg(&counter)
-                .arg(&bench_dir)
-                .arg(&out)
-                .args([name.as_str(), mode, &X86_RUNS.to_string()]);
+            // `--smc-check=all`: the code arena is a memfd mapping, which the default check skips.
+            cmd.args([
+                "--tool=callgrind",
+                "--smc-check=all",
+                "--callgrind-out-file=/dev/null",
+                "--toggle-collect=*measured_runs*",
+            ])
+            .arg(&counter)
+            .arg(&bench_dir)
+            .arg(&out)
+            .args([name.as_str(), mode, &X86_RUNS.to_string()]);
             let output = cmd.output().map_err(|e| format!("cannot run `{}`: {e}", command_line(&cmd)))?;
             let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
             if !output.status.success() {
