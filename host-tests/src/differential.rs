@@ -48,7 +48,7 @@ pub struct Outcome {
 pub fn run(bytes: &[u8], maps: &[MapDef], mode: Mode, fuel: u64) -> Outcome {
     let mut vm = Vm::with_maps(bytes, maps, Helpers::new(&HELPERS)).unwrap_or_else(|e| panic!("generated: {e}"));
     vm.set_fuel(fuel);
-    let mut stack = vec![0u8; 512 * 9];
+    let mut stack = vec![0u8; tessera::ebpf::STACK_SIZE];
     let mut context: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
     let read_only: Vec<u8> = (0..REGION_SIZES[0] as u8).map(|i| i ^ 0x5a).collect();
     let mut writable: Vec<u8> = (0..REGION_SIZES[1] as u8).map(|i| i.wrapping_mul(11)).collect();

@@ -276,7 +276,7 @@ pub fn check(insns: &[Insn]) -> Result<Verdict, String> {
     }
     // One set of buffers for both runs, so addresses (r10, r1) and anything derived from
     // them compare equal.
-    let (mut stack, mut context) = (vec![0u8; 512 * 9], vec![0u8; 64]);
+    let (mut stack, mut context) = (vec![0u8; tessera::ebpf::STACK_SIZE], vec![0u8; 64]);
     let runs = [Mode::Interpreter, Mode::Jit, Mode::FastInterpreter].map(|mode| {
         stack.fill(0);
         context.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);

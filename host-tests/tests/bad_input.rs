@@ -550,7 +550,7 @@ fn outcome(input: &Input) -> Result<Expected, String> {
 fn run(program: &[u8], mode: Mode) -> Result<u64, Error> {
     let mut vm = Vm::new(program, Helpers::new(&HELPERS))?;
     vm.set_fuel(1000);
-    let (mut stack, mut context) = (vec![0u8; 512 * 9], vec![0u8; 16]);
+    let (mut stack, mut context) = (vec![0u8; tessera::ebpf::STACK_SIZE], vec![0u8; 16]);
     vm.run(mode, &mut Memory::new(&mut stack, &mut context, &mut []))
 }
 

@@ -19,7 +19,7 @@ use tessera::ebpf::{FastProgram, Helpers, JitProgram, Memory, Mode, RunError, Vm
 use tessera_native_examples::{HostConfig, NativeGlobal, NativeProgram, PROGRAM_FILES, ProgramFile, Session};
 
 /// Nine frames: the entry and eight nested local calls.
-const STACK_LEN: usize = 512 * 9;
+const STACK_LEN: usize = tessera::ebpf::STACK_SIZE;
 
 // --- the deterministic host --------------------------------------------------------------
 

@@ -15,7 +15,7 @@ fn run(case: &TestCase, mode: Mode) -> Result<Result<u64, Error>, String> {
         Ok(vm) => vm,
         Err(e) => return Ok(Err(e.into())),
     };
-    let mut stack = vec![0u8; 512 * 9];
+    let mut stack = vec![0u8; tessera::ebpf::STACK_SIZE];
     let mut context = case.mem.clone();
     let mut memory = Memory::new(&mut stack, &mut context, &mut []);
     Ok(vm.run(mode, &mut memory))

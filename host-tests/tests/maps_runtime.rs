@@ -21,7 +21,7 @@ use tessera::ebpf::memory::Host;
 use tessera::ebpf::{Error, Helpers, Insn, LoadError, Memory, Mode, RunError, Vm};
 use tessera_stencils::abi::MAP_HANDLE;
 
-const STACK_LEN: usize = 512 * 9;
+const STACK_LEN: usize = tessera::ebpf::STACK_SIZE;
 const EFAULT: u64 = -14i64 as u64;
 const EINVAL: u64 = -22i64 as u64;
 

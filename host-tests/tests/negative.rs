@@ -161,7 +161,7 @@ fn run_all_modes(case: &TestCase) -> [Result<u64, Error>; 3] {
     let bytes = conformance::program_bytes(case).expect("program");
     [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit].map(|mode| {
         let mut vm = Vm::new(&bytes, Helpers::empty()).expect("valid program");
-        let (mut stack, mut context) = (vec![0u8; 512 * 9], case.mem.clone());
+        let (mut stack, mut context) = (vec![0u8; tessera::ebpf::STACK_SIZE], case.mem.clone());
         let mut memory = Memory::new(&mut stack, &mut context, &mut []);
         vm.run(mode, &mut memory)
     })

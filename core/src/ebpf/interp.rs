@@ -30,6 +30,13 @@ use super::tables::RegisterFile;
 /// The deepest local-call nesting the interpreter supports, whatever [`Config`] asks.
 pub const MAX_CALL_DEPTH: u32 = 64;
 
+/// The local-call nesting [`Config::default`] allows.
+pub const DEFAULT_MAX_CALL_DEPTH: u32 = 8;
+
+/// The stack a run needs at [`DEFAULT_MAX_CALL_DEPTH`]: the entry frame and one frame per
+/// level of local calls, `FRAME_SIZE` (512) bytes each.
+pub const STACK_SIZE: usize = FRAME_SIZE as usize * (DEFAULT_MAX_CALL_DEPTH as usize + 1);
+
 /// Limits for one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -43,7 +50,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { fuel: fuel::DEFAULT_FUEL, max_call_depth: 8 }
+        Config { fuel: fuel::DEFAULT_FUEL, max_call_depth: DEFAULT_MAX_CALL_DEPTH }
     }
 }
 

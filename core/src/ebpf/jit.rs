@@ -411,7 +411,7 @@ mod tests {
         let mut vm = Vm::new(code, Helpers::empty()).unwrap();
         vm.set_fuel(fuel);
         let jit = vm.compile().unwrap();
-        let mut stack = [0u8; 512 * 9];
+        let mut stack = [0u8; super::super::STACK_SIZE];
         let mut ctx = [0u8; 8];
         let mut memory = Memory::new(&mut stack, &mut ctx, &mut []);
         (jit.run(&mut memory), vm.interpret(&mut memory))

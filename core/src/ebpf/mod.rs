@@ -32,6 +32,7 @@ pub use error::{CompileError, Error, LoadError, RunError};
 pub use fast_interp::FastProgram;
 pub use helpers::{Helper, HelperFn, HelperRegistry, Helpers};
 pub use insn::Insn;
+pub use interp::STACK_SIZE;
 #[cfg(feature = "jit")]
 pub use jit::{JitProgram, ScratchSize};
 #[cfg(feature = "jit")]

@@ -7,7 +7,7 @@
 //! let bytes = asm::assemble_to_bytes("mov %r0, %r2\nadd %r0, 1\nexit").unwrap();
 //! let vm = Vm::new(&bytes, Helpers::empty()).unwrap();   // validates
 //! let jit = vm.compile().unwrap();                      // into the process's code arena
-//! let (mut stack, mut ctx) = ([0u8; 512 * 9], [0u8; 4]);
+//! let (mut stack, mut ctx) = ([0u8; tessera::ebpf::STACK_SIZE], [0u8; 4]);
 //! let mut memory = Memory::new(&mut stack, &mut ctx, &mut []);
 //! assert_eq!(jit.run(&mut memory), Ok(5));
 //! assert_eq!(vm.interpret(&mut memory), Ok(5));         // the reference interpreter

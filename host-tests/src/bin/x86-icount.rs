@@ -12,7 +12,7 @@ use tessera::ebpf::{Helpers, Memory, Mode, Vm, interp};
 use tessera_host_tests::qemu_bench;
 
 /// The stack of a run: the entry frame and 8 levels of local calls.
-const STACK: usize = 512 * 9;
+const STACK: usize = tessera::ebpf::STACK_SIZE;
 
 /// Runs `runs` times on fresh copies of `memory` and a cleared stack, as the bare-metal
 /// image does (there the copies are made outside the counted window; here they are counted,

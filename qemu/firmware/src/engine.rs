@@ -12,7 +12,7 @@ use tessera::ebpf::{FastProgram, Helper, Helpers, Memory, Vm, interp};
 use tessera::jit::{CodeBuffer, Fixup};
 
 /// Nine 512-byte frames: the entry frame and eight nested local calls.
-pub const STACK_SIZE: usize = 512 * 9;
+pub use tessera::ebpf::STACK_SIZE;
 
 /// A program's stack, zeroed; provided by the caller so that benches can set it up
 /// outside the measured window.
