@@ -46,7 +46,11 @@ fn main() {
             .arg("-o")
             .arg(&object));
         objects.push(object);
-        for input in [dir.join(format!("{name}.data")), conformance::tests_dir().join(format!("{name}.data")), dir.join(format!("{name}.mem"))] {
+        for input in [
+            dir.join(format!("{name}.data")),
+            conformance::tests_dir().join(format!("{name}.data")),
+            dir.join(format!("{name}.mem")),
+        ] {
             if input.exists() {
                 println!("cargo:rerun-if-changed={}", input.display());
             }
