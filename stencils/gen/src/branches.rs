@@ -12,7 +12,11 @@
 //! - `jcc L; jmp T; L:` becomes `j!cc T` (with `L` the stencil's end: `j!cc T` and the
 //!   stencil falls through into the next one);
 //! - branches to the next instruction, instructions nothing reaches and the `nop`s that
-//!   replaced dead instructions are removed.
+//!   replaced dead instructions are removed;
+//! - where a conditional branch cannot take over a far jump (below), `b.cond L; <hot>;
+//!   b END; L: b HOLE` becomes `b.!cond H; b HOLE; H: <hot>`, which falls through into the
+//!   next stencil: the hot path runs one branch instead of two (every checked access and
+//!   fuel charge on AArch64).
 //!
 //! A conditional branch may take over a jump to a far hole (`_HOLE_JUMP`, `_HOLE_COLD`) only
 //! where its form reaches as far as the jump it replaces: on x86-64 (`jcc rel32` and
@@ -70,6 +74,8 @@ pub struct Stats {
     pub threaded: usize,
     /// Instructions removed (jumps to the next instruction, unreachable code, dead `nop`s).
     pub removed: usize,
+    /// Far jumps moved ahead of the hot path.
+    pub hoisted: usize,
     /// Code bytes before and after.
     pub bytes_before: usize,
     pub bytes_after: usize,
@@ -220,7 +226,11 @@ fn simplify(isa: Isa, insns: &mut Vec<Insn>, stats: &mut Stats) {
     // Each pass strictly shrinks the code or retargets a branch past a jump; the bound only
     // guards against a jump cycle.
     for _ in 0..4 * insns.len() + 4 {
-        if thread(isa, insns, stats) || fuse(isa, insns, stats) || remove_useless(insns, stats) {
+        if thread(isa, insns, stats)
+            || fuse(isa, insns, stats)
+            || remove_useless(insns, stats)
+            || hoist_far_jump(isa, insns, stats)
+        {
             continue;
         }
         break;
@@ -260,6 +270,41 @@ fn fuse(isa: Isa, insns: &mut Vec<Insn>, stats: &mut Stats) -> bool {
         return true;
     }
     false
+}
+
+/// Turns `b.cond L; <hot>; b END; L: b HOLE` (the far jump last and reached only from that
+/// branch) into `b.!cond H; b HOLE; H: <hot>`, where the conditional form cannot reach the
+/// hole itself (else [`thread`] makes it one branch).
+fn hoist_far_jump(isa: Isa, insns: &mut Vec<Insn>, stats: &mut Stats) -> bool {
+    let n = insns.len();
+    let Some(k) = n.checked_sub(1) else { return false };
+    let Flow::Branch { cond: None, target: far @ Target::Hole { .. } } = insns[k].flow else { return false };
+    if k < 3 || insns[k - 1].flow != (Flow::Branch { cond: None, target: Target::Insn(n) }) {
+        return false;
+    }
+    let sources: Vec<usize> = (0..n)
+        .filter(|&j| matches!(insns[j].flow, Flow::Branch { target: Target::Insn(t), .. } if t == k))
+        .collect();
+    let [i] = sources[..] else { return false };
+    let Flow::Branch { cond: Some(cond), .. } = insns[i].flow else { return false };
+    // The hot part `i + 1 ..= k - 2` is not empty (else `fuse`'s form is as good).
+    if i + 2 > k - 1 || cond_reaches(isa, cond, far) {
+        return false;
+    }
+    let Some(inverted) = isa.invert_condition(cond) else { return false };
+    let jump = insns.remove(k);
+    insns.insert(i + 1, jump);
+    for insn in insns.iter_mut() {
+        if let Flow::Branch { target: Target::Insn(t), .. } = &mut insn.flow
+            && *t > i
+            && *t < k
+        {
+            *t += 1;
+        }
+    }
+    insns[i].flow = Flow::Branch { cond: Some(inverted), target: Target::Insn(i + 2) };
+    stats.hoisted += 1;
+    true
 }
 
 fn is_target(insns: &[Insn], i: usize) -> bool {
@@ -504,6 +549,26 @@ mod tests {
         let code = words(&[0x5400_0042, 0x1400_0000]);
         let (out, _, _) = rewrite(Isa::Aarch64, &code, &[hole(4, A64Jump26, Jump)], &[]).unwrap();
         assert_eq!(out, code);
+    }
+
+    #[test]
+    fn aarch64_far_jump_after_the_hot_path_moves_ahead_of_it() {
+        // b.hs L; ldr x9, [x24, #0x248]; ldrb w5, [x9, x8]; b CONTINUE; L: b COLD
+        let code = words(&[0x5400_0082, 0xf941_2709, 0x3868_6925, 0x1400_0000, 0x1400_0000]);
+        let (out, h, stats) =
+            rewrite(Isa::Aarch64, &code, &[hole(12, A64Jump26, Continue), hole(16, A64Jump26, Cold)], &[]).unwrap();
+        // b.lo H; b COLD; H: ldr; ldrb (and the next stencil follows)
+        assert_eq!(out, words(&[0x5400_0043, 0x1400_0000, 0xf941_2709, 0x3868_6925]));
+        assert_eq!(holes(&h), [(4, A64Jump26, Cold, 0)]);
+        assert_eq!((stats.hoisted, stats.removed), (1, 1));
+        // A far jump some other branch reaches too stays where it is.
+        // b.hs L; cbz x0, L; ldr; b CONTINUE; L: b COLD
+        let code = words(&[0x5400_0082, 0xb400_0060, 0xf941_2709, 0x1400_0000, 0x1400_0000]);
+        let (out, _, stats) =
+            rewrite(Isa::Aarch64, &code, &[hole(12, A64Jump26, Continue), hole(16, A64Jump26, Cold)], &[]).unwrap();
+        assert_eq!(stats.hoisted, 0);
+        // (the continuation jump becomes an internal `b END`)
+        assert_eq!(out, words(&[0x5400_0082, 0xb400_0060, 0xf941_2709, 0x1400_0002, 0x1400_0000]));
     }
 
     #[test]

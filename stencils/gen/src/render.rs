@@ -201,8 +201,8 @@ pub fn listing(spec: &TargetSpec, stencils: &[Stencil], objdump: &str, digest: u
         {
             let _ = writeln!(
                 out,
-                "    (branch peephole: {} fused, {} threaded, {} instructions removed; {} -> {} bytes)",
-                r.fused, r.threaded, r.removed, r.bytes_before, r.bytes_after
+                "    (branch peephole: {} fused, {} threaded, {} hoisted, {} instructions removed; {} -> {} bytes)",
+                r.fused, r.threaded, r.hoisted, r.removed, r.bytes_before, r.bytes_after
             );
         }
         out.push_str(blocks.get(s.name.as_str()).map(String::as_str).unwrap_or("    (no disassembly)\n"));
