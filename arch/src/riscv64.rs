@@ -41,22 +41,12 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
             |insn| insn & 0x7f == 0x6f,
             || {
                 check_branch(delta, 21)?;
-                let d = delta as u32;
-                // imm[20|10:1|11|19:12] in bits 31..12.
-                Ok(Field {
-                    bits: (d & 0x10_0000) << 11 | (d & 0x7fe) << 20 | (d & 0x800) << 9 | (d & 0xf_f000),
-                    mask: 0xffff_f000,
-                })
+                Ok(Field { bits: j_field(delta), mask: J_MASK })
             },
         ),
         RelocKind::RvBranch => patch_field32(code, offset, is_branch, || {
             check_branch(delta, 13)?;
-            let d = delta as u32;
-            // imm[12|10:5] in bits 31..25, imm[4:1|11] in bits 11..7.
-            Ok(Field {
-                bits: (d & 0x1000) << 19 | (d & 0x7e0) << 20 | (d & 0x1e) << 7 | (d & 0x800) >> 4,
-                mask: 0xfe00_0f80,
-            })
+            Ok(Field { bits: b_field(delta), mask: B_MASK })
         }),
         // c.beqz, c.bnez: quadrant 1, funct3 110 or 111.
         RelocKind::RvcBranch => patch16(
@@ -278,26 +268,162 @@ pub fn branch_at(kind: RelocKind, code: &[u8], offset: usize) -> Option<Branch> 
     Some(Branch { branch_use, start: offset, end: offset + 8 })
 }
 
-/// RISC-V branches are left as LLVM emits them: conditional branches reach ±4 KiB, so
-/// the peephole recognises none (see `tessera-stencil-gen`'s `branches` module).
-pub fn direct_branch_at(_code: &[u8], _at: usize) -> Option<DirectBranch> {
+/// The offset field of a `jal`: imm[20|10:1|11|19:12] in bits 31..12.
+const J_MASK: u32 = 0xffff_f000;
+/// The offset field of a conditional branch: imm[12|10:5] in bits 31..25, imm[4:1|11] in
+/// bits 11..7.
+const B_MASK: u32 = 0xfe00_0f80;
+
+const fn j_field(delta: i64) -> u32 {
+    let d = delta as u32;
+    (d & 0x10_0000) << 11 | (d & 0x7fe) << 20 | (d & 0x800) << 9 | (d & 0xf_f000)
+}
+
+const fn b_field(delta: i64) -> u32 {
+    let d = delta as u32;
+    (d & 0x1000) << 19 | (d & 0x7e0) << 20 | (d & 0x1e) << 7 | (d & 0x800) >> 4
+}
+
+/// The low `bits` bits of `v` sign-extended.
+const fn sign_extend(v: u32, bits: u32) -> i64 {
+    ((v << (32 - bits)) as i32 >> (32 - bits)) as i64
+}
+
+fn j_offset(insn: u32) -> i64 {
+    let v = (insn >> 11) & 0x10_0000 | (insn >> 20) & 0x7fe | (insn >> 9) & 0x800 | insn & 0xf_f000;
+    sign_extend(v, 21)
+}
+
+fn b_offset(insn: u32) -> i64 {
+    let v = (insn >> 19) & 0x1000 | (insn >> 20) & 0x7e0 | (insn >> 7) & 0x1e | (insn << 4) & 0x800;
+    sign_extend(v, 13)
+}
+
+/// `auipc t1, 0; jalr x0, 0(t1)`: the tail jump LLVM emits to a symbol (`CALL_PLT`).
+const TAIL: [u32; 2] = [0x0000_0317, 0x0003_0067];
+
+/// The length of the instruction at `at` (2 for the compressed forms), if there is one.
+pub fn insn_len(code: &[u8], at: usize) -> Option<usize> {
+    let low = *code.get(at)?;
+    let len = if low & 3 == 3 { 4 } else { 2 };
+    (at + len <= code.len()).then_some(len)
+}
+
+fn word_at(code: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(read::<4>(code, at).ok()?))
+}
+
+fn half_at(code: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(read::<2>(code, at).ok()?))
+}
+
+/// The direct jump or conditional branch at `at`: `jal x0` and `c.j` (unconditional),
+/// `beq` … `bgeu`, `c.beqz`/`c.bnez` (the condition is the 4-byte branch with its offset
+/// cleared; compressed ones widened to `beq`/`bne rs, x0`), and `auipc rd; jalr x0, rd` (an
+/// 8-byte jump, the form tail calls to holes take).
+pub fn direct_branch_at(code: &[u8], at: usize) -> Option<DirectBranch> {
+    if insn_len(code, at)? == 2 {
+        let h = half_at(code, at)? as u32;
+        let bit = |from: u32, to: u32| ((h >> from) & 1) << to;
+        return match h & 0xe003 {
+            // c.j: imm[11|4|9:8|10|6|7|3:1|5] in bits 12..2.
+            0xa001 => {
+                let v = bit(12, 11) | bit(11, 4) | bit(10, 9) | bit(9, 8) | bit(8, 10) | bit(7, 6) | bit(6, 7)
+                    | bit(5, 3) | bit(4, 2) | bit(3, 1) | bit(2, 5);
+                Some(DirectBranch { cond: None, offset: sign_extend(v, 12), len: 2 })
+            }
+            // c.beqz / c.bnez rs1': imm[8|4:3] in bits 12..10, imm[7:6|2:1|5] in bits 6..2.
+            0xc001 | 0xe001 => {
+                let v = bit(12, 8) | bit(11, 4) | bit(10, 3) | bit(6, 7) | bit(5, 6) | bit(4, 2) | bit(3, 1) | bit(2, 5);
+                let funct3 = (h >> 13) & 1;
+                let rs1 = 8 + ((h >> 7) & 7);
+                Some(DirectBranch { cond: Some(0x63 | funct3 << 12 | rs1 << 15), offset: sign_extend(v, 9), len: 2 })
+            }
+            _ => None,
+        };
+    }
+    let insn = word_at(code, at)?;
+    if is_branch(insn) {
+        return Some(DirectBranch { cond: Some(insn & !B_MASK), offset: b_offset(insn), len: 4 });
+    }
+    if insn & 0xfff == 0x06f {
+        return Some(DirectBranch { cond: None, offset: j_offset(insn), len: 4 });
+    }
+    // auipc rd; jalr x0, imm(rd)
+    let jalr = word_at(code, at + 4).filter(|_| is_auipc(insn))?;
+    let rd = (insn >> 7) & 0x1f;
+    if jalr & 0x7fff == 0x67 && (jalr >> 15) & 0x1f == rd && rd != 0 {
+        let offset = (insn & 0xffff_f000) as i32 as i64 + sign_extend(jalr >> 20, 12);
+        return Some(DirectBranch { cond: None, offset, len: 8 });
+    }
     None
 }
 
-pub fn invert_condition(_cond: u32) -> Option<u32> {
-    None
+/// A conditional branch's opposite: funct3 0/1, 4/5 and 6/7 are each other's inverse.
+pub fn invert_condition(cond: u32) -> Option<u32> {
+    is_branch(cond).then_some(cond ^ (1 << 12))
 }
 
-pub fn branch_len(_cond: Option<u32>, _offset: i64) -> Option<usize> {
-    None
+/// Internal branches: `bxx` (±4 KiB) and `jal x0` (±1 MiB), 4 bytes each.
+pub fn branch_len(cond: Option<u32>, offset: i64) -> Option<usize> {
+    let bits = match cond {
+        Some(c) if is_branch(c) => 13,
+        Some(_) => return None,
+        None => 21,
+    };
+    (offset & 1 == 0 && check_branch(offset, bits).is_ok()).then_some(4)
 }
 
-pub fn encode_branch(_cond: Option<u32>, _offset: i64, _len: usize, _out: &mut [u8]) -> Option<()> {
-    None
+pub fn encode_branch(cond: Option<u32>, offset: i64, len: usize, out: &mut [u8]) -> Option<()> {
+    if len != 4 || branch_len(cond, offset)? != 4 {
+        return None;
+    }
+    let insn = match cond {
+        Some(c) => c & !B_MASK | b_field(offset),
+        None => 0x06f | j_field(offset),
+    };
+    out.get_mut(..4)?.copy_from_slice(&insn.to_le_bytes());
+    Some(())
 }
 
-pub fn encode_hole_branch(_cond: Option<u32>, _like: (RelocKind, i32), _out: &mut [u8]) -> Option<HoleBranch> {
-    None
+/// A branch to a hole: the tail jump `auipc t1; jalr x0, t1` (`CALL`/`CALL_PLT`, ±2 GiB;
+/// t1 is no argument register, so free at a jump), `jal x0` (`JAL`), or a conditional
+/// branch (`BRANCH`, ±4 KiB).
+pub fn encode_hole_branch(cond: Option<u32>, like: (RelocKind, i32), out: &mut [u8]) -> Option<HoleBranch> {
+    let (kind, insn): (RelocKind, &[u32]) = match (cond, like.0) {
+        (Some(c), RelocKind::RvCall | RelocKind::RvCallPlt | RelocKind::RvJal | RelocKind::RvBranch) => {
+            (RelocKind::RvBranch, &[c & !B_MASK])
+        }
+        (None, RelocKind::RvCall | RelocKind::RvCallPlt) => (like.0, &TAIL),
+        (None, RelocKind::RvJal) => (RelocKind::RvJal, &[0x06f]),
+        _ => return None,
+    };
+    let bytes = out.get_mut(..4 * insn.len())?;
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(insn) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    Some(HoleBranch { len: 4 * insn.len(), reloc_at: 0, kind, addend: like.1 })
+}
+
+/// Whether control never falls through the instruction at `at`: `jal x0`, `c.j`, `jalr x0`
+/// (`jr`, `ret`) and `c.jr`.
+pub fn ends_flow(code: &[u8], at: usize) -> bool {
+    match insn_len(code, at) {
+        Some(2) => half_at(code, at).is_some_and(|h| h & 0xe003 == 0xa001 || (h & 0xf07f == 0x8002 && h & 0x0f80 != 0)),
+        Some(4) => word_at(code, at).is_some_and(|w| w & 0xfff == 0x06f || w & 0x7fff == 0x67),
+        _ => false,
+    }
+}
+
+/// Whether the instruction at `at` reads or branches PC-relative (`auipc`, `jal`, the
+/// conditional branches, `c.j`, `c.beqz`/`c.bnez`): moving it changes its meaning unless a
+/// relocation recomputes it.
+pub fn is_pc_relative(code: &[u8], at: usize) -> bool {
+    match insn_len(code, at) {
+        Some(2) => half_at(code, at).is_some_and(|h| matches!(h & 0xe003, 0xa001 | 0xc001 | 0xe001)),
+        Some(4) => word_at(code, at).is_some_and(|w| is_auipc(w) || w & 0x7f == 0x6f || is_branch(w)),
+        _ => false,
+    }
 }
 
 /// `nop` (`addi x0, x0, 0`).
@@ -628,5 +754,57 @@ mod tests {
         assert_eq!(reloc_from_elf(23), None); // PCREL_HI20: the extractor cannot pair it
         // nop -> 13 00 00 00
         assert_eq!(NOP, [0x13, 0, 0, 0]);
+    }
+
+    /// The branch peephole's forms (`llvm-mc -mattr=+c,-relax`, `.option norvc` for the
+    /// 4-byte `jal`):
+    /// ```text
+    ///  0: 63 77 73 00  bgeu t1, t2, 0xe      e: e3 69 73 fe  bltu t1, t2, 0x0
+    ///  4: 6f 00 a0 00  jal zero, 0xe        12: 6f f0 ff fe  jal zero, 0x0
+    ///  8: 19 a0        c.j 0xe              16: 17 53 34 12  auipc t1, 74565
+    ///  a: 11 e1        c.bnez a0, 0xe       1a: 67 00 03 ff  jalr zero, -16(t1)
+    ///  c: 89 c0        c.beqz s1, 0xe       1e: 82 80        c.jr ra
+    /// ```
+    #[test]
+    fn branch_forms_decode_and_encode() {
+        let code = [
+            0x63, 0x77, 0x73, 0x00, 0x6f, 0x00, 0xa0, 0x00, 0x19, 0xa0, 0x11, 0xe1, 0x89, 0xc0, 0xe3, 0x69, 0x73, 0xfe,
+            0x6f, 0xf0, 0xff, 0xfe, 0x17, 0x53, 0x34, 0x12, 0x67, 0x00, 0x03, 0xff, 0x82, 0x80,
+        ];
+        let at = |i: usize| direct_branch_at(&code, i).map(|b| (b.cond, b.offset, b.len));
+        let bgeu = 0x0073_7063; // bgeu t1, t2 with its offset cleared
+        assert_eq!(at(0), Some((Some(bgeu), 14, 4)));
+        assert_eq!(at(4), Some((None, 10, 4)));
+        assert_eq!(at(8), Some((None, 6, 2)));
+        // c.bnez a0 / c.beqz s1 widen to bne a0, x0 / beq s1, x0.
+        assert_eq!(at(10), Some((Some(0x0005_1063), 4, 2)));
+        assert_eq!(at(12), Some((Some(0x0004_8063), 2, 2)));
+        assert_eq!(at(14), Some((Some(0x0073_6063), -14, 4)));
+        assert_eq!(at(18), Some((None, -18, 4)));
+        assert_eq!(at(22), Some((None, 0x1234_5000 - 16, 8)));
+        assert_eq!(at(30), None);
+        assert!(ends_flow(&code, 30) && ends_flow(&code, 4) && ends_flow(&code, 26) && !ends_flow(&code, 0));
+        assert!(is_pc_relative(&code, 22) && is_pc_relative(&code, 0) && !is_pc_relative(&code, 30));
+        // Re-encoding gives the bytes back (4-byte forms only).
+        let mut out = [0u8; 8];
+        encode_branch(Some(bgeu), 14, 4, &mut out).unwrap();
+        assert_eq!(out[..4], code[..4]);
+        encode_branch(invert_condition(bgeu), -14, 4, &mut out).unwrap();
+        assert_eq!(out[..4], code[14..18]);
+        encode_branch(None, -18, 4, &mut out).unwrap();
+        assert_eq!(out[..4], code[18..22]);
+        // Reach: bxx ±4 KiB, jal ±1 MiB, even offsets only.
+        assert_eq!(branch_len(Some(bgeu), 4094), Some(4));
+        assert_eq!(branch_len(Some(bgeu), 4096), None);
+        assert_eq!(branch_len(None, -(1 << 20)), Some(4));
+        assert_eq!(branch_len(None, 1 << 20), None);
+        assert_eq!(branch_len(None, 3), None);
+        // To a hole: the tail jump, jal, or bxx with BRANCH.
+        let tail = encode_hole_branch(None, (RelocKind::RvCallPlt, 0), &mut out).unwrap();
+        assert_eq!((tail.len, tail.kind, out), (8, RelocKind::RvCallPlt, [0x17, 0x03, 0, 0, 0x67, 0x00, 0x03, 0x00]));
+        let cond = encode_hole_branch(Some(bgeu), (RelocKind::RvCallPlt, 0), &mut out).unwrap();
+        assert_eq!((cond.len, cond.kind), (4, RelocKind::RvBranch));
+        assert!(encode_hole_branch(None, (RelocKind::RvcJump, 0), &mut out).is_none());
+        assert_eq!(Isa::Riscv64.direct_branch_at(&code, 0).map(|b| b.len), Some(4));
     }
 }

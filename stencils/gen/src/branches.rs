@@ -21,11 +21,12 @@
 //! A conditional branch may take over a jump to a far hole (`_HOLE_JUMP`, `_HOLE_COLD`) only
 //! where its form reaches as far as the jump it replaces: on x86-64 (`jcc rel32` and
 //! `jmp rel32` both reach ±2 GiB) but not on AArch64 (`b.cond` ±1 MiB against `b` ±128 MiB)
-//! nor RISC-V (`bxx` ±4 KiB), whose stencils keep `b.!cond .+8; b HOLE` there, so that no
-//! program that compiles today stops compiling. Continuation branches are always internal.
+//! nor RISC-V (`bxx` ±4 KiB against `auipc`+`jalr` ±2 GiB), whose stencils keep
+//! `b.!cond .+8; b HOLE` there, so that no program that compiles today stops compiling.
+//! Continuation branches are always internal.
 //!
-//! Every instruction is decoded properly (x86-64 lengths by `iced-x86`; AArch64 words by
-//! `tessera_arch::aarch64`); a stencil with anything the peephole cannot prove it moves
+//! Every instruction is decoded properly (x86-64 lengths by `iced-x86`; AArch64 words and
+//! RISC-V instructions, compressed ones included, by `tessera_arch`); a stencil with anything the peephole cannot prove it moves
 //! correctly (a PC-relative instruction without a relocation, a relocation across
 //! instructions, a branch into the middle of an instruction, an internal call) is left
 //! exactly as LLVM emitted it, apart from removing a trailing jump to the continuation.
@@ -153,7 +154,26 @@ fn boundaries(isa: Isa, code: &[u8]) -> Option<Vec<(usize, usize, Flow, bool)>> 
                 out.push((start, 4, flow, pc_relative));
             }
         }
-        Isa::Riscv64 => return None,
+        Isa::Riscv64 => {
+            use tessera_arch::riscv64;
+            let mut start = 0;
+            while start < code.len() {
+                let (flow, len, pc_relative) = match isa.direct_branch_at(code, start) {
+                    Some(b) => (
+                        Flow::Branch {
+                            cond: b.cond,
+                            target: Target::Insn(start.checked_add_signed(b.offset as isize)?),
+                        },
+                        b.len,
+                        false,
+                    ),
+                    None if riscv64::ends_flow(code, start) => (Flow::Stop, riscv64::insn_len(code, start)?, false),
+                    None => (Flow::Next, riscv64::insn_len(code, start)?, riscv64::is_pc_relative(code, start)),
+                };
+                out.push((start, len, flow, pc_relative));
+                start += len;
+            }
+        }
     }
     Some(out)
 }
@@ -598,7 +618,31 @@ mod tests {
     }
 
     #[test]
-    fn riscv_is_left_alone() {
-        assert!(rewrite(Isa::Riscv64, &[0x82, 0x80], &[], &[]).is_none());
+    fn riscv_far_jump_after_the_hot_path_moves_ahead_of_it() {
+        use RelocKind::RvCallPlt;
+        // bgeu t1, t2, L; ld a5, 0x248(a6); c.add a5, t0; lbu a5, 0(a5);
+        // auipc t1; jr t1 (CONTINUE); L: auipc t1; jr t1 (COLD)
+        let mut code = words(&[0x0073_7b63, 0x2488_3783]);
+        code.extend([0x96, 0x97]);
+        code.extend(words(&[0x0007_c783, 0x0000_0317, 0x0003_0067, 0x0000_0317, 0x0003_0067]));
+        let (out, h, stats) =
+            rewrite(Isa::Riscv64, &code, &[hole(14, RvCallPlt, Continue), hole(22, RvCallPlt, Cold)], &[]).unwrap();
+        // bltu t1, t2, H; auipc t1; jr t1 (COLD); H: ld; c.add; lbu (and the next stencil follows)
+        let mut want = words(&[0x0073_6663, 0x0000_0317, 0x0003_0067, 0x2488_3783]);
+        want.extend([0x96, 0x97]);
+        want.extend(words(&[0x0007_c783]));
+        assert_eq!(out, want);
+        assert_eq!(holes(&h), [(4, RvCallPlt, Cold, 0)]);
+        assert_eq!(stats.hoisted, 1);
+        // A compressed branch to the continuation becomes a 4-byte one to the end:
+        // c.beqz a0, L; ret; L: auipc t1; jr t1 (CONTINUE)
+        let mut code = vec![0x11, 0xc1, 0x82, 0x80];
+        code.extend(words(&[0x0000_0317, 0x0003_0067]));
+        let (out, h, _) = rewrite(Isa::Riscv64, &code, &[hole(4, RvCallPlt, Continue)], &[]).unwrap();
+        // beq a0, x0, END (+6); ret
+        assert_eq!(out, [0x63, 0x03, 0x05, 0x00, 0x82, 0x80]);
+        assert!(h.is_empty());
+        // An internal call (jal ra) is left alone.
+        assert!(rewrite(Isa::Riscv64, &words(&[0x0040_00ef, 0x0000_8067]), &[], &[]).is_none());
     }
 }
