@@ -328,13 +328,23 @@ pub fn direct_branch_at(code: &[u8], at: usize) -> Option<DirectBranch> {
         return match h & 0xe003 {
             // c.j: imm[11|4|9:8|10|6|7|3:1|5] in bits 12..2.
             0xa001 => {
-                let v = bit(12, 11) | bit(11, 4) | bit(10, 9) | bit(9, 8) | bit(8, 10) | bit(7, 6) | bit(6, 7)
-                    | bit(5, 3) | bit(4, 2) | bit(3, 1) | bit(2, 5);
+                let v = bit(12, 11)
+                    | bit(11, 4)
+                    | bit(10, 9)
+                    | bit(9, 8)
+                    | bit(8, 10)
+                    | bit(7, 6)
+                    | bit(6, 7)
+                    | bit(5, 3)
+                    | bit(4, 2)
+                    | bit(3, 1)
+                    | bit(2, 5);
                 Some(DirectBranch { cond: None, offset: sign_extend(v, 12), len: 2 })
             }
             // c.beqz / c.bnez rs1': imm[8|4:3] in bits 12..10, imm[7:6|2:1|5] in bits 6..2.
             0xc001 | 0xe001 => {
-                let v = bit(12, 8) | bit(11, 4) | bit(10, 3) | bit(6, 7) | bit(5, 6) | bit(4, 2) | bit(3, 1) | bit(2, 5);
+                let v =
+                    bit(12, 8) | bit(11, 4) | bit(10, 3) | bit(6, 7) | bit(5, 6) | bit(4, 2) | bit(3, 1) | bit(2, 5);
                 let funct3 = (h >> 13) & 1;
                 let rs1 = 8 + ((h >> 7) & 7);
                 Some(DirectBranch { cond: Some(0x63 | funct3 << 12 | rs1 << 15), offset: sign_extend(v, 9), len: 2 })

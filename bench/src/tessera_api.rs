@@ -142,5 +142,5 @@ pub fn table_size(isa: Isa) -> TableSize {
     let Some(t) = tessera_stencils::table(isa) else {
         return TableSize { stencils: 0, code_bytes: 0, holes: 0, total_bytes: 0 };
     };
-    TableSize { stencils: t.entries.len(), code_bytes: t.code.len(), holes: t.holes.len(), total_bytes: t.size_bytes() }
+    TableSize { stencils: t.len(), code_bytes: t.code.len(), holes: t.holes.len(), total_bytes: t.size_bytes() }
 }

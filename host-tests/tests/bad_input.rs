@@ -277,7 +277,7 @@ fn catalogue() -> Vec<Entry> {
 /// Bytes of this machine's entry stencil.
 fn entry_stencil_len() -> u64 {
     let table = tessera_stencils::table(tessera::Isa::host().expect("a supported host")).expect("linked");
-    table.entries.get(tessera_stencils::ids::ENTRY.0 as usize).map_or(0, |e| e.code_len as u64)
+    table.entry(tessera_stencils::ids::ENTRY).map_or(0, |e| e.code_len as u64)
 }
 
 const ADD_ONE: &str = "mov %r0, %r2\nadd %r0, 1\nexit";

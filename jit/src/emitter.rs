@@ -282,7 +282,7 @@ impl<'a, P: Patcher> Emitter<'a, P> {
     #[inline(always)]
     fn place_fast(&mut self, id: StencilId, holes: &Holes) -> Option<()> {
         let Emitter { table, out, base, at, labels, fixups, fixup_count, .. } = self;
-        let entry = *table.entries.get(id.0 as usize)?;
+        let entry = table.entry(id)?;
         let start = *at;
         let len = entry.code_len as usize;
         let first = entry.holes_start as usize;
@@ -329,7 +329,7 @@ impl<'a, P: Patcher> Emitter<'a, P> {
     #[inline(never)]
     fn place_exact(&mut self, id: StencilId, holes: &Holes) -> Result<(), Error> {
         let Emitter { table, out, base, at, labels, fixups, fixup_count, .. } = self;
-        let entry = *table.entries.get(id.0 as usize).ok_or(unknown_stencil(id))?;
+        let entry = table.entry(id).ok_or(unknown_stencil(id))?;
         let start = *at;
         let len = entry.code_len as usize;
         let from = entry.code_start as usize;

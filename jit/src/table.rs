@@ -140,14 +140,14 @@ pub struct Hole {
     pub addend: i8,
 }
 
-/// Where one stencil's code and holes are in its table.
+/// Where one stencil's code and holes are in its table (see [`StencilTable::entry`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct StencilEntry {
     pub code_start: u32,
-    pub code_len: u16,
-    pub holes_start: u16,
-    pub holes_len: u16,
+    pub code_len: u32,
+    pub holes_start: u32,
+    pub holes_len: u32,
 }
 
 /// A stencil: machine code with holes.
@@ -163,41 +163,63 @@ pub struct StencilTable {
     pub isa: Isa,
     /// Digest of the generator inputs (sources, flags, toolchain) the table was built from.
     pub digest: u64,
-    /// All stencils' code, then [`CODE_PADDING`] zero bytes.
+    /// All stencils' code, in id order, then [`CODE_PADDING`] zero bytes.
     pub code: &'static [u8],
+    /// All stencils' holes, in id order.
     pub holes: &'static [Hole],
-    pub entries: &'static [StencilEntry],
+    /// Where each stencil's code starts in `code`, then where the last one ends: stencil `i`
+    /// is `code[code_starts[i]..code_starts[i + 1]]`.
+    pub code_starts: &'static [u32],
+    /// Where each stencil's holes start in `holes`, then where the last one's end. Two
+    /// arrays take six bytes per stencil where a struct of both would be padded to eight.
+    pub hole_starts: &'static [u16],
 }
 
 impl StencilTable {
+    /// Where stencil `id`'s code and holes are, if the table has it.
+    #[inline(always)]
+    pub fn entry(&self, id: StencilId) -> Option<StencilEntry> {
+        let i = id.0 as usize;
+        let [code_start, code_end] = *self.code_starts.get(i..)?.first_chunk::<2>()?;
+        let [holes_start, holes_end] = *self.hole_starts.get(i..)?.first_chunk::<2>()?;
+        Some(StencilEntry {
+            code_start,
+            code_len: code_end.wrapping_sub(code_start),
+            holes_start: holes_start as u32,
+            holes_len: holes_end.wrapping_sub(holes_start) as u32,
+        })
+    }
+
     /// The stencil with id `id`, if the table has it.
     pub fn get(&self, id: StencilId) -> Option<Stencil> {
-        let e = self.entries.get(id.0 as usize)?;
-        let code_start = e.code_start as usize;
-        let holes_start = e.holes_start as usize;
+        let e = self.entry(id)?;
+        let (code_start, holes_start) = (e.code_start as usize, e.holes_start as usize);
         Some(Stencil {
-            code: self.code.get(code_start..code_start + e.code_len as usize)?,
-            holes: self.holes.get(holes_start..holes_start + e.holes_len as usize)?,
+            code: self.code.get(code_start..code_start.checked_add(e.code_len as usize)?)?,
+            holes: self.holes.get(holes_start..holes_start.checked_add(e.holes_len as usize)?)?,
         })
     }
 
     /// Number of stencils.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.code_starts.len().saturating_sub(1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Bytes of const data this table occupies (code with padding, hole records, index).
     pub fn size_bytes(&self) -> usize {
-        self.code.len() + core::mem::size_of_val(self.holes) + core::mem::size_of_val(self.entries)
+        self.code.len()
+            + core::mem::size_of_val(self.holes)
+            + core::mem::size_of_val(self.code_starts)
+            + core::mem::size_of_val(self.hole_starts)
     }
 
     /// The longest stencil, in bytes.
     pub fn max_stencil_len(&self) -> usize {
-        self.entries.iter().map(|e| e.code_len as usize).max().unwrap_or(0)
+        (0..self.len()).filter_map(|i| self.entry(StencilId(i as u16))).map(|e| e.code_len as usize).max().unwrap_or(0)
     }
 
     /// Checks what the emitter relies on: every entry's code and holes inside the table, the
@@ -209,11 +231,20 @@ impl StencilTable {
             return Err(Error::CorruptTable);
         }
         let code_end = self.code.len() - CODE_PADDING;
-        for (i, e) in self.entries.iter().enumerate() {
+        // One start per stencil and one end, in order, the ends at the ends of the arrays.
+        let ordered_u32 = |s: &[u32]| s.windows(2).all(|w| w.first() <= w.last());
+        let ordered_u16 = |s: &[u16]| s.windows(2).all(|w| w.first() <= w.last());
+        if self.code_starts.len() != self.hole_starts.len()
+            || !ordered_u32(self.code_starts)
+            || !ordered_u16(self.hole_starts)
+            || self.code_starts.last().is_some_and(|&end| end as usize != code_end)
+            || self.hole_starts.last().is_some_and(|&end| end as usize != self.holes.len())
+            || self.len() > usize::from(u16::MAX)
+        {
+            return Err(Error::CorruptTable);
+        }
+        for i in 0..self.len() {
             let stencil = self.get(StencilId(i as u16)).ok_or(Error::CorruptTable)?;
-            if e.code_start as usize + e.code_len as usize > code_end {
-                return Err(Error::CorruptTable);
-            }
             for hole in stencil.holes {
                 if hole.kind.isa() != self.isa {
                     return Err(Error::WrongTable);

@@ -17,6 +17,39 @@ fn every_table_is_well_formed_and_has_every_stencil() {
     }
 }
 
+/// A damaged index (starts out of order, an end that is not the end of the code or holes,
+/// arrays of different lengths) is `CorruptTable`, never a panic or a wrong stencil.
+#[test]
+fn a_damaged_index_is_a_corrupt_table() {
+    use tessera_jit::{Error, StencilTable};
+    let t = table(Isa::X86_64).unwrap();
+    let leak_u32 = |v: Vec<u32>| -> &'static [u32] { Box::leak(v.into_boxed_slice()) };
+    let leak_u16 = |v: Vec<u16>| -> &'static [u16] { Box::leak(v.into_boxed_slice()) };
+    let with = |code_starts: &'static [u32], hole_starts: &'static [u16]| StencilTable {
+        isa: t.isa,
+        digest: t.digest,
+        code: t.code,
+        holes: t.holes,
+        code_starts,
+        hole_starts,
+    };
+    assert_eq!(with(t.code_starts, t.hole_starts).check(), Ok(()));
+    let mut swapped = t.code_starts.to_vec();
+    swapped.swap(1, 2);
+    assert_eq!(with(leak_u32(swapped), t.hole_starts).check(), Err(Error::CorruptTable));
+    let mut short_end = t.code_starts.to_vec();
+    *short_end.last_mut().unwrap() -= 1;
+    assert_eq!(with(leak_u32(short_end), t.hole_starts).check(), Err(Error::CorruptTable));
+    let mut holes_past = t.hole_starts.to_vec();
+    *holes_past.last_mut().unwrap() += 1;
+    assert_eq!(with(t.code_starts, leak_u16(holes_past)).check(), Err(Error::CorruptTable));
+    let fewer = leak_u16(t.hole_starts[1..].to_vec());
+    assert_eq!(with(t.code_starts, fewer).check(), Err(Error::CorruptTable));
+    // An id past the end has no entry.
+    assert_eq!(t.entry(StencilId(ids::COUNT as u16)), None);
+    assert!(t.entry(StencilId(ids::COUNT as u16 - 1)).is_some());
+}
+
 /// Places every stencil once, with `operand` in all four operand holes and targets on both
 /// sides of it.
 fn place_all(isa: Isa, operand: u32) -> Result<usize, tessera_jit::Error> {

@@ -302,9 +302,8 @@ fn hoist_far_jump(isa: Isa, insns: &mut Vec<Insn>, stats: &mut Stats) -> bool {
     if k < 3 || insns[k - 1].flow != (Flow::Branch { cond: None, target: Target::Insn(n) }) {
         return false;
     }
-    let sources: Vec<usize> = (0..n)
-        .filter(|&j| matches!(insns[j].flow, Flow::Branch { target: Target::Insn(t), .. } if t == k))
-        .collect();
+    let sources: Vec<usize> =
+        (0..n).filter(|&j| matches!(insns[j].flow, Flow::Branch { target: Target::Insn(t), .. } if t == k)).collect();
     let [i] = sources[..] else { return false };
     let Flow::Branch { cond: Some(cond), .. } = insns[i].flow else { return false };
     // The hot part `i + 1 ..= k - 2` is not empty (else `fuse`'s form is as good).

@@ -24,11 +24,11 @@ pub fn table(spec: &TargetSpec, stencils: &[Stencil], digest: u64, version: &str
     let code_len: usize = stencils.iter().map(|s| s.code.len()).sum();
     let hole_len: usize = stencils.iter().map(|s| s.holes.len()).sum();
     let _ = writeln!(out, "// {} stencils, {code_len} code bytes, {hole_len} holes\n", stencils.len());
-    let _ = writeln!(out, "use tessera_jit::table::{{Hole, HoleValue::*, StencilEntry, StencilTable}};");
+    let _ = writeln!(out, "use tessera_jit::table::{{Hole, HoleValue::*, StencilTable}};");
     let _ = writeln!(out, "use tessera_jit::{{Isa, RelocKind::*}};\n");
     let _ = writeln!(
         out,
-        "pub static TABLE: StencilTable = StencilTable {{\n    isa: Isa::{:?},\n    digest: {digest:#018x},\n    code: &CODE,\n    holes: &HOLES,\n    entries: &ENTRIES,\n}};\n",
+        "pub static TABLE: StencilTable = StencilTable {{\n    isa: Isa::{:?},\n    digest: {digest:#018x},\n    code: &CODE,\n    holes: &HOLES,\n    code_starts: &CODE_STARTS,\n    hole_starts: &HOLE_STARTS,\n}};\n",
         spec.isa
     );
     let _ = writeln!(out, "static CODE: [u8; {}] = [", code_len + CODE_PADDING);
@@ -62,20 +62,25 @@ pub fn table(spec: &TargetSpec, stencils: &[Stencil], digest: u64, version: &str
         }
     }
     let _ = writeln!(out, "];\n");
-    let _ = writeln!(out, "static ENTRIES: [StencilEntry; {}] = [", stencils.len());
-    let (mut code_start, mut holes_start) = (0usize, 0usize);
+    // Stencil `i` is `CODE[CODE_STARTS[i]..CODE_STARTS[i + 1]]` and likewise for its holes:
+    // six bytes of index per stencil.
+    let Ok(_) = u16::try_from(hole_len) else {
+        return Err(format!("{hole_len} holes: a table indexes at most {} (16-bit hole starts)", u16::MAX));
+    };
+    let _ = writeln!(out, "static CODE_STARTS: [u32; {}] = [", stencils.len() + 1);
+    let mut code_start = 0usize;
     for s in stencils {
-        let _ = writeln!(
-            out,
-            "    StencilEntry {{ code_start: {code_start}, code_len: {}, holes_start: {holes_start}, holes_len: {} }}, // {}",
-            s.code.len(),
-            s.holes.len(),
-            s.name
-        );
+        let _ = writeln!(out, "    {code_start}, // {}", s.name);
         code_start += s.code.len();
+    }
+    let _ = writeln!(out, "    {code_start}, // end\n];\n");
+    let _ = writeln!(out, "static HOLE_STARTS: [u16; {}] = [", stencils.len() + 1);
+    let mut holes_start = 0usize;
+    for s in stencils {
+        let _ = writeln!(out, "    {holes_start}, // {}", s.name);
         holes_start += s.holes.len();
     }
-    let _ = writeln!(out, "];");
+    let _ = writeln!(out, "    {holes_start}, // end\n];");
     Ok(seal("//", &out))
 }
 
