@@ -49,7 +49,7 @@ fn code_line(line: &str) -> Option<(u64, Vec<u8>, String)> {
 fn count_is_disassembled_for_every_isa() {
     // The loop's back edge, `jle %r1, 1000, loop`, compares with 1000 (0x3e8): per ISA, the
     // instruction that materialises or compares the immediate.
-    let known = [("x86_64", "cmp rsi, 0x3e8"), ("aarch64", "mov x8, #0x3e8"), ("riscv64", "addi t0, t0, 0x3e8")];
+    let known = [("x86_64", "cmp rsi, 0x3e8"), ("aarch64", "mov x8, #0x3e8"), ("riscv64", "addiw t0, t0, 0x3e8")];
     for (isa, instruction) in known {
         let dump = ok_stdout(&["dump", &file("count.s"), "--isa", isa]);
         assert!(dump.starts_with(&format!("; {isa} code at 0x10000000, ")), "{dump}");

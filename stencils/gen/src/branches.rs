@@ -13,6 +13,8 @@
 //!   stencil falls through into the next one);
 //! - branches to the next instruction, instructions nothing reaches and the `nop`s that
 //!   replaced dead instructions are removed;
+//! - on RISC-V, `addi rd, rd, %lo(operand)` ... `sext.w rd` becomes one `addiw` where
+//!   nothing between uses `rd` (see [`widen_sign_extended_operands`]);
 //! - where a conditional branch cannot take over a far jump (below), `b.cond L; <hot>;
 //!   b END; L: b HOLE` becomes `b.!cond H; b HOLE; H: <hot>`, which falls through into the
 //!   next stencil: the hot path runs one branch instead of two (every checked access and
@@ -77,6 +79,8 @@ pub struct Stats {
     pub removed: usize,
     /// Far jumps moved ahead of the hot path.
     pub hoisted: usize,
+    /// RISC-V operand holes whose `addi` became `addiw`, their `sext.w` removed.
+    pub widened: usize,
     /// Code bytes before and after.
     pub bytes_before: usize,
     pub bytes_after: usize,
@@ -86,6 +90,9 @@ pub struct Stats {
 pub fn rewrite(isa: Isa, code: &[u8], holes: &[Hole], dead_nops: &[usize]) -> Option<(Vec<u8>, Vec<Hole>, Stats)> {
     let mut insns = decode(isa, code, holes, dead_nops)?;
     let mut stats = Stats { bytes_before: code.len(), ..Stats::default() };
+    if isa == Isa::Riscv64 {
+        widen_sign_extended_operands(&mut insns, &mut stats);
+    }
     simplify(isa, &mut insns, &mut stats);
     let (code, holes) = layout(isa, &insns)?;
     stats.bytes_after = code.len();
@@ -324,6 +331,70 @@ fn hoist_far_jump(isa: Isa, insns: &mut Vec<Insn>, stats: &mut Stats) -> bool {
     insns[i].flow = Flow::Branch { cond: Some(inverted), target: Target::Insn(i + 2) };
     stats.hoisted += 1;
     true
+}
+
+/// RISC-V: an operand hole is built by `lui rd, %hi; addi rd, rd, %lo`, and a stencil that
+/// wants the 32-bit value sign-extended adds `sext.w rd` (`addiw rd, rd, 0`) further on.
+/// `addiw rd, rd, %lo` builds the sign-extended value at once (the patcher fills either),
+/// so when nothing between the two reads or writes `rd` and no branch leaves or enters, the
+/// `addi` becomes `addiw` and the `sext.w` goes.
+fn widen_sign_extended_operands(insns: &mut Vec<Insn>, stats: &mut Stats) {
+    let mut i = 0;
+    while i < insns.len() {
+        let is_lo12_addi = insns[i].holes.iter().any(|h| h.kind == RelocKind::RvLo12I && h.offset == 0)
+            && insns[i].bytes.len() == 4
+            && word(&insns[i].bytes) & 0x707f == 0x13;
+        let rd = (word(&insns[i].bytes) >> 7) & 0x1f;
+        if is_lo12_addi
+            && rd != 0
+            && (word(&insns[i].bytes) >> 15) & 0x1f == rd
+            && let Some(j) = sign_extension_of(insns, i, rd)
+        {
+            let addiw = word(&insns[i].bytes) & !0x7f | 0x1b;
+            insns[i].bytes = addiw.to_le_bytes().to_vec();
+            remove(insns, j);
+            stats.widened += 1;
+            stats.removed += 1;
+        }
+        i += 1;
+    }
+}
+
+fn word(bytes: &[u8]) -> u32 {
+    bytes.iter().take(4).rev().fold(0, |w, &b| w << 8 | u32::from(b))
+}
+
+/// The index of the `sext.w rd` (`addiw rd, rd, 0` or `c.addiw rd, 0`) that follows
+/// instruction `i` in straight-line code with nothing between reading or writing `rd`.
+fn sign_extension_of(insns: &[Insn], i: usize, rd: u32) -> Option<usize> {
+    for j in i + 1..insns.len() {
+        let n = &insns[j];
+        if !matches!(n.flow, Flow::Next) || is_target(insns, j) {
+            return None;
+        }
+        let w = word(&n.bytes);
+        if n.bytes.len() == 2 {
+            // c.addiw rd, 0: funct3 001, op 01, imm bits 12 and 6..2 zero.
+            let c_sext = w & 0xf07f == 0x2001 && (w >> 7) & 0x1f == rd;
+            return c_sext.then_some(j);
+        }
+        if w == (rd << 15 | rd << 7 | 0x1b) {
+            return Some(j);
+        }
+        let (rs1, rs2, dst) = ((w >> 15) & 0x1f, (w >> 20) & 0x1f, (w >> 7) & 0x1f);
+        let (reads, writes): (&[u32], Option<u32>) = match w & 0x7f {
+            0x03 | 0x13 | 0x1b => (&[rs1], Some(dst)),
+            0x07 => (&[rs1], None), // FP load: writes an FP register
+            0x23 | 0x27 => (&[rs1, rs2], None),
+            0x33 | 0x3b | 0x2f => (&[rs1, rs2], Some(dst)),
+            0x17 | 0x37 => (&[], Some(dst)),
+            _ => return None,
+        };
+        if reads.contains(&rd) || writes == Some(rd) {
+            return None;
+        }
+    }
+    None
 }
 
 fn is_target(insns: &[Insn], i: usize) -> bool {
@@ -614,6 +685,30 @@ mod tests {
         // adr x0, .; b CONTINUE
         let code = words(&[0x1000_0000, 0x1400_0000]);
         assert!(rewrite(Isa::Aarch64, &code, &[hole(4, A64Jump26, Continue)], &[]).is_none());
+    }
+
+    #[test]
+    fn riscv_operand_sign_extension_folds_into_addiw() {
+        use RelocKind::{RvCallPlt, RvHi20, RvLo12I};
+        // lui t0, %hi; addi t0, t0, %lo; ld t1, 0x240(a6); c.addiw t0, 0; c.add t0, a7;
+        // auipc t1; jr t1 (CONTINUE)
+        let mut code = words(&[0x0000_02b7, 0x0002_8293, 0x2408_3303]);
+        code.extend([0x81, 0x22, 0xc6, 0x92]);
+        code.extend(words(&[0x0000_0317, 0x0003_0067]));
+        let input = [hole(0, RvHi20, Operand0), hole(4, RvLo12I, Operand0), hole(16, RvCallPlt, Continue)];
+        let (out, h, stats) = rewrite(Isa::Riscv64, &code, &input, &[]).unwrap();
+        // lui; addiw t0, t0, %lo; ld; c.add
+        let mut want = words(&[0x0000_02b7, 0x0002_829b, 0x2408_3303]);
+        want.extend([0xc6, 0x92]);
+        assert_eq!(out, want);
+        assert_eq!(holes(&h), [(0, RvHi20, Operand0, 0), (4, RvLo12I, Operand0, 0)]);
+        assert_eq!(stats.widened, 1);
+        // When something between reads t0 (sd t0, 8(a6)), the sext stays.
+        let mut code = words(&[0x0000_02b7, 0x0002_8293, 0x0058_3423]);
+        code.extend([0x81, 0x22]);
+        let input = [hole(0, RvHi20, Operand0), hole(4, RvLo12I, Operand0)];
+        let (out, _, stats) = rewrite(Isa::Riscv64, &code, &input, &[]).unwrap();
+        assert_eq!((out, stats.widened), (code, 0));
     }
 
     #[test]
