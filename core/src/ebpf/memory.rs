@@ -191,10 +191,36 @@ impl<'r, 'm> Memory<'r, 'm> {
     /// access) on entry: built where it is used, with no copy (moving a table out of a
     /// `Result` costs as much as a short run).
     pub(crate) fn fill_table(&mut self, table: &mut Table) -> Result<(), RunError> {
+        self.region_count()?;
+        self.fill_entries(table)
+    }
+
+    /// [`Memory::fill_table`] into a table kept between runs, of which entries `1..*filled`
+    /// may hold an earlier run's regions (the rest are [`RegionEntry::NONE`]): only the
+    /// entries this run uses are written, and those an earlier run used beyond them are
+    /// reset, so every region this memory does not grant stays inaccessible.
+    pub(crate) fn refill_table(&mut self, table: &mut Table, filled: &mut usize) -> Result<(), RunError> {
+        let count = self.region_count()?;
+        if let Some(stale) = table.get_mut(count..*filled) {
+            stale.fill(RegionEntry::NONE);
+        }
+        // Set before filling: a fill that fails part way leaves entries below `count` that
+        // the next run must overwrite or reset.
+        *filled = count;
+        self.fill_entries(table)
+    }
+
+    /// The number of region-table entries this memory uses (region 0 included).
+    fn region_count(&self) -> Result<usize, RunError> {
         let count = region::FIRST_MAP as usize + self.maps.len() + self.regions.len();
         if count > region::COUNT {
             return Err(RunError::TooManyRegions { max: (region::COUNT - region::FIRST_MAP as usize) as u32 });
         }
+        Ok(count)
+    }
+
+    /// Writes entries `1..region_count()` (checked by the caller).
+    fn fill_entries(&mut self, table: &mut Table) -> Result<(), RunError> {
         let stack = self.stack.as_mut_ptr() as u64;
         table[region::STACK as usize] = RegionEntry::plain(region::STACK, stack, table_len(1, self.stack.len())?, true);
         let context = self.context.as_mut_ptr() as u64;
