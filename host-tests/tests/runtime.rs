@@ -107,19 +107,19 @@ fn a_run_never_reads_what_an_earlier_run_left_on_the_stack() {
 
 #[test]
 fn one_compiled_program_grants_each_run_exactly_its_regions() {
-    // A compiled program keeps its run context between runs; what one run was granted must
+    // A compiled or decoded program (and a Vm) keeps its run context between runs; what one run was granted must
     // not stay reachable in the next. r1 points at the context, which holds the address read.
     let program = assemble("ldxdw %r2, [%r1]\nldxb %r0, [%r2+1]\nexit");
     let vm = vm(&program, &[]);
-    let jit = vm.compile().expect("compiles");
+    let (jit, fast) = (vm.compile().expect("compiles"), vm.prepare_fast());
     let (a, b) = ([1u8, 2], [3u8, 4]);
     let run = |granted: &mut [Region], addr: u64| {
         let (mut stack, mut context) = ([0u8; 512], addr.to_le_bytes());
         let mut memory = Memory::new(&mut stack, &mut context, granted);
-        (jit.run(&mut memory), vm.interpret(&mut memory))
+        (jit.run(&mut memory), fast.run(&mut memory), vm.interpret(&mut memory))
     };
     let (four, three) = (4u64 << 32, 3u64 << 32);
-    let out = |r: Result<u64, RunError>| (r, r);
+    let out = |r: Result<u64, RunError>| (r, r, r);
     assert_eq!(run(&mut [Region::ReadOnly(&a), Region::ReadOnly(&b)], four), out(Ok(4)));
     assert_eq!(run(&mut [Region::ReadOnly(&a)], four), out(Err(RunError::MemoryFault { pc: 1, addr: four + 1 })));
     assert_eq!(run(&mut [Region::ReadOnly(&b)], three), out(Ok(4)));

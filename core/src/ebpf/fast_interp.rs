@@ -169,9 +169,10 @@ macro_rules! interpreter {
             helpers: &Helpers,
             memory: &mut Memory,
             config: &Config,
+            kept: &mut interp::KeptTable,
         ) -> Result<u64, RunError> {
-            let mut table = interp::EMPTY_TABLE;
-            let mut reg = interp::enter(memory, local_calls, &mut table)?;
+            let mut reg = interp::enter(memory, local_calls, kept)?;
+            let table = &kept.table;
             let mut calls = CallStack::new(config, memory);
             let mut fuel_left = config.fuel;
             let mut pc: usize = 0;
@@ -199,7 +200,7 @@ macro_rules! interpreter {
                     $(
                         Op::$l => {
                             let addr = reg[sr].wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $ls) else {
+                            let Some(v) = memory.load_in(table, addr, $ls) else {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             };
                             reg[d] = $lf(v);
@@ -209,14 +210,14 @@ macro_rules! interpreter {
                     $(
                         Op::$si => {
                             let addr = reg[d].wrapping_add(off);
-                            if memory.store_in(&table, addr, $ss, slot.imm).is_none() {
+                            if memory.store_in(table, addr, $ss, slot.imm).is_none() {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             }
                             pc += 1;
                         }
                         Op::$sr => {
                             let addr = reg[d].wrapping_add(off);
-                            if memory.store_in(&table, addr, $ss, reg[sr]).is_none() {
+                            if memory.store_in(table, addr, $ss, reg[sr]).is_none() {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             }
                             pc += 1;
@@ -243,7 +244,7 @@ macro_rules! interpreter {
                             let base = reg[sr].wrapping_add(reg[(slot.imm >> 8) as usize & 0x0f]);
                             reg[slot.imm as usize & 0x0f] = base;
                             let addr = base.wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $xs) else {
+                            let Some(v) = memory.load_in(table, addr, $xs) else {
                                 return Err(RunError::MemoryFault { pc: (pc + 2) as u32, addr });
                             };
                             reg[d] = v;
@@ -253,7 +254,7 @@ macro_rules! interpreter {
                     $(
                         Op::$y => {
                             let addr = reg[sr].wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $ys) else {
+                            let Some(v) = memory.load_in(table, addr, $ys) else {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             };
                             reg[d] = s::lsh64(v, slot.imm);
@@ -292,7 +293,7 @@ macro_rules! interpreter {
                     Op::Atomic32 | Op::Atomic64 => {
                         let size = if slot.op == Op::Atomic64 { 8 } else { 4 };
                         let addr = reg[d].wrapping_add(off);
-                        interp::atomic_op(memory, &table, &mut reg, addr, size, slot.imm as i32, sr, pc)?;
+                        interp::atomic_op(memory, table, &mut reg, addr, size, slot.imm as i32, sr, pc)?;
                         pc += 1;
                     }
                     Op::Ja => pc = slot.aux as usize,
@@ -711,6 +712,8 @@ pub struct FastProgram<'p, 'h, 'b> {
     helpers: Helpers<'h>,
     config: Config,
     slots: Slots<'b>,
+    /// The region table of the last run, reused by the next.
+    table: spin::Mutex<interp::KeptTable>,
 }
 
 impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
@@ -720,7 +723,8 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
         buffer: &'b mut [Slot],
     ) -> Result<FastProgram<'p, 'h, 'b>, LoadError> {
         let slots = decode_into(&program, &helpers, buffer)?;
-        Ok(FastProgram { program, maps, helpers, config, slots: Slots::Buffer(slots) })
+        let table = spin::Mutex::new(interp::KeptTable::new());
+        Ok(FastProgram { program, maps, helpers, config, slots: Slots::Buffer(slots), table })
     }
 
     /// Decodes onto the heap.
@@ -729,7 +733,8 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
         (program, maps, helpers, config): (Program<'p>, &'p [MapDef], Helpers<'h>, Config),
     ) -> FastProgram<'p, 'h, 'b> {
         let slots = decode(&program, &helpers);
-        FastProgram { program, maps, helpers, config, slots: Slots::Heap(slots) }
+        let table = spin::Mutex::new(interp::KeptTable::new());
+        FastProgram { program, maps, helpers, config, slots: Slots::Heap(slots), table }
     }
 
     /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
@@ -737,7 +742,9 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        run(self.slots(), self.program.has_local_calls(), &self.helpers, memory, &self.config)
+        let (mut guard, mut fresh);
+        let kept = interp::kept_table!(self.table, guard, fresh);
+        run(self.slots(), self.program.has_local_calls(), &self.helpers, memory, &self.config, kept)
     }
 
     /// The validated program this was decoded from.

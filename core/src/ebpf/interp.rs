@@ -52,18 +52,54 @@ impl Default for Config {
 /// go out of bounds; the validator guarantees only r0..r10 are named.
 pub(crate) type Registers = [u64; 16];
 
-/// An empty region table (`RegionEntry::default()` everywhere: no access allowed), for
-/// [`enter`] to fill.
+/// An empty region table (`RegionEntry::default()` everywhere: no access allowed).
 pub(crate) const EMPTY_TABLE: Table = [RegionEntry::NONE; region::COUNT];
 
-/// Everything a run does before its first instruction: checks the stack, builds the region
-/// table into `table` (from [`EMPTY_TABLE`]), zeroes the frames the run may touch and
-/// returns the entry registers (r1 = the context's address, r2 = its length, r10 = the end
-/// of the stack).
+/// A run's region table, kept by a program handle between runs behind a try-lock, so that
+/// a run writes only the entries it uses (see [`Memory::refill_table`]; a fresh table is
+/// 2 KiB of stores before the first instruction).
+pub(crate) struct KeptTable {
+    pub(crate) table: Table,
+    /// Entries `1..filled` may hold an earlier run's regions; the others are empty.
+    pub(crate) filled: usize,
+}
+
+impl KeptTable {
+    pub(crate) const fn new() -> KeptTable {
+        KeptTable { table: EMPTY_TABLE, filled: 0 }
+    }
+}
+
+impl core::fmt::Debug for KeptTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KeptTable").field("filled", &self.filled).finish_non_exhaustive()
+    }
+}
+
+/// A handle's kept table: `kept`'s, or `fresh` (made empty) while another run holds it (a
+/// helper running the same program again, or another thread).
+macro_rules! kept_table {
+    ($kept:expr, $guard:ident, $fresh:ident) => {{
+        $guard = $kept.try_lock();
+        match $guard.as_deref_mut() {
+            Some(kept) => kept,
+            None => {
+                $fresh = $crate::ebpf::interp::KeptTable::new();
+                &mut $fresh
+            }
+        }
+    }};
+}
+pub(crate) use kept_table;
+
+/// Everything a run does before its first instruction: checks the stack, fills the region
+/// table `kept` (see [`KeptTable`]), zeroes the frames the run may touch and returns the
+/// entry registers (r1 = the context's address, r2 = its length, r10 = the end of the
+/// stack).
 #[inline]
-pub(crate) fn enter(memory: &mut Memory, local_calls: bool, table: &mut Table) -> Result<Registers, RunError> {
+pub(crate) fn enter(memory: &mut Memory, local_calls: bool, kept: &mut KeptTable) -> Result<Registers, RunError> {
     memory.check_stack()?;
-    memory.fill_table(table)?;
+    memory.refill_table(&mut kept.table, &mut kept.filled)?;
     memory.clear_stack(local_calls);
     let mut reg = [0u64; 16];
     reg[1] = memory.context_address();
@@ -225,7 +261,18 @@ impl CallStack {
 /// The stack should hold `FRAME_SIZE * (max_call_depth + 1)` bytes; a local call that would
 /// need more fails with [`RunError::CallDepthExceeded`].
 pub fn run(program: &Program, helpers: &Helpers, memory: &mut Memory, config: &Config) -> Result<u64, RunError> {
-    run_inner::<false>(program, helpers, memory, config, &mut 0)
+    run_inner::<false>(program, helpers, memory, config, &mut 0, &mut KeptTable::new())
+}
+
+/// [`run`] with a region table kept between runs (see [`KeptTable`]).
+pub(crate) fn run_kept(
+    program: &Program,
+    helpers: &Helpers,
+    memory: &mut Memory,
+    config: &Config,
+    kept: &mut KeptTable,
+) -> Result<u64, RunError> {
+    run_inner::<false>(program, helpers, memory, config, &mut 0, kept)
 }
 
 /// [`run`], also returning how many instructions were executed (an `lddw` counts once).
@@ -237,7 +284,7 @@ pub fn run_counting(
     config: &Config,
 ) -> (Result<u64, RunError>, u64) {
     let mut executed = 0;
-    let result = run_inner::<true>(program, helpers, memory, config, &mut executed);
+    let result = run_inner::<true>(program, helpers, memory, config, &mut executed, &mut KeptTable::new());
     (result, executed)
 }
 
@@ -248,9 +295,10 @@ fn run_inner<const COUNT: bool>(
     memory: &mut Memory,
     config: &Config,
     executed: &mut u64,
+    kept: &mut KeptTable,
 ) -> Result<u64, RunError> {
-    let mut table = EMPTY_TABLE;
-    let mut reg = enter(memory, program.has_local_calls(), &mut table)?;
+    let mut reg = enter(memory, program.has_local_calls(), kept)?;
+    let table = &kept.table;
     let mut calls = CallStack::new(config, memory);
     let mut fuel_left = config.fuel;
     let mut pc: usize = 0;
@@ -305,7 +353,7 @@ fn run_inner<const COUNT: bool>(
             };
             ($size:expr, $ext:path) => {{
                 let addr = reg[sr].wrapping_add(off);
-                let Some(v) = memory.load_in(&table, addr, $size) else {
+                let Some(v) = memory.load_in(table, addr, $size) else {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 };
                 reg[d] = $ext(v);
@@ -315,7 +363,7 @@ fn run_inner<const COUNT: bool>(
         macro_rules! store {
             ($size:expr, $v:expr) => {{
                 let addr = reg[d].wrapping_add(off);
-                if memory.store_in(&table, addr, $size, $v).is_none() {
+                if memory.store_in(table, addr, $size, $v).is_none() {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
                 pc = next;
@@ -460,7 +508,7 @@ fn run_inner<const COUNT: bool>(
             0xc3 | 0xdb => {
                 let size: u64 = if insn.opcode == 0xdb { 8 } else { 4 };
                 let addr = reg[d].wrapping_add(off);
-                atomic_op(memory, &table, &mut reg, addr, size, insn.imm, sr, pc)?;
+                atomic_op(memory, table, &mut reg, addr, size, insn.imm, sr, pc)?;
                 pc = next;
             }
 

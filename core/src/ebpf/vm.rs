@@ -63,6 +63,8 @@ pub struct Vm<'p, 'h> {
     /// The program [`Vm::run`] decoded on first use in `Mode::FastInterpreter`.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     decoded: Option<FastProgram<'p, 'h, 'static>>,
+    /// The region table of the last [`Vm::interpret`], reused by the next.
+    table: spin::Mutex<interp::KeptTable>,
 }
 
 impl<'p, 'h> Vm<'p, 'h> {
@@ -88,6 +90,7 @@ impl<'p, 'h> Vm<'p, 'h> {
             compiled: None,
             #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
             decoded: None,
+            table: spin::Mutex::new(interp::KeptTable::new()),
         })
     }
 
@@ -171,7 +174,9 @@ impl<'p, 'h> Vm<'p, 'h> {
     pub fn interpret(&self, memory: &mut Memory) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        interp::run(&self.program, &self.helpers, memory, &self.config)
+        let (mut guard, mut fresh);
+        let kept = interp::kept_table!(self.table, guard, fresh);
+        interp::run_kept(&self.program, &self.helpers, memory, &self.config, kept)
     }
 
     /// Decodes the program for the fast interpreter onto the heap (once; run the result as
