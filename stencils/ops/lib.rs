@@ -1154,7 +1154,10 @@ fn call_local(s: &mut State) -> Next {
         // The callee recorded the trap; unwind without touching it.
         return Next::Return(0);
     }
-    s.set_frame_host(s.frame_host() + FRAME_SIZE);
+    // The frame as it was, not the callee's plus `FRAME_SIZE`: where the frame lives in the
+    // context (x86-64, RISC-V) a read-modify-write would chain every call's frame update
+    // to the last one through memory.
+    s.set_frame_host(frame);
     // Only the context and r6..r9 live across the call (see `call_helper`).
     s.tmp = 0;
     s.set(0, r0);
