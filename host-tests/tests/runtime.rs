@@ -106,6 +106,30 @@ fn a_run_never_reads_what_an_earlier_run_left_on_the_stack() {
 }
 
 #[test]
+fn a_run_zeroes_every_stack_byte_it_can_reach() {
+    // Each program reads 8 bytes it never wrote, from a stack an embedder left dirty: through
+    // r10 (only the bytes below each frame's top that the program addresses are zeroed),
+    // through r10 in a callee's frame, and through an address computed without r10 (the
+    // whole frame is zeroed).
+    let cases = [
+        ("ldxdw %r0, [%r10-16]\nexit", Some(16)),
+        ("call local +1\nexit\nstdw [%r10-24], 0\nldxdw %r0, [%r10-8]\nexit", Some(24)),
+        ("lddw %r1, 0x100000000\nldxdw %r0, [%r1+1016]\nexit", None),
+        ("mov %r0, %r10\nldxdw %r0, [%r0-512]\nexit", None),
+    ];
+    for (text, reach) in cases {
+        let program = assemble(text);
+        let mut vm = vm(&program, &[]);
+        assert_eq!(vm.program().stack_reach(), reach, "{text}");
+        for mode in modes() {
+            let mut stack = [0x5au8; 1024];
+            let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+            assert_eq!(vm.run(mode, &mut memory), Ok(0), "{mode:?}: {text}");
+        }
+    }
+}
+
+#[test]
 fn one_compiled_program_grants_each_run_exactly_its_regions() {
     // A compiled or decoded program (and a Vm) keeps its run context between runs; what one run was granted must
     // not stay reachable in the next. r1 points at the context, which holds the address read.

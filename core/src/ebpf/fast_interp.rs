@@ -165,13 +165,13 @@ macro_rules! interpreter {
         /// interpreter's ([`interp::run`]).
         fn run(
             slots: &[Slot],
-            local_calls: bool,
+            program: &Program,
             helpers: &Helpers,
             memory: &mut Memory,
             config: &Config,
             kept: &mut interp::KeptTable,
         ) -> Result<u64, RunError> {
-            let mut reg = interp::enter(memory, local_calls, kept)?;
+            let mut reg = interp::enter(memory, program, kept)?;
             let table = &kept.table;
             let mut calls = CallStack::new(config, memory);
             let mut fuel_left = config.fuel;
@@ -744,7 +744,7 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
         memory.check_maps(self.maps)?;
         let (mut guard, mut fresh);
         let kept = interp::kept_table!(self.table, guard, fresh);
-        run(self.slots(), self.program.has_local_calls(), &self.helpers, memory, &self.config, kept)
+        run(self.slots(), &self.program, &self.helpers, memory, &self.config, kept)
     }
 
     /// The validated program this was decoded from.

@@ -97,10 +97,10 @@ pub(crate) use kept_table;
 /// entry registers (r1 = the context's address, r2 = its length, r10 = the end of the
 /// stack).
 #[inline]
-pub(crate) fn enter(memory: &mut Memory, local_calls: bool, kept: &mut KeptTable) -> Result<Registers, RunError> {
+pub(crate) fn enter(memory: &mut Memory, program: &Program, kept: &mut KeptTable) -> Result<Registers, RunError> {
     memory.check_stack()?;
     memory.refill_table(&mut kept.table, &mut kept.filled)?;
-    memory.clear_stack(local_calls);
+    memory.clear_stack(program);
     let mut reg = [0u64; 16];
     reg[1] = memory.context_address();
     reg[2] = memory.context.len() as u64;
@@ -297,7 +297,7 @@ fn run_inner<const COUNT: bool>(
     executed: &mut u64,
     kept: &mut KeptTable,
 ) -> Result<u64, RunError> {
-    let mut reg = enter(memory, program.has_local_calls(), kept)?;
+    let mut reg = enter(memory, program, kept)?;
     let table = &kept.table;
     let mut calls = CallStack::new(config, memory);
     let mut fuel_left = config.fuel;

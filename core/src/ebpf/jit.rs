@@ -271,7 +271,6 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
             return Err(RunError::NotRunnable);
         }
         memory.check_maps(self.maps)?;
-        let local_calls = self.program.has_local_calls();
         // The kept context, unless a run of this program is under way (a helper running it
         // again, or another thread): then a fresh one.
         let mut fresh;
@@ -287,7 +286,7 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
         // the validated `self.program` into memory this machine executes (a `CodeBuffer`
         // built with the unsafe `executable` contract, or the arena), with its instruction
         // cache synchronised; `self.code` keeps it alive and unmodified while we run.
-        unsafe { run_compiled(self.address, &self.helpers, memory, &self.config, local_calls, prepared) }
+        unsafe { run_compiled(self.address, &self.program, &self.helpers, memory, &self.config, prepared) }
     }
 
     /// The address the code starts at (its entry stencil).
@@ -386,16 +385,16 @@ unsafe fn call_found(ctx: &mut JitContext, state: &RunState, found: Option<Helpe
 /// has been synchronised; the code must not be modified while it runs.
 unsafe fn run_compiled(
     entry: u64,
+    program: &Program,
     helpers: &Helpers,
     memory: &mut Memory,
     config: &Config,
-    local_calls: bool,
     prepared: &mut Prepared,
 ) -> Result<u64, RunError> {
     memory.check_stack()?;
     let Prepared { ctx, filled } = prepared;
     memory.refill_table(&mut ctx.regions, filled)?;
-    memory.clear_stack(local_calls);
+    memory.clear_stack(program);
     // Everything else a run reads before writing it: the fuel, the frame and its floor, the
     // trap, the registers kept in the context (all zero at entry) and the runtime's state.
     // The same depth rule as the interpreter: the configured limit, and no deeper than

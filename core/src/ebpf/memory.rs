@@ -348,13 +348,31 @@ impl<'r, 'm> Memory<'r, 'm> {
         self.table().ok().and_then(|t| semantics::locate(&t, addr, size, write)).is_some()
     }
 
-    /// Zeroes the stack frames a run of a program may touch: every frame when it makes
-    /// local calls, else the top one. A run never reads what an earlier run left.
-    pub(crate) fn clear_stack(&mut self, local_calls: bool) {
-        let frames = if local_calls { self.stack.len() } else { FRAME_SIZE as usize };
-        let start = self.stack.len().saturating_sub(frames);
-        if let Some(frames) = self.stack.get_mut(start..) {
-            frames.fill(0);
+    /// Zeroes the stack a run of `program` may read: the `reach` bytes below the top of
+    /// every frame when the program reaches the stack only through `r10` (see
+    /// [`Program::stack_reach`]), else every frame when it makes local calls, else the top
+    /// one. A run never reads what an earlier run left.
+    ///
+    /// [`Program::stack_reach`]: super::Program::stack_reach
+    pub(crate) fn clear_stack(&mut self, program: &super::Program) {
+        let len = self.stack.len();
+        match program.stack_reach() {
+            Some(0) => {}
+            Some(reach) => {
+                let frames = if program.has_local_calls() { len / FRAME_SIZE as usize } else { 1 };
+                for frame in 0..frames {
+                    let top = len - frame * FRAME_SIZE as usize;
+                    if let Some(bytes) = self.stack.get_mut(top.saturating_sub(reach as usize)..top) {
+                        bytes.fill(0);
+                    }
+                }
+            }
+            None => {
+                let frames = if program.has_local_calls() { len } else { FRAME_SIZE as usize };
+                if let Some(bytes) = self.stack.get_mut(len.saturating_sub(frames)..) {
+                    bytes.fill(0);
+                }
+            }
         }
     }
 }
