@@ -42,7 +42,8 @@ use super::error::{LoadError, RunError};
 use super::fuel;
 use super::helpers::Helpers;
 use super::insn::{Insn, op, pseudo};
-use super::interp::{self, CallStack, Config, burn};
+use super::interp::{self, Config, burn};
+use super::kept::Kept;
 use super::maps::MapDef;
 use super::memory::Memory;
 use super::program::Program;
@@ -169,11 +170,9 @@ macro_rules! interpreter {
             helpers: &Helpers,
             memory: &mut Memory,
             config: &Config,
-            kept: &mut interp::KeptTable,
+            state: &mut interp::RunState,
         ) -> Result<u64, RunError> {
-            let mut reg = interp::enter(memory, program, kept)?;
-            let table = &kept.table;
-            let mut calls = CallStack::new(config, memory);
+            let (mut reg, table, mut calls) = interp::enter(memory, program, config, state)?;
             let mut fuel_left = config.fuel;
             let mut pc: usize = 0;
             loop {
@@ -712,8 +711,8 @@ pub struct FastProgram<'p, 'h, 'b> {
     helpers: Helpers<'h>,
     config: Config,
     slots: Slots<'b>,
-    /// The region table of the last run, reused by the next.
-    table: spin::Mutex<interp::KeptTable>,
+    /// The run state of the last run, reused by the next.
+    kept: Kept<interp::RunState>,
 }
 
 impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
@@ -723,8 +722,7 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
         buffer: &'b mut [Slot],
     ) -> Result<FastProgram<'p, 'h, 'b>, LoadError> {
         let slots = decode_into(&program, &helpers, buffer)?;
-        let table = spin::Mutex::new(interp::KeptTable::new());
-        Ok(FastProgram { program, maps, helpers, config, slots: Slots::Buffer(slots), table })
+        Ok(FastProgram { program, maps, helpers, config, slots: Slots::Buffer(slots), kept: Kept::new() })
     }
 
     /// Decodes onto the heap.
@@ -733,8 +731,7 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
         (program, maps, helpers, config): (Program<'p>, &'p [MapDef], Helpers<'h>, Config),
     ) -> FastProgram<'p, 'h, 'b> {
         let slots = decode(&program, &helpers);
-        let table = spin::Mutex::new(interp::KeptTable::new());
-        FastProgram { program, maps, helpers, config, slots: Slots::Heap(slots), table }
+        FastProgram { program, maps, helpers, config, slots: Slots::Heap(slots), kept: Kept::new() }
     }
 
     /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
@@ -742,9 +739,8 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        let (mut guard, mut fresh);
-        let kept = interp::kept_table!(self.table, guard, fresh);
-        run(self.slots(), &self.program, &self.helpers, memory, &self.config, kept)
+        let run_in = |state: &mut _| run(self.slots(), &self.program, &self.helpers, memory, &self.config, state);
+        self.kept.with(interp::RunState::new, run_in)
     }
 
     /// The validated program this was decoded from.

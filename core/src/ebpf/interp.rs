@@ -55,57 +55,42 @@ pub(crate) type Registers = [u64; 16];
 /// An empty region table (`RegionEntry::default()` everywhere: no access allowed).
 pub(crate) const EMPTY_TABLE: Table = [RegionEntry::NONE; region::COUNT];
 
-/// A run's region table, kept by a program handle between runs behind a try-lock, so that
-/// a run writes only the entries it uses (see [`Memory::refill_table`]; a fresh table is
-/// 2 KiB of stores before the first instruction).
-pub(crate) struct KeptTable {
-    pub(crate) table: Table,
+/// What a run of the interpreters works in besides registers: the region table and the
+/// local-call frames, kept by a program handle between runs (see [`super::kept`]; made
+/// afresh, they are 5 KiB of stores before the first instruction).
+pub(crate) struct RunState {
+    table: Table,
     /// Entries `1..filled` may hold an earlier run's regions; the others are empty.
-    pub(crate) filled: usize,
+    filled: usize,
+    frames: Frames,
 }
 
-impl KeptTable {
-    pub(crate) const fn new() -> KeptTable {
-        KeptTable { table: EMPTY_TABLE, filled: 0 }
+impl RunState {
+    pub(crate) const fn new() -> RunState {
+        RunState { table: EMPTY_TABLE, filled: 0, frames: heapless::Vec::new() }
     }
 }
-
-impl core::fmt::Debug for KeptTable {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("KeptTable").field("filled", &self.filled).finish_non_exhaustive()
-    }
-}
-
-/// A handle's kept table: `kept`'s, or `fresh` (made empty) while another run holds it (a
-/// helper running the same program again, or another thread).
-macro_rules! kept_table {
-    ($kept:expr, $guard:ident, $fresh:ident) => {{
-        $guard = $kept.try_lock();
-        match $guard.as_deref_mut() {
-            Some(kept) => kept,
-            None => {
-                $fresh = $crate::ebpf::interp::KeptTable::new();
-                &mut $fresh
-            }
-        }
-    }};
-}
-pub(crate) use kept_table;
 
 /// Everything a run does before its first instruction: checks the stack, fills the region
-/// table `kept` (see [`KeptTable`]), zeroes the frames the run may touch and returns the
-/// entry registers (r1 = the context's address, r2 = its length, r10 = the end of the
-/// stack).
+/// table of `state`, zeroes the stack the run may read and returns the entry registers (r1 =
+/// the context's address, r2 = its length, r10 = the end of the stack), the table and the
+/// call stack.
 #[inline]
-pub(crate) fn enter(memory: &mut Memory, program: &Program, kept: &mut KeptTable) -> Result<Registers, RunError> {
+pub(crate) fn enter<'s>(
+    memory: &mut Memory,
+    program: &Program,
+    config: &Config,
+    state: &'s mut RunState,
+) -> Result<(Registers, &'s Table, CallStack<'s>), RunError> {
     memory.check_stack()?;
-    memory.refill_table(&mut kept.table, &mut kept.filled)?;
+    let RunState { table, filled, frames } = state;
+    memory.refill_table(table, filled)?;
     memory.clear_stack(program);
     let mut reg = [0u64; 16];
     reg[1] = memory.context_address();
     reg[2] = memory.context.len() as u64;
     reg[10] = memory.stack_end();
-    Ok(reg)
+    Ok((reg, table, CallStack::new(config, memory, frames)))
 }
 
 /// Spends `charge` units of `fuel` at `pc`, or stops the run when less is left.
@@ -209,17 +194,21 @@ struct Frame {
     r10: u64,
 }
 
-/// The local-call frames of a run (a fixed-capacity vector: nothing to initialise per run).
-pub(crate) struct CallStack {
-    frames: heapless::Vec<Frame, { MAX_CALL_DEPTH as usize }>,
+/// Room for the local-call frames of a run.
+type Frames = heapless::Vec<Frame, { MAX_CALL_DEPTH as usize }>;
+
+/// The local-call frames of a run.
+pub(crate) struct CallStack<'s> {
+    frames: &'s mut Frames,
     max_depth: usize,
     stack_len: u64,
 }
 
-impl CallStack {
-    pub(crate) fn new(config: &Config, memory: &Memory) -> CallStack {
+impl<'s> CallStack<'s> {
+    fn new(config: &Config, memory: &Memory, frames: &'s mut Frames) -> CallStack<'s> {
+        frames.clear();
         CallStack {
-            frames: heapless::Vec::new(),
+            frames,
             max_depth: config.max_call_depth.min(MAX_CALL_DEPTH) as usize,
             stack_len: memory.stack.len() as u64,
         }
@@ -261,18 +250,18 @@ impl CallStack {
 /// The stack should hold `FRAME_SIZE * (max_call_depth + 1)` bytes; a local call that would
 /// need more fails with [`RunError::CallDepthExceeded`].
 pub fn run(program: &Program, helpers: &Helpers, memory: &mut Memory, config: &Config) -> Result<u64, RunError> {
-    run_inner::<false>(program, helpers, memory, config, &mut 0, &mut KeptTable::new())
+    run_inner::<false>(program, helpers, memory, config, &mut 0, &mut RunState::new())
 }
 
-/// [`run`] with a region table kept between runs (see [`KeptTable`]).
-pub(crate) fn run_kept(
+/// [`run`] in run state kept between runs (see [`super::kept`]).
+pub(crate) fn run_in(
     program: &Program,
     helpers: &Helpers,
     memory: &mut Memory,
     config: &Config,
-    kept: &mut KeptTable,
+    state: &mut RunState,
 ) -> Result<u64, RunError> {
-    run_inner::<false>(program, helpers, memory, config, &mut 0, kept)
+    run_inner::<false>(program, helpers, memory, config, &mut 0, state)
 }
 
 /// [`run`], also returning how many instructions were executed (an `lddw` counts once).
@@ -284,7 +273,7 @@ pub fn run_counting(
     config: &Config,
 ) -> (Result<u64, RunError>, u64) {
     let mut executed = 0;
-    let result = run_inner::<true>(program, helpers, memory, config, &mut executed, &mut KeptTable::new());
+    let result = run_inner::<true>(program, helpers, memory, config, &mut executed, &mut RunState::new());
     (result, executed)
 }
 
@@ -295,11 +284,9 @@ fn run_inner<const COUNT: bool>(
     memory: &mut Memory,
     config: &Config,
     executed: &mut u64,
-    kept: &mut KeptTable,
+    state: &mut RunState,
 ) -> Result<u64, RunError> {
-    let mut reg = enter(memory, program, kept)?;
-    let table = &kept.table;
-    let mut calls = CallStack::new(config, memory);
+    let (mut reg, table, mut calls) = enter(memory, program, config, state)?;
     let mut fuel_left = config.fuel;
     let mut pc: usize = 0;
 

@@ -7,6 +7,7 @@ use tessera_stencils::abi::{FRAME_SIZE, HelperReturn, JitContext, RegionEntry, r
 use super::error::{CompileError, RunError};
 use super::helpers::{self, CallFailure, HelperFn};
 use super::interp::{Config, MAX_CALL_DEPTH};
+use super::kept::Kept;
 use super::lower::{self, Observer};
 use super::maps::MapDef;
 use super::{Helpers, Memory, Program};
@@ -197,13 +198,13 @@ pub struct JitProgram<'p, 'h, 'c> {
     address: u64,
     isa: Isa,
     runnable: bool,
-    /// The context of the last run, reused by the next (see [`Prepared`]).
-    prepared: spin::Mutex<Prepared>,
+    /// The context of the last run, reused by the next (see [`super::kept`]).
+    kept: Kept<Prepared>,
 }
 
-/// A run's context kept in its [`JitProgram`] between runs, so that a run writes only what
-/// differs from the last one (a fresh context is 2 KiB of stores before the first
-/// instruction; the region table is most of it).
+/// The context generated code runs with, kept between runs (see [`super::kept`]) so that a
+/// run writes only what differs from the last one: a fresh context is 2 KiB of stores before
+/// the first instruction, the region table most of them.
 struct Prepared {
     ctx: JitContext,
     /// Region-table entries `1..filled` may hold an earlier run's regions; the others are
@@ -212,7 +213,7 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new() -> Prepared {
+    const fn new() -> Prepared {
         Prepared {
             ctx: JitContext {
                 frame_host: 0,
@@ -249,8 +250,7 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
         let runnable = allocation.executable && Some(isa) == Isa::host();
         let address = allocation.address;
         let code = Code::Buffer(allocation.bytes);
-        let prepared = spin::Mutex::new(Prepared::new());
-        JitProgram { program, maps, helpers, config, code, address, isa, runnable, prepared }
+        JitProgram { program, maps, helpers, config, code, address, isa, runnable, kept: Kept::new() }
     }
 
     #[cfg(all(feature = "std", target_os = "linux"))]
@@ -260,28 +260,28 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
         code: tessera_jit::exec::ArenaCode,
         address: u64,
     ) -> JitProgram<'p, 'h, 'c> {
-        let (code, prepared) = (Code::Arena(code), spin::Mutex::new(Prepared::new()));
-        JitProgram { program, maps, helpers, config, code, address, isa, runnable: true, prepared }
+        let code = Code::Arena(code);
+        JitProgram { program, maps, helpers, config, code, address, isa, runnable: true, kept: Kept::new() }
     }
 
     /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
     /// length.
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        self.kept.with(Prepared::new, |prepared| self.run_prepared(memory, prepared))
+    }
+
+    /// [`JitProgram::run`] with a context the caller keeps between runs (of any programs):
+    /// without `alloc`, where a program cannot keep one itself, this saves a run the 2 KiB
+    /// of stores a fresh context takes.
+    pub fn run_in(&self, memory: &mut Memory, context: &mut RunContext) -> Result<u64, RunError> {
+        self.run_prepared(memory, &mut context.0)
+    }
+
+    fn run_prepared(&self, memory: &mut Memory, prepared: &mut Prepared) -> Result<u64, RunError> {
         if !self.runnable {
             return Err(RunError::NotRunnable);
         }
         memory.check_maps(self.maps)?;
-        // The kept context, unless a run of this program is under way (a helper running it
-        // again, or another thread): then a fresh one.
-        let mut fresh;
-        let mut kept = self.prepared.try_lock();
-        let prepared = match kept.as_deref_mut() {
-            Some(prepared) => prepared,
-            None => {
-                fresh = Prepared::new();
-                &mut fresh
-            }
-        };
         // SAFETY: `runnable` says the code was emitted by `emit` for this machine's ISA from
         // the validated `self.program` into memory this machine executes (a `CodeBuffer`
         // built with the unsafe `executable` contract, or the arena), with its instruction
@@ -314,6 +314,28 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
     /// Whether [`JitProgram::run`] can run it (host ISA, executable memory).
     pub fn is_runnable(&self) -> bool {
         self.runnable
+    }
+}
+
+/// A run context a caller keeps between runs ([`JitProgram::run_in`]); any program can use
+/// any context, one run at a time.
+pub struct RunContext(Prepared);
+
+impl RunContext {
+    pub const fn new() -> RunContext {
+        RunContext(Prepared::new())
+    }
+}
+
+impl Default for RunContext {
+    fn default() -> RunContext {
+        RunContext::new()
+    }
+}
+
+impl core::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
     }
 }
 

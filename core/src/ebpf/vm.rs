@@ -32,6 +32,7 @@ use super::fast_interp::{self, FastProgram, Slot};
 use super::interp::{self, Config};
 #[cfg(feature = "jit")]
 use super::jit::{self, JitProgram, Scratch, ScratchSize};
+use super::kept::Kept;
 use super::maps::MapDef;
 use super::{Helpers, Memory, Program};
 
@@ -63,8 +64,8 @@ pub struct Vm<'p, 'h> {
     /// The program [`Vm::run`] decoded on first use in `Mode::FastInterpreter`.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     decoded: Option<FastProgram<'p, 'h, 'static>>,
-    /// The region table of the last [`Vm::interpret`], reused by the next.
-    table: spin::Mutex<interp::KeptTable>,
+    /// The run state of the last [`Vm::interpret`], reused by the next.
+    kept: Kept<interp::RunState>,
 }
 
 impl<'p, 'h> Vm<'p, 'h> {
@@ -90,7 +91,7 @@ impl<'p, 'h> Vm<'p, 'h> {
             compiled: None,
             #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
             decoded: None,
-            table: spin::Mutex::new(interp::KeptTable::new()),
+            kept: Kept::new(),
         })
     }
 
@@ -174,9 +175,8 @@ impl<'p, 'h> Vm<'p, 'h> {
     pub fn interpret(&self, memory: &mut Memory) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        let (mut guard, mut fresh);
-        let kept = interp::kept_table!(self.table, guard, fresh);
-        interp::run_kept(&self.program, &self.helpers, memory, &self.config, kept)
+        let run = |state: &mut _| interp::run_in(&self.program, &self.helpers, memory, &self.config, state);
+        self.kept.with(interp::RunState::new, run)
     }
 
     /// Decodes the program for the fast interpreter onto the heap (once; run the result as
