@@ -2,8 +2,8 @@
 //! regions, the address model (no host address reaches a program), the stack cleared
 //! between runs, an empty context as null, a panicking helper, the region limit.
 
-use tessera::ebpf::jit::RunContext;
 use tessera::ebpf::{Error, Helper, Helpers, Memory, Mode, Region, RunError, Vm, asm};
+use tessera::ebpf::{interp, jit};
 
 fn modes() -> [Mode; 3] {
     [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit]
@@ -155,16 +155,20 @@ fn one_compiled_program_grants_each_run_exactly_its_regions() {
     assert_eq!(run(&mut [], four), out(Err(RunError::MemoryFault { pc: 1, addr: four + 1 })));
     assert_eq!(run(&mut [Region::ReadOnly(&a), Region::ReadOnly(&b)], four), out(Ok(4)));
     // A context the caller keeps serves any program, one run at a time.
-    let mut kept = RunContext::new();
+    let (mut kept, mut kept_interp) = (jit::RunContext::new(), interp::RunContext::new());
     let other = assemble("mov %r0, 7\nexit");
     let other = self::vm(&other, &[]);
-    let other = other.compile().expect("compiles");
+    let (other_jit, other_fast) = (other.compile().expect("compiles"), other.prepare_fast());
     for (granted, want) in [(2, Ok(4)), (0, Err(RunError::MemoryFault { pc: 1, addr: four + 1 }))] {
         let mut regions = [Region::ReadOnly(&a), Region::ReadOnly(&b)];
         let (mut stack, mut context) = ([0u8; 512], four.to_le_bytes());
         let mut memory = Memory::new(&mut stack, &mut context, &mut regions[..granted]);
         assert_eq!(jit.run_in(&mut memory, &mut kept), want);
-        assert_eq!(other.run_in(&mut memory, &mut kept), Ok(7));
+        assert_eq!(other_jit.run_in(&mut memory, &mut kept), Ok(7));
+        assert_eq!(fast.run_in(&mut memory, &mut kept_interp), want);
+        assert_eq!(other_fast.run_in(&mut memory, &mut kept_interp), Ok(7));
+        assert_eq!(vm.interpret_in(&mut memory, &mut kept_interp), want);
+        assert_eq!(other.interpret_in(&mut memory, &mut kept_interp), Ok(7));
     }
 }
 

@@ -737,10 +737,19 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
     /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
     /// length: the reference interpreter's results and errors, faster.
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        self.kept.with(interp::RunState::new, |state| self.run_with(memory, state))
+    }
+
+    /// [`FastProgram::run`] in run state the caller keeps between runs (see
+    /// [`interp::RunContext`]).
+    pub fn run_in(&self, memory: &mut Memory, context: &mut interp::RunContext) -> Result<u64, RunError> {
+        self.run_with(memory, &mut context.0)
+    }
+
+    fn run_with(&self, memory: &mut Memory, state: &mut interp::RunState) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        let run_in = |state: &mut _| run(self.slots(), &self.program, &self.helpers, memory, &self.config, state);
-        self.kept.with(interp::RunState::new, run_in)
+        run(self.slots(), &self.program, &self.helpers, memory, &self.config, state)
     }
 
     /// The validated program this was decoded from.

@@ -71,6 +71,30 @@ impl RunState {
     }
 }
 
+/// Interpreter run state a caller keeps between runs ([`super::Vm::interpret_in`],
+/// [`super::FastProgram::run_in`]): without `alloc`, where a program cannot keep it itself,
+/// this saves a run the 5 KiB of stores fresh state takes. Any program can use any
+/// context, one run at a time.
+pub struct RunContext(pub(crate) RunState);
+
+impl RunContext {
+    pub const fn new() -> RunContext {
+        RunContext(RunState::new())
+    }
+}
+
+impl Default for RunContext {
+    fn default() -> RunContext {
+        RunContext::new()
+    }
+}
+
+impl core::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RunContext").field("filled", &self.0.filled).finish_non_exhaustive()
+    }
+}
+
 /// Everything a run does before its first instruction: checks the stack, fills the region
 /// table of `state`, zeroes the stack the run may read and returns the entry registers (r1 =
 /// the context's address, r2 = its length, r10 = the end of the stack), the table and the

@@ -173,10 +173,19 @@ impl<'p, 'h> Vm<'p, 'h> {
 
     /// Runs the reference interpreter with r1 = the context's address, r2 = its length.
     pub fn interpret(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        self.kept.with(interp::RunState::new, |state| self.interpret_with(memory, state))
+    }
+
+    /// [`Vm::interpret`] in run state the caller keeps between runs (see
+    /// [`interp::RunContext`]).
+    pub fn interpret_in(&self, memory: &mut Memory, context: &mut interp::RunContext) -> Result<u64, RunError> {
+        self.interpret_with(memory, &mut context.0)
+    }
+
+    fn interpret_with(&self, memory: &mut Memory, state: &mut interp::RunState) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        let run = |state: &mut _| interp::run_in(&self.program, &self.helpers, memory, &self.config, state);
-        self.kept.with(interp::RunState::new, run)
+        interp::run_in(&self.program, &self.helpers, memory, &self.config, state)
     }
 
     /// Decodes the program for the fast interpreter onto the heap (once; run the result as

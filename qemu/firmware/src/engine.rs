@@ -14,11 +14,12 @@ use tessera::jit::{CodeBuffer, Fixup};
 /// Nine 512-byte frames: the entry frame and eight nested local calls.
 pub const STACK_SIZE: usize = 512 * 9;
 
-/// A program's stack, zeroed, and the JIT's run context (kept by the caller here: with no
-/// heap a compiled program cannot keep one); provided by the caller so that benches can set
-/// it up outside the measured window.
+/// A program's stack, zeroed, and the run contexts of the interpreters and the JIT (kept by
+/// the caller here: with no heap a program cannot keep its own); provided by the caller so
+/// that benches can set it up outside the measured window.
 pub struct Stack {
     bytes: [u8; STACK_SIZE],
+    interp: interp::RunContext,
     #[cfg(feature = "jit")]
     jit: RunContext,
 }
@@ -27,6 +28,7 @@ impl Stack {
     pub const fn new() -> Stack {
         Stack {
             bytes: [0; STACK_SIZE],
+            interp: interp::RunContext::new(),
             #[cfg(feature = "jit")]
             jit: RunContext::new(),
         }
@@ -86,7 +88,7 @@ impl Loaded<'_> {
     /// Runs the interpreter with r1 = `context`, r2 = its length, on `stack`.
     pub fn interpret(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
         let mut memory = Memory::new(&mut stack.bytes, context, &mut []);
-        Ok(self.vm.interpret(&mut memory)?)
+        Ok(self.vm.interpret_in(&mut memory, &mut stack.interp)?)
     }
 
     /// [`Loaded::interpret`], also returning the number of eBPF instructions executed.
@@ -126,7 +128,7 @@ impl Decoded<'_, '_> {
     /// Runs the fast interpreter with r1 = `context`, r2 = its length.
     pub fn run(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
         let mut memory = Memory::new(&mut stack.bytes, context, &mut []);
-        Ok(self.fast.run(&mut memory)?)
+        Ok(self.fast.run_in(&mut memory, &mut stack.interp)?)
     }
 }
 
