@@ -172,6 +172,37 @@ fn one_compiled_program_grants_each_run_exactly_its_regions() {
     }
 }
 
+/// The programs `reenter` runs again from inside a helper.
+static REENTERED: std::sync::OnceLock<(Vm<'static, 'static>, tessera::ebpf::JitProgram<'static, 'static, 'static>)> =
+    std::sync::OnceLock::new();
+
+/// Runs the program under test again (with an empty context, so that it does not recurse)
+/// while its run is under way, in the mode `mode` names; returns that run's r0 + 100.
+fn reenter(_: &mut Memory, mode: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    let (vm, jit) = REENTERED.get().expect("set");
+    let mut stack = [0u8; 512];
+    let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+    let r0 = if mode == 0 { jit.run(&mut memory) } else { vm.interpret(&mut memory) };
+    r0.expect("the inner run") + 100
+}
+
+#[test]
+fn a_program_run_again_from_a_helper_runs_with_state_of_its_own() {
+    // With a context: call the helper (r1 = the mode); without one: return 1.
+    static HELPERS: [Helper; 1] = [Helper { id: 1, func: reenter }];
+    let program: &'static [u8] =
+        assemble("jeq %r2, 0, +4\nldxb %r1, [%r1]\ncall 1\nadd %r0, 1000\nexit\nmov %r0, 1\nexit").leak();
+    let vm = Vm::new(program, Helpers::new(&HELPERS)).expect("valid program");
+    let jit = vm.compile().expect("compiles");
+    let (vm, jit) = REENTERED.get_or_init(|| (vm, jit));
+    for mode in [0u8, 1] {
+        let (mut stack, mut context) = ([0u8; 512], [mode]);
+        let mut memory = Memory::new(&mut stack, &mut context, &mut []);
+        let outer = if mode == 0 { jit.run(&mut memory) } else { vm.interpret(&mut memory) };
+        assert_eq!(outer, Ok(1101), "mode {mode}");
+    }
+}
+
 fn panics(_: &mut Memory, _: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     panic!("a helper that fails")
 }
