@@ -3,6 +3,7 @@
 //! between runs, an empty context as null, a panicking helper, the region limit.
 
 use tessera::ebpf::{Error, Helper, Helpers, Memory, Mode, Region, RunError, Vm, asm};
+use tessera::ebpf::{interp, jit};
 
 fn modes() -> [Mode; 3] {
     [Mode::Interpreter, Mode::FastInterpreter, Mode::Jit]
@@ -102,6 +103,105 @@ fn a_run_never_reads_what_an_earlier_run_left_on_the_stack() {
             let mut memory = Memory::new(&mut stack, &mut [], &mut []);
             assert_eq!(vm(program, &[]).run(mode, &mut memory), Ok(want), "{mode:?}");
         }
+    }
+}
+
+#[test]
+fn a_run_zeroes_every_stack_byte_it_can_reach() {
+    // Each program reads 8 bytes it never wrote, from a stack an embedder left dirty: through
+    // r10 (only the bytes below each frame's top that the program addresses are zeroed),
+    // through r10 in a callee's frame, and through an address computed without r10 (the
+    // whole stack is zeroed: such an address may lie below the top frame even in a program
+    // without local calls).
+    let cases = [
+        ("ldxdw %r0, [%r10-16]\nexit", Some(16)),
+        ("call local +1\nexit\nstdw [%r10-24], 0\nldxdw %r0, [%r10-8]\nexit", Some(24)),
+        ("lddw %r1, 0x100000000\nldxdw %r0, [%r1+1016]\nexit", None),
+        ("mov %r0, %r10\nldxdw %r0, [%r0-512]\nexit", None),
+        ("mov %r0, %r10\nldxdw %r0, [%r0-1000]\nexit", None),
+    ];
+    for (text, reach) in cases {
+        let program = assemble(text);
+        let mut vm = vm(&program, &[]);
+        assert_eq!(vm.program().stack_reach(), reach, "{text}");
+        for mode in modes() {
+            let mut stack = [0x5au8; 1024];
+            let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+            assert_eq!(vm.run(mode, &mut memory), Ok(0), "{mode:?}: {text}");
+        }
+    }
+}
+
+#[test]
+fn one_compiled_program_grants_each_run_exactly_its_regions() {
+    // A compiled or decoded program (and a Vm) keeps its run context between runs; what one run was granted must
+    // not stay reachable in the next. r1 points at the context, which holds the address read.
+    let program = assemble("ldxdw %r2, [%r1]\nldxb %r0, [%r2+1]\nexit");
+    let vm = vm(&program, &[]);
+    let (jit, fast) = (vm.compile().expect("compiles"), vm.prepare_fast());
+    let (a, b) = ([1u8, 2], [3u8, 4]);
+    let run = |granted: &mut [Region], addr: u64| {
+        let (mut stack, mut context) = ([0u8; 512], addr.to_le_bytes());
+        let mut memory = Memory::new(&mut stack, &mut context, granted);
+        (jit.run(&mut memory), fast.run(&mut memory), vm.interpret(&mut memory))
+    };
+    let (four, three) = (4u64 << 32, 3u64 << 32);
+    let out = |r: Result<u64, RunError>| (r, r, r);
+    assert_eq!(run(&mut [Region::ReadOnly(&a), Region::ReadOnly(&b)], four), out(Ok(4)));
+    assert_eq!(run(&mut [Region::ReadOnly(&a)], four), out(Err(RunError::MemoryFault { pc: 1, addr: four + 1 })));
+    assert_eq!(run(&mut [Region::ReadOnly(&b)], three), out(Ok(4)));
+    assert_eq!(run(&mut [], three), out(Err(RunError::MemoryFault { pc: 1, addr: three + 1 })));
+    // A run refused before it starts leaves nothing behind either.
+    let mut many: Vec<Region> = (0..14).map(|_| Region::ReadOnly(&a)).collect();
+    assert_eq!(run(&mut many, four), out(Err(RunError::TooManyRegions { max: 13 })));
+    assert_eq!(run(&mut [], four), out(Err(RunError::MemoryFault { pc: 1, addr: four + 1 })));
+    assert_eq!(run(&mut [Region::ReadOnly(&a), Region::ReadOnly(&b)], four), out(Ok(4)));
+    // A context the caller keeps serves any program, one run at a time.
+    let (mut kept, mut kept_interp) = (jit::RunContext::new(), interp::RunContext::new());
+    let other = assemble("mov %r0, 7\nexit");
+    let other = self::vm(&other, &[]);
+    let (other_jit, other_fast) = (other.compile().expect("compiles"), other.prepare_fast());
+    for (granted, want) in [(2, Ok(4)), (0, Err(RunError::MemoryFault { pc: 1, addr: four + 1 }))] {
+        let mut regions = [Region::ReadOnly(&a), Region::ReadOnly(&b)];
+        let (mut stack, mut context) = ([0u8; 512], four.to_le_bytes());
+        let mut memory = Memory::new(&mut stack, &mut context, &mut regions[..granted]);
+        assert_eq!(jit.run_in(&mut memory, &mut kept), want);
+        assert_eq!(other_jit.run_in(&mut memory, &mut kept), Ok(7));
+        assert_eq!(fast.run_in(&mut memory, &mut kept_interp), want);
+        assert_eq!(other_fast.run_in(&mut memory, &mut kept_interp), Ok(7));
+        assert_eq!(vm.interpret_in(&mut memory, &mut kept_interp), want);
+        assert_eq!(other.interpret_in(&mut memory, &mut kept_interp), Ok(7));
+    }
+}
+
+/// The programs `reenter` runs again from inside a helper.
+static REENTERED: std::sync::OnceLock<(Vm<'static, 'static>, tessera::ebpf::JitProgram<'static, 'static, 'static>)> =
+    std::sync::OnceLock::new();
+
+/// Runs the program under test again (with an empty context, so that it does not recurse)
+/// while its run is under way, in the mode `mode` names; returns that run's r0 + 100.
+fn reenter(_: &mut Memory, mode: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    let (vm, jit) = REENTERED.get().expect("set");
+    let mut stack = [0u8; 512];
+    let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+    let r0 = if mode == 0 { jit.run(&mut memory) } else { vm.interpret(&mut memory) };
+    r0.expect("the inner run") + 100
+}
+
+#[test]
+fn a_program_run_again_from_a_helper_runs_with_state_of_its_own() {
+    // With a context: call the helper (r1 = the mode); without one: return 1.
+    static HELPERS: [Helper; 1] = [Helper { id: 1, func: reenter }];
+    let program: &'static [u8] =
+        assemble("jeq %r2, 0, +4\nldxb %r1, [%r1]\ncall 1\nadd %r0, 1000\nexit\nmov %r0, 1\nexit").leak();
+    let vm = Vm::new(program, Helpers::new(&HELPERS)).expect("valid program");
+    let jit = vm.compile().expect("compiles");
+    let (vm, jit) = REENTERED.get_or_init(|| (vm, jit));
+    for mode in [0u8, 1] {
+        let (mut stack, mut context) = ([0u8; 512], [mode]);
+        let mut memory = Memory::new(&mut stack, &mut context, &mut []);
+        let outer = if mode == 0 { jit.run(&mut memory) } else { vm.interpret(&mut memory) };
+        assert_eq!(outer, Ok(1101), "mode {mode}");
     }
 }
 

@@ -192,8 +192,9 @@ pub struct JitContext {
     /// The same for the helper with id [`JitContext::helper`] (`callx`).
     pub call_helper_by_id:
         unsafe extern "C" fn(ctx: *mut JitContext, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> HelperReturn,
-    /// Opaque pointer for the runtime's own state (helpers, memory, maps).
-    pub host: *mut u8,
+    /// Opaque address of the runtime's own state (helpers, memory, maps); an integer, so
+    /// that a context can be kept between runs in a handle that is `Send` and `Sync`.
+    pub host: usize,
     /// The run's region table (see [`region`]), at [`REGIONS`].
     pub regions: [RegionEntry; region::COUNT],
 }

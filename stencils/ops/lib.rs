@@ -110,7 +110,8 @@ const EXTRA: usize = 3;
 const EXTRA: usize = 0;
 
 /// What a stencil returns to its caller (the runtime's entry, or a local call): r0 and, on
-/// AArch64, the fuel counter, which lives in a register the call does not preserve.
+/// AArch64, the fuel counter, which lives in a register the call does not preserve;
+/// elsewhere the context, so that a local call need not keep it across the call.
 #[cfg(target_arch = "aarch64")]
 #[repr(C)]
 struct Ret {
@@ -118,7 +119,11 @@ struct Ret {
     fuel: u64,
 }
 #[cfg(not(target_arch = "aarch64"))]
-type Ret = u64;
+#[repr(C)]
+struct Ret {
+    r0: u64,
+    ctx: *mut JitContext,
+}
 
 /// The machine state a stencil works on; lives in registers after inlining.
 struct State {
@@ -161,32 +166,37 @@ impl State {
     /// What this stencil returns when control goes back to its caller with r0 = `r0`.
     #[inline(always)]
     fn ret(&self, r0: u64) -> Ret {
-        State::returning(r0, self.extra)
+        State::returning(r0, self.ctx, self.extra)
     }
 
     #[inline(always)]
-    fn returning(r0: u64, extra: [u64; EXTRA]) -> Ret {
+    fn returning(r0: u64, ctx: *mut JitContext, extra: [u64; EXTRA]) -> Ret {
         #[cfg(target_arch = "aarch64")]
-        return Ret { r0, fuel: extra[0] };
+        {
+            let _ = ctx;
+            return Ret { r0, fuel: extra[0] };
+        }
         #[cfg(not(target_arch = "aarch64"))]
         {
             let _ = extra;
-            r0
+            Ret { r0, ctx }
         }
     }
 
     /// Calls the code at `_HOLE_JUMP` as a function (the entry and local calls) and returns
-    /// its r0; on AArch64 the fuel counter comes back with it.
+    /// its r0; on AArch64 the fuel counter comes back with it, elsewhere the context.
     #[inline(always)]
     fn call(&mut self) -> u64 {
         let out = call_target(self);
         #[cfg(target_arch = "aarch64")]
         {
             self.extra[0] = out.fuel;
-            return out.r0;
         }
         #[cfg(not(target_arch = "aarch64"))]
-        return out;
+        {
+            self.ctx = out.ctx;
+        }
+        out.r0
     }
 
     #[inline(always)]
@@ -419,7 +429,7 @@ macro_rules! stencil_in {
                     Next::Jump => unsafe { become _HOLE_JUMP($($p),*) },
                     // SAFETY: as above.
                     Next::Cold => unsafe { become _HOLE_COLD($($p),*) },
-                    Next::Return(v) => State::returning(v, [$($x),*]),
+                    Next::Return(v) => State::returning(v, $ctx, [$($x),*]),
                 }
             }
         };
@@ -1154,7 +1164,10 @@ fn call_local(s: &mut State) -> Next {
         // The callee recorded the trap; unwind without touching it.
         return Next::Return(0);
     }
-    s.set_frame_host(s.frame_host() + FRAME_SIZE);
+    // The frame as it was, not the callee's plus `FRAME_SIZE`: where the frame lives in the
+    // context (x86-64, RISC-V) a read-modify-write would chain every call's frame update
+    // to the last one through memory.
+    s.set_frame_host(frame);
     // Only the context and r6..r9 live across the call (see `call_helper`).
     s.tmp = 0;
     s.set(0, r0);

@@ -42,7 +42,8 @@ use super::error::{LoadError, RunError};
 use super::fuel;
 use super::helpers::Helpers;
 use super::insn::{Insn, op, pseudo};
-use super::interp::{self, CallStack, Config, burn};
+use super::interp::{self, Config, burn};
+use super::kept::Kept;
 use super::maps::MapDef;
 use super::memory::Memory;
 use super::program::Program;
@@ -165,14 +166,13 @@ macro_rules! interpreter {
         /// interpreter's ([`interp::run`]).
         fn run(
             slots: &[Slot],
-            local_calls: bool,
+            program: &Program,
             helpers: &Helpers,
             memory: &mut Memory,
             config: &Config,
+            state: &mut interp::RunState,
         ) -> Result<u64, RunError> {
-            let mut table = interp::EMPTY_TABLE;
-            let mut reg = interp::enter(memory, local_calls, &mut table)?;
-            let mut calls = CallStack::new(config, memory);
+            let (mut reg, table, mut calls) = interp::enter(memory, program, config, state)?;
             let mut fuel_left = config.fuel;
             let mut pc: usize = 0;
             loop {
@@ -199,7 +199,7 @@ macro_rules! interpreter {
                     $(
                         Op::$l => {
                             let addr = reg[sr].wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $ls) else {
+                            let Some(v) = memory.load_in(table, addr, $ls) else {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             };
                             reg[d] = $lf(v);
@@ -209,14 +209,14 @@ macro_rules! interpreter {
                     $(
                         Op::$si => {
                             let addr = reg[d].wrapping_add(off);
-                            if memory.store_in(&table, addr, $ss, slot.imm).is_none() {
+                            if memory.store_in(table, addr, $ss, slot.imm).is_none() {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             }
                             pc += 1;
                         }
                         Op::$sr => {
                             let addr = reg[d].wrapping_add(off);
-                            if memory.store_in(&table, addr, $ss, reg[sr]).is_none() {
+                            if memory.store_in(table, addr, $ss, reg[sr]).is_none() {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             }
                             pc += 1;
@@ -243,7 +243,7 @@ macro_rules! interpreter {
                             let base = reg[sr].wrapping_add(reg[(slot.imm >> 8) as usize & 0x0f]);
                             reg[slot.imm as usize & 0x0f] = base;
                             let addr = base.wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $xs) else {
+                            let Some(v) = memory.load_in(table, addr, $xs) else {
                                 return Err(RunError::MemoryFault { pc: (pc + 2) as u32, addr });
                             };
                             reg[d] = v;
@@ -253,7 +253,7 @@ macro_rules! interpreter {
                     $(
                         Op::$y => {
                             let addr = reg[sr].wrapping_add(off);
-                            let Some(v) = memory.load_in(&table, addr, $ys) else {
+                            let Some(v) = memory.load_in(table, addr, $ys) else {
                                 return Err(RunError::MemoryFault { pc: pc as u32, addr });
                             };
                             reg[d] = s::lsh64(v, slot.imm);
@@ -292,7 +292,7 @@ macro_rules! interpreter {
                     Op::Atomic32 | Op::Atomic64 => {
                         let size = if slot.op == Op::Atomic64 { 8 } else { 4 };
                         let addr = reg[d].wrapping_add(off);
-                        interp::atomic_op(memory, &table, &mut reg, addr, size, slot.imm as i32, sr, pc)?;
+                        interp::atomic_op(memory, table, &mut reg, addr, size, slot.imm as i32, sr, pc)?;
                         pc += 1;
                     }
                     Op::Ja => pc = slot.aux as usize,
@@ -711,6 +711,8 @@ pub struct FastProgram<'p, 'h, 'b> {
     helpers: Helpers<'h>,
     config: Config,
     slots: Slots<'b>,
+    /// The run state of the last run, reused by the next.
+    kept: Kept<interp::RunState>,
 }
 
 impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
@@ -720,7 +722,7 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
         buffer: &'b mut [Slot],
     ) -> Result<FastProgram<'p, 'h, 'b>, LoadError> {
         let slots = decode_into(&program, &helpers, buffer)?;
-        Ok(FastProgram { program, maps, helpers, config, slots: Slots::Buffer(slots) })
+        Ok(FastProgram { program, maps, helpers, config, slots: Slots::Buffer(slots), kept: Kept::new() })
     }
 
     /// Decodes onto the heap.
@@ -729,15 +731,25 @@ impl<'p, 'h, 'b> FastProgram<'p, 'h, 'b> {
         (program, maps, helpers, config): (Program<'p>, &'p [MapDef], Helpers<'h>, Config),
     ) -> FastProgram<'p, 'h, 'b> {
         let slots = decode(&program, &helpers);
-        FastProgram { program, maps, helpers, config, slots: Slots::Heap(slots) }
+        FastProgram { program, maps, helpers, config, slots: Slots::Heap(slots), kept: Kept::new() }
     }
 
     /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
     /// length: the reference interpreter's results and errors, faster.
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        self.kept.with(interp::RunState::new, |state| self.run_with(memory, state))
+    }
+
+    /// [`FastProgram::run`] in run state the caller keeps between runs (see
+    /// [`interp::RunContext`]).
+    pub fn run_in(&self, memory: &mut Memory, context: &mut interp::RunContext) -> Result<u64, RunError> {
+        self.run_with(memory, &mut context.0)
+    }
+
+    fn run_with(&self, memory: &mut Memory, state: &mut interp::RunState) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        run(self.slots(), self.program.has_local_calls(), &self.helpers, memory, &self.config)
+        run(self.slots(), &self.program, &self.helpers, memory, &self.config, state)
     }
 
     /// The validated program this was decoded from.

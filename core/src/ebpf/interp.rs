@@ -70,24 +70,69 @@ impl RegisterFile<u64> {
     }
 }
 
-/// An empty region table (`RegionEntry::default()` everywhere: no access allowed), for
-/// [`enter`] to fill.
+/// An empty region table (`RegionEntry::default()` everywhere: no access allowed).
 pub(crate) const EMPTY_TABLE: Table = [RegionEntry::NONE; region::COUNT];
 
-/// Everything a run does before its first instruction: checks the stack, builds the region
-/// table into `table` (from [`EMPTY_TABLE`]), zeroes the frames the run may touch and
-/// returns the entry registers (r1 = the context's address, r2 = its length, r10 = the end
-/// of the stack).
+/// What a run of the interpreters works in besides registers: the region table and the
+/// local-call frames, kept by a program handle between runs (see [`super::kept`]; made
+/// afresh, they are 5 KiB of stores before the first instruction).
+pub(crate) struct RunState {
+    table: Table,
+    /// Entries `1..filled` may hold an earlier run's regions; the others are empty.
+    filled: usize,
+    frames: Frames,
+}
+
+impl RunState {
+    pub(crate) const fn new() -> RunState {
+        RunState { table: EMPTY_TABLE, filled: 0, frames: heapless::Vec::new() }
+    }
+}
+
+/// Interpreter run state a caller keeps between runs ([`super::Vm::interpret_in`],
+/// [`super::FastProgram::run_in`]): without `alloc`, where a program cannot keep it itself,
+/// this saves a run the 5 KiB of stores fresh state takes. Any program can use any
+/// context, one run at a time.
+pub struct RunContext(pub(crate) RunState);
+
+impl RunContext {
+    pub const fn new() -> RunContext {
+        RunContext(RunState::new())
+    }
+}
+
+impl Default for RunContext {
+    fn default() -> RunContext {
+        RunContext::new()
+    }
+}
+
+impl core::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RunContext").field("filled", &self.0.filled).finish_non_exhaustive()
+    }
+}
+
+/// Everything a run does before its first instruction: checks the stack, fills the region
+/// table of `state`, zeroes the stack the run may read and returns the entry registers (r1 =
+/// the context's address, r2 = its length, r10 = the end of the stack), the table and the
+/// call stack.
 #[inline]
-pub(crate) fn enter(memory: &mut Memory, local_calls: bool, table: &mut Table) -> Result<Registers, RunError> {
+pub(crate) fn enter<'s>(
+    memory: &mut Memory,
+    program: &Program,
+    config: &Config,
+    state: &'s mut RunState,
+) -> Result<(Registers, &'s Table, CallStack<'s>), RunError> {
     memory.check_stack()?;
-    memory.fill_table(table)?;
-    memory.clear_stack(local_calls);
+    let RunState { table, filled, frames } = state;
+    memory.refill_table(table, filled)?;
+    memory.clear_stack(program);
     let mut reg = Registers::splat(0);
     reg[1] = memory.context_address();
     reg[2] = memory.context.len() as u64;
     reg[10] = memory.stack_end();
-    Ok(reg)
+    Ok((reg, table, CallStack::new(config, memory, frames)))
 }
 
 /// Spends `charge` units of `fuel` at `pc`, or stops the run when less is left.
@@ -191,17 +236,21 @@ struct Frame {
     r10: u64,
 }
 
-/// The local-call frames of a run (a fixed-capacity vector: nothing to initialise per run).
-pub(crate) struct CallStack {
-    frames: heapless::Vec<Frame, { MAX_CALL_DEPTH as usize }>,
+/// Room for the local-call frames of a run.
+type Frames = heapless::Vec<Frame, { MAX_CALL_DEPTH as usize }>;
+
+/// The local-call frames of a run.
+pub(crate) struct CallStack<'s> {
+    frames: &'s mut Frames,
     max_depth: usize,
     stack_len: u64,
 }
 
-impl CallStack {
-    pub(crate) fn new(config: &Config, memory: &Memory) -> CallStack {
+impl<'s> CallStack<'s> {
+    fn new(config: &Config, memory: &Memory, frames: &'s mut Frames) -> CallStack<'s> {
+        frames.clear();
         CallStack {
-            frames: heapless::Vec::new(),
+            frames,
             max_depth: config.max_call_depth.min(MAX_CALL_DEPTH) as usize,
             stack_len: memory.stack.len() as u64,
         }
@@ -243,7 +292,18 @@ impl CallStack {
 /// The stack should hold `FRAME_SIZE * (max_call_depth + 1)` bytes; a local call that would
 /// need more fails with [`RunError::CallDepthExceeded`].
 pub fn run(program: &Program, helpers: &Helpers, memory: &mut Memory, config: &Config) -> Result<u64, RunError> {
-    run_inner::<false>(program, helpers, memory, config, &mut 0)
+    run_inner::<false>(program, helpers, memory, config, &mut 0, &mut RunState::new())
+}
+
+/// [`run`] in run state kept between runs (see [`super::kept`]).
+pub(crate) fn run_in(
+    program: &Program,
+    helpers: &Helpers,
+    memory: &mut Memory,
+    config: &Config,
+    state: &mut RunState,
+) -> Result<u64, RunError> {
+    run_inner::<false>(program, helpers, memory, config, &mut 0, state)
 }
 
 /// [`run`], also returning how many instructions were executed (an `lddw` counts once).
@@ -255,7 +315,7 @@ pub fn run_counting(
     config: &Config,
 ) -> (Result<u64, RunError>, u64) {
     let mut executed = 0;
-    let result = run_inner::<true>(program, helpers, memory, config, &mut executed);
+    let result = run_inner::<true>(program, helpers, memory, config, &mut executed, &mut RunState::new());
     (result, executed)
 }
 
@@ -266,10 +326,9 @@ fn run_inner<const COUNT: bool>(
     memory: &mut Memory,
     config: &Config,
     executed: &mut u64,
+    state: &mut RunState,
 ) -> Result<u64, RunError> {
-    let mut table = EMPTY_TABLE;
-    let mut reg = enter(memory, program.has_local_calls(), &mut table)?;
-    let mut calls = CallStack::new(config, memory);
+    let (mut reg, table, mut calls) = enter(memory, program, config, state)?;
     let mut fuel_left = config.fuel;
     let mut pc: usize = 0;
 
@@ -323,7 +382,7 @@ fn run_inner<const COUNT: bool>(
             };
             ($size:expr, $ext:path) => {{
                 let addr = reg[sr].wrapping_add(off);
-                let Some(v) = memory.load_in(&table, addr, $size) else {
+                let Some(v) = memory.load_in(table, addr, $size) else {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 };
                 reg[d] = $ext(v);
@@ -333,7 +392,7 @@ fn run_inner<const COUNT: bool>(
         macro_rules! store {
             ($size:expr, $v:expr) => {{
                 let addr = reg[d].wrapping_add(off);
-                if memory.store_in(&table, addr, $size, $v).is_none() {
+                if memory.store_in(table, addr, $size, $v).is_none() {
                     return Err(RunError::MemoryFault { pc: pc as u32, addr });
                 }
                 pc = next;
@@ -478,7 +537,7 @@ fn run_inner<const COUNT: bool>(
             0xc3 | 0xdb => {
                 let size: u64 = if insn.opcode == 0xdb { 8 } else { 4 };
                 let addr = reg[d].wrapping_add(off);
-                atomic_op(memory, &table, &mut reg, addr, size, insn.imm, sr, pc)?;
+                atomic_op(memory, table, &mut reg, addr, size, insn.imm, sr, pc)?;
                 pc = next;
             }
 

@@ -7,6 +7,7 @@ use tessera_stencils::abi::{FRAME_SIZE, HelperReturn, JitContext, RegionEntry, r
 use super::error::{CompileError, RunError};
 use super::helpers::{self, CallFailure, HelperFn};
 use super::interp::{Config, MAX_CALL_DEPTH};
+use super::kept::Kept;
 use super::lower::{self, Observer};
 use super::maps::MapDef;
 use super::{Helpers, Memory, Program};
@@ -197,6 +198,46 @@ pub struct JitProgram<'p, 'h, 'c> {
     address: u64,
     isa: Isa,
     runnable: bool,
+    /// The context of the last run, reused by the next (see [`super::kept`]).
+    kept: Kept<Prepared>,
+}
+
+/// The context generated code runs with, kept between runs (see [`super::kept`]) so that a
+/// run writes only what differs from the last one: a fresh context is 2 KiB of stores before
+/// the first instruction, the region table most of them.
+struct Prepared {
+    ctx: JitContext,
+    /// Region-table entries `1..filled` may hold an earlier run's regions; the others are
+    /// [`RegionEntry::NONE`].
+    filled: usize,
+}
+
+impl Prepared {
+    const fn new() -> Prepared {
+        Prepared {
+            ctx: JitContext {
+                frame_host: 0,
+                fuel_complement: 0,
+                frame_floor: 0,
+                trap: trap::NONE,
+                trap_insn: 0,
+                trap_addr: 0,
+                spill: [0; 11],
+                helper: 0,
+                call_helper,
+                call_helper_by_id,
+                host: 0,
+                regions: [RegionEntry::NONE; region::COUNT],
+            },
+            filled: 0,
+        }
+    }
+}
+
+impl core::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Prepared").field("filled", &self.filled).finish_non_exhaustive()
+    }
 }
 
 impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
@@ -208,7 +249,8 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
     ) -> JitProgram<'p, 'h, 'c> {
         let runnable = allocation.executable && Some(isa) == Isa::host();
         let address = allocation.address;
-        JitProgram { program, maps, helpers, config, code: Code::Buffer(allocation.bytes), address, isa, runnable }
+        let code = Code::Buffer(allocation.bytes);
+        JitProgram { program, maps, helpers, config, code, address, isa, runnable, kept: Kept::new() }
     }
 
     #[cfg(all(feature = "std", target_os = "linux"))]
@@ -218,12 +260,24 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
         code: tessera_jit::exec::ArenaCode,
         address: u64,
     ) -> JitProgram<'p, 'h, 'c> {
-        JitProgram { program, maps, helpers, config, code: Code::Arena(code), address, isa, runnable: true }
+        let code = Code::Arena(code);
+        JitProgram { program, maps, helpers, config, code, address, isa, runnable: true, kept: Kept::new() }
     }
 
     /// Runs the program with r1 = the context's address (0 when it is empty) and r2 = its
     /// length.
     pub fn run(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        self.kept.with(Prepared::new, |prepared| self.run_prepared(memory, prepared))
+    }
+
+    /// [`JitProgram::run`] with a context the caller keeps between runs (of any programs):
+    /// without `alloc`, where a program cannot keep one itself, this saves a run the 2 KiB
+    /// of stores a fresh context takes.
+    pub fn run_in(&self, memory: &mut Memory, context: &mut RunContext) -> Result<u64, RunError> {
+        self.run_prepared(memory, &mut context.0)
+    }
+
+    fn run_prepared(&self, memory: &mut Memory, prepared: &mut Prepared) -> Result<u64, RunError> {
         if !self.runnable {
             return Err(RunError::NotRunnable);
         }
@@ -232,7 +286,7 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
         // the validated `self.program` into memory this machine executes (a `CodeBuffer`
         // built with the unsafe `executable` contract, or the arena), with its instruction
         // cache synchronised; `self.code` keeps it alive and unmodified while we run.
-        unsafe { run_compiled(self.address, &self.helpers, memory, &self.config, self.program.has_local_calls()) }
+        unsafe { run_compiled(self.address, &self.program, &self.helpers, memory, &self.config, prepared) }
     }
 
     /// The address the code starts at (its entry stencil).
@@ -260,6 +314,28 @@ impl<'p, 'h, 'c> JitProgram<'p, 'h, 'c> {
     /// Whether [`JitProgram::run`] can run it (host ISA, executable memory).
     pub fn is_runnable(&self) -> bool {
         self.runnable
+    }
+}
+
+/// A run context a caller keeps between runs ([`JitProgram::run_in`]); any program can use
+/// any context, one run at a time.
+pub struct RunContext(Prepared);
+
+impl RunContext {
+    pub const fn new() -> RunContext {
+        RunContext(Prepared::new())
+    }
+}
+
+impl Default for RunContext {
+    fn default() -> RunContext {
+        RunContext::new()
+    }
+}
+
+impl core::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -331,38 +407,31 @@ unsafe fn call_found(ctx: &mut JitContext, state: &RunState, found: Option<Helpe
 /// has been synchronised; the code must not be modified while it runs.
 unsafe fn run_compiled(
     entry: u64,
+    program: &Program,
     helpers: &Helpers,
     memory: &mut Memory,
     config: &Config,
-    local_calls: bool,
+    prepared: &mut Prepared,
 ) -> Result<u64, RunError> {
     memory.check_stack()?;
-    memory.clear_stack(local_calls);
-    let mut ctx = JitContext {
-        frame_host: 0,
-        fuel_complement: !config.fuel,
-        frame_floor: 0,
-        trap: trap::NONE,
-        trap_insn: 0,
-        trap_addr: 0,
-        spill: [0; 11],
-        helper: 0,
-        call_helper,
-        call_helper_by_id,
-        host: core::ptr::null_mut(),
-        regions: [RegionEntry::default(); region::COUNT],
-    };
-    memory.fill_table(&mut ctx.regions)?;
+    let Prepared { ctx, filled } = prepared;
+    memory.refill_table(&mut ctx.regions, filled)?;
+    memory.clear_stack(program);
+    // Everything else a run reads before writing it: the fuel, the frame and its floor, the
+    // trap, the registers kept in the context (all zero at entry) and the runtime's state.
     // The same depth rule as the interpreter: the configured limit, and no deeper than
     // the stack can hold frames for; as a floor under the running frame's host address.
     let stack_len = memory.stack.len() as u64;
     let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
     let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
+    ctx.fuel_complement = !config.fuel;
     ctx.frame_host = ctx.regions[region::STACK as usize].host.wrapping_add(stack_len);
     ctx.frame_floor = ctx.frame_host.wrapping_sub(max_depth * FRAME_SIZE);
+    ctx.trap = trap::NONE;
+    ctx.spill = [0; 11];
     let (r1, r2) = (memory.context_address(), memory.context.len() as u64);
     let state = RunState { helpers, memory };
-    ctx.host = &state as *const RunState as *mut u8;
+    ctx.host = &state as *const RunState as usize;
     // SAFETY: the caller guarantees `entry` is an entry stencil (C ABI:
     // `fn(*mut JitContext, u64, u64) -> u64`) in executable memory. Generated code only
     // touches memory through the region table in `ctx` (every access checked against it,
@@ -370,7 +439,7 @@ unsafe fn run_compiled(
     // borrows `memory` holds for this call.
     let r0 = unsafe {
         let f: unsafe extern "C" fn(*mut JitContext, u64, u64) -> u64 = core::mem::transmute(entry as usize);
-        f(&mut ctx, r1, r2)
+        f(ctx, r1, r2)
     };
     let pc = ctx.trap_insn as u32;
     match ctx.trap {

@@ -110,6 +110,30 @@ impl core::fmt::Debug for Memory<'_, '_> {
 /// generated code; the interpreter uses only the check fields).
 pub(crate) type Table = [RegionEntry; region::COUNT];
 
+/// Sets entry `index` to [`RegionEntry::with_check`] of the arguments, unless it holds that
+/// already (a kept table, see [`Memory::refill_table`], usually does: the same stack and
+/// context run after run). Every entry is either [`RegionEntry::NONE`] or made by
+/// `with_check` from these fields and its index, so equal fields mean an equal entry.
+#[inline]
+fn set_entry(table: &mut Table, index: usize, host: u64, len: u32, mask: u32, read_limit: u32, write_limit: u32) {
+    let Some(entry) = table.get_mut(index) else { return };
+    let same = entry.start == region::address(index as u64)
+        && entry.host == host
+        && entry.len == len
+        && entry.mask == mask
+        && entry.read_limit == read_limit
+        && entry.write_limit == write_limit;
+    if !same {
+        *entry = RegionEntry::with_check(index as u64, host, len, mask, read_limit, write_limit);
+    }
+}
+
+/// [`set_entry`] of a plain region ([`RegionEntry::plain`]).
+#[inline]
+fn set_plain(table: &mut Table, index: usize, host: u64, len: u32, writable: bool) {
+    set_entry(table, index, host, len, u32::MAX, len, if writable { len } else { 0 });
+}
+
 /// A region's length as the table holds it (at most 4 GiB - 1).
 fn table_len(index: usize, len: usize) -> Result<u32, RunError> {
     u32::try_from(len).map_err(|_| RunError::RegionTooLarge { region: index as u32 })
@@ -191,27 +215,49 @@ impl<'r, 'm> Memory<'r, 'm> {
     /// access) on entry: built where it is used, with no copy (moving a table out of a
     /// `Result` costs as much as a short run).
     pub(crate) fn fill_table(&mut self, table: &mut Table) -> Result<(), RunError> {
+        self.region_count()?;
+        self.fill_entries(table)
+    }
+
+    /// [`Memory::fill_table`] into a table kept between runs, of which entries `1..*filled`
+    /// may hold an earlier run's regions (the rest are [`RegionEntry::NONE`]): only the
+    /// entries this run uses are written, and those an earlier run used beyond them are
+    /// reset, so every region this memory does not grant stays inaccessible.
+    pub(crate) fn refill_table(&mut self, table: &mut Table, filled: &mut usize) -> Result<(), RunError> {
+        let count = self.region_count()?;
+        if let Some(stale) = table.get_mut(count..*filled) {
+            stale.fill(RegionEntry::NONE);
+        }
+        // Set before filling: a fill that fails part way leaves entries below `count` that
+        // the next run must overwrite or reset.
+        *filled = count;
+        self.fill_entries(table)
+    }
+
+    /// The number of region-table entries this memory uses (region 0 included).
+    fn region_count(&self) -> Result<usize, RunError> {
         let count = region::FIRST_MAP as usize + self.maps.len() + self.regions.len();
         if count > region::COUNT {
             return Err(RunError::TooManyRegions { max: (region::COUNT - region::FIRST_MAP as usize) as u32 });
         }
+        Ok(count)
+    }
+
+    /// Writes entries `1..region_count()` (checked by the caller).
+    fn fill_entries(&mut self, table: &mut Table) -> Result<(), RunError> {
         let stack = self.stack.as_mut_ptr() as u64;
-        table[region::STACK as usize] = RegionEntry::plain(region::STACK, stack, table_len(1, self.stack.len())?, true);
+        set_plain(table, region::STACK as usize, stack, table_len(1, self.stack.len())?, true);
         let context = self.context.as_mut_ptr() as u64;
-        table[region::CONTEXT as usize] =
-            RegionEntry::plain(region::CONTEXT, context, table_len(2, self.context.len())?, true);
+        set_plain(table, region::CONTEXT as usize, context, table_len(2, self.context.len())?, true);
         let mut index = region::FIRST_MAP as usize;
         for map in self.maps.iter_mut() {
             let def = *map.def();
             let values = map.values_mut();
             let (host, len) = (values.as_mut_ptr() as u64, table_len(index, values.len())?);
             let write_limit = if def.read_only_for_program() { 0 } else { def.value_size() };
-            table[index] = if def.max_entries() == 1 {
-                // One value: a plain region, so the fast check covers it.
-                RegionEntry::with_check(index as u64, host, len, u32::MAX, def.value_size(), write_limit)
-            } else {
-                RegionEntry::with_check(index as u64, host, len, def.value_stride() - 1, def.value_size(), write_limit)
-            };
+            // One value: a plain region, so the fast check covers it.
+            let mask = if def.max_entries() == 1 { u32::MAX } else { def.value_stride() - 1 };
+            set_entry(table, index, host, len, mask, def.value_size(), write_limit);
             index += 1;
         }
         for granted in self.regions.iter_mut() {
@@ -221,7 +267,7 @@ impl<'r, 'm> Memory<'r, 'm> {
                 Some(bytes) => bytes.as_mut_ptr() as u64,
                 None => granted.bytes().as_ptr() as u64,
             };
-            table[index] = RegionEntry::plain(index as u64, host, len, writable);
+            set_plain(table, index, host, len, writable);
             index += 1;
         }
         Ok(())
@@ -322,13 +368,26 @@ impl<'r, 'm> Memory<'r, 'm> {
         self.table().ok().and_then(|t| semantics::locate(&t, addr, size, write)).is_some()
     }
 
-    /// Zeroes the stack frames a run of a program may touch: every frame when it makes
-    /// local calls, else the top one. A run never reads what an earlier run left.
-    pub(crate) fn clear_stack(&mut self, local_calls: bool) {
-        let frames = if local_calls { self.stack.len() } else { FRAME_SIZE as usize };
-        let start = self.stack.len().saturating_sub(frames);
-        if let Some(frames) = self.stack.get_mut(start..) {
-            frames.fill(0);
+    /// Zeroes the stack a run of `program` may read: the `reach` bytes below the top of
+    /// every frame it can use when the program reaches the stack only through `r10` (see
+    /// [`Program::stack_reach`]), else the whole stack (a computed address may name any
+    /// byte of it, even without local calls). A run never reads what an earlier run left.
+    ///
+    /// [`Program::stack_reach`]: super::Program::stack_reach
+    pub(crate) fn clear_stack(&mut self, program: &super::Program) {
+        let len = self.stack.len();
+        match program.stack_reach() {
+            Some(0) => {}
+            Some(reach) => {
+                let frames = if program.has_local_calls() { len / FRAME_SIZE as usize } else { 1 };
+                for frame in 0..frames {
+                    let top = len - frame * FRAME_SIZE as usize;
+                    if let Some(bytes) = self.stack.get_mut(top.saturating_sub(reach as usize)..top) {
+                        bytes.fill(0);
+                    }
+                }
+            }
+            None => self.stack.fill(0),
         }
     }
 }
@@ -376,6 +435,21 @@ mod tests {
         assert!(!m.allows(0, 1, false));
         assert!(!m.allows(15 << 32, 1, false));
         assert!(!m.allows(m.stack.as_ptr() as u64, 1, false));
+    }
+
+    #[test]
+    fn entries_are_set_as_made_and_kept_when_unchanged() {
+        let mut table = [RegionEntry::NONE; region::COUNT];
+        for writable in [true, false] {
+            set_plain(&mut table, 4, 0x1000, 64, writable);
+            assert_eq!(table[4], RegionEntry::plain(4, 0x1000, 64, writable));
+        }
+        set_entry(&mut table, 5, 0x2000, 48, 15, 12, 0);
+        assert_eq!(table[5], RegionEntry::with_check(5, 0x2000, 48, 15, 12, 0));
+        // The same fields in another slot still make that slot's entry.
+        table[6] = table[5];
+        set_entry(&mut table, 6, 0x2000, 48, 15, 12, 0);
+        assert_eq!(table[6], RegionEntry::with_check(6, 0x2000, 48, 15, 12, 0));
     }
 
     #[test]

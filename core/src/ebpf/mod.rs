@@ -18,6 +18,7 @@ pub mod insn;
 pub mod interp;
 #[cfg(feature = "jit")]
 pub mod jit;
+mod kept;
 #[cfg(feature = "jit")]
 mod lower;
 pub mod maps;

@@ -37,6 +37,7 @@ use super::bits::{bit, clear_bit, next_clear_bit, next_set_bit, set_bit, set_bit
 use super::error::LoadError as Error;
 use super::insn::{FRAME_POINTER, Insn, REGISTER_COUNT, alu, atomic, class, jmp, mem, op, pseudo, source};
 use super::tables::ByteTable;
+use tessera_stencils::abi::FRAME_SIZE;
 
 /// The largest program accepted, in 8-byte slots.
 pub const MAX_INSNS: usize = 1 << 20;
@@ -72,6 +73,8 @@ pub struct Program<'a> {
     /// Whether the program makes local calls (a run then zeroes every stack frame, not
     /// only the top one).
     local_calls: bool,
+    /// See [`Program::stack_reach`].
+    stack_reach: Option<u16>,
 }
 
 impl<'a> Program<'a> {
@@ -148,14 +151,51 @@ impl<'a> Program<'a> {
         let len = slot_count(bytes)?;
         let needed = scratch_words(len);
         let scratch = scratch.get_mut(..needed).ok_or(Error::ScratchTooSmall { needed: clamp_u32(needed) })?;
-        let mut program = Program { bytes, local_calls: false };
+        let mut program = Program { bytes, local_calls: false, stack_reach: None };
         program.local_calls = program.validate(is_helper, maps, scratch, contents)?;
+        program.stack_reach = program.private_stack_reach();
         Ok(program)
     }
 
     /// Whether the program makes local calls.
     pub fn has_local_calls(&self) -> bool {
         self.local_calls
+    }
+
+    /// How many bytes below the top of its frame any function of the program can read or
+    /// write, when the program can address the stack only as `r10` plus a constant inside
+    /// the frame: every load, store and atomic has base `r10` and such an offset, and no
+    /// helper is called (a helper may be given any address). `None` when a run may reach
+    /// any stack byte. Runs zero only what a program can reach: a run never reads what
+    /// another left.
+    pub fn stack_reach(&self) -> Option<u16> {
+        self.stack_reach
+    }
+
+    /// [`Program::stack_reach`], by one pass over a validated program.
+    fn private_stack_reach(&self) -> Option<u16> {
+        let mut reach = 0u64;
+        for (_, insn) in self.iter() {
+            let (base, size) = match insn.class() {
+                class::LDX => (insn.src, insn.opcode & 0x18),
+                class::ST | class::STX => (insn.dst, insn.opcode & 0x18),
+                class::JMP | class::JMP32 if insn.opcode == op::CALLX => return None,
+                class::JMP if insn.opcode == op::CALL && insn.src != pseudo::CALL_LOCAL => return None,
+                _ => continue,
+            };
+            let size = match size {
+                mem::B => 1,
+                mem::H => 2,
+                mem::W => 4,
+                _ => 8,
+            };
+            let below = -(insn.off as i64);
+            if base != FRAME_POINTER || below < size || below > FRAME_SIZE as i64 {
+                return None;
+            }
+            reach = reach.max(below as u64);
+        }
+        u16::try_from(reach).ok()
     }
 
     /// Number of 8-byte slots.
@@ -1745,7 +1785,7 @@ mod tests {
     /// The scan's findings on a program that passes it.
     fn scan_of(code: &[u8]) -> Scan {
         extern crate std;
-        let program = Program { bytes: code, local_calls: false };
+        let program = Program { bytes: code, local_calls: false, stack_reach: None };
         let l0 = worklist_words(program.len()).0;
         let mut words = std::vec![0u64; 3 * l0];
         let (targets, rest) = words.split_at_mut(l0);

@@ -32,6 +32,7 @@ use super::fast_interp::{self, FastProgram, Slot};
 use super::interp::{self, Config};
 #[cfg(feature = "jit")]
 use super::jit::{self, JitProgram, Scratch, ScratchSize};
+use super::kept::Kept;
 use super::maps::MapDef;
 use super::{Helpers, Memory, Program};
 
@@ -63,6 +64,8 @@ pub struct Vm<'p, 'h> {
     /// The program [`Vm::run`] decoded on first use in `Mode::FastInterpreter`.
     #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
     decoded: Option<FastProgram<'p, 'h, 'static>>,
+    /// The run state of the last [`Vm::interpret`], reused by the next.
+    kept: Kept<interp::RunState>,
 }
 
 impl<'p, 'h> Vm<'p, 'h> {
@@ -88,6 +91,7 @@ impl<'p, 'h> Vm<'p, 'h> {
             compiled: None,
             #[cfg(all(feature = "jit", feature = "std", target_os = "linux"))]
             decoded: None,
+            kept: Kept::new(),
         })
     }
 
@@ -169,9 +173,19 @@ impl<'p, 'h> Vm<'p, 'h> {
 
     /// Runs the reference interpreter with r1 = the context's address, r2 = its length.
     pub fn interpret(&self, memory: &mut Memory) -> Result<u64, RunError> {
+        self.kept.with(interp::RunState::new, |state| self.interpret_with(memory, state))
+    }
+
+    /// [`Vm::interpret`] in run state the caller keeps between runs (see
+    /// [`interp::RunContext`]).
+    pub fn interpret_in(&self, memory: &mut Memory, context: &mut interp::RunContext) -> Result<u64, RunError> {
+        self.interpret_with(memory, &mut context.0)
+    }
+
+    fn interpret_with(&self, memory: &mut Memory, state: &mut interp::RunState) -> Result<u64, RunError> {
         memory.check_stack()?;
         memory.check_maps(self.maps)?;
-        interp::run(&self.program, &self.helpers, memory, &self.config)
+        interp::run_in(&self.program, &self.helpers, memory, &self.config, state)
     }
 
     /// Decodes the program for the fast interpreter onto the heap (once; run the result as

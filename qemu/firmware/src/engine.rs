@@ -6,7 +6,7 @@
 pub use tessera::ebpf::Error;
 use tessera::ebpf::fast_interp::Slot;
 #[cfg(feature = "jit")]
-use tessera::ebpf::jit::{Scratch, ScratchSize};
+use tessera::ebpf::jit::{RunContext, Scratch, ScratchSize};
 use tessera::ebpf::{FastProgram, Helper, Helpers, Memory, Vm, interp};
 #[cfg(feature = "jit")]
 use tessera::jit::{CodeBuffer, Fixup};
@@ -14,13 +14,24 @@ use tessera::jit::{CodeBuffer, Fixup};
 /// Nine 512-byte frames: the entry frame and eight nested local calls.
 pub use tessera::ebpf::STACK_SIZE;
 
-/// A program's stack, zeroed; provided by the caller so that benches can set it up
-/// outside the measured window.
-pub struct Stack([u8; STACK_SIZE]);
+/// A program's stack, zeroed, and the run contexts of the interpreters and the JIT (kept by
+/// the caller here: with no heap a program cannot keep its own); provided by the caller so
+/// that benches can set it up outside the measured window.
+pub struct Stack {
+    bytes: [u8; STACK_SIZE],
+    interp: interp::RunContext,
+    #[cfg(feature = "jit")]
+    jit: RunContext,
+}
 
 impl Stack {
     pub const fn new() -> Stack {
-        Stack([0; STACK_SIZE])
+        Stack {
+            bytes: [0; STACK_SIZE],
+            interp: interp::RunContext::new(),
+            #[cfg(feature = "jit")]
+            jit: RunContext::new(),
+        }
     }
 }
 
@@ -76,13 +87,13 @@ pub fn load(bytecode: &[u8]) -> Result<Loaded<'_>, Error> {
 impl Loaded<'_> {
     /// Runs the interpreter with r1 = `context`, r2 = its length, on `stack`.
     pub fn interpret(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
-        let mut memory = Memory::new(&mut stack.0, context, &mut []);
-        Ok(self.vm.interpret(&mut memory)?)
+        let mut memory = Memory::new(&mut stack.bytes, context, &mut []);
+        Ok(self.vm.interpret_in(&mut memory, &mut stack.interp)?)
     }
 
     /// [`Loaded::interpret`], also returning the number of eBPF instructions executed.
     pub fn count_executed(&self, context: &mut [u8], stack: &mut Stack) -> (Result<u64, Error>, u64) {
-        let mut memory = Memory::new(&mut stack.0, context, &mut []);
+        let mut memory = Memory::new(&mut stack.bytes, context, &mut []);
         let (result, executed) =
             interp::run_counting(self.vm.program(), &Helpers::new(&HELPERS), &mut memory, self.vm.config());
         (result.map_err(Error::from), executed)
@@ -116,8 +127,8 @@ pub struct Decoded<'p, 'b> {
 impl Decoded<'_, '_> {
     /// Runs the fast interpreter with r1 = `context`, r2 = its length.
     pub fn run(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
-        let mut memory = Memory::new(&mut stack.0, context, &mut []);
-        Ok(self.fast.run(&mut memory)?)
+        let mut memory = Memory::new(&mut stack.bytes, context, &mut []);
+        Ok(self.fast.run_in(&mut memory, &mut stack.interp)?)
     }
 }
 
@@ -159,7 +170,7 @@ impl Compiled<'_, '_> {
 
     /// Runs the generated code with r1 = `context`, r2 = its length.
     pub fn run(&self, context: &mut [u8], stack: &mut Stack) -> Result<u64, Error> {
-        let mut memory = Memory::new(&mut stack.0, context, &mut []);
-        Ok(self.jit.run(&mut memory)?)
+        let mut memory = Memory::new(&mut stack.bytes, context, &mut []);
+        Ok(self.jit.run_in(&mut memory, &mut stack.jit)?)
     }
 }
