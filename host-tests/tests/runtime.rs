@@ -69,9 +69,18 @@ fn programs_see_virtual_addresses_only() {
     for mode in modes() {
         let (mut stack, mut context) = (vec![0u8; 1024], vec![0u8; 4]);
         let mut memory = Memory::new(&mut stack, &mut context, &mut []);
-        let r10 = (1u64 << 32) + 1024;
+        // Without local calls a program addresses one frame, the top of the stack.
+        let r10 = (1u64 << 32) + 512;
         let want = (r10 << 8) | (2 << 32);
         assert_eq!(vm(&program, &[]).run(mode, &mut memory), Ok(want), "{mode:?}");
+    }
+    // With local calls, the whole stack.
+    let program = assemble("call local +1\nexit\nmov %r0, %r10\nexit");
+    for mode in modes() {
+        let mut stack = vec![0u8; 1024];
+        let mut memory = Memory::new(&mut stack, &mut [], &mut []);
+        let callee_r10 = (1u64 << 32) + 1024 - 512;
+        assert_eq!(vm(&program, &[]).run(mode, &mut memory), Ok(callee_r10), "{mode:?}");
     }
 }
 
@@ -111,25 +120,31 @@ fn a_run_zeroes_every_stack_byte_it_can_reach() {
     // Each program reads 8 bytes it never wrote, from a stack an embedder left dirty: through
     // r10 (only the bytes below each frame's top that the program addresses are zeroed),
     // through r10 in a callee's frame, and through an address computed without r10 (the
-    // whole stack is zeroed: such an address may lie below the top frame even in a program
-    // without local calls).
+    // whole stack the program addresses is zeroed). A program without local calls
+    // addresses one frame: below it is no stack of its, so stale bytes there fault.
     let cases = [
-        ("ldxdw %r0, [%r10-16]\nexit", Some(16)),
-        ("call local +1\nexit\nstdw [%r10-24], 0\nldxdw %r0, [%r10-8]\nexit", Some(24)),
-        ("lddw %r1, 0x100000000\nldxdw %r0, [%r1+1016]\nexit", None),
-        ("mov %r0, %r10\nldxdw %r0, [%r0-512]\nexit", None),
-        ("mov %r0, %r10\nldxdw %r0, [%r0-1000]\nexit", None),
+        ("ldxdw %r0, [%r10-16]\nexit", Some(16), Ok(0)),
+        ("call local +1\nexit\nstdw [%r10-24], 0\nldxdw %r0, [%r10-8]\nexit", Some(24), Ok(0)),
+        ("lddw %r1, 0x100000000\nldxdw %r0, [%r1+504]\nexit", None, Ok(0)),
+        ("mov %r0, %r10\nldxdw %r0, [%r0-512]\nexit", None, Ok(0)),
+        // Below the one frame of a program without local calls: not its stack at all.
+        ("lddw %r1, 0x100000000\nldxdw %r0, [%r1+1016]\nexit", None, Err(fault(2, (1 << 32) + 1016))),
+        ("mov %r0, %r10\nldxdw %r0, [%r0-1000]\nexit", None, Err(fault(1, (1 << 32) + 512 - 1000))),
     ];
-    for (text, reach) in cases {
+    for (text, reach, want) in cases {
         let program = assemble(text);
         let mut vm = vm(&program, &[]);
         assert_eq!(vm.program().stack_reach(), reach, "{text}");
         for mode in modes() {
             let mut stack = [0x5au8; 1024];
             let mut memory = Memory::new(&mut stack, &mut [], &mut []);
-            assert_eq!(vm.run(mode, &mut memory), Ok(0), "{mode:?}: {text}");
+            assert_eq!(vm.run(mode, &mut memory), want.clone(), "{mode:?}: {text}");
         }
     }
+}
+
+fn fault(pc: u32, addr: u64) -> Error {
+    Error::Run(RunError::MemoryFault { pc, addr })
 }
 
 #[test]

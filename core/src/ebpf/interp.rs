@@ -124,7 +124,7 @@ pub(crate) fn enter<'s>(
     config: &Config,
     state: &'s mut RunState,
 ) -> Result<(Registers, &'s Table, CallStack<'s>), RunError> {
-    memory.check_stack()?;
+    memory.enter_stack(program)?;
     let RunState { table, filled, frames } = state;
     memory.refill_table(table, filled)?;
     memory.clear_stack(program);
@@ -252,7 +252,7 @@ impl<'s> CallStack<'s> {
         CallStack {
             frames,
             max_depth: config.max_call_depth.min(MAX_CALL_DEPTH) as usize,
-            stack_len: memory.stack.len() as u64,
+            stack_len: memory.run_stack_len() as u64,
         }
     }
 

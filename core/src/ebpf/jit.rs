@@ -413,7 +413,7 @@ unsafe fn run_compiled(
     config: &Config,
     prepared: &mut Prepared,
 ) -> Result<u64, RunError> {
-    memory.check_stack()?;
+    memory.enter_stack(program)?;
     let Prepared { ctx, filled } = prepared;
     memory.refill_table(&mut ctx.regions, filled)?;
     memory.clear_stack(program);
@@ -421,7 +421,7 @@ unsafe fn run_compiled(
     // trap, the registers kept in the context (all zero at entry) and the runtime's state.
     // The same depth rule as the interpreter: the configured limit, and no deeper than
     // the stack can hold frames for; as a floor under the running frame's host address.
-    let stack_len = memory.stack.len() as u64;
+    let stack_len = memory.run_stack_len() as u64;
     let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
     let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
     ctx.fuel_complement = !config.fuel;

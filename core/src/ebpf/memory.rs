@@ -93,6 +93,9 @@ pub struct Memory<'r, 'm> {
     /// The program's maps, in the program's map order (an ELF object's map indices).
     pub maps: &'r mut [Map<'m>],
     host: Option<&'r mut dyn Host>,
+    /// Bytes at the bottom of `stack` the running program cannot address: all but the top
+    /// frame for a program without local calls (see [`Memory::enter_stack`]), else none.
+    stack_hidden: usize,
 }
 
 impl core::fmt::Debug for Memory<'_, '_> {
@@ -141,7 +144,7 @@ fn table_len(index: usize, len: usize) -> Result<u32, RunError> {
 
 impl<'r, 'm> Memory<'r, 'm> {
     pub fn new(stack: &'r mut [u8], context: &'r mut [u8], regions: &'r mut [Region<'m>]) -> Memory<'r, 'm> {
-        Memory { stack, context, regions, maps: &mut [], host: None }
+        Memory { stack, context, regions, maps: &mut [], host: None, stack_hidden: 0 }
     }
 
     /// The program's maps (see [`Memory::maps`]).
@@ -166,9 +169,34 @@ impl<'r, 'm> Memory<'r, 'm> {
         if self.context.is_empty() { 0 } else { region::address(region::CONTEXT) }
     }
 
-    /// The value `r10` holds at entry: one past the last stack byte.
+    /// The value `r10` holds at entry: one past the last stack byte the run can address.
     pub fn stack_end(&self) -> u64 {
-        region::address(region::STACK) + self.stack.len() as u64
+        region::address(region::STACK) + self.run_stack_len() as u64
+    }
+
+    /// Checks the stack (see [`Memory::check_stack`]) and fixes the part of it a run of
+    /// `program` addresses: the whole stack when it makes local calls, else its top frame
+    /// only, so that no computed address reaches (stale) bytes below the frame the program
+    /// has.
+    pub(crate) fn enter_stack(&mut self, program: &super::Program) -> Result<(), RunError> {
+        self.check_stack()?;
+        self.stack_hidden =
+            if program.has_local_calls() { 0 } else { self.stack.len().saturating_sub(FRAME_SIZE as usize) };
+        Ok(())
+    }
+
+    /// The stack the running program addresses (see [`Memory::enter_stack`]).
+    fn run_stack(&self) -> &[u8] {
+        self.stack.get(self.stack_hidden..).unwrap_or_default()
+    }
+
+    fn run_stack_mut(&mut self) -> &mut [u8] {
+        self.stack.get_mut(self.stack_hidden..).unwrap_or_default()
+    }
+
+    /// Bytes of [`Memory::run_stack`].
+    pub(crate) fn run_stack_len(&self) -> usize {
+        self.stack.len().saturating_sub(self.stack_hidden)
     }
 
     /// The address of map `index`'s value area (value `slot` is at `slot * stride` in it).
@@ -245,8 +273,9 @@ impl<'r, 'm> Memory<'r, 'm> {
 
     /// Writes entries `1..region_count()` (checked by the caller).
     fn fill_entries(&mut self, table: &mut Table) -> Result<(), RunError> {
-        let stack = self.stack.as_mut_ptr() as u64;
-        set_plain(table, region::STACK as usize, stack, table_len(1, self.stack.len())?, true);
+        let stack = self.run_stack_mut();
+        let (host, len) = (stack.as_mut_ptr() as u64, stack.len());
+        set_plain(table, region::STACK as usize, host, table_len(1, len)?, true);
         let context = self.context.as_mut_ptr() as u64;
         set_plain(table, region::CONTEXT as usize, context, table_len(2, self.context.len())?, true);
         let mut index = region::FIRST_MAP as usize;
@@ -278,7 +307,7 @@ impl<'r, 'm> Memory<'r, 'm> {
     #[inline(always)]
     fn slice(&self, index: usize) -> Option<&[u8]> {
         match index as u64 {
-            region::STACK => Some(self.stack),
+            region::STACK => Some(self.run_stack()),
             region::CONTEXT => Some(self.context),
             _ => self.further_slice(index),
         }
@@ -298,7 +327,7 @@ impl<'r, 'm> Memory<'r, 'm> {
     #[inline(always)]
     fn slice_mut(&mut self, index: usize) -> Option<&mut [u8]> {
         match index as u64 {
-            region::STACK => Some(self.stack),
+            region::STACK => Some(self.run_stack_mut()),
             region::CONTEXT => Some(self.context),
             _ => self.further_slice_mut(index),
         }
@@ -368,26 +397,27 @@ impl<'r, 'm> Memory<'r, 'm> {
         self.table().ok().and_then(|t| semantics::locate(&t, addr, size, write)).is_some()
     }
 
-    /// Zeroes the stack a run of `program` may read: the `reach` bytes below the top of
-    /// every frame it can use when the program reaches the stack only through `r10` (see
-    /// [`Program::stack_reach`]), else the whole stack (a computed address may name any
-    /// byte of it, even without local calls). A run never reads what an earlier run left.
+    /// Zeroes the stack a run of `program` may read (of [`Memory::run_stack`], which is one
+    /// frame for a program without local calls): the `reach` bytes below the top of every
+    /// frame when the program reaches the stack only through `r10` (see
+    /// [`Program::stack_reach`]), else all of it (a computed address may name any byte).
+    /// A run never reads what an earlier run left.
     ///
     /// [`Program::stack_reach`]: super::Program::stack_reach
     pub(crate) fn clear_stack(&mut self, program: &super::Program) {
-        let len = self.stack.len();
+        let stack = self.run_stack_mut();
+        let len = stack.len();
         match program.stack_reach() {
             Some(0) => {}
             Some(reach) => {
-                let frames = if program.has_local_calls() { len / FRAME_SIZE as usize } else { 1 };
-                for frame in 0..frames {
+                for frame in 0..len / FRAME_SIZE as usize {
                     let top = len - frame * FRAME_SIZE as usize;
-                    if let Some(bytes) = self.stack.get_mut(top.saturating_sub(reach as usize)..top) {
+                    if let Some(bytes) = stack.get_mut(top.saturating_sub(reach as usize)..top) {
                         bytes.fill(0);
                     }
                 }
             }
-            None => self.stack.fill(0),
+            None => stack.fill(0),
         }
     }
 }
