@@ -89,6 +89,8 @@ pub enum RelocKind {
     X86Plt32,
     X86Abs32,
     X86Abs32S,
+    /// `R_X86_64_8`: an 8-bit immediate (a shift count).
+    X86Abs8,
     // AArch64
     A64Abs64,
     A64Call26,
@@ -127,12 +129,13 @@ pub enum RelocKind {
 
 impl RelocKind {
     /// Every kind, in discriminant order (for table decoding and exhaustive tests).
-    pub const ALL: [RelocKind; 37] = [
+    pub const ALL: [RelocKind; 38] = [
         RelocKind::X86Abs64,
         RelocKind::X86Pc32,
         RelocKind::X86Plt32,
         RelocKind::X86Abs32,
         RelocKind::X86Abs32S,
+        RelocKind::X86Abs8,
         RelocKind::A64Abs64,
         RelocKind::A64Call26,
         RelocKind::A64Jump26,
@@ -178,8 +181,8 @@ impl RelocKind {
     /// The ISA whose objects carry this kind.
     pub const fn isa(self) -> Isa {
         match self as u8 {
-            0..=4 => Isa::X86_64,
-            5..=23 => Isa::Aarch64,
+            0..=5 => Isa::X86_64,
+            6..=24 => Isa::Aarch64,
             _ => Isa::Riscv64,
         }
     }
@@ -188,9 +191,12 @@ impl RelocKind {
     /// belongs to materialises `v` in its low 32 bits (sign-extended where the sequence
     /// extends). Stencils read 32-bit immediates as `hole_address as u32 as i32`, and the
     /// only kind that zero-extends (x86-64 `R_X86_64_32`) must be given the unsigned pattern.
+    /// The 8-bit field (`R_X86_64_8`) holds shift counts, which x86-64 masks to their low 5
+    /// or 6 bits exactly as eBPF does: it is given the low 8 bits.
     pub const fn imm32_value(self, v: i32) -> u64 {
         match self {
             RelocKind::X86Abs32 => v as u32 as u64,
+            RelocKind::X86Abs8 => v as u8 as u64,
             _ => v as i64 as u64,
         }
     }

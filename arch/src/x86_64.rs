@@ -4,7 +4,8 @@
 //! appears as a 32-bit immediate or displacement: `R_X86_64_32S` for sign-extended
 //! immediates (`mov $sym, %rax`), `R_X86_64_32` for zero-extended ones (`mov $sym, %eax`),
 //! and `R_X86_64_PC32`/`R_X86_64_PLT32` for RIP-relative operands and `call`/`jmp` to the
-//! continuation. `R_X86_64_64` appears in data (`.quad sym`) and `movabs`.
+//! continuation. `R_X86_64_64` appears in data (`.quad sym`) and `movabs`; `R_X86_64_8` in
+//! the count of a shift by a constant (`shl $sym, %rax`).
 
 use crate::{Branch, BranchUse, DirectBranch, HoleBranch, PatchError, RelocKind, read, write};
 
@@ -20,6 +21,11 @@ pub fn patch(kind: RelocKind, code: &mut [u8], offset: usize, value: u64, place:
         }
         RelocKind::X86Abs32 => patch_imm32(code, offset, u32::try_from(value)),
         RelocKind::X86Abs32S => patch_imm32(code, offset, i32::try_from(value as i64).map(|v| v as u32)),
+        RelocKind::X86Abs8 => {
+            read::<1>(code, offset)?;
+            let field = u8::try_from(value).map_err(|_| PatchError::OutOfRange)?;
+            write(code, offset, [field])
+        }
         _ => Err(PatchError::WrongIsa),
     }
 }
@@ -54,6 +60,7 @@ pub fn reloc_from_elf(r_type: u32) -> Option<RelocKind> {
         4 => RelocKind::X86Plt32,   // R_X86_64_PLT32
         10 => RelocKind::X86Abs32,  // R_X86_64_32
         11 => RelocKind::X86Abs32S, // R_X86_64_32S
+        14 => RelocKind::X86Abs8,   // R_X86_64_8
         _ => return None,
     })
 }
@@ -230,6 +237,24 @@ mod tests {
         assert_eq!(patch(RelocKind::X86Abs32S, &mut code, 3, 0x8000_0000, 0), Err(PatchError::OutOfRange));
         assert_eq!(patch(RelocKind::X86Abs32S, &mut code, 3, (-0x8000_0001i64) as u64, 0), Err(PatchError::OutOfRange));
         assert_eq!(patch(RelocKind::X86Abs32S, &mut code, 3, (-0x8000_0000i64) as u64, 0), Ok(()));
+    }
+
+    #[test]
+    fn abs8_shift_count() {
+        // shlq $sym, %rax -> 48 c1 e0 00, R_X86_64_8 sym at 0x3
+        let zero = [0x48, 0xc1, 0xe0, 0];
+        assert_eq!(patched(RelocKind::X86Abs8, zero, 3, 63, 0), [0x48, 0xc1, 0xe0, 63]);
+        assert_eq!(patched(RelocKind::X86Abs8, zero, 3, RelocKind::X86Abs8.imm32_value(8), 0), [0x48, 0xc1, 0xe0, 8]);
+        // An operand gives its low 8 bits (the hardware masks the count further).
+        assert_eq!(
+            patched(RelocKind::X86Abs8, zero, 3, RelocKind::X86Abs8.imm32_value(-1), 0),
+            [0x48, 0xc1, 0xe0, 0xff]
+        );
+        let mut code = zero;
+        assert_eq!(patch(RelocKind::X86Abs8, &mut code, 3, 0x100, 0), Err(PatchError::OutOfRange));
+        assert_eq!(patch(RelocKind::X86Abs8, &mut code, 3, (-1i64) as u64, 0), Err(PatchError::OutOfRange));
+        assert_eq!(patch(RelocKind::X86Abs8, &mut code, 4, 1, 0), Err(PatchError::OutOfBounds));
+        assert_eq!(code, zero);
     }
 
     #[test]

@@ -538,29 +538,14 @@ writable_family!("mov_imm", |s, K| {
 // ---------------------------------------------------------------------------------------
 // ALU: `dst = op(dst, tmp)`, and unary forms.
 
-/// `dst = op(dst, tmp)`, and for the operations where a constant operand is common, the
-/// immediate form `dst = op(dst, imm)`: the constant is folded into the instruction where
-/// the ISA allows (x86-64 `add $imm32`) and no `tmp_from_imm` stencil is needed before it.
+/// `dst = op(dst, tmp)`.
 macro_rules! binary_alu {
-    ($($name:literal $(, $imm_name:literal)? => $f:path),* $(,)?) => {
+    ($($name:literal => $f:path),* $(,)?) => {
         $(
             writable_family!($name, |s, K| {
                 s.set(K, $f(s.get(K), s.tmp));
                 Next::Continue
             });
-            // On x86-64 the constant goes through `tmp` (dead after every instruction), so
-            // that a shift count lands in `cl` with no register saved around it; elsewhere
-            // `tmp` is an ordinary register and writing it would cost two instructions.
-            $(writable_family!($imm_name, |s, K| {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    s.tmp = opaque(imm());
-                    s.set(K, $f(s.get(K), s.tmp));
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                s.set(K, $f(s.get(K), imm()));
-                Next::Continue
-            });)?
         )*
     };
 }
@@ -577,9 +562,9 @@ binary_alu! {
     "or64" => sem::or64, "or32" => sem::or32,
     "and64" => sem::and64, "and32" => sem::and32,
     "xor64" => sem::xor64, "xor32" => sem::xor32,
-    "lsh64", "lsh64_imm" => sem::lsh64, "lsh32", "lsh32_imm" => sem::lsh32,
-    "rsh64", "rsh64_imm" => sem::rsh64, "rsh32", "rsh32_imm" => sem::rsh32,
-    "arsh64", "arsh64_imm" => sem::arsh64, "arsh32", "arsh32_imm" => sem::arsh32,
+    "lsh64" => sem::lsh64, "lsh32" => sem::lsh32,
+    "rsh64" => sem::rsh64, "rsh32" => sem::rsh32,
+    "arsh64" => sem::arsh64, "arsh32" => sem::arsh32,
 }
 
 /// `dst = op(dst, src)` with both registers in the stencil: the common 64-bit operations.
@@ -611,6 +596,7 @@ writable_readable_pairs!("mov64_rr", |s, D, S| {
 /// a register). The 64-bit forms sign-extend the 32-bit field (`R_X86_64_32S`, as
 /// [`imm`]); the 32-bit forms (`{v:e}`) read only its low half, so their `R_X86_64_32` is
 /// exact, and writing a 32-bit register zero-extends the result, as eBPF's ALU32 does.
+/// Shifts take an 8-bit count (`R_X86_64_8`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_imm_op {
     ($template:literal, $v:expr) => {{
@@ -650,6 +636,14 @@ folded_imm_alu! {
     "and32_imm" => sem::and32, "and {v:e}",
     "xor64_imm" => sem::xor64, "xor {v}",
     "xor32_imm" => sem::xor32, "xor {v:e}",
+    // The count is an 8-bit field (`R_X86_64_8`); the validator keeps it below the operand
+    // width, so the hardware's masking of the count changes nothing.
+    "lsh64_imm" => sem::lsh64, "shl {v}",
+    "lsh32_imm" => sem::lsh32, "shl {v:e}",
+    "rsh64_imm" => sem::rsh64, "shr {v}",
+    "rsh32_imm" => sem::rsh32, "shr {v:e}",
+    "arsh64_imm" => sem::arsh64, "sar {v}",
+    "arsh32_imm" => sem::arsh32, "sar {v:e}",
 }
 
 /// `dst = f(tmp)`: moves, with or without extension.
@@ -764,21 +758,6 @@ cond_jump! {
     "jsle32", "jsle32_imm", "jsle32_back", "jsle32_imm_back" => sem::jsle32,
     "jset64", "jset64_imm", "jset64_back", "jset64_imm_back" => sem::jset64,
     "jset32", "jset32_imm", "jset32_back", "jset32_imm_back" => sem::jset32,
-}
-
-/// `v`, through a copy LLVM cannot see through, so that it keeps the value where it is
-/// rather than rematerialising a relocated constant (x86-64: a second `mov $imm, %reg`).
-#[inline(always)]
-fn opaque(v: u64) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut c = v;
-        // SAFETY: an empty asm statement; it only hides that `c == v`.
-        unsafe { core::arch::asm!("/* {c} */", c = inout(reg) c, options(pure, nomem, nostack, preserves_flags)) };
-        c
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    v
 }
 
 /// The register value an immediate compare reads. On x86-64 it is a copy LLVM cannot see
