@@ -689,27 +689,17 @@ unary_alu! {
 // ---------------------------------------------------------------------------------------
 // Jumps: `if cond(dst, tmp) goto target`.
 
-/// `$v`, or `$g($v)` when a condition names a function the compared register goes through.
-macro_rules! via {
-    ($v:expr) => {
-        $v
-    };
-    ($v:expr, $g:path) => {
-        $g($v)
-    };
-}
-
 /// Each condition in four forms: against `tmp` or a constant, forward or backward. A
 /// backward jump (a back edge) first charges its fuel, exactly as the interpreter does, and
 /// when the fuel is spent branches to its out-of-line `trap_fuel` stub.
 macro_rules! cond_jump {
-    ($($name:literal, $imm_name:literal, $back_name:literal, $imm_back_name:literal => $f:path $(, $via:path)?),* $(,)?) => {
+    ($($name:literal, $imm_name:literal, $back_name:literal, $imm_back_name:literal => $f:path, $x86:literal, $cc:literal),* $(,)?) => {
         $(
             readable_family!($name, |s, K| {
                 if $f(s.get(K), s.tmp) { Next::Jump } else { Next::Continue }
             });
             readable_family!($imm_name, |s, K| {
-                if $f(via!(s.get(K) $(, $via)?), imm()) { Next::Jump } else { Next::Continue }
+                if compare_imm!($f, $x86, $cc, s.get(K)) { Next::Jump } else { Next::Continue }
             });
             readable_family!($back_name, |s, K| {
                 if !s.burn_fuel() {
@@ -725,7 +715,7 @@ macro_rules! cond_jump {
                 if !s.burn_fuel() {
                     cold_path();
                     Next::Cold
-                } else if $f(via!(s.get(K) $(, $via)?), imm()) {
+                } else if compare_imm!($f, $x86, $cc, s.get(K)) {
                     Next::Jump
                 } else {
                     Next::Continue
@@ -735,50 +725,82 @@ macro_rules! cond_jump {
     };
 }
 
-cond_jump! {
-    "jeq64", "jeq64_imm", "jeq64_back", "jeq64_imm_back" => sem::jeq64, compared,
-    "jeq32", "jeq32_imm", "jeq32_back", "jeq32_imm_back" => sem::jeq32,
-    "jne64", "jne64_imm", "jne64_back", "jne64_imm_back" => sem::jne64,
-    "jne32", "jne32_imm", "jne32_back", "jne32_imm_back" => sem::jne32,
-    "jgt64", "jgt64_imm", "jgt64_back", "jgt64_imm_back" => sem::jgt64,
-    "jgt32", "jgt32_imm", "jgt32_back", "jgt32_imm_back" => sem::jgt32,
-    "jge64", "jge64_imm", "jge64_back", "jge64_imm_back" => sem::jge64,
-    "jge32", "jge32_imm", "jge32_back", "jge32_imm_back" => sem::jge32,
-    "jlt64", "jlt64_imm", "jlt64_back", "jlt64_imm_back" => sem::jlt64,
-    "jlt32", "jlt32_imm", "jlt32_back", "jlt32_imm_back" => sem::jlt32,
-    "jle64", "jle64_imm", "jle64_back", "jle64_imm_back" => sem::jle64,
-    "jle32", "jle32_imm", "jle32_back", "jle32_imm_back" => sem::jle32,
-    "jsgt64", "jsgt64_imm", "jsgt64_back", "jsgt64_imm_back" => sem::jsgt64,
-    "jsgt32", "jsgt32_imm", "jsgt32_back", "jsgt32_imm_back" => sem::jsgt32,
-    "jsge64", "jsge64_imm", "jsge64_back", "jsge64_imm_back" => sem::jsge64,
-    "jsge32", "jsge32_imm", "jsge32_back", "jsge32_imm_back" => sem::jsge32,
-    "jslt64", "jslt64_imm", "jslt64_back", "jslt64_imm_back" => sem::jslt64,
-    "jslt32", "jslt32_imm", "jslt32_back", "jslt32_imm_back" => sem::jslt32,
-    "jsle64", "jsle64_imm", "jsle64_back", "jsle64_imm_back" => sem::jsle64,
-    "jsle32", "jsle32_imm", "jsle32_back", "jsle32_imm_back" => sem::jsle32,
-    "jset64", "jset64_imm", "jset64_back", "jset64_imm_back" => sem::jset64,
-    "jset32", "jset32_imm", "jset32_back", "jset32_imm_back" => sem::jset32,
+/// Whether condition `$f` holds between `$v` and the immediate. On x86-64 the immediate is
+/// folded into the compare (`$x86`, a `cmp` or `test` template, `R_X86_64_32S`, or
+/// `R_X86_64_32` for the 32-bit forms, which read the low half) and the branch is on the
+/// condition code `$cc`: LLVM would first move the relocated constant into a register, and
+/// where the compare proves the register equal to it (`jeq` taken, `jne` not taken) would
+/// rematerialise the constant into the register. Elsewhere the shared definition.
+macro_rules! compare_imm {
+    ($f:path, $x86:literal, $cc:literal, $v:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            let _ = $f;
+            let mut holds = false;
+            // SAFETY: a compare of a register with a constant and a branch to the label
+            // (flags clobbered, as asm! assumes).
+            unsafe {
+                core::arch::asm!(
+                    concat!($x86, ", offset {s}"),
+                    concat!("j", $cc, " {holds}"),
+                    v = in(reg) $v,
+                    s = sym _HOLE_OPERAND0,
+                    holds = label { holds = true },
+                    options(nomem, nostack),
+                )
+            };
+            holds
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $f($v, imm())
+        }
+    }};
 }
 
-/// The register value an immediate compare reads. On x86-64 it is a copy LLVM cannot see
-/// through: otherwise, where the compare proves the register equal to the immediate (the
-/// taken side of `jeq`, the fall-through of `jne`), LLVM rematerialises the relocated
-/// constant into the register (`mov $imm, %reg`), and for `jeq` that move sits between the
-/// branch and the jump to the target, so the branch cannot be fused. The copy is a
-/// register move, free at rename; used for `jeq` only (for `jne` the rematerialisation is
-/// on the not-taken side, after the branch, where it costs less than a copy before it).
-#[inline(always)]
-fn compared(v: u64) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut c = v;
-        // SAFETY: an empty asm statement; it only hides that `c == v`.
-        unsafe { core::arch::asm!("/* {c} */", c = inout(reg) c, options(pure, nomem, nostack, preserves_flags)) };
-        c
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    v
+cond_jump! {
+    "jeq64", "jeq64_imm", "jeq64_back", "jeq64_imm_back" => sem::jeq64, "cmp {v}", "e",
+    "jeq32", "jeq32_imm", "jeq32_back", "jeq32_imm_back" => sem::jeq32, "cmp {v:e}", "e",
+    "jne64", "jne64_imm", "jne64_back", "jne64_imm_back" => sem::jne64, "cmp {v}", "ne",
+    "jne32", "jne32_imm", "jne32_back", "jne32_imm_back" => sem::jne32, "cmp {v:e}", "ne",
+    "jgt64", "jgt64_imm", "jgt64_back", "jgt64_imm_back" => sem::jgt64, "cmp {v}", "a",
+    "jgt32", "jgt32_imm", "jgt32_back", "jgt32_imm_back" => sem::jgt32, "cmp {v:e}", "a",
+    "jge64", "jge64_imm", "jge64_back", "jge64_imm_back" => sem::jge64, "cmp {v}", "ae",
+    "jge32", "jge32_imm", "jge32_back", "jge32_imm_back" => sem::jge32, "cmp {v:e}", "ae",
+    "jlt64", "jlt64_imm", "jlt64_back", "jlt64_imm_back" => sem::jlt64, "cmp {v}", "b",
+    "jlt32", "jlt32_imm", "jlt32_back", "jlt32_imm_back" => sem::jlt32, "cmp {v:e}", "b",
+    "jle64", "jle64_imm", "jle64_back", "jle64_imm_back" => sem::jle64, "cmp {v}", "be",
+    "jle32", "jle32_imm", "jle32_back", "jle32_imm_back" => sem::jle32, "cmp {v:e}", "be",
+    "jsgt64", "jsgt64_imm", "jsgt64_back", "jsgt64_imm_back" => sem::jsgt64, "cmp {v}", "g",
+    "jsgt32", "jsgt32_imm", "jsgt32_back", "jsgt32_imm_back" => sem::jsgt32, "cmp {v:e}", "g",
+    "jsge64", "jsge64_imm", "jsge64_back", "jsge64_imm_back" => sem::jsge64, "cmp {v}", "ge",
+    "jsge32", "jsge32_imm", "jsge32_back", "jsge32_imm_back" => sem::jsge32, "cmp {v:e}", "ge",
+    "jslt64", "jslt64_imm", "jslt64_back", "jslt64_imm_back" => sem::jslt64, "cmp {v}", "l",
+    "jslt32", "jslt32_imm", "jslt32_back", "jslt32_imm_back" => sem::jslt32, "cmp {v:e}", "l",
+    "jsle64", "jsle64_imm", "jsle64_back", "jsle64_imm_back" => sem::jsle64, "cmp {v}", "le",
+    "jsle32", "jsle32_imm", "jsle32_back", "jsle32_imm_back" => sem::jsle32, "cmp {v:e}", "le",
+    "jset64", "jset64_imm", "jset64_back", "jset64_imm_back" => sem::jset64, "test {v}", "ne",
+    "jset32", "jset32_imm", "jset32_back", "jset32_imm_back" => sem::jset32, "test {v:e}", "ne",
 }
+
+/// Padding before a loop head: `pad__rN` is `N` bytes of no-operation on x86-64 (the
+/// assembler's multi-byte NOPs), so that the lowering can start a loop on a 16-byte
+/// boundary; empty elsewhere (the lowering pads x86-64 only).
+macro_rules! pads {
+    ($($n:literal)*) => {
+        $(stencil!(concat!("pad__r", $n), |_s| {
+            // SAFETY: no-operation instructions.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                core::arch::asm!(concat!(".nops ", $n), options(nomem, nostack, preserves_flags))
+            };
+            Next::Continue
+        });)*
+    };
+}
+
+stencil!("pad__r0", |_s| Next::Continue);
+pads! { 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 }
 
 stencil!("ja", |_s| Next::Jump);
 

@@ -14,7 +14,7 @@
 //! stencil (the region table's full check, then the access or the trap) and a jump back; a
 //! back edge out of fuel branches to a stub that reports the trap.
 
-use tessera_jit::{Emitter, Family, Holes, Label, PairFamily, Patcher, StencilId};
+use tessera_jit::{Emitter, Family, Holes, Isa, Label, PairFamily, Patcher, StencilId};
 use tessera_stencils::abi::FRAME_SIZE;
 use tessera_stencils::ids;
 
@@ -527,6 +527,17 @@ pub(crate) fn lower<P: Patcher, O: Observer>(
     let mut tracker = Tracker::new(&facts, hints);
     let mut stubs = Stubs { words: stub_words, count: 0 };
     for (pc, insn) in program.iter() {
+        if P::ISA == Isa::X86_64 && tracker.is_loop_head(pc) {
+            // Loops start on a 16-byte boundary: their speed then does not depend on where the
+            // code before them happened to end (up to 15 bytes of NOPs, run once on entry).
+            let mut pad = (emitter.address().wrapping_neg() % LOOP_ALIGN) as u8;
+            let out = &mut Ops { emitter, observer, pc, cold: false };
+            while pad > 0 {
+                let n = pad.min(15);
+                out.push(out.variant(ids::PAD, n)?, Holes::NONE)?;
+                pad -= n;
+            }
+        }
         emitter.bind(insn_label(pc))?;
         tracker.enter(program, pc);
         let out = &mut Ops { emitter, observer, pc, cold: false };
@@ -552,6 +563,9 @@ pub(crate) fn lower<P: Patcher, O: Observer>(
     }
     Ok(())
 }
+
+/// The alignment of loop heads in x86-64 code.
+const LOOP_ALIGN: u64 = 16;
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]

@@ -74,10 +74,10 @@ impl Pointer {
 }
 
 /// Scratch words the analysis needs for a program of `len` slots: a bitmap of jump targets,
-/// one of function starts, the registers each 64-slot chunk writes, and 16 bits per slot
-/// for the guesses call sites pass to the function starting there.
+/// one of function starts, the registers each 64-slot chunk writes, a bitmap of loop heads,
+/// and 16 bits per slot for the guesses call sites pass to the function starting there.
 pub(crate) const fn words_needed(len: usize) -> usize {
-    3 * len.div_ceil(64) + len.div_ceil(4)
+    4 * len.div_ceil(64) + len.div_ceil(4)
 }
 
 /// Facts about the whole program, in caller scratch.
@@ -85,6 +85,8 @@ pub(crate) struct Facts<'s> {
     /// Jump targets and function starts: where [`Tracker::enter`] has work to do.
     boundaries: &'s [u64],
     starts: &'s [u64],
+    /// Targets of backward jumps.
+    loop_heads: &'s [u64],
     /// Per 64-slot chunk, the registers its instructions write (a [`writes`] mask).
     chunk_writes: &'s [u64],
     /// Whether a local call targets pc 0 (r1 is then not always the context there).
@@ -132,12 +134,13 @@ impl<'s> Facts<'s> {
     /// Every slot is looked at, `lddw` second slots included: their opcode (0) is no jump.
     pub(crate) fn of(program: &Program, words: &'s mut [u64]) -> Option<(Facts<'s>, &'s mut [u64])> {
         let n = program.len().div_ceil(64);
-        let (words, hints) = words.split_at_mut_checked(3 * n)?;
+        let (words, hints) = words.split_at_mut_checked(4 * n)?;
         let hints = hints.get_mut(..program.len().div_ceil(4))?;
         hints.fill(0);
         words.fill(0);
         let (boundaries, rest) = words.split_at_mut(n);
-        let (starts, chunk_writes) = rest.split_at_mut(n);
+        let (starts, rest) = rest.split_at_mut(n);
+        let (loop_heads, chunk_writes) = rest.split_at_mut(n);
         set_bit(starts, 0);
         set_bit(boundaries, 0);
         let (mut entry_called, mut zero_targeted) = (false, false);
@@ -172,6 +175,9 @@ impl<'s> Facts<'s> {
                 };
                 let target = ((chunk_index * 64 + i) as i64 + delta + 1) as usize;
                 set_bit(boundaries, target);
+                if delta < 0 && flow != Flow::Call {
+                    set_bit(loop_heads, target);
+                }
                 zero_targeted |= target == 0;
                 if flow == Flow::Call {
                     set_bit(starts, target);
@@ -180,7 +186,7 @@ impl<'s> Facts<'s> {
             }
             *chunk_written = written as u64;
         }
-        Some((Facts { boundaries, starts, chunk_writes, entry_called, zero_targeted }, hints))
+        Some((Facts { boundaries, starts, loop_heads, chunk_writes, entry_called, zero_targeted }, hints))
     }
 
     fn is_function_start(&self, pc: usize) -> bool {
@@ -322,6 +328,12 @@ impl<'f> Tracker<'f> {
             in_entry_block: false,
             kept: [Pointer::Unknown; 11],
         }
+    }
+
+    /// Whether a backward jump lands on `pc`.
+    #[inline(always)]
+    pub(crate) fn is_loop_head(&self, pc: usize) -> bool {
+        bit(self.facts.loop_heads, pc)
     }
 
     /// What `r` holds before the instruction at `pc` (call [`Tracker::enter`] first).
