@@ -153,7 +153,7 @@ pub fn emit_observed<'m, O: Observer>(
                     // Past the limit the program is too large, whatever room is left.
                     let capped = out.len() > limit;
                     let end = out.len().min(limit);
-                    let out = &mut out[..end];
+                    let out = out.get_mut(..end).unwrap_or_default();
                     let mut emit = || {
                         let mut emitter = Emitter::<P>::new(table, out, base, tessera_jit::Scratch { labels, fixups })?;
                         lower::lower(program, helpers, &mut emitter, words, observer)?;
@@ -425,7 +425,7 @@ unsafe fn run_compiled(
     let frames = (stack_len / FRAME_SIZE).saturating_sub(1);
     let max_depth = (config.max_call_depth.min(MAX_CALL_DEPTH) as u64).min(frames);
     ctx.fuel_complement = !config.fuel;
-    ctx.frame_host = ctx.regions[region::STACK as usize].host.wrapping_add(stack_len);
+    ctx.frame_host = ctx.regions.get(region::STACK as usize).map_or(0, |r| r.host).wrapping_add(stack_len);
     ctx.frame_floor = ctx.frame_host.wrapping_sub(max_depth * FRAME_SIZE);
     ctx.trap = trap::NONE;
     ctx.spill = [0; 11];

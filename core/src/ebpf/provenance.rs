@@ -24,6 +24,7 @@
 use super::bits::{bit, next_set_bit, set_bit};
 use super::insn::{FRAME_POINTER, Insn, atomic, class, jmp, mem, op, pseudo};
 use super::program::Program;
+use super::tables::ByteTable;
 use tessera_stencils::abi::FRAME_SIZE;
 
 /// What a register is known (or guessed) to hold.
@@ -107,7 +108,9 @@ enum Flow {
     Call,
 }
 
-static FLOW: [Flow; 256] = {
+// Built at compile time: an index out of bounds would fail the build, not a run.
+#[allow(clippy::indexing_slicing)]
+static FLOW: ByteTable<Flow> = ByteTable({
     let mut flow = [Flow::None; 256];
     let mut opcode = 0;
     while opcode < 256 {
@@ -125,7 +128,7 @@ static FLOW: [Flow; 256] = {
         opcode += 1;
     }
     flow
-};
+});
 
 impl<'s> Facts<'s> {
     /// Marks every jump target and function start of `program` (validated: targets are in
@@ -147,10 +150,10 @@ impl<'s> Facts<'s> {
         let chunks = program.bytes().chunks(64 * Insn::SIZE);
         for ((chunk_index, chunk), chunk_written) in chunks.enumerate().zip(chunk_writes.iter_mut()) {
             let mut written = 0u16;
-            for (i, slot) in chunk.chunks_exact(Insn::SIZE).enumerate() {
+            for (i, slot) in chunk.as_chunks::<{ Insn::SIZE }>().0.iter().enumerate() {
                 let (opcode, regs) = (slot[0], slot[1]);
                 // Most instructions write their `dst` and move no control: one table lookup.
-                match EFFECT[opcode as usize] {
+                match EFFECT[opcode] {
                     Effect::None | Effect::Store => continue,
                     Effect::Dst
                     | Effect::Load64
@@ -164,7 +167,7 @@ impl<'s> Facts<'s> {
                     }
                     Effect::Jump | Effect::Call | Effect::Atomic => written |= slot_writes(opcode, regs, slot),
                 }
-                let flow = FLOW[opcode as usize];
+                let flow = FLOW[opcode];
                 let off = i16::from_le_bytes([slot[2], slot[3]]) as i64;
                 let imm = i32::from_le_bytes([slot[4], slot[5], slot[6], slot[7]]) as i64;
                 let delta = match flow {
@@ -226,7 +229,9 @@ enum Effect {
     Atomic,
 }
 
-static EFFECT: [Effect; 256] = {
+// Built at compile time: an index out of bounds would fail the build, not a run.
+#[allow(clippy::indexing_slicing)]
+static EFFECT: ByteTable<Effect> = ByteTable({
     let mut effect = [Effect::None; 256];
     let mut opcode = 1;
     // Opcode 0 is no instruction: only the second slot of `lddw` has it.
@@ -255,12 +260,12 @@ static EFFECT: [Effect; 256] = {
         opcode += 1;
     }
     effect
-};
+});
 
 /// The registers an instruction writes, as a bit mask (bit k = rk).
 fn writes(insn: &Insn) -> u16 {
     const ARGS: u16 = 0b11_1111; // r0..r5: a call's result and its clobbered arguments
-    match EFFECT[insn.opcode as usize] {
+    match EFFECT[insn.opcode] {
         Effect::None | Effect::Jump | Effect::Store => 0,
         Effect::Dst
         | Effect::Load64
@@ -280,8 +285,8 @@ fn writes(insn: &Insn) -> u16 {
 
 /// [`writes`] of a raw slot (`lddw` second slots, opcode 0, write nothing).
 #[inline(always)]
-fn slot_writes(opcode: u8, regs: u8, slot: &[u8]) -> u16 {
-    match EFFECT[opcode as usize] {
+fn slot_writes(opcode: u8, regs: u8, slot: &[u8; Insn::SIZE]) -> u16 {
+    match EFFECT[opcode] {
         Effect::None | Effect::Jump | Effect::Store => 0,
         Effect::Dst
         | Effect::Load64
@@ -296,6 +301,9 @@ fn slot_writes(opcode: u8, regs: u8, slot: &[u8]) -> u16 {
         }
     }
 }
+
+// The register arrays below are r0..r10: their last element is the frame pointer.
+const _: () = assert!(FRAME_POINTER == 10);
 
 /// The tracker the lowering consults and updates as it walks the program in order.
 pub(crate) struct Tracker<'f> {
@@ -355,13 +363,15 @@ impl<'f> Tracker<'f> {
         if self.facts.is_function_start(pc) {
             self.regs = [Pointer::Unknown; 11];
             let hint = self.hint(pc);
-            for r in 1..=5 {
-                self.regs[r] = Pointer::from_hint_code(hint >> (2 * r) & 3);
+            let [_, args @ .., _, _, _, _, _] = &mut self.regs;
+            for (r, reg) in (1..).zip(args.iter_mut()) {
+                *reg = Pointer::from_hint_code(hint >> (2 * r) & 3);
             }
+            let [_, r1, .., r10] = &mut self.regs;
             if pc == 0 && !self.facts.entry_called {
-                self.regs[1] = Pointer::Context(0);
+                *r1 = Pointer::Context(0);
             }
-            self.regs[FRAME_POINTER as usize] = Pointer::Frame(0);
+            *r10 = Pointer::Frame(0);
             self.frame_slots = 0;
             self.invariant = self.invariant_after_entry_block(program, pc);
             self.in_entry_block = true;
@@ -370,8 +380,8 @@ impl<'f> Tracker<'f> {
             self.end_entry_block();
             // Facts hold only in invariant registers; the others keep their guesses (from
             // the instruction before in program order, which may not even lead here).
-            for r in 0..11 {
-                self.regs[r] = if self.invariant >> r & 1 != 0 { self.kept[r] } else { self.regs[r].guess() };
+            for (r, (reg, kept)) in self.regs.iter_mut().zip(self.kept).enumerate() {
+                *reg = if self.invariant >> r & 1 != 0 { kept } else { reg.guess() };
             }
         }
     }
@@ -387,8 +397,8 @@ impl<'f> Tracker<'f> {
     fn record_call(&mut self, target: usize) {
         let old = self.hint(target);
         let mut new = 0u16;
-        for r in 1..=5 {
-            let (was, now) = (old >> (2 * r) & 3, self.regs[r].hint_code());
+        for (r, reg) in self.regs.iter().enumerate().take(6).skip(1) {
+            let (was, now) = (old >> (2 * r) & 3, reg.hint_code());
             let joined = if was == 0 || was == now { now } else { 3 };
             new |= joined << (2 * r);
         }
@@ -402,7 +412,7 @@ impl<'f> Tracker<'f> {
     #[inline(always)]
     pub(crate) fn after(&mut self, pc: usize, insn: &Insn) {
         let dst = (insn.dst & 0xf) as usize;
-        let new = match EFFECT[insn.opcode as usize] {
+        let new = match EFFECT[insn.opcode] {
             Effect::None => return,
             Effect::Store => return self.spill(insn),
             Effect::Jump => return self.end_entry_block(),
@@ -496,13 +506,11 @@ impl<'f> Tracker<'f> {
     #[inline(never)]
     fn keep_invariant(&mut self) {
         self.in_entry_block = false;
-        self.kept = [Pointer::Unknown; 11];
-        for r in 0..11 {
-            if self.invariant >> r & 1 != 0 {
-                self.kept[r] = self.regs[r];
-            }
+        for (r, (kept, reg)) in self.kept.iter_mut().zip(self.regs).enumerate() {
+            *kept = if self.invariant >> r & 1 != 0 { reg } else { Pointer::Unknown };
         }
-        self.kept[FRAME_POINTER as usize] = Pointer::Frame(0);
+        let [.., r10] = &mut self.kept;
+        *r10 = Pointer::Frame(0);
     }
 
     /// The registers not written after the entry block of the function starting at `start`:
@@ -515,14 +523,14 @@ impl<'f> Tracker<'f> {
         if !self.facts.is_target(start) {
             while let Some(insn) = program.get(pc).filter(|_| pc < end) {
                 pc += if insn.opcode == op::LDDW { 2 } else { 1 };
-                if EFFECT[insn.opcode as usize] == Effect::Jump || self.facts.is_target(pc) {
+                if EFFECT[insn.opcode] == Effect::Jump || self.facts.is_target(pc) {
                     break;
                 }
             }
         }
         // Registers written in [pc, end): single slots up to a chunk boundary, whole chunks,
         // then single slots again.
-        let slots = program.bytes().chunks_exact(Insn::SIZE);
+        let slots = program.bytes().as_chunks::<{ Insn::SIZE }>().0.iter();
         let single = |from: usize, to: usize| {
             slots.clone().take(to).skip(from).fold(0u16, |w, slot| w | slot_writes(slot[0], slot[1], slot))
         };
@@ -645,7 +653,7 @@ mod tests {
             if !in_entry {
                 written |= writes(&insn);
             }
-            if in_entry && EFFECT[insn.opcode as usize] == Effect::Jump {
+            if in_entry && EFFECT[insn.opcode] == Effect::Jump {
                 in_entry = false;
             }
             pc += if insn.opcode == op::LDDW { 2 } else { 1 };
