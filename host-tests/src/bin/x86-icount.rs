@@ -14,9 +14,19 @@ use tessera_host_tests::qemu_bench;
 /// The stack of a run: the entry frame and 8 levels of local calls.
 const STACK: usize = tessera::ebpf::STACK_SIZE;
 
-/// Runs `runs` times on fresh copies of `memory` and a cleared stack, as the bare-metal
-/// image does (there the copies are made outside the counted window; here they are counted,
-/// so they are made before the runs).
+/// Runs once per context and stack (fresh copies of the bench's memory and a cleared stack,
+/// as the bare-metal image does; there the copies are made outside the counted window, here
+/// before the runs).
+#[inline(always)]
+fn run_each(vm: &mut Vm, mode: Mode, contexts: &mut [Vec<u8>], stacks: &mut [Vec<u8>]) -> Vec<Result<u64, String>> {
+    contexts
+        .iter_mut()
+        .zip(stacks.iter_mut())
+        .map(|(context, stack)| vm.run(mode, &mut Memory::new(stack, context, &mut [])).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// [`run_each`], in the one function callgrind counts.
 #[inline(never)]
 fn measured_runs(
     vm: &mut Vm,
@@ -24,26 +34,7 @@ fn measured_runs(
     contexts: &mut [Vec<u8>],
     stacks: &mut [Vec<u8>],
 ) -> Vec<Result<u64, String>> {
-    let mut results = Vec::with_capacity(contexts.len());
-    for (context, stack) in contexts.iter_mut().zip(stacks.iter_mut()) {
-        let mut memory = Memory::new(stack, context, &mut []);
-        results.push(vm.run(mode, &mut memory).map_err(|e| e.to_string()));
-    }
-    results
-}
-
-/// [`measured_runs`] outside the counted function.
-fn warm_up_runs(
-    vm: &mut Vm,
-    mode: Mode,
-    mut contexts: Vec<Vec<u8>>,
-    mut stacks: Vec<Vec<u8>>,
-) -> Vec<Result<u64, String>> {
-    contexts
-        .iter_mut()
-        .zip(stacks.iter_mut())
-        .map(|(context, stack)| vm.run(mode, &mut Memory::new(stack, context, &mut [])).map_err(|e| e.to_string()))
-        .collect()
+    run_each(vm, mode, contexts, stacks)
 }
 
 fn main() -> ExitCode {
@@ -107,8 +98,8 @@ fn main() -> ExitCode {
     };
     // A first run outside the count: the JIT compiles and the fast interpreter decodes then.
     let (mut contexts, mut stacks) = (vec![bench.memory.clone(); runs + 1], vec![vec![0u8; STACK]; runs + 1]);
-    let (first_context, first_stack) = (contexts.split_off(runs), stacks.split_off(runs));
-    let warm_up = warm_up_runs(&mut vm, mode, first_context, first_stack);
+    let (mut first_context, mut first_stack) = (contexts.split_off(runs), stacks.split_off(runs));
+    let warm_up = run_each(&mut vm, mode, &mut first_context, &mut first_stack);
     for (i, result) in warm_up.into_iter().chain(measured_runs(&mut vm, mode, &mut contexts, &mut stacks)).enumerate() {
         if result != Ok(reference) {
             eprintln!("x86-icount: {name}: run {i} gives {result:?}, the interpreter {reference:#x}");
